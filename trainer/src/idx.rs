@@ -1,0 +1,389 @@
+//! Reading MNIST-style datasets from IDX files, gzip-compressed or raw.
+//!
+//! IDX layout: a big-endian u32 magic (`0x0000`, the element type, the number of dimensions), one
+//! big-endian u32 per dimension, then the elements row-major. Only unsigned bytes (type `0x08`) are
+//! accepted. Whether a file is gzip is decided by its first two bytes, never by its name.
+//!
+//! Nothing here trusts a header: the size it claims is checked against the data actually present
+//! before anything of that size is allocated, so a header claiming 4 billion images costs nothing.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use flate2::read::GzDecoder;
+use sha2::{Digest, Sha256};
+
+/// Image side in pixels.
+pub const SIDE: usize = 28;
+/// Pixels per image.
+pub const PIXELS: usize = SIDE * SIDE;
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const TYPE_U8: u8 = 0x08;
+
+/// What is wrong with one dataset file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdxError {
+    /// None of the accepted names exists.
+    #[error("missing (looked for {0})")]
+    Missing(String),
+    /// The operating system refused the read.
+    #[error("cannot read: {0}")]
+    Io(#[from] io::Error),
+    /// The first bytes are neither the gzip magic nor an IDX magic.
+    #[error("neither gzip nor IDX (starts with {0:02x?})")]
+    NotIdx(Vec<u8>),
+    /// A gzip stream that cannot be decompressed.
+    #[error("corrupt gzip data: {0}")]
+    Gzip(io::Error),
+    /// An IDX magic for another kind of file (e.g. a labels file where images were expected).
+    #[error("wrong IDX magic {found:#010x}, expected {expected:#010x}")]
+    BadMagic {
+        /// The magic this file should have.
+        expected: u32,
+        /// The magic it has.
+        found: u32,
+    },
+    /// Elements that are not unsigned bytes.
+    #[error("element type {0:#04x} is not unsigned byte (0x08)")]
+    ElementType(u8),
+    /// Fewer bytes than the header (or the header's dimensions) require.
+    #[error("truncated: needs {needed} bytes, has {got}")]
+    Truncated {
+        /// Bytes the header says the file holds (header included).
+        needed: u64,
+        /// Bytes actually present.
+        got: u64,
+    },
+    /// More bytes than the header accounts for.
+    #[error("{extra} bytes after the data the header describes")]
+    TrailingData {
+        /// The surplus.
+        extra: u64,
+    },
+    /// The images and labels files hold different numbers of items.
+    #[error("{labels} labels for {images} images")]
+    CountMismatch {
+        /// Images in the images file.
+        images: usize,
+        /// Labels in the labels file.
+        labels: usize,
+    },
+    /// Images of another size than 28 × 28.
+    #[error("images are {rows}×{cols}, expected 28×28")]
+    ImageSize {
+        /// Rows per image in the header.
+        rows: u32,
+        /// Columns per image in the header.
+        cols: u32,
+    },
+    /// A label outside 0–9.
+    #[error("label {value} at index {index} is not a digit 0-9")]
+    Label {
+        /// Position in the labels file.
+        index: usize,
+        /// The offending label.
+        value: u8,
+    },
+    /// The file's SHA-256 differs from the one listed in `SHA256SUMS`.
+    #[error("checksum mismatch: SHA256SUMS lists {expected}, the file hashes to {actual}")]
+    Checksum {
+        /// Listed digest.
+        expected: String,
+        /// Computed digest.
+        actual: String,
+    },
+}
+
+/// An [`IdxError`] together with the file it concerns.
+#[derive(Debug)]
+pub struct DataError {
+    /// The file (or, for a missing file, the name looked for).
+    pub path: PathBuf,
+    /// What is wrong.
+    pub kind: IdxError,
+}
+
+impl fmt::Display for DataError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.kind)
+    }
+}
+
+impl std::error::Error for DataError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.kind)
+    }
+}
+
+/// Images and their labels, `images.len() == labels.len() * PIXELS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dataset {
+    /// Row-major u8 pixels, one image after another, 0 = background.
+    pub images: Vec<u8>,
+    /// Digits 0–9.
+    pub labels: Vec<u8>,
+}
+
+impl Dataset {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The pixels of image `i`.
+    pub fn image(&self, i: usize) -> &[u8] {
+        &self.images[i * PIXELS..(i + 1) * PIXELS]
+    }
+
+    /// The first `n` images (all of them if there are fewer).
+    pub fn head(&self, n: usize) -> Dataset {
+        let n = n.min(self.len());
+        Dataset {
+            images: self.images[..n * PIXELS].to_vec(),
+            labels: self.labels[..n].to_vec(),
+        }
+    }
+}
+
+/// The training and test sets of one folder.
+#[derive(Debug, Clone)]
+pub struct Mnist {
+    /// 60,000 images in MNIST.
+    pub train: Dataset,
+    /// 10,000 images in MNIST.
+    pub test: Dataset,
+}
+
+/// The standard base names; each may carry `.gz`.
+const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
+const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
+const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
+const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
+
+/// Loads the four standard files from `dir`, verifying them against `dir/SHA256SUMS` if present.
+pub fn load_mnist(dir: &Path) -> Result<Mnist, DataError> {
+    let sums = Checksums::read(dir)?;
+    Ok(Mnist {
+        train: load_pair(dir, TRAIN_IMAGES, TRAIN_LABELS, &sums)?,
+        test: load_pair(dir, TEST_IMAGES, TEST_LABELS, &sums)?,
+    })
+}
+
+fn load_pair(
+    dir: &Path,
+    images: &str,
+    labels: &str,
+    sums: &Checksums,
+) -> Result<Dataset, DataError> {
+    let (images_path, image_bytes) = read_file(dir, images, sums)?;
+    let (labels_path, label_bytes) = read_file(dir, labels, sums)?;
+    let at = |path: &Path| {
+        let path = path.to_path_buf();
+        move |kind| DataError { path, kind }
+    };
+    let images = parse_images(&image_bytes).map_err(at(&images_path))?;
+    let labels = parse_labels(&label_bytes).map_err(at(&labels_path))?;
+    let count = images.len() / PIXELS;
+    if count != labels.len() {
+        return Err(DataError {
+            path: labels_path,
+            kind: IdxError::CountMismatch {
+                images: count,
+                labels: labels.len(),
+            },
+        });
+    }
+    Ok(Dataset { images, labels })
+}
+
+/// Reads `dir/name`, or `dir/name.gz` if that is what exists, and checks its listed digest.
+fn read_file(dir: &Path, name: &str, sums: &Checksums) -> Result<(PathBuf, Vec<u8>), DataError> {
+    let gz = format!("{name}.gz");
+    let Some((file_name, path)) = [name, gz.as_str()]
+        .into_iter()
+        .map(|n| (n, dir.join(n)))
+        .find(|(_, p)| p.is_file())
+    else {
+        return Err(DataError {
+            path: dir.join(name),
+            kind: IdxError::Missing(format!("{name} or {gz}")),
+        });
+    };
+    let bytes = std::fs::read(&path).map_err(|e| DataError {
+        path: path.clone(),
+        kind: IdxError::Io(e),
+    })?;
+    if let Err(kind) = sums.verify(file_name, &bytes) {
+        return Err(DataError { path, kind });
+    }
+    Ok((path, bytes))
+}
+
+/// Parses an images file: `n × 28 × 28` unsigned bytes.
+pub fn parse_images(bytes: &[u8]) -> Result<Vec<u8>, IdxError> {
+    let (dims, data) = parse_idx(bytes, 3)?;
+    if dims[1] as usize != SIDE || dims[2] as usize != SIDE {
+        return Err(IdxError::ImageSize {
+            rows: dims[1],
+            cols: dims[2],
+        });
+    }
+    Ok(data)
+}
+
+/// Parses a labels file: `n` digits 0–9.
+pub fn parse_labels(bytes: &[u8]) -> Result<Vec<u8>, IdxError> {
+    let (_, data) = parse_idx(bytes, 1)?;
+    if let Some((index, &value)) = data.iter().enumerate().find(|(_, v)| **v > 9) {
+        return Err(IdxError::Label { index, value });
+    }
+    Ok(data)
+}
+
+/// Parses one IDX file of unsigned bytes with `ndim` dimensions, decompressing gzip first.
+fn parse_idx(bytes: &[u8], ndim: u8) -> Result<(Vec<u32>, Vec<u8>), IdxError> {
+    if bytes.starts_with(&GZIP_MAGIC) {
+        read_idx(GzDecoder::new(bytes), ndim).map_err(|e| match e {
+            IdxError::Io(io) => IdxError::Gzip(io),
+            other => other,
+        })
+    } else {
+        read_idx(bytes, ndim)
+    }
+}
+
+fn read_idx(mut src: impl Read, ndim: u8) -> Result<(Vec<u32>, Vec<u8>), IdxError> {
+    let mut magic = [0u8; 4];
+    let got = read_up_to(&mut src, &mut magic)?;
+    if got < magic.len() {
+        return Err(if magic[..got.min(2)].iter().all(|&b| b == 0) {
+            IdxError::Truncated {
+                needed: 4,
+                got: got as u64,
+            }
+        } else {
+            IdxError::NotIdx(magic[..got].to_vec())
+        });
+    }
+    if magic[0] != 0 || magic[1] != 0 {
+        return Err(IdxError::NotIdx(magic.to_vec()));
+    }
+    if magic[2] != TYPE_U8 {
+        return Err(IdxError::ElementType(magic[2]));
+    }
+    let expected = u32::from_be_bytes([0, 0, TYPE_U8, ndim]);
+    let found = u32::from_be_bytes(magic);
+    if found != expected {
+        return Err(IdxError::BadMagic { expected, found });
+    }
+
+    let header_len = 4 + 4 * u64::from(ndim);
+    let mut dim_bytes = vec![0u8; 4 * usize::from(ndim)];
+    let got = read_up_to(&mut src, &mut dim_bytes)?;
+    if got < dim_bytes.len() {
+        return Err(IdxError::Truncated {
+            needed: header_len,
+            got: 4 + got as u64,
+        });
+    }
+    let dims: Vec<u32> = dim_bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    // u64 cannot overflow for three u32 factors' worth of realistic files; saturate for the rest.
+    let claimed = dims
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(u64::from(d)))
+        .unwrap_or(u64::MAX);
+
+    // Read at most one byte more than claimed: the buffer grows with the data actually present,
+    // never with what the header says.
+    let mut data = Vec::new();
+    (&mut src)
+        .take(claimed.saturating_add(1))
+        .read_to_end(&mut data)?;
+    let got = data.len() as u64;
+    if got < claimed {
+        return Err(IdxError::Truncated {
+            needed: header_len.saturating_add(claimed),
+            got: header_len + got,
+        });
+    }
+    if got > claimed {
+        // Count the rest without keeping it.
+        let rest = io::copy(&mut src, &mut io::sink())?;
+        return Err(IdxError::TrailingData {
+            extra: got - claimed + rest,
+        });
+    }
+    Ok((dims, data))
+}
+
+/// `read_exact` that reports how much it got instead of failing on a short source.
+fn read_up_to(src: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match src.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// The digests listed in a folder's `SHA256SUMS` (`<hex>  <file name>` per line), if it has one.
+#[derive(Debug, Default)]
+struct Checksums(Vec<(String, String)>);
+
+impl Checksums {
+    fn read(dir: &Path) -> Result<Self, DataError> {
+        let path = dir.join("SHA256SUMS");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => {
+                return Err(DataError {
+                    path,
+                    kind: IdxError::Io(e),
+                });
+            }
+        };
+        let entries = text
+            .lines()
+            .filter_map(|line| {
+                let (hex, name) = line.trim().split_once(char::is_whitespace)?;
+                let name = name.trim_start().trim_start_matches('*');
+                Some((name.to_owned(), hex.to_ascii_lowercase()))
+            })
+            .collect();
+        Ok(Self(entries))
+    }
+
+    fn verify(&self, file_name: &str, bytes: &[u8]) -> Result<(), IdxError> {
+        let Some((_, expected)) = self.0.iter().find(|(name, _)| name == file_name) else {
+            return Ok(());
+        };
+        let actual: String = Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if &actual == expected {
+            Ok(())
+        } else {
+            Err(IdxError::Checksum {
+                expected: expected.clone(),
+                actual,
+            })
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Host-side training of the Keras-tutorial MNIST MLP (784 → 512 ReLU → 10 softmax) with nalgebra.
+//!
+//! - [`idx`] reads MNIST-style IDX datasets (gzip or raw) and rejects bad files with clear errors;
+//! - [`kernels`] holds the vectorized inner loops;
+//! - [`sparse`] multiplies the mostly-zero images with the first layer;
+//! - [`mlp`] holds the network, its backprop and RMSprop;
+//! - [`train`] runs the epochs and evaluates;
+//! - [`output`] writes the weights and the JSON report, atomically.
+
+pub mod idx;
+pub mod kernels;
+pub mod mlp;
+pub mod output;
+pub mod sparse;
+pub mod train;

@@ -1,0 +1,121 @@
+//! The training loop: shuffled mini-batches, backprop, RMSprop; and evaluation on a dataset.
+
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::idx::{Dataset, PIXELS};
+use crate::mlp::{BatchStats, Mlp, RmsProp};
+use crate::sparse::{SparseBatch, SparseRows};
+
+/// The recipe. [`Default`] is the Keras tutorial's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Images per gradient step; the last batch of an epoch may be smaller.
+    pub batch_size: usize,
+    /// RMSprop step size.
+    pub learning_rate: f32,
+    /// Seeds the initial weights and every epoch's shuffle.
+    pub seed: u64,
+    /// Hidden units.
+    pub hidden: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 5,
+            batch_size: 128,
+            learning_rate: 1e-3,
+            seed: 42,
+            hidden: infer_core::HIDDEN,
+        }
+    }
+}
+
+/// One epoch's figures, as Keras prints them: running means over the epoch's batches.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct EpochStats {
+    /// 1-based.
+    pub epoch: usize,
+    /// Mean training cross-entropy.
+    pub loss: f64,
+    /// Training accuracy, 0–1.
+    pub accuracy: f64,
+    /// Wall time of the epoch.
+    pub seconds: f64,
+}
+
+/// The images of a dataset as network inputs: pixels scaled to 0–1, as Keras's `x / 255`, with
+/// only the non-zero ones kept.
+pub fn network_inputs(data: &Dataset) -> SparseRows {
+    SparseRows::from_dense_parallel(PIXELS, &data.images, |p| f32::from(p) / 255.0)
+}
+
+/// Trains a fresh network on `data`, calling `on_epoch` after each epoch.
+pub fn fit(
+    data: &Dataset,
+    config: &TrainConfig,
+    mut on_epoch: impl FnMut(&EpochStats),
+) -> (Mlp, Vec<EpochStats>) {
+    let inputs = network_inputs(data);
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let mut net = Mlp::glorot(PIXELS, config.hidden, infer_core::CLASSES, &mut rng);
+    let mut optimizer = RmsProp::new(config.learning_rate, &net);
+    let mut grads = net.zeros_like();
+    let mut order: Vec<usize> = (0..data.len()).collect();
+    let mut labels = Vec::with_capacity(config.batch_size);
+    let mut history = Vec::with_capacity(config.epochs);
+
+    for epoch in 1..=config.epochs {
+        let start = Instant::now();
+        order.shuffle(&mut rng);
+        let mut stats = BatchStats::default();
+        for indices in order.chunks(config.batch_size.max(1)) {
+            let x = SparseBatch::new(inputs.gather(indices));
+            labels.clear();
+            labels.extend(indices.iter().map(|&i| data.labels[i]));
+            stats.add(net.backprop(&x, &labels, &mut grads));
+            optimizer.step(&mut net, &grads);
+        }
+        let epoch_stats = EpochStats {
+            epoch,
+            loss: stats.loss(),
+            accuracy: stats.accuracy(),
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        on_epoch(&epoch_stats);
+        history.push(epoch_stats);
+    }
+    (net, history)
+}
+
+/// Loss, accuracy and every image's predicted class.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// Mean cross-entropy and accuracy.
+    pub stats: BatchStats,
+    /// Arg-max class per image.
+    pub predictions: Vec<u8>,
+}
+
+/// Evaluates `net` on every image of `data`.
+pub fn evaluate(net: &Mlp, data: &Dataset) -> Evaluation {
+    const CHUNK: usize = 1000;
+    let mut stats = BatchStats::default();
+    let mut predictions = Vec::with_capacity(data.len());
+    let inputs = network_inputs(data);
+    let all: Vec<usize> = (0..data.len()).collect();
+    for chunk in all.chunks(CHUNK) {
+        let mut logits = net.forward(&SparseBatch::new(inputs.gather(chunk)));
+        predictions.extend(logits.column_iter().map(|z| z.argmax().0 as u8));
+        let labels: Vec<u8> = chunk.iter().map(|&i| data.labels[i]).collect();
+        stats.add(crate::mlp::softmax_cross_entropy(&mut logits, &labels));
+    }
+    Evaluation { stats, predictions }
+}

@@ -1,0 +1,232 @@
+//! The IDX reader on every kind of bad input: each gives its own error, naming the file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use trainer::idx::{IdxError, load_mnist, parse_images, parse_labels};
+
+fn idx(magic: u32, dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut bytes = magic.to_be_bytes().to_vec();
+    for d in dims {
+        bytes.extend_from_slice(&d.to_be_bytes());
+    }
+    bytes.extend_from_slice(data);
+    bytes
+}
+
+fn images(n: u32) -> Vec<u8> {
+    idx(0x803, &[n, 28, 28], &vec![7; n as usize * 784])
+}
+
+fn labels(values: &[u8]) -> Vec<u8> {
+    idx(0x801, &[values.len() as u32], values)
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// A folder with a valid two-image train set and one-image test set, raw IDX.
+fn valid_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("idx-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    write(&dir, "train-images-idx3-ubyte", &images(2));
+    write(&dir, "train-labels-idx1-ubyte", &labels(&[3, 9]));
+    write(&dir, "t10k-images-idx3-ubyte", &images(1));
+    write(&dir, "t10k-labels-idx1-ubyte", &labels(&[0]));
+    dir
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) {
+    std::fs::write(dir.join(name), bytes).unwrap();
+}
+
+#[test]
+fn raw_and_gzip_are_told_apart_by_content_not_name() {
+    let raw = images(2);
+    assert_eq!(parse_images(&raw).unwrap(), vec![7; 2 * 784]);
+    assert_eq!(parse_images(&gzip(&raw)).unwrap(), vec![7; 2 * 784]);
+
+    // A gzip file without `.gz` and a raw file with it both load.
+    let dir = valid_dir("names");
+    write(&dir, "t10k-images-idx3-ubyte", &gzip(&images(1)));
+    std::fs::rename(
+        dir.join("train-labels-idx1-ubyte"),
+        dir.join("train-labels-idx1-ubyte.gz"),
+    )
+    .unwrap();
+    let mnist = load_mnist(&dir).unwrap();
+    assert_eq!(mnist.train.labels, vec![3, 9]);
+    assert_eq!(mnist.test.len(), 1);
+}
+
+#[test]
+fn missing_file_names_what_was_looked_for() {
+    let dir = valid_dir("missing");
+    std::fs::remove_file(dir.join("t10k-labels-idx1-ubyte")).unwrap();
+    let err = load_mnist(&dir).unwrap_err();
+    assert!(matches!(err.kind, IdxError::Missing(_)), "{err}");
+    assert!(err.to_string().contains("t10k-labels-idx1-ubyte"), "{err}");
+}
+
+#[test]
+fn neither_gzip_nor_idx() {
+    let err = parse_images(b"hello, world").unwrap_err();
+    assert!(matches!(err, IdxError::NotIdx(_)), "{err}");
+    let err = parse_images(b"PK").unwrap_err();
+    assert!(matches!(err, IdxError::NotIdx(_)), "{err}");
+}
+
+#[test]
+fn corrupt_gzip() {
+    let mut bytes = gzip(&images(3));
+    let n = bytes.len();
+    bytes.truncate(n / 2);
+    let err = parse_images(&bytes).unwrap_err();
+    assert!(matches!(err, IdxError::Gzip(_)), "{err}");
+}
+
+#[test]
+fn wrong_magic_for_the_kind_of_file() {
+    let err = parse_images(&labels(&[1, 2])).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            IdxError::BadMagic {
+                expected: 0x803,
+                found: 0x801
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_element_type() {
+    let err = parse_labels(&idx(0x0d01, &[1], &[0, 0, 0, 0])).unwrap_err();
+    assert!(matches!(err, IdxError::ElementType(0x0d)), "{err}");
+}
+
+#[test]
+fn truncated_header_and_data() {
+    for len in [0, 3, 4, 9, 15] {
+        let err = parse_images(&images(1)[..len]).unwrap_err();
+        assert!(
+            matches!(err, IdxError::Truncated { .. }),
+            "len {len}: {err}"
+        );
+    }
+    let full = images(2);
+    let err = parse_images(&full[..full.len() - 1]).unwrap_err();
+    assert!(
+        matches!(err, IdxError::Truncated { needed, got } if needed == full.len() as u64 && got == needed - 1),
+        "{err}"
+    );
+    let err = parse_images(&gzip(&full[..full.len() - 100])).unwrap_err();
+    assert!(matches!(err, IdxError::Truncated { .. }), "{err}");
+}
+
+#[test]
+fn a_header_claiming_billions_of_images_fails_without_allocating_them() {
+    // 4 billion × 784 bytes would be 3 TB: the reader must compare with what is there first.
+    let err = parse_images(&idx(0x803, &[u32::MAX, 28, 28], &[0; 64])).unwrap_err();
+    assert!(matches!(err, IdxError::Truncated { got: 80, .. }), "{err}");
+    let err = parse_images(&gzip(&idx(0x803, &[u32::MAX, u32::MAX, 28], &[0; 64]))).unwrap_err();
+    assert!(
+        matches!(err, IdxError::Truncated { .. } | IdxError::ImageSize { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn trailing_bytes() {
+    let mut bytes = labels(&[1, 2]);
+    bytes.extend_from_slice(&[0; 5]);
+    let err = parse_labels(&bytes).unwrap_err();
+    assert!(matches!(err, IdxError::TrailingData { extra: 5 }), "{err}");
+}
+
+#[test]
+fn images_not_28_by_28() {
+    let err = parse_images(&idx(0x803, &[1, 32, 32], &[0; 1024])).unwrap_err();
+    assert!(
+        matches!(err, IdxError::ImageSize { rows: 32, cols: 32 }),
+        "{err}"
+    );
+}
+
+#[test]
+fn label_above_nine() {
+    let err = parse_labels(&labels(&[1, 2, 10, 3])).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            IdxError::Label {
+                index: 2,
+                value: 10
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn image_and_label_counts_differ() {
+    let dir = valid_dir("count");
+    write(&dir, "train-labels-idx1-ubyte", &labels(&[1, 2, 3]));
+    let err = load_mnist(&dir).unwrap_err();
+    assert!(
+        matches!(
+            err.kind,
+            IdxError::CountMismatch {
+                images: 2,
+                labels: 3
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("train-labels-idx1-ubyte"), "{err}");
+}
+
+#[test]
+fn checksums_are_verified_when_listed() {
+    let dir = valid_dir("sums");
+    let good = "9f3c94b1c1e1fb10cd9c4c8a6d6f0b1a5b8b16f6d3a2c7a1e9e3b9b3c6a1d2e4";
+    write(
+        &dir,
+        "SHA256SUMS",
+        format!("{good}  t10k-labels-idx1-ubyte\n").as_bytes(),
+    );
+    let err = load_mnist(&dir).unwrap_err();
+    assert!(matches!(err.kind, IdxError::Checksum { .. }), "{err}");
+    assert!(err.to_string().contains("t10k-labels-idx1-ubyte"), "{err}");
+
+    // The right digest passes; files not listed are not checked.
+    let actual = {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(labels(&[0]));
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    write(
+        &dir,
+        "SHA256SUMS",
+        format!("{actual} *t10k-labels-idx1-ubyte\n").as_bytes(),
+    );
+    load_mnist(&dir).unwrap();
+}
+
+#[test]
+fn the_shipped_dataset_verifies_and_has_mnist_shape() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist");
+    let mnist = load_mnist(&dir).unwrap();
+    assert_eq!((mnist.train.len(), mnist.test.len()), (60_000, 10_000));
+    assert_eq!(&mnist.test.labels[..5], &[7, 2, 1, 0, 4]);
+}

@@ -1,0 +1,141 @@
+//! Backprop, the optimizer and the training loop, checked against arithmetic done another way.
+
+use std::path::Path;
+
+use nalgebra::{DMatrix, DVector};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use trainer::idx::{Dataset, load_mnist};
+use trainer::mlp::{Mlp, RmsProp};
+use trainer::sparse::{SparseBatch, SparseRows};
+use trainer::train::{TrainConfig, evaluate, fit};
+
+fn tiny_batch() -> (SparseBatch, Vec<u8>) {
+    // 3 images of 5 inputs, some exactly zero as in MNIST.
+    let images: [[f32; 5]; 3] = [
+        [0.9, 0.0, 0.3, 0.0, 1.0],
+        [0.0, 0.5, 0.0, 0.7, 0.2],
+        [0.4, 0.4, 0.0, 0.0, 0.0],
+    ];
+    let rows = SparseRows::from_dense(5, images.iter().map(|i| &i[..]), |v| v);
+    (SparseBatch::new(rows), vec![2, 0, 1])
+}
+
+fn mean_loss(net: &Mlp, x: &SparseBatch, labels: &[u8]) -> f64 {
+    let mut scratch = net.zeros_like();
+    net.backprop(x, labels, &mut scratch).loss()
+}
+
+#[test]
+fn backprop_matches_finite_differences() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    // 6 hidden units: not a multiple of any vector width, so the scalar tails run too.
+    let mut net = Mlp::glorot(5, 6, 3, &mut rng);
+    net.b1 = DVector::from_fn(6, |i, _| 0.05 * i as f32 + 0.1);
+    net.b2 = DVector::from_vec(vec![0.1, -0.2, 0.05]);
+    let (x, labels) = tiny_batch();
+    let mut grads = net.zeros_like();
+    net.backprop(&x, &labels, &mut grads);
+
+    let eps = 1e-3f32;
+    let mut checked = 0;
+    for t in 0..4 {
+        let len = net.tensors()[t].len();
+        for i in 0..len {
+            let mut plus = net.clone();
+            plus.tensors_mut()[t][i] += eps;
+            let mut minus = net.clone();
+            minus.tensors_mut()[t][i] -= eps;
+            let numeric = (mean_loss(&plus, &x, &labels) - mean_loss(&minus, &x, &labels))
+                / (2.0 * f64::from(eps));
+            let analytic = f64::from(grads.tensors()[t][i]);
+            assert!(
+                (numeric - analytic).abs() < 2e-3 * (1.0 + numeric.abs()),
+                "tensor {t} element {i}: numeric {numeric}, backprop {analytic}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 5 * 6 + 6 + 6 * 3 + 3);
+}
+
+#[test]
+fn rmsprop_steps_match_hand_computed_values() {
+    let one = |v: f32| DMatrix::from_element(1, 1, v);
+    let mut net = Mlp {
+        w1: one(1.0),
+        b1: DVector::from_element(1, -2.0),
+        w2: one(0.0),
+        b2: DVector::from_element(1, 0.5),
+    };
+    let mut optimizer = RmsProp::new(1e-3, &net);
+    let grads = |g: f32| Mlp {
+        w1: one(g),
+        b1: DVector::from_element(1, 0.0),
+        w2: one(-g),
+        b2: DVector::from_element(1, 2.0 * g),
+    };
+
+    // v = 0.1·0.25 = 0.025; w = 1 − 1e-3·0.5 / (√0.025 + 1e-7)
+    optimizer.step(&mut net, &grads(0.5));
+    assert_close(net.w1[0], 1.0 - 0.0005 / (0.025f64.sqrt() + 1e-7));
+    assert_close(net.b1[0], -2.0); // zero gradient: no move
+    assert_close(net.w2[0], 0.0005 / (0.025f64.sqrt() + 1e-7));
+    // v = 0.1·1 = 0.1; step = 1e-3·1 / √0.1
+    assert_close(net.b2[0], 0.5 - 0.001 / (0.1f64.sqrt() + 1e-7));
+
+    // Second step, gradient −1: v = 0.9·0.025 + 0.1·1 = 0.1225, √v = 0.35.
+    let before = f64::from(net.w1[0]);
+    optimizer.step(&mut net, &grads(-1.0));
+    assert_close(net.w1[0], before + 0.001 / (0.35 + 1e-7));
+}
+
+fn assert_close(actual: f32, expected: f64) {
+    assert!(
+        (f64::from(actual) - expected).abs() < 1e-6,
+        "{actual} != {expected}"
+    );
+}
+
+fn mnist() -> trainer::idx::Mnist {
+    load_mnist(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist")).unwrap()
+}
+
+fn small_config(seed: u64) -> TrainConfig {
+    TrainConfig {
+        epochs: 1,
+        seed,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn the_same_seed_gives_identical_weights() {
+    let data: Dataset = mnist().train.head(3000);
+    let (a, history_a) = fit(&data, &small_config(3), |_| {});
+    let (b, history_b) = fit(&data, &small_config(3), |_| {});
+    assert_eq!(a, b, "weights differ between two runs with one seed");
+    assert_eq!(history_a[0].loss, history_b[0].loss);
+    let (c, _) = fit(&data, &small_config(4), |_| {});
+    assert_ne!(a, c, "another seed should give other weights");
+}
+
+#[test]
+fn a_short_run_on_real_digits_learns() {
+    let mnist = mnist();
+    let config = TrainConfig {
+        epochs: 2,
+        ..TrainConfig::default()
+    };
+    let mut epochs = Vec::new();
+    let (net, _) = fit(&mnist.train.head(20_000), &config, |e| epochs.push(*e));
+    assert_eq!(epochs.len(), 2);
+    assert!(epochs[1].loss < epochs[0].loss, "{epochs:?}");
+    let held_out = evaluate(&net, &mnist.test.head(2000));
+    assert_eq!(held_out.predictions.len(), 2000);
+    assert!(
+        held_out.stats.accuracy() > 0.90,
+        "accuracy on held-out test images {}",
+        held_out.stats.accuracy()
+    );
+}
