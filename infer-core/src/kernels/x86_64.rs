@@ -1,0 +1,224 @@
+//! x86-64 kernels: AVX-512 VNNI and AVX-VNNI (`vpdpbusd`, u8 × i8 → i32 in one instruction) and
+//! AVX2 (`vpmovsxbw` + `vpmaddwd`). Four row blocks (16 rows) share each input load.
+
+use core::arch::x86_64::*;
+
+use super::MAX_COLS;
+
+/// Whether the running CPU (or, without `std`, the compile-time target) has AVX2.
+pub fn has_avx2() -> bool {
+    #[cfg(any(feature = "std", test))]
+    {
+        std::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(any(feature = "std", test)))]
+    {
+        cfg!(target_feature = "avx2")
+    }
+}
+
+/// Whether AVX-512F and AVX-512 VNNI are there.
+pub fn has_avx512_vnni() -> bool {
+    #[cfg(any(feature = "std", test))]
+    {
+        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(any(feature = "std", test)))]
+    {
+        cfg!(all(
+            target_feature = "avx512f",
+            target_feature = "avx512vnni"
+        ))
+    }
+}
+
+/// Whether AVX-VNNI (the 256-bit VEX encoding) is there.
+pub fn has_avx_vnni() -> bool {
+    #[cfg(any(feature = "std", test))]
+    {
+        std::is_x86_feature_detected!("avxvnni")
+    }
+    #[cfg(not(any(feature = "std", test)))]
+    {
+        cfg!(target_feature = "avxvnni")
+    }
+}
+
+/// The inputs as `vpdpbusd` wants them: for every group of 4 inputs, those 4 bytes repeated for
+/// the 4 rows of a chunk; 16 bytes per group. Returns the bytes used.
+fn repeat_groups<'b>(x: &[u8], buf: &'b mut [u8; 4 * MAX_COLS]) -> &'b [u8] {
+    for (group, out) in x.chunks_exact(4).zip(buf.chunks_exact_mut(16)) {
+        for row in out.chunks_exact_mut(4) {
+            row.copy_from_slice(group);
+        }
+    }
+    buf.get(..4 * x.len()).unwrap_or(&[])
+}
+
+/// AVX-512 VNNI kernel; see [`super::dot_rows`].
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512 VNNI.
+#[target_feature(enable = "avx512f,avx512vnni")]
+pub unsafe fn dot_rows_avx512_vnni(w: &[i8], x: &[u8], out: &mut [i32]) {
+    let mut buf = [0u8; 4 * MAX_COLS];
+    let xr = repeat_groups(x, &mut buf);
+    let block = 4 * x.len();
+    let (w4, w_rest) = w.split_at(w.len() / (4 * block) * (4 * block));
+    let (out4, out_rest) = out.split_at_mut(w4.len() / x.len());
+    for (w, out) in w4.chunks_exact(4 * block).zip(out4.chunks_exact_mut(16)) {
+        let (b0, rest) = w.split_at(block);
+        let (b1, rest) = rest.split_at(block);
+        let (b2, b3) = rest.split_at(block);
+        let mut acc = [_mm512_setzero_si512(); 4];
+        for ((((xv, c0), c1), c2), c3) in xr
+            .chunks_exact(64)
+            .zip(b0.chunks_exact(64))
+            .zip(b1.chunks_exact(64))
+            .zip(b2.chunks_exact(64))
+            .zip(b3.chunks_exact(64))
+        {
+            // SAFETY: every slice here is exactly 64 bytes; unaligned loads.
+            unsafe {
+                let xv = _mm512_loadu_si512(xv.as_ptr().cast());
+                for (acc, c) in acc.iter_mut().zip([c0, c1, c2, c3]) {
+                    *acc = _mm512_dpbusd_epi32(*acc, xv, _mm512_loadu_si512(c.as_ptr().cast()));
+                }
+            }
+        }
+        for (acc, out) in acc.into_iter().zip(out.chunks_exact_mut(4)) {
+            store4(out, fold512(acc));
+        }
+    }
+    for (w, out) in w_rest.chunks_exact(block).zip(out_rest.chunks_exact_mut(4)) {
+        let mut acc = _mm512_setzero_si512();
+        for (xv, c) in xr.chunks_exact(64).zip(w.chunks_exact(64)) {
+            // SAFETY: 64-byte slices; unaligned loads.
+            unsafe {
+                let xv = _mm512_loadu_si512(xv.as_ptr().cast());
+                acc = _mm512_dpbusd_epi32(acc, xv, _mm512_loadu_si512(c.as_ptr().cast()));
+            }
+        }
+        store4(out, fold512(acc));
+    }
+}
+
+/// AVX-VNNI kernel (256-bit); see [`super::dot_rows`].
+///
+/// # Safety
+/// The CPU must support AVX-VNNI (and so AVX2).
+#[target_feature(enable = "avx2,avxvnni")]
+pub unsafe fn dot_rows_avx_vnni(w: &[i8], x: &[u8], out: &mut [i32]) {
+    let mut buf = [0u8; 4 * MAX_COLS];
+    let xr = repeat_groups(x, &mut buf);
+    let block = 4 * x.len();
+    let (w4, w_rest) = w.split_at(w.len() / (4 * block) * (4 * block));
+    let (out4, out_rest) = out.split_at_mut(w4.len() / x.len());
+    for (w, out) in w4.chunks_exact(4 * block).zip(out4.chunks_exact_mut(16)) {
+        let (b0, rest) = w.split_at(block);
+        let (b1, rest) = rest.split_at(block);
+        let (b2, b3) = rest.split_at(block);
+        let mut acc = [_mm256_setzero_si256(); 4];
+        for ((((xv, c0), c1), c2), c3) in xr
+            .chunks_exact(32)
+            .zip(b0.chunks_exact(32))
+            .zip(b1.chunks_exact(32))
+            .zip(b2.chunks_exact(32))
+            .zip(b3.chunks_exact(32))
+        {
+            // SAFETY: every slice here is exactly 32 bytes; unaligned loads.
+            unsafe {
+                let xv = _mm256_loadu_si256(xv.as_ptr().cast());
+                for (acc, c) in acc.iter_mut().zip([c0, c1, c2, c3]) {
+                    *acc = _mm256_dpbusd_avx_epi32(*acc, xv, _mm256_loadu_si256(c.as_ptr().cast()));
+                }
+            }
+        }
+        for (acc, out) in acc.into_iter().zip(out.chunks_exact_mut(4)) {
+            store4(out, fold256(acc));
+        }
+    }
+    for (w, out) in w_rest.chunks_exact(block).zip(out_rest.chunks_exact_mut(4)) {
+        let mut acc = _mm256_setzero_si256();
+        for (xv, c) in xr.chunks_exact(32).zip(w.chunks_exact(32)) {
+            // SAFETY: 32-byte slices; unaligned loads.
+            unsafe {
+                let xv = _mm256_loadu_si256(xv.as_ptr().cast());
+                acc = _mm256_dpbusd_avx_epi32(acc, xv, _mm256_loadu_si256(c.as_ptr().cast()));
+            }
+        }
+        store4(out, fold256(acc));
+    }
+}
+
+/// AVX2 kernel; see [`super::dot_rows`].
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+pub unsafe fn dot_rows_avx2(w: &[i8], x: &[u8], out: &mut [i32]) {
+    // Each group's 4 inputs as i16, repeated for the 4 rows of a chunk: 16 × i16 per group.
+    let mut buf = [0i16; 4 * MAX_COLS];
+    for (group, out) in x.chunks_exact(4).zip(buf.chunks_exact_mut(16)) {
+        for row in out.chunks_exact_mut(4) {
+            for (o, &v) in row.iter_mut().zip(group) {
+                *o = i16::from(v);
+            }
+        }
+    }
+    let xr = buf.get(..4 * x.len()).unwrap_or(&[]);
+    let block = 4 * x.len();
+    for (w, out) in w.chunks_exact(block).zip(out.chunks_exact_mut(4)) {
+        // Two accumulators over alternate groups hide the add latency.
+        let mut acc = [_mm256_setzero_si256(); 2];
+        for (xv, c) in xr.chunks_exact(32).zip(w.chunks_exact(32)) {
+            let (xv0, xv1) = xv.split_at(16);
+            let (c0, c1) = c.split_at(16);
+            for ((acc, xv), c) in acc.iter_mut().zip([xv0, xv1]).zip([c0, c1]) {
+                // SAFETY: `xv` is 16 × i16 = 32 bytes and `c` 16 bytes; unaligned loads.
+                unsafe {
+                    let w16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(c.as_ptr().cast()));
+                    let x16 = _mm256_loadu_si256(xv.as_ptr().cast());
+                    *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(w16, x16));
+                }
+            }
+        }
+        // Lanes are (row, half): add the halves of each row.
+        let sum = _mm256_add_epi32(acc[0], acc[1]);
+        let pairs = _mm256_hadd_epi32(sum, sum);
+        let rows = _mm_unpacklo_epi64(
+            _mm256_castsi256_si128(pairs),
+            _mm256_extracti128_si256::<1>(pairs),
+        );
+        store4(out, rows);
+    }
+}
+
+/// Sums the lanes of each row: lane `4·g + r` holds group `g`'s part of row `r`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn fold512(acc: __m512i) -> __m128i {
+    let half = _mm256_add_epi32(
+        _mm512_castsi512_si256(acc),
+        _mm512_extracti64x4_epi64::<1>(acc),
+    );
+    fold256(half)
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn fold256(acc: __m256i) -> __m128i {
+    _mm_add_epi32(
+        _mm256_castsi256_si128(acc),
+        _mm256_extracti128_si256::<1>(acc),
+    )
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn store4(out: &mut [i32], v: __m128i) {
+    let mut lanes = [0i32; 4];
+    // SAFETY: `lanes` is 16 bytes; unaligned store.
+    unsafe { _mm_storeu_si128(lanes.as_mut_ptr().cast(), v) };
+    out.copy_from_slice(&lanes);
+}

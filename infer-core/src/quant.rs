@@ -1,0 +1,89 @@
+//! The integer arithmetic of the int8 network.
+//!
+//! Real values are `scale × q`. Inputs are the raw pixels (`scale = 1/255`, zero point 0), weights
+//! are symmetric int8 per output channel (`scale_w[j] = max|w[j]| / 127`), biases are i32 at scale
+//! `scale_in × scale_w[j]`, so a layer's accumulator `acc[j] = b[j] + Σ x·w` is exact in i32
+//! (|Σ| ≤ 784 · 255 · 127 < 2³¹).
+//!
+//! The hidden layer goes back to u8 at the calibrated activation scale `scale_h` by
+//! [`requantize`]: `q = clamp(round(acc · M), 0, 255)` with `M = scale_in · scale_w[j] / scale_h`
+//! held as a fixed-point `multiplier · 2^-shift`. The clamp at 0 is the ReLU. No float is used on
+//! this path, so FPU-less cores run it unchanged.
+
+/// `clamp(round_half_up(acc · multiplier / 2^shift), 0, 255)`, in integers only.
+///
+/// Valid for `multiplier > 0` and `1 ≤ shift ≤ 62` (what the model format accepts): the product
+/// fits in i64 (< 2⁶²) and so does the rounding term.
+#[inline]
+pub fn requantize(acc: i32, multiplier: i32, shift: u8) -> u8 {
+    let shift = u32::from(shift).clamp(1, 62);
+    let product = i64::from(acc) * i64::from(multiplier);
+    let rounded = (product + (1i64 << (shift - 1))) >> shift;
+    rounded.clamp(0, 255) as u8
+}
+
+/// The fixed-point form `(multiplier, shift)` of a real factor `0 < m < 1`, with the multiplier
+/// normalized to `[2³⁰, 2³¹)` for 31 bits of precision. `None` if `m` is out of that range or so
+/// small that the shift would exceed 62.
+pub fn quantize_multiplier(m: f64) -> Option<(i32, u8)> {
+    if !(m.is_finite() && m > 0.0 && m < 1.0) {
+        return None;
+    }
+    let mut shift = 31u8;
+    let mut scaled = m * f64::from(1u32 << 31);
+    while scaled < f64::from(1u32 << 30) {
+        scaled *= 2.0;
+        shift += 1;
+        if shift > 62 {
+            return None;
+        }
+    }
+    let mut multiplier = libm::round(scaled) as i64;
+    if multiplier == 1i64 << 31 {
+        // Rounded up to the next power of two.
+        multiplier >>= 1;
+        shift -= 1;
+    }
+    Some((multiplier as i32, shift))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requantize_rounds_half_up_and_clamps() {
+        // multiplier/2^shift = 0.5
+        let (m, s) = (1 << 30, 31);
+        assert_eq!(requantize(5, m, s), 3); // 2.5 → 3
+        assert_eq!(requantize(4, m, s), 2);
+        assert_eq!(requantize(-7, m, s), 0); // ReLU
+        assert_eq!(requantize(600, m, s), 255); // saturates
+        assert_eq!(requantize(i32::MAX, i32::MAX, 1), 255);
+        assert_eq!(requantize(i32::MIN, i32::MAX, 1), 0);
+    }
+
+    #[test]
+    fn multiplier_represents_the_factor() {
+        for m in [0.9999, 0.5, 0.3, 1e-3, 1.234e-5, 3e-9] {
+            let (q, s) = quantize_multiplier(m).unwrap();
+            assert!((1 << 30..=i32::MAX).contains(&q), "{m}: {q}");
+            let back = f64::from(q) / 2f64.powi(i32::from(s));
+            assert!((back - m).abs() <= m * 1e-9, "{m} → {q}·2^-{s} = {back}");
+        }
+        assert_eq!(quantize_multiplier(0.0), None);
+        assert_eq!(quantize_multiplier(1.0), None);
+        assert_eq!(quantize_multiplier(f64::NAN), None);
+        assert_eq!(quantize_multiplier(1e-12), None);
+    }
+
+    #[test]
+    fn requantize_matches_float_rounding() {
+        let (m, s) = quantize_multiplier(0.0123).unwrap();
+        for acc in (-5000..40_000).step_by(7) {
+            let expected = (f64::from(acc) * 0.0123 + 0.5).floor().clamp(0.0, 255.0) as u8;
+            let got = requantize(acc, m, s);
+            assert!(got.abs_diff(expected) <= 1, "{acc}: {got} vs {expected}");
+        }
+    }
+}
