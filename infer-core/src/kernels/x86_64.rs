@@ -55,101 +55,82 @@ fn repeat_groups<'b>(x: &[u8], buf: &'b mut [u8; 4 * MAX_COLS]) -> &'b [u8] {
     buf.get(..4 * x.len()).unwrap_or(&[])
 }
 
-/// AVX-512 VNNI kernel; see [`super::dot_rows`].
-///
-/// # Safety
-/// The CPU must support AVX-512F and AVX-512 VNNI.
-#[target_feature(enable = "avx512f,avx512vnni")]
-pub unsafe fn dot_rows_avx512_vnni(w: &[i8], x: &[u8], out: &mut [i32]) {
-    let mut buf = [0u8; 4 * MAX_COLS];
-    let xr = repeat_groups(x, &mut buf);
-    let block = 4 * x.len();
-    let (w4, w_rest) = w.split_at(w.len() / (4 * block) * (4 * block));
-    let (out4, out_rest) = out.split_at_mut(w4.len() / x.len());
-    for (w, out) in w4.chunks_exact(4 * block).zip(out4.chunks_exact_mut(16)) {
-        let (b0, rest) = w.split_at(block);
-        let (b1, rest) = rest.split_at(block);
-        let (b2, b3) = rest.split_at(block);
-        let mut acc = [_mm512_setzero_si512(); 4];
-        for ((((xv, c0), c1), c2), c3) in xr
-            .chunks_exact(64)
-            .zip(b0.chunks_exact(64))
-            .zip(b1.chunks_exact(64))
-            .zip(b2.chunks_exact(64))
-            .zip(b3.chunks_exact(64))
-        {
-            // SAFETY: every slice here is exactly 64 bytes; unaligned loads.
-            unsafe {
-                let xv = _mm512_loadu_si512(xv.as_ptr().cast());
-                for (acc, c) in acc.iter_mut().zip([c0, c1, c2, c3]) {
-                    *acc = _mm512_dpbusd_epi32(*acc, xv, _mm512_loadu_si512(c.as_ptr().cast()));
+/// Defines a `vpdpbusd` kernel of one vector width: `$bytes`-byte loads cover `$bytes / 16` chunks
+/// (groups) of a row block, against the repeated inputs of the same groups.
+macro_rules! vnni_kernel {
+    ($(#[$doc:meta])* $name:ident, $features:literal, $bytes:literal, $zero:ident, $load:ident,
+     $dpbusd:ident, $fold:ident) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// The CPU must support the target features named in the attribute.
+        #[target_feature(enable = $features)]
+        pub unsafe fn $name(w: &[i8], x: &[u8], out: &mut [i32]) {
+            let mut buf = [0u8; 4 * MAX_COLS];
+            let xr = repeat_groups(x, &mut buf);
+            let block = 4 * x.len();
+            let (w4, w_rest) = w.split_at(w.len() / (4 * block) * (4 * block));
+            let (out4, out_rest) = out.split_at_mut(w4.len() / x.len());
+            // Four row blocks share each input load.
+            for (w, out) in w4.chunks_exact(4 * block).zip(out4.chunks_exact_mut(16)) {
+                let (b0, rest) = w.split_at(block);
+                let (b1, rest) = rest.split_at(block);
+                let (b2, b3) = rest.split_at(block);
+                let mut acc = [$zero(); 4];
+                for ((((xv, c0), c1), c2), c3) in xr
+                    .chunks_exact($bytes)
+                    .zip(b0.chunks_exact($bytes))
+                    .zip(b1.chunks_exact($bytes))
+                    .zip(b2.chunks_exact($bytes))
+                    .zip(b3.chunks_exact($bytes))
+                {
+                    // SAFETY: every slice here is exactly one vector long; unaligned loads.
+                    unsafe {
+                        let xv = $load(xv.as_ptr().cast());
+                        for (acc, c) in acc.iter_mut().zip([c0, c1, c2, c3]) {
+                            *acc = $dpbusd(*acc, xv, $load(c.as_ptr().cast()));
+                        }
+                    }
+                }
+                for (acc, out) in acc.into_iter().zip(out.chunks_exact_mut(4)) {
+                    store4(out, $fold(acc));
                 }
             }
-        }
-        for (acc, out) in acc.into_iter().zip(out.chunks_exact_mut(4)) {
-            store4(out, fold512(acc));
-        }
-    }
-    for (w, out) in w_rest.chunks_exact(block).zip(out_rest.chunks_exact_mut(4)) {
-        let mut acc = _mm512_setzero_si512();
-        for (xv, c) in xr.chunks_exact(64).zip(w.chunks_exact(64)) {
-            // SAFETY: 64-byte slices; unaligned loads.
-            unsafe {
-                let xv = _mm512_loadu_si512(xv.as_ptr().cast());
-                acc = _mm512_dpbusd_epi32(acc, xv, _mm512_loadu_si512(c.as_ptr().cast()));
+            for (w, out) in w_rest.chunks_exact(block).zip(out_rest.chunks_exact_mut(4)) {
+                let mut acc = $zero();
+                for (xv, c) in xr.chunks_exact($bytes).zip(w.chunks_exact($bytes)) {
+                    // SAFETY: as above.
+                    unsafe {
+                        acc = $dpbusd(acc, $load(xv.as_ptr().cast()), $load(c.as_ptr().cast()));
+                    }
+                }
+                store4(out, $fold(acc));
             }
         }
-        store4(out, fold512(acc));
-    }
+    };
 }
 
-/// AVX-VNNI kernel (256-bit); see [`super::dot_rows`].
-///
-/// # Safety
-/// The CPU must support AVX-VNNI (and so AVX2).
-#[target_feature(enable = "avx2,avxvnni")]
-pub unsafe fn dot_rows_avx_vnni(w: &[i8], x: &[u8], out: &mut [i32]) {
-    let mut buf = [0u8; 4 * MAX_COLS];
-    let xr = repeat_groups(x, &mut buf);
-    let block = 4 * x.len();
-    let (w4, w_rest) = w.split_at(w.len() / (4 * block) * (4 * block));
-    let (out4, out_rest) = out.split_at_mut(w4.len() / x.len());
-    for (w, out) in w4.chunks_exact(4 * block).zip(out4.chunks_exact_mut(16)) {
-        let (b0, rest) = w.split_at(block);
-        let (b1, rest) = rest.split_at(block);
-        let (b2, b3) = rest.split_at(block);
-        let mut acc = [_mm256_setzero_si256(); 4];
-        for ((((xv, c0), c1), c2), c3) in xr
-            .chunks_exact(32)
-            .zip(b0.chunks_exact(32))
-            .zip(b1.chunks_exact(32))
-            .zip(b2.chunks_exact(32))
-            .zip(b3.chunks_exact(32))
-        {
-            // SAFETY: every slice here is exactly 32 bytes; unaligned loads.
-            unsafe {
-                let xv = _mm256_loadu_si256(xv.as_ptr().cast());
-                for (acc, c) in acc.iter_mut().zip([c0, c1, c2, c3]) {
-                    *acc = _mm256_dpbusd_avx_epi32(*acc, xv, _mm256_loadu_si256(c.as_ptr().cast()));
-                }
-            }
-        }
-        for (acc, out) in acc.into_iter().zip(out.chunks_exact_mut(4)) {
-            store4(out, fold256(acc));
-        }
-    }
-    for (w, out) in w_rest.chunks_exact(block).zip(out_rest.chunks_exact_mut(4)) {
-        let mut acc = _mm256_setzero_si256();
-        for (xv, c) in xr.chunks_exact(32).zip(w.chunks_exact(32)) {
-            // SAFETY: 32-byte slices; unaligned loads.
-            unsafe {
-                let xv = _mm256_loadu_si256(xv.as_ptr().cast());
-                acc = _mm256_dpbusd_avx_epi32(acc, xv, _mm256_loadu_si256(c.as_ptr().cast()));
-            }
-        }
-        store4(out, fold256(acc));
-    }
-}
+vnni_kernel!(
+    /// AVX-512 VNNI kernel (512-bit `vpdpbusd`); see [`super::dot_rows`].
+    dot_rows_avx512_vnni,
+    "avx512f,avx512vnni",
+    64,
+    _mm512_setzero_si512,
+    _mm512_loadu_si512,
+    _mm512_dpbusd_epi32,
+    fold512
+);
+
+vnni_kernel!(
+    /// AVX-VNNI kernel (256-bit VEX `vpdpbusd`); see [`super::dot_rows`].
+    dot_rows_avx_vnni,
+    "avx2,avxvnni",
+    32,
+    _mm256_setzero_si256,
+    _mm256_loadu_si256,
+    _mm256_dpbusd_avx_epi32,
+    fold256
+);
 
 /// AVX2 kernel; see [`super::dot_rows`].
 ///
