@@ -230,6 +230,11 @@ struct F32Sections<'a> {
     w2: &'a [u8],
 }
 
+/// The CRC-32 that ends a file, of `bytes` (all that precede it).
+pub fn checksum(bytes: &[u8]) -> u32 {
+    CRC.checksum(bytes)
+}
+
 /// Checks the preamble and the CRC; returns the postcard-encoded fields after the preamble.
 fn open(bytes: &[u8], kind: ModelKind) -> Result<&[u8], FormatError> {
     let min = PREAMBLE_LEN + CRC_LEN;

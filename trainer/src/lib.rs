@@ -5,11 +5,13 @@
 //! - [`sparse`] multiplies the mostly-zero images with the first layer;
 //! - [`mlp`] holds the network, its backprop and RMSprop;
 //! - [`train`] runs the epochs and evaluates;
-//! - [`output`] writes the weights and the JSON report, atomically.
+//! - [`quantize`] turns the trained network into infer-core's int8 and f32 model files;
+//! - [`output`] writes them and the JSON report, atomically.
 
 pub mod idx;
 pub mod kernels;
 pub mod mlp;
 pub mod output;
+pub mod quantize;
 pub mod sparse;
 pub mod train;

@@ -5,9 +5,18 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use trainer::idx::load_mnist;
-use trainer::output::{Report, SavedWeights, TestStats, write_atomic};
+use infer_core::{F32Model, Int8Model, Kernel};
+use trainer::idx::{Dataset, load_mnist};
+use trainer::output::{AlignedBytes, ModelReport, Report, TestStats, write_atomic};
+use trainer::quantize::{encode_f32, encode_int8, quantize};
 use trainer::train::{TrainConfig, evaluate, fit};
+
+/// The int8 model, as the firmware embeds it.
+const INT8_FILE: &str = "mlp-int8.bin";
+/// The f32 model.
+const F32_FILE: &str = "mlp-f32.bin";
+/// Training images the hidden activation range is calibrated on.
+const CALIBRATION_IMAGES: usize = 10_000;
 
 /// Trains the Keras-tutorial MNIST MLP (784 → 512 ReLU → 10 softmax, RMSprop) and saves it.
 #[derive(Debug, Parser)]
@@ -51,6 +60,34 @@ fn default_data_dir() -> PathBuf {
         return here;
     }
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist")
+}
+
+/// Fraction of `data` that `classify` gets right.
+fn accuracy(data: &Dataset, classify: impl Fn(&[u8; 784]) -> u8) -> f64 {
+    let images = data.images.as_chunks::<784>().0;
+    let correct = images
+        .iter()
+        .zip(&data.labels)
+        .filter(|(image, label)| classify(image) == **label)
+        .count();
+    correct as f64 / data.len().max(1) as f64
+}
+
+/// Writes a model file atomically, then loads it back from disk, as a user would, and evaluates it.
+fn write_model(
+    path: &Path,
+    bytes: &[u8],
+    evaluate: impl FnOnce(&[u8]) -> Result<f64, infer_core::FormatError>,
+) -> Result<ModelReport> {
+    write_atomic(path, bytes)?;
+    let loaded = AlignedBytes::read(path)?;
+    let test_accuracy = evaluate(loaded.as_bytes())
+        .with_context(|| format!("{} does not load back", path.display()))?;
+    Ok(ModelReport {
+        test_accuracy,
+        model_bytes: bytes.len(),
+        path: path.display().to_string(),
+    })
 }
 
 fn run(args: Args) -> Result<()> {
@@ -98,10 +135,27 @@ fn run(args: Args) -> Result<()> {
         test.count
     );
 
-    let weights_path = args.out.join("mlp-f32.postcard");
-    let bytes =
-        postcard::to_allocvec(&SavedWeights::from(&net)).context("cannot encode weights")?;
-    write_atomic(&weights_path, &bytes)?;
+    let quantized = quantize(&net, &mnist.train.head(CALIBRATION_IMAGES))?;
+    let int8 = write_model(
+        &args.out.join(INT8_FILE),
+        &encode_int8(&quantized)?,
+        |bytes| {
+            let model = Int8Model::from_bytes(bytes)?;
+            Ok(accuracy(&mnist.test, |image| model.predict(image).class))
+        },
+    )?;
+    let f32 = write_model(&args.out.join(F32_FILE), &encode_f32(&net)?, |bytes| {
+        let model = F32Model::from_bytes(bytes)?;
+        Ok(accuracy(&mnist.test, |image| model.predict(image)))
+    })?;
+    println!(
+        "int8 test accuracy: {:.4} (f32 {:.4}, {:+.2} pp) - {} bytes, {} kernel",
+        int8.test_accuracy,
+        f32.test_accuracy,
+        100.0 * (int8.test_accuracy - f32.test_accuracy),
+        int8.model_bytes,
+        Kernel::best()
+    );
 
     let report = Report {
         epochs,
@@ -115,12 +169,14 @@ fn run(args: Args) -> Result<()> {
         data_dir: data_dir.display().to_string(),
         batch_size: config.batch_size,
         learning_rate: config.learning_rate,
-        weights_path: weights_path.display().to_string(),
+        int8,
+        f32,
     };
     write_atomic(&args.report, &serde_json::to_vec_pretty(&report)?)?;
     println!(
-        "wrote {} and {} (fit {:.2} s, total {:.2} s)",
-        weights_path.display(),
+        "wrote {}, {} and {} (fit {:.2} s, total {:.2} s)",
+        report.int8.path,
+        report.f32.path,
         args.report.display(),
         fit_seconds,
         report.total_seconds

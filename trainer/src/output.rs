@@ -6,7 +6,6 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::mlp::Mlp;
 use crate::train::EpochStats;
 
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one, never half
@@ -36,40 +35,47 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// The trained f32 parameters as saved by the trainer (postcard), Keras's layout:
-/// `w1[input * hidden + j]` is the weight from input pixel `input` to hidden unit `j`.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct SavedWeights {
-    /// Input width (784).
-    pub inputs: u32,
-    /// Hidden width.
-    pub hidden: u32,
-    /// Classes (10).
-    pub classes: u32,
-    /// `inputs × hidden`, row-major.
-    pub w1: Vec<f32>,
-    /// `hidden`.
-    pub b1: Vec<f32>,
-    /// `hidden × classes`, row-major.
-    pub w2: Vec<f32>,
-    /// `classes`.
-    pub b2: Vec<f32>,
+/// `bytes` copied into 16-byte-aligned memory, as infer-core's zero-copy views require (a plain
+/// `Vec<u8>` only promises alignment 1).
+#[derive(Debug, Clone)]
+pub struct AlignedBytes {
+    words: Vec<u128>,
+    len: usize,
 }
 
-impl From<&Mlp> for SavedWeights {
-    fn from(net: &Mlp) -> Self {
-        // nalgebra is column-major and `w1` is `hidden × inputs`: its storage is already
-        // `inputs × hidden` row-major.
+impl AlignedBytes {
+    /// Copies `bytes`.
+    pub fn new(bytes: &[u8]) -> Self {
+        let mut words = vec![0u128; bytes.len().div_ceil(16)];
+        bytemuck::cast_slice_mut::<u128, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
         Self {
-            inputs: net.w1.ncols() as u32,
-            hidden: net.w1.nrows() as u32,
-            classes: net.w2.ncols() as u32,
-            w1: net.w1.as_slice().to_vec(),
-            b1: net.b1.as_slice().to_vec(),
-            w2: net.w2.transpose().as_slice().to_vec(),
-            b2: net.b2.as_slice().to_vec(),
+            words,
+            len: bytes.len(),
         }
     }
+
+    /// Reads a whole file.
+    pub fn read(path: &Path) -> Result<Self> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(Self::new(&bytes))
+    }
+
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &bytemuck::cast_slice::<u128, u8>(&self.words)[..self.len]
+    }
+}
+
+/// A model file written by the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelReport {
+    /// Test accuracy of the model as loaded and run by infer-core, 0–1.
+    pub test_accuracy: f64,
+    /// File size.
+    pub model_bytes: usize,
+    /// Where it was written.
+    pub path: String,
 }
 
 /// Test-set figures.
@@ -100,6 +106,8 @@ pub struct Report {
     pub batch_size: usize,
     /// RMSprop step size.
     pub learning_rate: f32,
-    /// The saved f32 weights.
-    pub weights_path: String,
+    /// The int8 model file, evaluated through infer-core.
+    pub int8: ModelReport,
+    /// The f32 model file, evaluated through infer-core.
+    pub f32: ModelReport,
 }

@@ -1,0 +1,336 @@
+//! The model file against every kind of damage: each gives its own `FormatError`, never a panic,
+//! never a model that predicts.
+
+use infer_core::format::{CLASSES_PADDED, FormatError, checksum, write};
+use infer_core::{F32Model, HIDDEN, INPUTS, Int8Model, Kernel};
+
+/// A valid int8 file with varied weights, in 16-byte-aligned memory (as `Vec<u128>`).
+struct File {
+    words: Vec<u128>,
+    len: usize,
+}
+
+impl File {
+    fn new(bytes: &[u8]) -> Self {
+        let mut words = vec![0u128; bytes.len().div_ceil(16)];
+        bytemuck::cast_slice_mut::<u128, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
+        Self {
+            words,
+            len: bytes.len(),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &bytemuck::cast_slice::<u128, u8>(&self.words)[..self.len]
+    }
+}
+
+fn int8_file(edit: impl FnOnce(&mut Parts)) -> Vec<u8> {
+    let mut p = Parts::default();
+    edit(&mut p);
+    let parts = write::Int8Parts {
+        hidden_scale: p.hidden_scale,
+        w1_scale: &p.w1_scale,
+        b1: &p.b1,
+        m1: &p.m1,
+        s1: &p.s1,
+        w2_scale: &p.w2_scale,
+        b2: &p.b2,
+        w1: &p.w1,
+        w2: &p.w2,
+    };
+    let mut out = vec![0; write::MAX_INT8_LEN];
+    let len = write::int8(&parts, &mut out).unwrap();
+    out.truncate(len);
+    out
+}
+
+struct Parts {
+    hidden_scale: f32,
+    w1_scale: Vec<f32>,
+    b1: Vec<i32>,
+    m1: Vec<i32>,
+    s1: Vec<u8>,
+    w2_scale: Vec<f32>,
+    b2: Vec<i32>,
+    w1: Vec<i8>,
+    w2: Vec<i8>,
+}
+
+impl Default for Parts {
+    fn default() -> Self {
+        Self {
+            hidden_scale: 0.05,
+            w1_scale: vec![0.01; HIDDEN],
+            b1: (0..HIDDEN as i32).map(|j| j * 7 - 1000).collect(),
+            m1: vec![1 << 30; HIDDEN],
+            s1: vec![45; HIDDEN],
+            w2_scale: vec![0.02; CLASSES_PADDED],
+            b2: (0..CLASSES_PADDED as i32).collect(),
+            w1: (0..HIDDEN * INPUTS).map(|i| (i * 31 % 255) as i8).collect(),
+            w2: (0..CLASSES_PADDED * HIDDEN)
+                .map(|i| (i * 17 % 251) as i8)
+                .collect(),
+        }
+    }
+}
+
+fn load(bytes: &[u8]) -> Result<Int8Model<'_>, FormatError> {
+    Int8Model::from_bytes(bytes)
+}
+
+/// Re-seals `bytes` with a correct CRC, so that the check after the CRC is what fails.
+fn reseal(mut bytes: Vec<u8>) -> Vec<u8> {
+    let n = bytes.len() - 4;
+    let crc = checksum(&bytes[..n]);
+    bytes[n..].copy_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+#[test]
+fn a_written_file_loads_and_predicts_on_every_kernel_alike() {
+    let file = File::new(&int8_file(|_| {}));
+    let model = load(file.bytes()).unwrap();
+    assert_eq!(model.hidden_scale(), 0.05);
+    assert_eq!(model.w2_scales().count(), 10);
+    let image: [u8; INPUTS] = std::array::from_fn(|i| (i * 13 % 256) as u8);
+    let reference = model.predict_with(Kernel::Scalar, &image).unwrap();
+    for kernel in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+        assert_eq!(
+            model.predict_with(kernel, &image).unwrap(),
+            reference,
+            "{kernel}"
+        );
+    }
+    assert_eq!(model.predict(&image), reference);
+}
+
+#[test]
+fn empty_and_short_files_are_truncated() {
+    for len in 0..10 {
+        let bytes = vec![b'M'; len];
+        assert!(
+            matches!(
+                load(&bytes),
+                Err(FormatError::Truncated { .. } | FormatError::BadMagic)
+            ),
+            "{len}"
+        );
+    }
+    assert!(matches!(
+        load(&[]),
+        Err(FormatError::Truncated { needed: 10, got: 0 })
+    ));
+}
+
+#[test]
+fn truncation_at_any_offset_is_an_error() {
+    let bytes = int8_file(|_| {});
+    let file = File::new(&bytes);
+    let offsets = (0..4096).chain((4096..bytes.len()).step_by(997));
+    for n in offsets {
+        match load(&file.bytes()[..n]) {
+            Err(FormatError::Truncated { .. } | FormatError::CrcMismatch { .. }) => {}
+            other => panic!("truncated to {n} bytes: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn every_bit_flip_is_caught() {
+    let bytes = int8_file(|_| {});
+    // Every bit of the header and the first scales, then a sample through to the CRC.
+    let positions = (0..8 * 256).chain((8 * 256..8 * bytes.len()).step_by(4099));
+    for bit in positions {
+        let mut damaged = bytes.clone();
+        damaged[bit / 8] ^= 1 << (bit % 8);
+        let file = File::new(&damaged);
+        let err = load(file.bytes()).expect_err(&format!("bit {bit} flipped still loads"));
+        assert!(
+            matches!(
+                err,
+                FormatError::BadMagic
+                    | FormatError::UnsupportedVersion(_)
+                    | FormatError::WrongKind(_)
+                    | FormatError::CrcMismatch { .. }
+            ),
+            "bit {bit}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn header_fields_get_their_own_errors() {
+    let bytes = int8_file(|_| {});
+    let mut bad_magic = bytes.clone();
+    bad_magic[0] = b'X';
+    assert_eq!(load(&bad_magic).unwrap_err(), FormatError::BadMagic);
+
+    let mut version = bytes.clone();
+    version[4] = 2;
+    assert_eq!(
+        load(&version).unwrap_err(),
+        FormatError::UnsupportedVersion(2)
+    );
+
+    let file = File::new(&bytes);
+    assert_eq!(
+        F32Model::from_bytes(file.bytes()).unwrap_err(),
+        FormatError::WrongKind(1)
+    );
+
+    let mut crc = bytes.clone();
+    let n = crc.len();
+    crc[n - 1] ^= 0x80;
+    assert!(matches!(
+        load(&crc).unwrap_err(),
+        FormatError::CrcMismatch { .. }
+    ));
+}
+
+#[test]
+fn wrong_shape() {
+    let mut bytes = int8_file(|_| {});
+    // hidden = 512 is the varint [0x80, 0x04] at offset 8; 511 is [0xff, 0x03].
+    assert_eq!(&bytes[6..11], &[0x90, 0x06, 0x80, 0x04, 10]);
+    bytes[8..10].copy_from_slice(&[0xff, 0x03]);
+    let file = File::new(&reseal(bytes));
+    assert_eq!(
+        load(file.bytes()).unwrap_err(),
+        FormatError::WrongShape {
+            found: [784, 511, 10]
+        }
+    );
+}
+
+#[test]
+fn bad_scales_and_requantization() {
+    for (name, bad) in [
+        ("nan", f32::NAN),
+        ("zero", 0.0),
+        ("negative", -1.0),
+        ("inf", f32::INFINITY),
+    ] {
+        let file = File::new(&int8_file(|p| p.w1_scale[17] = bad));
+        assert_eq!(
+            load(file.bytes()).unwrap_err(),
+            FormatError::BadScale {
+                section: "w1_scale",
+                index: 17
+            },
+            "{name}"
+        );
+        let file = File::new(&int8_file(|p| p.w2_scale[3] = bad));
+        assert_eq!(
+            load(file.bytes()).unwrap_err(),
+            FormatError::BadScale {
+                section: "w2_scale",
+                index: 3
+            },
+            "{name}"
+        );
+        let file = File::new(&int8_file(|p| p.hidden_scale = bad));
+        assert!(matches!(
+            load(file.bytes()).unwrap_err(),
+            FormatError::BadScale {
+                section: "hidden_scale",
+                ..
+            }
+        ));
+    }
+    let file = File::new(&int8_file(|p| p.s1[5] = 63));
+    assert_eq!(
+        load(file.bytes()).unwrap_err(),
+        FormatError::BadRequantization { index: 5 }
+    );
+    let file = File::new(&int8_file(|p| p.m1[9] = -3));
+    assert_eq!(
+        load(file.bytes()).unwrap_err(),
+        FormatError::BadRequantization { index: 9 }
+    );
+}
+
+#[test]
+fn misaligned_buffers_are_refused_not_misread() {
+    let bytes = int8_file(|_| {});
+    // The file one byte into 16-byte-aligned memory.
+    let mut shifted = vec![0u128; bytes.len() / 16 + 2];
+    let raw = bytemuck::cast_slice_mut::<u128, u8>(&mut shifted);
+    raw[1..1 + bytes.len()].copy_from_slice(&bytes);
+    let err = load(&raw[1..1 + bytes.len()]).unwrap_err();
+    assert!(
+        matches!(err, FormatError::Misaligned { section: "w1" }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn writer_rejects_wrong_lengths_and_small_buffers() {
+    let p = Parts::default();
+    let parts = write::Int8Parts {
+        hidden_scale: 1.0,
+        w1_scale: &p.w1_scale[1..],
+        b1: &p.b1,
+        m1: &p.m1,
+        s1: &p.s1,
+        w2_scale: &p.w2_scale,
+        b2: &p.b2,
+        w1: &p.w1,
+        w2: &p.w2,
+    };
+    let mut out = vec![0; write::MAX_INT8_LEN];
+    assert!(matches!(
+        write::int8(&parts, &mut out),
+        Err(FormatError::SectionLength {
+            section: "w1_scale",
+            ..
+        })
+    ));
+    let parts = write::Int8Parts {
+        w1_scale: &p.w1_scale,
+        ..parts
+    };
+    assert!(matches!(
+        write::int8(&parts, &mut out[..1000]),
+        Err(FormatError::Truncated { .. })
+    ));
+}
+
+#[test]
+fn f32_files_round_trip() {
+    let w1: Vec<f32> = (0..INPUTS * HIDDEN)
+        .map(|i| ((i % 97) as f32 - 48.0) * 1e-3)
+        .collect();
+    let b1 = vec![0.01f32; HIDDEN];
+    let w2: Vec<f32> = (0..10 * HIDDEN)
+        .map(|i| ((i % 13) as f32 - 6.0) * 1e-2)
+        .collect();
+    let b2 = vec![0.0f32; 10];
+    let mut out = vec![0; write::MAX_F32_LEN];
+    let len = write::f32(
+        &write::F32Parts {
+            w1: &w1,
+            b1: &b1,
+            w2: &w2,
+            b2: &b2,
+        },
+        &mut out,
+    )
+    .unwrap();
+    let file = File::new(&out[..len]);
+    let model = F32Model::from_bytes(file.bytes()).unwrap();
+    let borrowed = F32Model::from_weights(
+        w1.as_slice().try_into().unwrap(),
+        b1.as_slice().try_into().unwrap(),
+        w2.as_slice().try_into().unwrap(),
+        b2.as_slice().try_into().unwrap(),
+    );
+    let image: [u8; INPUTS] = std::array::from_fn(|i| if i % 5 == 0 { 200 } else { 0 });
+    assert_eq!(model.logits(&image), borrowed.logits(&image));
+    let p = model.probabilities(&image);
+    assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    assert_eq!(
+        Int8Model::from_bytes(file.bytes()).unwrap_err(),
+        FormatError::WrongKind(2)
+    );
+}

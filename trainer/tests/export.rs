@@ -1,0 +1,82 @@
+//! From the trained network to infer-core: the files written by the trainer load, every kernel
+//! gives identical int8 results on real digits, and the f32 file reproduces the trainer's forward.
+
+use std::path::Path;
+
+use infer_core::{F32Model, Int8Model, Kernel};
+use trainer::idx::load_mnist;
+use trainer::output::AlignedBytes;
+use trainer::quantize::{encode_f32, encode_int8, quantize};
+use trainer::sparse::SparseBatch;
+use trainer::train::{TrainConfig, fit, network_inputs};
+
+#[test]
+fn trained_model_round_trips_through_infer_core() {
+    let mnist = load_mnist(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist")).unwrap();
+    let config = TrainConfig {
+        epochs: 2,
+        ..TrainConfig::default()
+    };
+    let (net, _) = fit(&mnist.train.head(20_000), &config, |_| {});
+    let test = mnist.test.head(1000);
+    let images = test.images.as_chunks::<784>().0;
+
+    let int8_file =
+        AlignedBytes::new(&encode_int8(&quantize(&net, &mnist.train.head(2000)).unwrap()).unwrap());
+    assert!(
+        int8_file.as_bytes().len() <= 420_000,
+        "{} bytes",
+        int8_file.as_bytes().len()
+    );
+    let int8 = Int8Model::from_bytes(int8_file.as_bytes()).unwrap();
+
+    let f32_file = AlignedBytes::new(&encode_f32(&net).unwrap());
+    let f32_model = F32Model::from_bytes(f32_file.as_bytes()).unwrap();
+
+    // The trainer's own logits for the same images.
+    let inputs = network_inputs(&test);
+    let all: Vec<usize> = (0..test.len()).collect();
+    let trainer_logits = net.forward(&SparseBatch::new(inputs.gather(&all)));
+
+    let kernels: Vec<Kernel> = Kernel::ALL
+        .into_iter()
+        .filter(|k| k.is_available())
+        .collect();
+    assert!(kernels.contains(&Kernel::Scalar));
+    let (mut int8_correct, mut f32_correct, mut agree) = (0, 0, 0);
+    for (i, (image, &label)) in images.iter().zip(&test.labels).enumerate() {
+        let reference = int8.predict_with(Kernel::Scalar, image).unwrap();
+        for &kernel in &kernels {
+            assert_eq!(
+                int8.predict_with(kernel, image).unwrap(),
+                reference,
+                "{kernel}, image {i}"
+            );
+        }
+
+        let logits = f32_model.logits(image);
+        for (c, &l) in logits.iter().enumerate() {
+            let t = trainer_logits[(c, i)];
+            assert!(
+                (l - t).abs() <= 1e-4 * (1.0 + t.abs()),
+                "image {i} class {c}: {l} vs {t}"
+            );
+        }
+        let f32_class = f32_model.predict(image);
+        assert_eq!(
+            f32_class as usize,
+            trainer_logits.column(i).argmax().0,
+            "image {i}"
+        );
+
+        int8_correct += usize::from(reference.class == label);
+        f32_correct += usize::from(f32_class == label);
+        agree += usize::from(reference.class == f32_class);
+    }
+    assert!(f32_correct > 900, "f32 {f32_correct}/1000");
+    assert!(
+        int8_correct + 10 >= f32_correct,
+        "int8 {int8_correct} vs f32 {f32_correct}"
+    );
+    assert!(agree >= 980, "int8 and f32 agree on {agree}/1000");
+}
