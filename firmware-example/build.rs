@@ -1,0 +1,140 @@
+//! Prepares what the firmware embeds, in `OUT_DIR`:
+//!
+//! - `memory.x` for the chosen platform, and the linker arguments;
+//! - `model.bin`: the int8 model, `model/mlp-int8.bin` or the file named by `FIRMWARE_MODEL`;
+//! - `images.bin`, `labels.bin`: the first `FIRMWARE_IMAGES` (default 200) MNIST test digits;
+//! - `expected.bin`: the host's int8 predictions for those digits, computed here by infer-core,
+//!   which the firmware must reproduce image for image.
+
+use std::env;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use infer_core::{INPUTS, Int8Model};
+
+const DEFAULT_IMAGES: usize = 200;
+
+fn main() {
+    if let Err(message) = run() {
+        eprintln!("error: {message}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let out = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
+    let here = PathBuf::from(env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
+
+    // Armv6-M (Cortex-M0/M0+) has no `hint #n` encodings for the measurement markers.
+    println!("cargo::rustc-check-cfg=cfg(armv6m)");
+    if env::var("TARGET").is_ok_and(|t| t.starts_with("thumbv6m")) {
+        println!("cargo::rustc-cfg=armv6m");
+    }
+
+    let qemu = env::var_os("CARGO_FEATURE_QEMU").is_some();
+    let board = env::var_os("CARGO_FEATURE_NRF52840").is_some();
+    let memory = match (qemu, board) {
+        (true, false) => "memory-qemu.x",
+        (false, true) => "memory-nrf52840.x",
+        _ => return Ok(()), // main.rs says what is wrong with a compile_error!
+    };
+    copy(&here.join(memory), &out.join("memory.x"))?;
+    println!("cargo:rustc-link-search={}", out.display());
+    println!("cargo:rustc-link-arg=--nmagic");
+    println!("cargo:rustc-link-arg=-Tlink.x");
+    if board {
+        println!("cargo:rustc-link-arg=-Tdefmt.x");
+    }
+    println!("cargo:rerun-if-changed={memory}");
+
+    println!("cargo:rerun-if-env-changed=FIRMWARE_MODEL");
+    let model_path = env::var_os("FIRMWARE_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| here.join("model/mlp-int8.bin"));
+    println!("cargo:rerun-if-changed={}", model_path.display());
+    let model = fs::read(&model_path).map_err(|e| format!("{}: {e}", model_path.display()))?;
+    fs::write(out.join("model.bin"), &model).map_err(|e| e.to_string())?;
+
+    println!("cargo:rerun-if-env-changed=FIRMWARE_IMAGES");
+    let count = match env::var("FIRMWARE_IMAGES") {
+        Ok(v) => v
+            .parse::<usize>()
+            .map_err(|e| format!("FIRMWARE_IMAGES={v}: {e}"))?,
+        Err(_) => DEFAULT_IMAGES,
+    };
+    let data = here.join("../data/mnist");
+    let images = read_idx(&data.join("t10k-images-idx3-ubyte.gz"), 16, count * INPUTS)?;
+    let labels = read_idx(&data.join("t10k-labels-idx1-ubyte.gz"), 8, count)?;
+
+    // The host's answers, by the same crate the firmware runs (here on the host's kernel).
+    let aligned = Aligned::new(&model);
+    let expected: Vec<u8> = match Int8Model::from_bytes(aligned.bytes()) {
+        Ok(model) => images
+            .as_chunks::<INPUTS>()
+            .0
+            .iter()
+            .map(|image| model.predict(image).class)
+            .collect(),
+        Err(e) => {
+            // Still build: the firmware validates the model at boot and reports this itself.
+            println!(
+                "cargo:warning={} is not a valid model ({e}); the firmware will refuse it at boot",
+                model_path.display()
+            );
+            vec![u8::MAX; count]
+        }
+    };
+    fs::write(out.join("images.bin"), &images).map_err(|e| e.to_string())?;
+    fs::write(out.join("labels.bin"), &labels).map_err(|e| e.to_string())?;
+    fs::write(out.join("expected.bin"), &expected).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn copy(from: &Path, to: &Path) -> Result<(), String> {
+    fs::copy(from, to)
+        .map(|_| ())
+        .map_err(|e| format!("{}: {e}", from.display()))
+}
+
+/// The first `len` data bytes of a gzip-compressed IDX file whose header is `header` bytes.
+fn read_idx(path: &Path, header: usize, len: usize) -> Result<Vec<u8>, String> {
+    println!("cargo:rerun-if-changed={}", path.display());
+    let file = fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut bytes = Vec::with_capacity(header + len);
+    flate2::read::GzDecoder::new(file)
+        .take((header + len) as u64)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.len() < header + len {
+        return Err(format!("{}: fewer than {len} data bytes", path.display()));
+    }
+    Ok(bytes.split_off(header))
+}
+
+/// A copy of the model in 16-byte-aligned memory, as `Int8Model::from_bytes` requires.
+struct Aligned {
+    words: Vec<u128>,
+    len: usize,
+}
+
+impl Aligned {
+    fn new(bytes: &[u8]) -> Self {
+        let mut words = vec![0u128; bytes.len().div_ceil(16)];
+        for (word, chunk) in words.iter_mut().zip(bytes.chunks(16)) {
+            let mut b = [0u8; 16];
+            b[..chunk.len()].copy_from_slice(chunk);
+            *word = u128::from_ne_bytes(b);
+        }
+        Self {
+            words,
+            len: bytes.len(),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: u128 has no padding and any byte pattern is a valid u8; the length stays within
+        // the vector's allocation.
+        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast(), self.len) }
+    }
+}

@@ -1,0 +1,125 @@
+//! What differs between QEMU and a real board: logging, exit, and the clock that times inference.
+
+#[cfg(feature = "qemu")]
+pub use qemu::*;
+
+#[cfg(feature = "nrf52840")]
+pub use board::*;
+
+#[cfg(feature = "qemu")]
+mod qemu {
+    use cortex_m::peripheral::{SYST, syst::SystClkSource};
+
+    /// Prints a line on the host's stdout through semihosting.
+    macro_rules! log {
+        ($($arg:tt)*) => { cortex_m_semihosting::hprintln!($($arg)*) };
+    }
+    pub(crate) use log;
+
+    /// Ends the emulation with `code` as QEMU's exit status (semihosting SYS_EXIT_EXTENDED passes
+    /// any code through, where SYS_EXIT knows only success and failure).
+    pub fn exit(code: u32) -> ! {
+        const SYS_EXIT_EXTENDED: usize = 0x20;
+        const ADP_STOPPED_APPLICATION_EXIT: usize = 0x2_0026;
+        let block = [ADP_STOPPED_APPLICATION_EXIT, code as usize];
+        // SAFETY: a valid semihosting call with its two-word parameter block.
+        unsafe { cortex_m_semihosting::syscall(SYS_EXIT_EXTENDED, &block) };
+        loop {
+            cortex_m::asm::wfi();
+        }
+    }
+
+    /// SysTick on the core clock. QEMU has no cycle model (DWT reads 0), but under
+    /// `-icount shift=0` one instruction takes 1 ns and mps2-an386's 25 MHz SysTick ticks every
+    /// 40 ns: one tick is 40 executed instructions.
+    pub struct Timer {
+        _syst: SYST,
+    }
+
+    impl Timer {
+        /// What [`Timer::since`] counts.
+        pub const UNIT: &str = "SysTick ticks (x40 = instructions under -icount shift=0)";
+
+        /// Takes SysTick and lets it run down from its maximum.
+        pub fn start() -> Self {
+            let Some(mut core) = cortex_m::Peripherals::take() else {
+                exit(4)
+            };
+            core.SYST.set_clock_source(SystClkSource::Core);
+            core.SYST.set_reload(0x00ff_ffff);
+            core.SYST.clear_current();
+            core.SYST.enable_counter();
+            Self { _syst: core.SYST }
+        }
+
+        /// The counter now.
+        pub fn now(&self) -> u32 {
+            SYST::get_current()
+        }
+
+        /// Ticks since `start` (a down-counter; correct across one wrap of its 24 bits).
+        pub fn since(&self, start: u32) -> u32 {
+            start.wrapping_sub(self.now()) & 0x00ff_ffff
+        }
+    }
+
+    #[panic_handler]
+    fn panic(info: &core::panic::PanicInfo) -> ! {
+        log!("panic: {}", info);
+        exit(101)
+    }
+}
+
+#[cfg(feature = "nrf52840")]
+mod board {
+    use cortex_m::peripheral::DWT;
+    use defmt_rtt as _;
+    use panic_probe as _;
+
+    /// Logs a line over RTT with defmt (probe-rs prints it).
+    macro_rules! log {
+        ($($arg:tt)*) => { defmt::println!($($arg)*) };
+    }
+    pub(crate) use log;
+
+    /// Stops: a breakpoint ends `probe-rs run` with success; a failure panics, which probe-rs
+    /// reports as an error.
+    pub fn exit(code: u32) -> ! {
+        if code == 0 {
+            loop {
+                cortex_m::asm::bkpt();
+            }
+        }
+        defmt::panic!("exit status {}", code)
+    }
+
+    /// The DWT cycle counter: real CPU cycles.
+    pub struct Timer {
+        _dwt: DWT,
+    }
+
+    impl Timer {
+        /// What [`Timer::since`] counts.
+        pub const UNIT: &str = "CPU cycles";
+
+        /// Enables tracing and the cycle counter.
+        pub fn start() -> Self {
+            let Some(mut core) = cortex_m::Peripherals::take() else {
+                exit(4)
+            };
+            core.DCB.enable_trace();
+            core.DWT.enable_cycle_counter();
+            Self { _dwt: core.DWT }
+        }
+
+        /// The counter now.
+        pub fn now(&self) -> u32 {
+            DWT::cycle_count()
+        }
+
+        /// Cycles since `start` (wrapping).
+        pub fn since(&self, start: u32) -> u32 {
+            self.now().wrapping_sub(start)
+        }
+    }
+}
