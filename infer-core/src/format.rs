@@ -445,6 +445,19 @@ impl<'a> F32Model<'a> {
     ) -> Self {
         Self { w1, b1, w2, b2 }
     }
+
+    /// The weights: `(w1, b1, w2, b2)`, in the layouts of [`Self::from_weights`].
+    #[allow(clippy::type_complexity)]
+    pub fn weights(
+        &self,
+    ) -> (
+        &'a [f32; INPUTS * HIDDEN],
+        &'a [f32; HIDDEN],
+        &'a [f32; CLASSES * HIDDEN],
+        &'a [f32; CLASSES],
+    ) {
+        (self.w1, self.b1, self.w2, self.b2)
+    }
 }
 
 /// Writing model files (the trainer's side), into a caller-provided buffer.

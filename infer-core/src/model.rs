@@ -2,11 +2,11 @@
 
 use crate::format::{F32Model, Int8Model};
 use crate::kernels::{self, Kernel, KernelError};
-use crate::quant::requantize;
 use crate::{CLASSES, HIDDEN, INPUTS};
 
-/// Hidden rows computed per kernel call: bounds the i32 scratch on the stack to 512 bytes.
-const ROWS_PER_PASS: usize = 128;
+/// Hidden rows computed per kernel call. On a microcontroller this bounds the i32 scratch on the
+/// stack to 512 bytes; elsewhere one call covers the layer, so the input is prepared once.
+const ROWS_PER_PASS: usize = if cfg!(target_os = "none") { 128 } else { HIDDEN };
 
 /// What the int8 network says about one image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,15 +61,16 @@ impl<'a> Int8Model<'a> {
     fn hidden_on(&self, kernel: Kernel, pixels: &[u8; INPUTS]) -> [u8; HIDDEN] {
         let mut hidden = [0u8; HIDDEN];
         let mut acc = [0i32; ROWS_PER_PASS];
-        let rows = self.w1.chunks_exact(ROWS_PER_PASS * INPUTS);
-        let quant = self.b1.iter().zip(self.m1.iter()).zip(self.s1.iter());
-        let mut quant =
-            quant.map(|((b, m), &s)| (i32::from_le_bytes(*b), i32::from_le_bytes(*m), s));
-        for (w, h) in rows.zip(hidden.chunks_exact_mut(ROWS_PER_PASS)) {
+        let passes = self
+            .w1
+            .chunks_exact(ROWS_PER_PASS * INPUTS)
+            .zip(hidden.chunks_exact_mut(ROWS_PER_PASS))
+            .zip(self.b1.chunks_exact(ROWS_PER_PASS))
+            .zip(self.m1.chunks_exact(ROWS_PER_PASS))
+            .zip(self.s1.chunks_exact(ROWS_PER_PASS));
+        for ((((w, h), b), m), s) in passes {
             kernels::dot_rows_unchecked(kernel, w, pixels, &mut acc);
-            for ((h, &a), (b, m, s)) in h.iter_mut().zip(&acc).zip(&mut quant) {
-                *h = requantize(a.wrapping_add(b), m, s);
-            }
+            kernels::requantize_rows(kernel, &acc, b, m, s, h);
         }
         hidden
     }

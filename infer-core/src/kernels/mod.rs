@@ -199,6 +199,47 @@ pub(crate) fn dot_rows_unchecked(kernel: Kernel, w: &[i8], x: &[u8], out: &mut [
     }
 }
 
+/// `out[j] = requantize(acc[j] + bias[j], multiplier[j], shift[j])` for a layer: bias and
+/// multiplier as little-endian i32 (the model file's sections, read in place).
+///
+/// Integer arithmetic only, so every compilation of this loop gives the same bytes; with
+/// `kernel` = AVX-512 VNNI it is compiled for AVX-512, which vectorizes the 64-bit products and
+/// per-unit shifts.
+#[inline]
+pub(crate) fn requantize_rows(
+    kernel: Kernel,
+    acc: &[i32],
+    bias: &[[u8; 4]],
+    multiplier: &[[u8; 4]],
+    shift: &[u8],
+    out: &mut [u8],
+) {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512 VNNI availability implies AVX-512F; callers pass available kernels.
+        Kernel::Avx512Vnni => unsafe {
+            x86_64::requantize_rows_avx512(acc, bias, multiplier, shift, out)
+        },
+        _ => requantize_rows_portable(acc, bias, multiplier, shift, out),
+    }
+}
+
+/// The loop of [`requantize_rows`], for every target.
+#[inline(always)]
+pub(crate) fn requantize_rows_portable(
+    acc: &[i32],
+    bias: &[[u8; 4]],
+    multiplier: &[[u8; 4]],
+    shift: &[u8],
+    out: &mut [u8],
+) {
+    let terms = acc.iter().zip(bias).zip(multiplier).zip(shift);
+    for (o, (((&a, b), m), &s)) in out.iter_mut().zip(terms) {
+        let a = a.wrapping_add(i32::from_le_bytes(*b));
+        *o = crate::quant::requantize(a, i32::from_le_bytes(*m), s);
+    }
+}
+
 /// The conformance suite every kernel runs: bit-exact with [`scalar`] on random and extreme
 /// inputs. Kernels this CPU lacks are reported as skipped, never passed silently.
 #[cfg(test)]
@@ -233,13 +274,22 @@ pub(crate) mod conformance {
         out
     }
 
+    /// Random shapes; inputs dense, or mostly zero in runs as in a digit (which kernels may skip).
     fn shapes() -> impl Strategy<Value = (Vec<i8>, Vec<u8>)> {
-        (1usize..=12, 1usize..=MAX_COLS / 16).prop_flat_map(|(blocks, groups)| {
+        (1usize..=12, 1usize..=MAX_COLS / 16, any::<bool>()).prop_flat_map(|(blocks, groups, sparse)| {
             let (rows, cols) = (4 * blocks, 16 * groups);
-            (
-                proptest::collection::vec(any::<i8>(), rows * cols),
-                proptest::collection::vec(any::<u8>(), cols),
-            )
+            let pixel = if sparse {
+                prop_oneof![3 => Just(0u8), 1 => any::<u8>()].boxed()
+            } else {
+                any::<u8>().boxed()
+            };
+            let runs = proptest::collection::vec((pixel, 1usize..=20), cols).prop_map(move |runs| {
+                runs.into_iter()
+                    .flat_map(|(v, n)| std::iter::repeat_n(v, n))
+                    .take(cols)
+                    .collect::<Vec<u8>>()
+            });
+            (proptest::collection::vec(any::<i8>(), rows * cols), runs)
         })
     }
 
@@ -322,6 +372,31 @@ pub(crate) mod conformance {
     #[test]
     fn neon() {
         suite(Kernel::Neon);
+    }
+
+    #[test]
+    fn requantization_is_identical_on_every_kernel() {
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            failure_persistence: None,
+            ..ProptestConfig::with_cases(64)
+        });
+        let row = (any::<i32>(), any::<i32>(), 1i32..i32::MAX, 1u8..=62);
+        runner
+            .run(&proptest::collection::vec(row, 0..600), |rows| {
+                let acc: Vec<i32> = rows.iter().map(|r| r.0).collect();
+                let bias: Vec<[u8; 4]> = rows.iter().map(|r| r.1.to_le_bytes()).collect();
+                let mult: Vec<[u8; 4]> = rows.iter().map(|r| r.2.to_le_bytes()).collect();
+                let shift: Vec<u8> = rows.iter().map(|r| r.3).collect();
+                let mut expected = std::vec![0u8; rows.len()];
+                requantize_rows_portable(&acc, &bias, &mult, &shift, &mut expected);
+                for kernel in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+                    let mut got = std::vec![0u8; rows.len()];
+                    requantize_rows(kernel, &acc, &bias, &mult, &shift, &mut got);
+                    prop_assert_eq!(&got, &expected, "{}", kernel);
+                }
+                Ok(())
+            })
+            .unwrap();
     }
 
     #[test]

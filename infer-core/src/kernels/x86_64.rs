@@ -68,27 +68,35 @@ macro_rules! vnni_kernel {
         pub unsafe fn $name(w: &[i8], x: &[u8], out: &mut [i32]) {
             let mut buf = [0u8; 4 * MAX_COLS];
             let xr = repeat_groups(x, &mut buf);
+            // Only the vectors whose inputs are not all zero contribute: MNIST digits leave about
+            // half of them empty, and skipping them skips their weights' memory traffic too.
+            let mut live = [0u16; MAX_COLS];
+            let mut n_live = 0;
+            for (v, inputs) in x.chunks_exact($bytes / 4).enumerate() {
+                if inputs.iter().any(|&p| p != 0) {
+                    if let Some(slot) = live.get_mut(n_live) {
+                        *slot = (v * $bytes) as u16;
+                        n_live += 1;
+                    }
+                }
+            }
+            let live = live.get(..n_live).unwrap_or(&[]);
             let block = 4 * x.len();
             let (w4, w_rest) = w.split_at(w.len() / (4 * block) * (4 * block));
             let (out4, out_rest) = out.split_at_mut(w4.len() / x.len());
             // Four row blocks share each input load.
             for (w, out) in w4.chunks_exact(4 * block).zip(out4.chunks_exact_mut(16)) {
-                let (b0, rest) = w.split_at(block);
-                let (b1, rest) = rest.split_at(block);
-                let (b2, b3) = rest.split_at(block);
                 let mut acc = [$zero(); 4];
-                for ((((xv, c0), c1), c2), c3) in xr
-                    .chunks_exact($bytes)
-                    .zip(b0.chunks_exact($bytes))
-                    .zip(b1.chunks_exact($bytes))
-                    .zip(b2.chunks_exact($bytes))
-                    .zip(b3.chunks_exact($bytes))
-                {
-                    // SAFETY: every slice here is exactly one vector long; unaligned loads.
+                for &offset in live {
+                    let offset = usize::from(offset);
+                    // SAFETY: `offset` is a multiple of $bytes below `xr.len()` = `block` (it
+                    // indexes a whole vector of `x`'s repeated groups), and each of the 4 row
+                    // blocks in `w` is `block` bytes long: every load is in bounds. Unaligned.
                     unsafe {
-                        let xv = $load(xv.as_ptr().cast());
-                        for (acc, c) in acc.iter_mut().zip([c0, c1, c2, c3]) {
-                            *acc = $dpbusd(*acc, xv, $load(c.as_ptr().cast()));
+                        let xv = $load(xr.as_ptr().add(offset).cast());
+                        for (r, acc) in acc.iter_mut().enumerate() {
+                            let wv = $load(w.as_ptr().add(r * block + offset).cast());
+                            *acc = $dpbusd(*acc, xv, wv);
                         }
                     }
                 }
@@ -98,10 +106,12 @@ macro_rules! vnni_kernel {
             }
             for (w, out) in w_rest.chunks_exact(block).zip(out_rest.chunks_exact_mut(4)) {
                 let mut acc = $zero();
-                for (xv, c) in xr.chunks_exact($bytes).zip(w.chunks_exact($bytes)) {
-                    // SAFETY: as above.
+                for &offset in live {
+                    let offset = usize::from(offset);
+                    // SAFETY: as above, for one row block.
                     unsafe {
-                        acc = $dpbusd(acc, $load(xv.as_ptr().cast()), $load(c.as_ptr().cast()));
+                        let xv = $load(xr.as_ptr().add(offset).cast());
+                        acc = $dpbusd(acc, xv, $load(w.as_ptr().add(offset).cast()));
                     }
                 }
                 store4(out, $fold(acc));
@@ -202,4 +212,19 @@ fn store4(out: &mut [i32], v: __m128i) {
     // SAFETY: `lanes` is 16 bytes; unaligned store.
     unsafe { _mm_storeu_si128(lanes.as_mut_ptr().cast(), v) };
     out.copy_from_slice(&lanes);
+}
+
+/// [`super::requantize_rows_portable`] compiled for AVX-512 (integer-only: identical results).
+///
+/// # Safety
+/// The CPU must support AVX-512F, DQ, VL and BW.
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw")]
+pub unsafe fn requantize_rows_avx512(
+    acc: &[i32],
+    bias: &[[u8; 4]],
+    multiplier: &[[u8; 4]],
+    shift: &[u8],
+    out: &mut [u8],
+) {
+    super::requantize_rows_portable(acc, bias, multiplier, shift, out);
 }

@@ -1,0 +1,155 @@
+//! What the benchmarks share: a real trained model in both formats, real test digits, and the
+//! peers (nalgebra and candle) loaded with the same weights.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use infer_core::{CLASSES, F32Model, HIDDEN, INPUTS, Int8Model};
+use nalgebra::{DMatrix, DVector};
+use trainer::idx::{Mnist, load_mnist};
+use trainer::output::AlignedBytes;
+use trainer::quantize::{encode_f32, encode_int8, quantize};
+use trainer::train::{TrainConfig, fit};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The shipped MNIST.
+pub fn mnist() -> Result<Mnist> {
+    Ok(load_mnist(&repo().join("data/mnist"))?)
+}
+
+/// Both model files of one trained network.
+pub struct Models {
+    /// The int8 file.
+    pub int8: AlignedBytes,
+    /// The f32 file.
+    pub f32: AlignedBytes,
+}
+
+/// The models `cargo run -p trainer` left in `out/`; without them, the trainer's recipe is run
+/// here for one epoch (a real, if shorter, training) so that the benchmarks still use trained
+/// weights.
+pub fn models(mnist: &Mnist) -> Result<Models> {
+    let out = repo().join("out");
+    let (int8, f32) = (out.join("mlp-int8.bin"), out.join("mlp-f32.bin"));
+    if int8.is_file() && f32.is_file() {
+        eprintln!("benches: using the trained models in {}", out.display());
+        return Ok(Models {
+            int8: AlignedBytes::read(&int8)?,
+            f32: AlignedBytes::read(&f32)?,
+        });
+    }
+    eprintln!("benches: no models in {}; training one epoch first", out.display());
+    let config = TrainConfig {
+        epochs: 1,
+        ..TrainConfig::default()
+    };
+    let (net, _) = fit(&mnist.train, &config, |_| {});
+    let q = quantize(&net, &mnist.train.head(10_000))?;
+    Ok(Models {
+        int8: AlignedBytes::new(&encode_int8(&q)?),
+        f32: AlignedBytes::new(&encode_f32(&net)?),
+    })
+}
+
+/// Loads both views (validation once).
+pub fn views(models: &Models) -> Result<(Int8Model<'_>, F32Model<'_>)> {
+    Ok((
+        Int8Model::from_bytes(models.int8.as_bytes()).context("int8 model")?,
+        F32Model::from_bytes(models.f32.as_bytes()).context("f32 model")?,
+    ))
+}
+
+/// The first `n` test digits.
+pub fn test_images(mnist: &Mnist, n: usize) -> Vec<[u8; INPUTS]> {
+    mnist.test.images.as_chunks::<INPUTS>().0.iter().take(n).copied().collect()
+}
+
+/// The same f32 network as nalgebra matrices: the obvious way to run it.
+pub struct NalgebraNet {
+    w1: DMatrix<f32>,
+    b1: DVector<f32>,
+    w2: DMatrix<f32>,
+    b2: DVector<f32>,
+}
+
+impl NalgebraNet {
+    /// From an f32 model file's weights (`w1` input-major, `w2` class-major).
+    pub fn new(model: &Models) -> Result<Self> {
+        let parts = f32_parts(model)?;
+        Ok(Self {
+            // Input-major storage is a column-major `hidden × inputs` matrix.
+            w1: DMatrix::from_column_slice(HIDDEN, INPUTS, &parts.0),
+            b1: DVector::from_column_slice(&parts.1),
+            // Class-major storage is a column-major `hidden × classes` matrix; keep its transpose.
+            w2: DMatrix::from_column_slice(HIDDEN, CLASSES, &parts.2).transpose(),
+            b2: DVector::from_column_slice(&parts.3),
+        })
+    }
+
+    /// Logits of a batch of images (one column each), by matrix–matrix products.
+    pub fn logits(&self, images: &[[u8; INPUTS]]) -> DMatrix<f32> {
+        let x = DMatrix::from_fn(INPUTS, images.len(), |k, i| f32::from(images[i][k]) / 255.0);
+        let mut h = &self.w1 * x;
+        for mut column in h.column_iter_mut() {
+            column += &self.b1;
+            column.apply(|v| *v = v.max(0.0));
+        }
+        let mut z = &self.w2 * h;
+        for mut column in z.column_iter_mut() {
+            column += &self.b2;
+        }
+        z
+    }
+
+    /// Logits of one image, by matrix–vector products.
+    pub fn logits_one(&self, image: &[u8; INPUTS]) -> DVector<f32> {
+        let x = DVector::from_fn(INPUTS, |k, _| f32::from(image[k]) / 255.0);
+        let h = (&self.w1 * x + &self.b1).map(|v| v.max(0.0));
+        &self.w2 * h + &self.b2
+    }
+}
+
+/// The same f32 network in candle, the Rust ML framework.
+pub struct CandleNet {
+    w1: candle_core::Tensor,
+    b1: candle_core::Tensor,
+    w2: candle_core::Tensor,
+    b2: candle_core::Tensor,
+}
+
+impl CandleNet {
+    /// From an f32 model file's weights, on the CPU.
+    pub fn new(model: &Models) -> Result<Self> {
+        use candle_core::{Device, Tensor};
+        let (w1, b1, w2, b2) = f32_parts(model)?;
+        let cpu = Device::Cpu;
+        Ok(Self {
+            w1: Tensor::from_vec(w1, (INPUTS, HIDDEN), &cpu)?,
+            b1: Tensor::from_vec(b1, HIDDEN, &cpu)?,
+            // Class-major (10 × 512); the product wants 512 × 10.
+            w2: Tensor::from_vec(w2, (CLASSES, HIDDEN), &cpu)?.t()?.contiguous()?,
+            b2: Tensor::from_vec(b2, CLASSES, &cpu)?,
+        })
+    }
+
+    /// Logits of a batch of images, `batch × 10`.
+    pub fn logits(&self, images: &[[u8; INPUTS]]) -> Result<candle_core::Tensor> {
+        let x: Vec<f32> = images.iter().flatten().map(|&p| f32::from(p) / 255.0).collect();
+        let x = candle_core::Tensor::from_vec(x, (images.len(), INPUTS), &candle_core::Device::Cpu)?;
+        let h = x.matmul(&self.w1)?.broadcast_add(&self.b1)?.relu()?;
+        Ok(h.matmul(&self.w2)?.broadcast_add(&self.b2)?)
+    }
+}
+
+type F32Parts = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);
+
+/// The four f32 arrays of a model, read through infer-core's validated view.
+fn f32_parts(model: &Models) -> Result<F32Parts> {
+    let view = F32Model::from_bytes(model.f32.as_bytes())?;
+    let (w1, b1, w2, b2) = view.weights();
+    Ok((w1.to_vec(), b1.to_vec(), w2.to_vec(), b2.to_vec()))
+}
