@@ -59,16 +59,31 @@ fn inference(c: &mut Criterion) {
     for n in BATCHES {
         batch.throughput(Throughput::Elements(n as u64));
         let imgs = &images[..n];
-        let mut out = vec![Prediction { class: 0, logits: [0; 10] }; n];
-        batch.bench_function(BenchmarkId::new(format!("int8/{}", Kernel::best()), format!("batch-{n}")), |b| {
-            b.iter(|| int8.predict_batch(black_box(imgs), &mut out))
-        });
-        batch.bench_function(BenchmarkId::new("f32/infer-core", format!("batch-{n}")), |b| {
-            b.iter(|| imgs.iter().map(|img| f32_model.predict(img)).fold(0u32, |a, c| a + u32::from(c)))
-        });
-        batch.bench_function(BenchmarkId::new("f32/nalgebra", format!("batch-{n}")), |b| {
-            b.iter(|| black_box(nalgebra.logits(black_box(imgs))))
-        });
+        let mut out = vec![
+            Prediction {
+                class: 0,
+                logits: [0; 10]
+            };
+            n
+        ];
+        batch.bench_function(
+            BenchmarkId::new(format!("int8/{}", Kernel::best()), format!("batch-{n}")),
+            |b| b.iter(|| int8.predict_batch(black_box(imgs), &mut out)),
+        );
+        batch.bench_function(
+            BenchmarkId::new("f32/infer-core", format!("batch-{n}")),
+            |b| {
+                b.iter(|| {
+                    imgs.iter()
+                        .map(|img| f32_model.predict(img))
+                        .fold(0u32, |a, c| a + u32::from(c))
+                })
+            },
+        );
+        batch.bench_function(
+            BenchmarkId::new("f32/nalgebra", format!("batch-{n}")),
+            |b| b.iter(|| black_box(nalgebra.logits(black_box(imgs)))),
+        );
         batch.bench_function(BenchmarkId::new("f32/candle", format!("batch-{n}")), |b| {
             b.iter(|| black_box(candle.logits(black_box(imgs)).expect("candle")))
         });

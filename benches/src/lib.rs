@@ -13,7 +13,8 @@ use trainer::train::{TrainConfig, fit};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    let benches = Path::new(env!("CARGO_MANIFEST_DIR"));
+    benches.parent().unwrap_or(benches).to_path_buf()
 }
 
 /// The shipped MNIST.
@@ -42,7 +43,10 @@ pub fn models(mnist: &Mnist) -> Result<Models> {
             f32: AlignedBytes::read(&f32)?,
         });
     }
-    eprintln!("benches: no models in {}; training one epoch first", out.display());
+    eprintln!(
+        "benches: no models in {}; training one epoch first",
+        out.display()
+    );
     let config = TrainConfig {
         epochs: 1,
         ..TrainConfig::default()
@@ -65,7 +69,15 @@ pub fn views(models: &Models) -> Result<(Int8Model<'_>, F32Model<'_>)> {
 
 /// The first `n` test digits.
 pub fn test_images(mnist: &Mnist, n: usize) -> Vec<[u8; INPUTS]> {
-    mnist.test.images.as_chunks::<INPUTS>().0.iter().take(n).copied().collect()
+    mnist
+        .test
+        .images
+        .as_chunks::<INPUTS>()
+        .0
+        .iter()
+        .take(n)
+        .copied()
+        .collect()
 }
 
 /// The same f32 network as nalgebra matrices: the obvious way to run it.
@@ -131,15 +143,22 @@ impl CandleNet {
             w1: Tensor::from_vec(w1, (INPUTS, HIDDEN), &cpu)?,
             b1: Tensor::from_vec(b1, HIDDEN, &cpu)?,
             // Class-major (10 × 512); the product wants 512 × 10.
-            w2: Tensor::from_vec(w2, (CLASSES, HIDDEN), &cpu)?.t()?.contiguous()?,
+            w2: Tensor::from_vec(w2, (CLASSES, HIDDEN), &cpu)?
+                .t()?
+                .contiguous()?,
             b2: Tensor::from_vec(b2, CLASSES, &cpu)?,
         })
     }
 
     /// Logits of a batch of images, `batch × 10`.
     pub fn logits(&self, images: &[[u8; INPUTS]]) -> Result<candle_core::Tensor> {
-        let x: Vec<f32> = images.iter().flatten().map(|&p| f32::from(p) / 255.0).collect();
-        let x = candle_core::Tensor::from_vec(x, (images.len(), INPUTS), &candle_core::Device::Cpu)?;
+        let x: Vec<f32> = images
+            .iter()
+            .flatten()
+            .map(|&p| f32::from(p) / 255.0)
+            .collect();
+        let x =
+            candle_core::Tensor::from_vec(x, (images.len(), INPUTS), &candle_core::Device::Cpu)?;
         let h = x.matmul(&self.w1)?.broadcast_add(&self.b1)?.relu()?;
         Ok(h.matmul(&self.w2)?.broadcast_add(&self.b2)?)
     }

@@ -59,7 +59,13 @@ pub const CLASSES_PADDED: usize = CLASSES.div_ceil(4) * 4;
 /// Alignment of the weight sections within the file.
 pub const SECTION_ALIGN: usize = 16;
 
+/// Byte-at-a-time tables (1 KiB) on microcontrollers, where flash is scarce; slice-by-16 (16 KiB,
+/// several times faster) elsewhere. Same CRC either way.
+#[cfg(target_os = "none")]
 const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+#[cfg(not(target_os = "none"))]
+const CRC: crc::Crc<u32, crc::Table<16>> =
+    crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISO_HDLC);
 const CRC_LEN: usize = 4;
 /// Magic, version and kind.
 const PREAMBLE_LEN: usize = 6;

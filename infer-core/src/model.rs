@@ -6,7 +6,11 @@ use crate::{CLASSES, HIDDEN, INPUTS};
 
 /// Hidden rows computed per kernel call. On a microcontroller this bounds the i32 scratch on the
 /// stack to 512 bytes; elsewhere one call covers the layer, so the input is prepared once.
-const ROWS_PER_PASS: usize = if cfg!(target_os = "none") { 128 } else { HIDDEN };
+const ROWS_PER_PASS: usize = if cfg!(target_os = "none") {
+    128
+} else {
+    HIDDEN
+};
 
 /// What the int8 network says about one image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,11 +42,51 @@ impl<'a> Int8Model<'a> {
     }
 
     /// Classifies several images; `out` gets one prediction per image (as many as both hold).
+    ///
+    /// Where the kernel has a batch form (AVX-512 VNNI), four images share each pass over the
+    /// weights; the predictions are the same as one [`Self::predict`] per image.
     pub fn predict_batch(&self, images: &[[u8; INPUTS]], out: &mut [Prediction]) {
         let kernel = Kernel::best();
+        let n = images.len().min(out.len());
+        let mut images = images.get(..n).unwrap_or(&[]);
+        let mut out = out.get_mut(..n).unwrap_or(&mut []);
+        if kernel == Kernel::Avx512Vnni {
+            let (groups, rest) = images.as_chunks::<4>();
+            let (out_groups, out_rest) = out.as_chunks_mut::<4>();
+            for (group, o) in groups.iter().zip(out_groups) {
+                *o = self.predict_x4_on(kernel, group);
+            }
+            (images, out) = (rest, out_rest);
+        }
         for (image, out) in images.iter().zip(out) {
             *out = self.predict_on(kernel, image);
         }
+    }
+
+    fn predict_x4_on(&self, kernel: Kernel, images: &[[u8; INPUTS]; 4]) -> [Prediction; 4] {
+        let mut acc = [[0i32; HIDDEN]; 4];
+        let [a0, a1, a2, a3] = &mut acc;
+        let xs = [
+            &images[0][..],
+            &images[1][..],
+            &images[2][..],
+            &images[3][..],
+        ];
+        kernels::dot_rows_x4_unchecked(kernel, self.w1, xs, [a0, a1, a2, a3]);
+        let mut hidden = [[0u8; HIDDEN]; 4];
+        for (h, acc) in hidden.iter_mut().zip(&acc) {
+            kernels::requantize_rows(kernel, acc, self.b1, self.m1, self.s1, h);
+        }
+        let mut logits = [[0i32; crate::format::CLASSES_PADDED]; 4];
+        let [l0, l1, l2, l3] = &mut logits;
+        let xs = [
+            &hidden[0][..],
+            &hidden[1][..],
+            &hidden[2][..],
+            &hidden[3][..],
+        ];
+        kernels::dot_rows_x4_unchecked(kernel, self.w2, xs, [l0, l1, l2, l3]);
+        logits.map(|acc| self.output(&acc))
     }
 
     /// The u8 hidden activations of one image (after ReLU), computed with `kernel`.
@@ -79,8 +123,13 @@ impl<'a> Int8Model<'a> {
         let hidden = self.hidden_on(kernel, pixels);
         let mut acc = [0i32; crate::format::CLASSES_PADDED];
         kernels::dot_rows_unchecked(kernel, self.w2, &hidden, &mut acc);
+        self.output(&acc)
+    }
+
+    /// The output layer's biases and arg-max over its accumulators.
+    fn output(&self, acc: &[i32; crate::format::CLASSES_PADDED]) -> Prediction {
         let mut logits = [0i32; CLASSES];
-        for ((l, &a), b) in logits.iter_mut().zip(&acc).zip(self.b2.iter()) {
+        for ((l, &a), b) in logits.iter_mut().zip(acc).zip(self.b2.iter()) {
             *l = a.wrapping_add(i32::from_le_bytes(*b));
         }
         Prediction {

@@ -73,6 +73,14 @@ fn trained_model_round_trips_through_infer_core() {
         f32_correct += usize::from(f32_class == label);
         agree += usize::from(reference.class == f32_class);
     }
+    // The batch path (four images per pass on AVX-512 VNNI) gives the same answers; 999 images
+    // leave a remainder for the single-image path.
+    let mut batch = vec![int8.predict(&images[0]); 999];
+    int8.predict_batch(&images[..999], &mut batch);
+    for (i, (image, p)) in images.iter().zip(&batch).enumerate() {
+        assert_eq!(*p, int8.predict(image), "batch prediction of image {i}");
+    }
+
     assert!(f32_correct > 900, "f32 {f32_correct}/1000");
     assert!(
         int8_correct + 10 >= f32_correct,

@@ -199,6 +199,27 @@ pub(crate) fn dot_rows_unchecked(kernel: Kernel, w: &[i8], x: &[u8], out: &mut [
     }
 }
 
+/// [`dot_rows`] for four images of the same width at once, where a kernel has a batch form
+/// (AVX-512 VNNI); otherwise one image after another. Same results as four single calls.
+#[inline]
+pub(crate) fn dot_rows_x4_unchecked(
+    kernel: Kernel,
+    w: &[i8],
+    xs: [&[u8]; 4],
+    outs: [&mut [i32]; 4],
+) {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: callers only pass kernels for which `is_available` returned true.
+        Kernel::Avx512Vnni => unsafe { x86_64::dot_rows_x4_avx512_vnni(w, xs, outs) },
+        _ => {
+            for (x, out) in xs.into_iter().zip(outs) {
+                dot_rows_unchecked(kernel, w, x, out);
+            }
+        }
+    }
+}
+
 /// `out[j] = requantize(acc[j] + bias[j], multiplier[j], shift[j])` for a layer: bias and
 /// multiplier as little-endian i32 (the model file's sections, read in place).
 ///
@@ -276,21 +297,24 @@ pub(crate) mod conformance {
 
     /// Random shapes; inputs dense, or mostly zero in runs as in a digit (which kernels may skip).
     fn shapes() -> impl Strategy<Value = (Vec<i8>, Vec<u8>)> {
-        (1usize..=12, 1usize..=MAX_COLS / 16, any::<bool>()).prop_flat_map(|(blocks, groups, sparse)| {
-            let (rows, cols) = (4 * blocks, 16 * groups);
-            let pixel = if sparse {
-                prop_oneof![3 => Just(0u8), 1 => any::<u8>()].boxed()
-            } else {
-                any::<u8>().boxed()
-            };
-            let runs = proptest::collection::vec((pixel, 1usize..=20), cols).prop_map(move |runs| {
-                runs.into_iter()
-                    .flat_map(|(v, n)| std::iter::repeat_n(v, n))
-                    .take(cols)
-                    .collect::<Vec<u8>>()
-            });
-            (proptest::collection::vec(any::<i8>(), rows * cols), runs)
-        })
+        (1usize..=12, 1usize..=MAX_COLS / 16, any::<bool>()).prop_flat_map(
+            |(blocks, groups, sparse)| {
+                let (rows, cols) = (4 * blocks, 16 * groups);
+                let pixel = if sparse {
+                    prop_oneof![3 => Just(0u8), 1 => any::<u8>()].boxed()
+                } else {
+                    any::<u8>().boxed()
+                };
+                let runs =
+                    proptest::collection::vec((pixel, 1usize..=20), cols).prop_map(move |runs| {
+                        runs.into_iter()
+                            .flat_map(|(v, n)| std::iter::repeat_n(v, n))
+                            .take(cols)
+                            .collect::<Vec<u8>>()
+                    });
+                (proptest::collection::vec(any::<i8>(), rows * cols), runs)
+            },
+        )
     }
 
     fn extremes() -> impl Iterator<Item = (&'static str, i8, u8)> {
@@ -372,6 +396,49 @@ pub(crate) mod conformance {
     #[test]
     fn neon() {
         suite(Kernel::Neon);
+    }
+
+    #[test]
+    fn four_image_batches_equal_single_images() {
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            failure_persistence: None,
+            ..ProptestConfig::with_cases(48)
+        });
+        let case = shapes().prop_flat_map(|(w, x)| {
+            let cols = x.len();
+            let more = proptest::collection::vec(
+                proptest::collection::vec(prop_oneof![2 => Just(0u8), 1 => any::<u8>()], cols),
+                3,
+            );
+            (Just(w), Just(x), more)
+        });
+        runner
+            .run(&case, |(w, x0, more)| {
+                let rows = w.len() / x0.len();
+                let xs = [&x0[..], &more[0][..], &more[1][..], &more[2][..]];
+                for kernel in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+                    let mut outs = [[0i32; 48]; 4];
+                    let [o0, o1, o2, o3] = &mut outs;
+                    dot_rows_x4_unchecked(
+                        kernel,
+                        &w,
+                        xs,
+                        [
+                            &mut o0[..rows],
+                            &mut o1[..rows],
+                            &mut o2[..rows],
+                            &mut o3[..rows],
+                        ],
+                    );
+                    for (x, out) in xs.iter().zip(&outs) {
+                        let mut expected = [0i32; 48];
+                        scalar::dot_rows(&w, x, &mut expected[..rows]);
+                        prop_assert_eq!(&out[..rows], &expected[..rows], "{}", kernel);
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
     }
 
     #[test]

@@ -228,3 +228,73 @@ pub unsafe fn requantize_rows_avx512(
 ) {
     super::requantize_rows_portable(acc, bias, multiplier, shift, out);
 }
+
+/// [`dot_rows_avx512_vnni`] for four images at once: each weight vector is loaded once and used
+/// four times, so batches are bound by `vpdpbusd` throughput rather than by the L2 bandwidth that
+/// bounds a single image. `xs` all have the same length; `outs[i]` gets image `i`'s rows.
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512 VNNI.
+#[target_feature(enable = "avx512f,avx512vnni")]
+pub unsafe fn dot_rows_x4_avx512_vnni(w: &[i8], xs: [&[u8]; 4], outs: [&mut [i32]; 4]) {
+    let cols = xs[0].len();
+    let mut bufs = [[0u8; 4 * MAX_COLS]; 4];
+    let mut xr: [&[u8]; 4] = [&[]; 4];
+    for ((buf, x), xr) in bufs.iter_mut().zip(xs).zip(xr.iter_mut()) {
+        *xr = repeat_groups(x.get(..cols).unwrap_or(x), buf);
+    }
+    if xr.iter().any(|x| x.len() != 4 * cols) {
+        return;
+    }
+    // The vectors where any of the four images has a non-zero input.
+    let mut live = [0u16; MAX_COLS];
+    let mut n_live = 0;
+    for v in 0..cols / 16 {
+        let any = xs.iter().any(|x| {
+            x.get(16 * v..16 * v + 16)
+                .is_some_and(|c| c.iter().any(|&p| p != 0))
+        });
+        if any && let Some(slot) = live.get_mut(n_live) {
+            *slot = (v * 64) as u16;
+            n_live += 1;
+        }
+    }
+    let live = live.get(..n_live).unwrap_or(&[]);
+    let block = 4 * cols;
+    let rows = outs
+        .iter()
+        .map(|o| o.len())
+        .min()
+        .unwrap_or(0)
+        .min(w.len() / cols.max(1));
+    let mut outs = outs;
+    let mut start = 0;
+    while start + 4 <= rows {
+        // 4 row blocks when there are, else one: 16 or 4 accumulators.
+        let blocks = if start + 16 <= rows { 4 } else { 1 };
+        let base = start / 4 * block;
+        let mut acc = [[_mm512_setzero_si512(); 4]; 4];
+        for &offset in live {
+            let offset = usize::from(offset);
+            // SAFETY: `offset` + 64 ≤ `block` = each `xr[i].len()`; the weight loads stay inside
+            // rows `start..start + 4·blocks` ≤ `rows` ≤ `w.len() / cols`. Unaligned loads.
+            unsafe {
+                let x = xr.map(|x| _mm512_loadu_si512(x.as_ptr().add(offset).cast()));
+                for (r, acc) in acc.iter_mut().enumerate().take(blocks) {
+                    let wv = _mm512_loadu_si512(w.as_ptr().add(base + r * block + offset).cast());
+                    for (acc, &x) in acc.iter_mut().zip(&x) {
+                        *acc = _mm512_dpbusd_epi32(*acc, x, wv);
+                    }
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate().take(blocks) {
+            for (out, &acc) in outs.iter_mut().zip(acc) {
+                if let Some(out) = out.get_mut(start + 4 * r..start + 4 * r + 4) {
+                    store4(out, fold512(acc));
+                }
+            }
+        }
+        start += 4 * blocks;
+    }
+}

@@ -1,0 +1,193 @@
+//! Turns criterion's saved estimates (`target/criterion`) into `BENCHMARKS.md`: median time per
+//! image, images per second, and ratios to the scalar kernel and to each peer, measured in the
+//! same run.
+//!
+//! Usage: `cargo bench -p benches && cargo run -p benches --bin report [CRITERION_DIR] [OUT.md]`
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+/// One benchmark's median.
+struct Estimate {
+    /// Median time per call, ns.
+    median_ns: f64,
+    /// Images (elements) per call.
+    images: f64,
+}
+
+impl Estimate {
+    fn per_image_ns(&self) -> f64 {
+        self.median_ns / self.images
+    }
+}
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let criterion = args
+        .next()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| benches::repo().join("target/criterion"));
+    let out = args
+        .next()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| benches::repo().join("BENCHMARKS.md"));
+    let estimates = read_estimates(&criterion)?;
+    if estimates.is_empty() {
+        bail!(
+            "no criterion results under {}; run `cargo bench -p benches` first",
+            criterion.display()
+        );
+    }
+    let markdown = render(&estimates);
+    std::fs::write(&out, &markdown).with_context(|| format!("cannot write {}", out.display()))?;
+    print!("{markdown}");
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
+/// Every `*/new/benchmark.json` with its `estimates.json`, by full benchmark ID.
+fn read_estimates(dir: &Path) -> Result<BTreeMap<String, Estimate>> {
+    let mut found = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n == "benchmark.json")
+                && path.parent().is_some_and(|p| p.ends_with("new"))
+            {
+                let meta: Value = read_json(&path)?;
+                let est: Value = read_json(&path.with_file_name("estimates.json"))?;
+                let id = meta["full_id"].as_str().context("full_id")?.to_owned();
+                let median_ns = est["median"]["point_estimate"].as_f64().context("median")?;
+                let images = meta["throughput"]["Elements"].as_f64().unwrap_or(1.0);
+                found.insert(id, Estimate { median_ns, images });
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+}
+
+fn duration(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+fn ratio(a: Option<&Estimate>, b: &Estimate) -> String {
+    a.map_or("–".into(), |a| {
+        format!("{:.1}×", a.per_image_ns() / b.per_image_ns())
+    })
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn render(est: &BTreeMap<String, Estimate>) -> String {
+    let mut md = String::new();
+    let date = std::process::Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .unwrap_or_default();
+    let _ = writeln!(md, "# Benchmarks\n");
+    let _ = writeln!(
+        md,
+        "Criterion medians on {} ({} logical CPUs), {}. Every engine runs on one core \
+         (`RAYON_NUM_THREADS=1`) except the training step, which uses the trainer's two threads. \
+         Same trained weights, same real MNIST test digits. Regenerate with \
+         `cargo bench -p benches && cargo run -p benches --bin report`.\n",
+        cpu_model(),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        date.trim()
+    );
+
+    let scalar = est.get("forward/int8/scalar/batch-1");
+    let nalgebra = est.get("forward/f32/nalgebra/batch-1");
+    let candle = est.get("forward/f32/candle/batch-1");
+    let _ = writeln!(md, "## One image\n");
+    let _ = writeln!(
+        md,
+        "| benchmark | median per image | images/s | vs int8 scalar | vs nalgebra f32 | vs candle f32 |\n| --- | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for (id, e) in est.iter().filter(|(id, _)| id.starts_with("forward/")) {
+        let _ = writeln!(
+            md,
+            "| `{id}` | {} | {:.0} | {} | {} | {} |",
+            duration(e.per_image_ns()),
+            1e9 / e.per_image_ns(),
+            ratio(scalar, e),
+            ratio(nalgebra, e),
+            ratio(candle, e)
+        );
+    }
+
+    let _ = writeln!(md, "\n## Batches (throughput per core)\n");
+    let _ = writeln!(
+        md,
+        "| benchmark | median per call | per image | images/s | vs nalgebra f32 (same batch) | vs candle f32 (same batch) |\n| --- | ---: | ---: | ---: | ---: | ---: |"
+    );
+    let mut batch_ids: Vec<&String> = est
+        .keys()
+        .filter(|id| id.starts_with("throughput/"))
+        .collect();
+    batch_ids.sort_by_key(|id| {
+        let n: u32 = id
+            .rsplit("batch-")
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        (n, (*id).clone())
+    });
+    for id in batch_ids {
+        let e = &est[id];
+        let suffix = id.rsplit('/').next().unwrap_or("");
+        let peer = |engine: &str| est.get(&format!("throughput/f32/{engine}/{suffix}"));
+        let _ = writeln!(
+            md,
+            "| `{id}` | {} | {} | {:.0} | {} | {} |",
+            duration(e.median_ns),
+            duration(e.per_image_ns()),
+            1e9 / e.per_image_ns(),
+            ratio(peer("nalgebra"), e),
+            ratio(peer("candle"), e)
+        );
+    }
+
+    let _ = writeln!(md, "\n## Other\n\n| benchmark | median |\n| --- | ---: |");
+    for (id, e) in est
+        .iter()
+        .filter(|(id, _)| id.starts_with("load/") || id.starts_with("train/"))
+    {
+        let _ = writeln!(md, "| `{id}` | {} |", duration(e.median_ns));
+    }
+    md
+}
