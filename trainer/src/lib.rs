@@ -6,11 +6,16 @@
 //! - [`mlp`] holds the network, its backprop and RMSprop;
 //! - [`train`] runs the epochs and evaluates;
 //! - [`quantize`] turns the trained network into infer-core's int8 and f32 model files;
-//! - [`output`] writes them and the JSON report, atomically.
+//! - [`output`] writes them and the JSON report, atomically;
+//! - [`model_file`], [`metrics`] and [`digit`] serve `eval`, `inspect` and `predict`: loading a
+//!   model of either kind, the confusion matrix, and MNIST-style preprocessing of a user's image.
 
+pub mod digit;
 pub mod idx;
 pub mod kernels;
+pub mod metrics;
 pub mod mlp;
+pub mod model_file;
 pub mod output;
 pub mod quantize;
 pub mod sparse;

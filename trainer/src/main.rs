@@ -1,15 +1,19 @@
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 
-use infer_core::{F32Model, Int8Model, Kernel};
+use infer_core::{F32Model, INPUTS, Int8Model, Kernel};
 use trainer::idx::{Dataset, load_mnist};
+use trainer::metrics::Confusion;
+use trainer::model_file::{Classifier, ModelFile};
 use trainer::output::{AlignedBytes, ModelReport, Report, TestStats, write_atomic};
 use trainer::quantize::{encode_f32, encode_int8, quantize};
-use trainer::train::{TrainConfig, evaluate, fit};
+use trainer::train::{Progress, TrainConfig, evaluate, fit};
 
 /// The int8 model, as the firmware embeds it.
 const INT8_FILE: &str = "mlp-int8.bin";
@@ -18,15 +22,50 @@ const F32_FILE: &str = "mlp-f32.bin";
 /// Training images the hidden activation range is calibrated on.
 const CALIBRATION_IMAGES: usize = 10_000;
 
-/// Trains the Keras-tutorial MNIST MLP (784 → 512 ReLU → 10 softmax, RMSprop) and saves it.
+const EXAMPLES: &str = "\
+Examples:
+  trainer                                  train with the Keras tutorial's recipe (same as `trainer train`)
+  trainer train --epochs 10 --seed 7       train longer, with another seed
+  trainer eval out/mlp-int8.bin            accuracy, confusion matrix, precision and recall on the test set
+  trainer predict out/mlp-int8.bin my-7.png   classify your own handwriting
+  trainer inspect out/mlp-int8.bin         what a model file holds";
+
+/// Trains the Keras-tutorial MNIST network (784 → 512 ReLU → 10 softmax), quantizes it to int8
+/// for microcontrollers, and checks models on test digits or your own images.
 #[derive(Debug, Parser)]
-#[command(version, about)]
-struct Args {
+#[command(version, about, args_conflicts_with_subcommands = true, after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train, quantize, write both model files and the report (the default).
+    #[command(after_help = "Example:\n  trainer train --epochs 5 --batch-size 128 --out out/")]
+    Train(TrainArgs),
+    /// Accuracy of an int8 or f32 model file on a test set, with the confusion matrix.
+    #[command(after_help = "Example:\n  trainer eval out/mlp-int8.bin --data data/mnist")]
+    Eval(EvalArgs),
+    /// Classify your own digit images (PNG, JPEG, PGM; any size; dark ink on light or the reverse).
+    #[command(
+        after_help = "Example:\n  trainer predict out/mlp-int8.bin photo-of-a-7.jpg scan.png --json"
+    )]
+    Predict(PredictArgs),
+    /// Show a model file's format version, shape, quantization parameters, sizes and CRC status.
+    #[command(after_help = "Example:\n  trainer inspect out/mlp-int8.bin")]
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+struct TrainArgs {
     /// Passes over the training set.
     #[arg(long, default_value_t = 5)]
     epochs: usize,
     /// Images per gradient step.
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65_535))]
     batch_size: u32,
     /// RMSprop learning rate.
     #[arg(long, default_value_t = 1e-3, value_parser = positive_f32)]
@@ -43,6 +82,46 @@ struct Args {
     /// Where to write the JSON report.
     #[arg(long, default_value = "target/trainer-report.json")]
     report: PathBuf,
+    /// No progress bars, one line per epoch (also the behaviour when stdout is not a terminal).
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Debug, Args)]
+struct EvalArgs {
+    /// An int8 or f32 model file written by `trainer train`.
+    model: PathBuf,
+    /// Folder with the test set's IDX files [default: data/mnist]
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct PredictArgs {
+    /// An int8 or f32 model file written by `trainer train`.
+    model: PathBuf,
+    /// Images of single digits.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// One JSON document on stdout instead of text, for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// A model file.
+    model: PathBuf,
+}
+
+/// Writes to stdout; a reader that closed the pipe early (`| head`) ends the output, not the
+/// program with a panic.
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 fn positive_f32(s: &str) -> Result<f32, String> {
@@ -63,14 +142,15 @@ fn default_data_dir() -> PathBuf {
 }
 
 /// Fraction of `data` that `classify` gets right.
-fn accuracy(data: &Dataset, classify: impl Fn(&[u8; 784]) -> u8) -> f64 {
-    let images = data.images.as_chunks::<784>().0;
-    let correct = images
+fn accuracy(data: &Dataset, classify: impl Fn(&[u8; INPUTS]) -> u8) -> f64 {
+    let predictions: Vec<u8> = data
+        .images
+        .as_chunks::<INPUTS>()
+        .0
         .iter()
-        .zip(&data.labels)
-        .filter(|(image, label)| classify(image) == **label)
-        .count();
-    correct as f64 / data.len().max(1) as f64
+        .map(classify)
+        .collect();
+    Confusion::new(&data.labels, &predictions).accuracy()
 }
 
 /// Writes a model file atomically, then loads it back from disk, as a user would, and evaluates it.
@@ -90,11 +170,71 @@ fn write_model(
     })
 }
 
-fn run(args: Args) -> Result<()> {
+/// Keras-like progress: a bar per epoch on a terminal, one line per epoch in any case.
+struct EpochDisplay {
+    bar: Option<ProgressBar>,
+    epochs: usize,
+    interactive: bool,
+}
+
+impl EpochDisplay {
+    fn new(epochs: usize, quiet: bool) -> Self {
+        Self {
+            bar: None,
+            epochs,
+            interactive: !quiet && std::io::stdout().is_terminal(),
+        }
+    }
+
+    fn update(&mut self, progress: Progress) {
+        match progress {
+            Progress::Batch {
+                epoch,
+                done,
+                steps,
+                running,
+            } if self.interactive => {
+                let bar = self.bar.get_or_insert_with(|| {
+                    let bar = ProgressBar::new(steps as u64);
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "Epoch {prefix} {bar:30} {pos}/{len} - ETA {eta} - {msg}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    );
+                    bar.set_prefix(format!("{epoch}/{}", self.epochs));
+                    bar
+                });
+                bar.set_position(done as u64);
+                bar.set_message(format!(
+                    "accuracy: {:.4} - loss: {:.4}",
+                    running.accuracy(),
+                    running.loss()
+                ));
+            }
+            Progress::Batch { .. } => {}
+            Progress::Epoch(e) => {
+                if let Some(bar) = self.bar.take() {
+                    bar.finish_and_clear();
+                }
+                println!(
+                    "Epoch {}/{}: {:.2}s - accuracy: {:.4} - loss: {:.4}",
+                    e.epoch, self.epochs, e.seconds, e.accuracy, e.loss
+                );
+            }
+        }
+    }
+}
+
+fn train(args: TrainArgs) -> Result<()> {
     let started = Instant::now();
     // Fail on an unwritable destination now, not after minutes of training.
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create output folder {}", args.out.display()))?;
+    let probe = args.out.join(".write-test");
+    write_atomic(&probe, b"")
+        .and_then(|()| Ok(std::fs::remove_file(&probe)?))
+        .with_context(|| format!("cannot write in output folder {}", args.out.display()))?;
     if let Some(dir) = args.report.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create report folder {}", dir.display()))?;
@@ -117,14 +257,9 @@ fn run(args: Args) -> Result<()> {
         seed: args.seed,
         ..TrainConfig::default()
     };
-    let steps = mnist.train.len().div_ceil(config.batch_size);
     let fit_start = Instant::now();
-    let (net, epochs) = fit(&mnist.train, &config, |e| {
-        println!(
-            "Epoch {}/{}: {steps} steps - {:.2}s - accuracy: {:.4} - loss: {:.4}",
-            e.epoch, config.epochs, e.seconds, e.accuracy, e.loss
-        );
-    });
+    let mut display = EpochDisplay::new(config.epochs, args.quiet);
+    let (net, epochs) = fit(&mnist.train, &config, |p| display.update(p))?;
     let fit_seconds = fit_start.elapsed().as_secs_f64();
 
     let test = evaluate(&net, &mnist.test).stats;
@@ -184,8 +319,117 @@ fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+fn eval(args: EvalArgs) -> Result<()> {
+    let file = ModelFile::read(&args.model)?;
+    let model = file.open(&args.model)?;
+    let data_dir = args.data.unwrap_or_else(default_data_dir);
+    let test = load_mnist(&data_dir)?.test;
+    let predictions: Vec<u8> = test
+        .images
+        .as_chunks::<INPUTS>()
+        .0
+        .iter()
+        .map(|image| model.classify(image))
+        .collect();
+    let confusion = Confusion::new(&test.labels, &predictions);
+    emit(&format!(
+        "{} ({} model, {} bytes) on {} test images from {}\naccuracy: {:.4}\n\n{confusion}",
+        args.model.display(),
+        model.kind(),
+        file.bytes().len(),
+        test.len(),
+        data_dir.display(),
+        confusion.accuracy()
+    ))
+}
+
+fn predict(args: PredictArgs) -> Result<()> {
+    let file = ModelFile::read(&args.model)?;
+    let model = file.open(&args.model)?;
+    let mut results = Vec::with_capacity(args.images.len());
+    for path in &args.images {
+        let image = trainer::digit::read(path)?;
+        let (digit, probabilities) = model.probabilities(&image);
+        if !args.json {
+            let listed: Vec<String> = probabilities
+                .iter()
+                .enumerate()
+                .map(|(d, p)| format!("{d}: {p:.3}"))
+                .collect();
+            emit(&format!(
+                "{}: {digit}   ({})\n",
+                path.display(),
+                listed.join("  ")
+            ))?;
+        }
+        results.push(serde_json::json!({
+            "image": path.display().to_string(),
+            "digit": digit,
+            "probabilities": probabilities,
+        }));
+    }
+    if args.json {
+        emit(&format!("{}\n", serde_json::to_string_pretty(&results)?))?;
+    }
+    Ok(())
+}
+
+fn inspect(args: InspectArgs) -> Result<()> {
+    let file = ModelFile::read(&args.model)?;
+    let bytes = file.bytes();
+    println!("file:     {} ({} bytes)", args.model.display(), bytes.len());
+    if let (Some(magic), Some(version), Some(kind)) = (bytes.get(..4), bytes.get(4), bytes.get(5)) {
+        println!(
+            "magic:    {:?}, format version {version}, kind byte {kind}",
+            String::from_utf8_lossy(magic)
+        );
+    }
+    let model = file.open(&args.model)?;
+    println!(
+        "status:   valid (CRC-32 {:#010x} matches; every section checked)",
+        u32::from_le_bytes(bytes[bytes.len() - 4..].try_into()?)
+    );
+    println!(
+        "shape:    {}-{}-{}",
+        infer_core::INPUTS,
+        infer_core::HIDDEN,
+        infer_core::CLASSES
+    );
+    match model {
+        Classifier::Int8(m) => {
+            let range = |v: Vec<f32>| {
+                let min = v.iter().copied().fold(f32::INFINITY, f32::min);
+                let max = v.iter().copied().fold(0.0f32, f32::max);
+                format!("{min:.3e} … {max:.3e}")
+            };
+            println!("kind:     int8 (integer-only inference)");
+            println!("input:    u8 pixels, scale 1/255, zero point 0");
+            println!("hidden:   u8 activations, scale {:.4e}", m.hidden_scale());
+            println!(
+                "w1:       int8 per hidden unit, scales {}",
+                range(m.w1_scales().collect())
+            );
+            println!(
+                "w2:       int8 per class, scales {}",
+                range(m.w2_scales().collect())
+            );
+            println!("kernel:   {} on this machine", Kernel::best());
+        }
+        Classifier::F32(_) => println!("kind:     f32"),
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    match run(Args::parse()) {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => train(cli.train),
+        Some(Command::Train(args)) => train(args),
+        Some(Command::Eval(args)) => eval(args),
+        Some(Command::Predict(args)) => predict(args),
+        Some(Command::Inspect(args)) => inspect(args),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -11,6 +11,15 @@ use crate::train::EpochStats;
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one, never half
 /// of one: a temporary file in the same folder, flushed to disk, then renamed over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |file| file.write_all(bytes))
+}
+
+/// [`write_atomic`] with the writing done by `write` (which tests use to fail half-way, as a crash
+/// would).
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -21,13 +30,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         name.to_string_lossy(),
         std::process::id()
     ));
-    let write = || -> std::io::Result<()> {
+    let attempt = || -> std::io::Result<()> {
         let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
+        write(&mut file)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)
     };
-    write()
+    attempt()
         .inspect_err(|_| {
             // Best effort: the write error is what the user needs to see.
             let _ = std::fs::remove_file(&tmp);

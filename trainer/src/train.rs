@@ -57,12 +57,47 @@ pub fn network_inputs(data: &Dataset) -> SparseRows {
     SparseRows::from_dense_parallel(PIXELS, &data.images, |p| f32::from(p) / 255.0)
 }
 
-/// Trains a fresh network on `data`, calling `on_epoch` after each epoch.
+/// Why training stopped early.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TrainError {
+    /// The loss became NaN or infinite: the run diverged (a learning rate too high, usually).
+    #[error(
+        "the loss became {loss} at epoch {epoch}, batch {batch}: training diverged (try a lower --learning-rate)"
+    )]
+    NonFinite {
+        /// 1-based epoch.
+        epoch: usize,
+        /// 1-based batch within the epoch.
+        batch: usize,
+        /// The batch's summed loss.
+        loss: f64,
+    },
+}
+
+/// What [`fit`] reports as it goes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Progress {
+    /// A gradient step is done.
+    Batch {
+        /// 1-based epoch.
+        epoch: usize,
+        /// Steps done in this epoch.
+        done: usize,
+        /// Steps per epoch.
+        steps: usize,
+        /// Running loss and accuracy of this epoch so far.
+        running: BatchStats,
+    },
+    /// An epoch is done.
+    Epoch(EpochStats),
+}
+
+/// Trains a fresh network on `data`, calling `progress` after every step and every epoch.
 pub fn fit(
     data: &Dataset,
     config: &TrainConfig,
-    mut on_epoch: impl FnMut(&EpochStats),
-) -> (Mlp, Vec<EpochStats>) {
+    mut progress: impl FnMut(Progress),
+) -> Result<(Mlp, Vec<EpochStats>), TrainError> {
     let inputs = network_inputs(data);
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let mut net = Mlp::glorot(PIXELS, config.hidden, infer_core::CLASSES, &mut rng);
@@ -71,17 +106,32 @@ pub fn fit(
     let mut order: Vec<usize> = (0..data.len()).collect();
     let mut labels = Vec::with_capacity(config.batch_size);
     let mut history = Vec::with_capacity(config.epochs);
+    let steps = data.len().div_ceil(config.batch_size.max(1));
 
     for epoch in 1..=config.epochs {
         let start = Instant::now();
         order.shuffle(&mut rng);
         let mut stats = BatchStats::default();
-        for indices in order.chunks(config.batch_size.max(1)) {
+        for (batch, indices) in order.chunks(config.batch_size.max(1)).enumerate() {
             let x = SparseBatch::new(inputs.gather(indices));
             labels.clear();
             labels.extend(indices.iter().map(|&i| data.labels[i]));
-            stats.add(net.backprop(&x, &labels, &mut grads));
+            let batch_stats = net.backprop(&x, &labels, &mut grads);
+            if !batch_stats.loss_sum.is_finite() {
+                return Err(TrainError::NonFinite {
+                    epoch,
+                    batch: batch + 1,
+                    loss: batch_stats.loss_sum,
+                });
+            }
+            stats.add(batch_stats);
             optimizer.step(&mut net, &grads);
+            progress(Progress::Batch {
+                epoch,
+                done: batch + 1,
+                steps,
+                running: stats,
+            });
         }
         let epoch_stats = EpochStats {
             epoch,
@@ -89,10 +139,10 @@ pub fn fit(
             accuracy: stats.accuracy(),
             seconds: start.elapsed().as_secs_f64(),
         };
-        on_epoch(&epoch_stats);
+        progress(Progress::Epoch(epoch_stats));
         history.push(epoch_stats);
     }
-    (net, history)
+    Ok((net, history))
 }
 
 /// Loss, accuracy and every image's predicted class.

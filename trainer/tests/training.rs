@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use trainer::idx::{Dataset, load_mnist};
 use trainer::mlp::{Mlp, RmsProp};
 use trainer::sparse::{SparseBatch, SparseRows};
-use trainer::train::{TrainConfig, evaluate, fit};
+use trainer::train::{Progress, TrainConfig, evaluate, fit};
 
 fn tiny_batch() -> (SparseBatch, Vec<u8>) {
     // 3 images of 5 inputs, some exactly zero as in MNIST.
@@ -112,11 +112,11 @@ fn small_config(seed: u64) -> TrainConfig {
 #[test]
 fn the_same_seed_gives_identical_weights() {
     let data: Dataset = mnist().train.head(3000);
-    let (a, history_a) = fit(&data, &small_config(3), |_| {});
-    let (b, history_b) = fit(&data, &small_config(3), |_| {});
+    let (a, history_a) = fit(&data, &small_config(3), |_| {}).unwrap();
+    let (b, history_b) = fit(&data, &small_config(3), |_| {}).unwrap();
     assert_eq!(a, b, "weights differ between two runs with one seed");
     assert_eq!(history_a[0].loss, history_b[0].loss);
-    let (c, _) = fit(&data, &small_config(4), |_| {});
+    let (c, _) = fit(&data, &small_config(4), |_| {}).unwrap();
     assert_ne!(a, c, "another seed should give other weights");
 }
 
@@ -128,7 +128,20 @@ fn a_short_run_on_real_digits_learns() {
         ..TrainConfig::default()
     };
     let mut epochs = Vec::new();
-    let (net, _) = fit(&mnist.train.head(20_000), &config, |e| epochs.push(*e));
+    let mut steps = 0;
+    let (net, _) = fit(&mnist.train.head(20_000), &config, |p| match p {
+        Progress::Epoch(e) => epochs.push(e),
+        Progress::Batch {
+            done,
+            steps: per_epoch,
+            ..
+        } => {
+            assert!(done <= per_epoch);
+            steps += 1;
+        }
+    })
+    .unwrap();
+    assert_eq!(steps, 2 * 20_000usize.div_ceil(128));
     assert_eq!(epochs.len(), 2);
     assert!(epochs[1].loss < epochs[0].loss, "{epochs:?}");
     let held_out = evaluate(&net, &mnist.test.head(2000));

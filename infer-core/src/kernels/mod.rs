@@ -269,6 +269,10 @@ pub(crate) mod conformance {
     use proptest::prelude::*;
     use std::vec::Vec;
 
+    /// Random cases per property; the interpreter (miri) runs a few of the same, narrower.
+    const CASES: u32 = if cfg!(miri) { 3 } else { 64 };
+    const MAX_GROUPS: usize = if cfg!(miri) { 4 } else { MAX_COLS / 16 };
+
     /// Checks `kernel` against the scalar reference on one case; `None` if it cannot run here.
     pub fn check(kernel: Kernel, w: &[i8], x: &[u8]) -> Option<()> {
         let rows = w.len() / x.len();
@@ -297,7 +301,7 @@ pub(crate) mod conformance {
 
     /// Random shapes; inputs dense, or mostly zero in runs as in a digit (which kernels may skip).
     fn shapes() -> impl Strategy<Value = (Vec<i8>, Vec<u8>)> {
-        (1usize..=12, 1usize..=MAX_COLS / 16, any::<bool>()).prop_flat_map(
+        (1usize..=12, 1usize..=MAX_GROUPS, any::<bool>()).prop_flat_map(
             |(blocks, groups, sparse)| {
                 let (rows, cols) = (4 * blocks, 16 * groups);
                 let pixel = if sparse {
@@ -352,7 +356,7 @@ pub(crate) mod conformance {
         // Random matrices of every legal shape class.
         let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
             failure_persistence: None,
-            ..ProptestConfig::with_cases(64)
+            ..ProptestConfig::with_cases(CASES)
         });
         runner
             .run(&shapes(), |(w, x)| {
@@ -402,7 +406,7 @@ pub(crate) mod conformance {
     fn four_image_batches_equal_single_images() {
         let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
             failure_persistence: None,
-            ..ProptestConfig::with_cases(48)
+            ..ProptestConfig::with_cases(CASES)
         });
         let case = shapes().prop_flat_map(|(w, x)| {
             let cols = x.len();
@@ -445,7 +449,7 @@ pub(crate) mod conformance {
     fn requantization_is_identical_on_every_kernel() {
         let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
             failure_persistence: None,
-            ..ProptestConfig::with_cases(64)
+            ..ProptestConfig::with_cases(CASES)
         });
         let row = (any::<i32>(), any::<i32>(), 1i32..i32::MAX, 1u8..=62);
         runner

@@ -1,0 +1,83 @@
+//! A model file from disk, int8 or f32 (told apart by its kind byte), as one classifier.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use infer_core::format::FormatError;
+use infer_core::{CLASSES, F32Model, INPUTS, Int8Model};
+
+use crate::output::AlignedBytes;
+
+/// A model file's bytes, in aligned memory; validated by [`ModelFile::classifier`].
+#[derive(Debug, Clone)]
+pub struct ModelFile {
+    bytes: AlignedBytes,
+}
+
+/// A validated model of either kind.
+#[derive(Debug, Clone, Copy)]
+pub enum Classifier<'a> {
+    /// The integer-only network.
+    Int8(Int8Model<'a>),
+    /// The float network.
+    F32(F32Model<'a>),
+}
+
+impl ModelFile {
+    /// Reads a file.
+    pub fn read(path: &Path) -> Result<Self> {
+        Ok(Self {
+            bytes: AlignedBytes::read(path)?,
+        })
+    }
+
+    /// The raw bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes.as_bytes()
+    }
+
+    /// Validates the file as whichever kind it says it is.
+    pub fn classifier(&self) -> Result<Classifier<'_>, FormatError> {
+        match Int8Model::from_bytes(self.bytes()) {
+            Err(FormatError::WrongKind(_)) => {
+                F32Model::from_bytes(self.bytes()).map(Classifier::F32)
+            }
+            other => other.map(Classifier::Int8),
+        }
+    }
+
+    /// [`Self::classifier`] with the file named in the error.
+    pub fn open(&self, path: &Path) -> Result<Classifier<'_>> {
+        self.classifier()
+            .with_context(|| format!("{} is not a usable model file", path.display()))
+    }
+}
+
+impl Classifier<'_> {
+    /// "int8" or "f32".
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Classifier::Int8(_) => "int8",
+            Classifier::F32(_) => "f32",
+        }
+    }
+
+    /// The digit.
+    pub fn classify(&self, image: &[u8; INPUTS]) -> u8 {
+        match self {
+            Classifier::Int8(m) => m.predict(image).class,
+            Classifier::F32(m) => m.predict(image),
+        }
+    }
+
+    /// The digit and the ten probabilities.
+    pub fn probabilities(&self, image: &[u8; INPUTS]) -> (u8, [f32; CLASSES]) {
+        match self {
+            Classifier::Int8(m) => {
+                let p = m.predict(image);
+                (p.class, m.probabilities(&p))
+            }
+            Classifier::F32(m) => (m.predict(image), m.probabilities(image)),
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Nothing lost: a failed write leaves the old file, a diverging run writes no model, and an
+//! unwritable destination fails before any training.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use trainer::idx::load_mnist;
+use trainer::output::{write_atomic, write_atomic_with};
+use trainer::train::{TrainConfig, TrainError, fit};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("reliability-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn a_write_that_dies_half_way_leaves_the_old_file_intact() {
+    let dir = temp_dir("atomic");
+    let model = dir.join("mlp-int8.bin");
+    write_atomic(&model, b"the good old model").unwrap();
+
+    let err = write_atomic_with(&model, |file| {
+        file.write_all(b"half of a new mo")?;
+        Err(std::io::Error::other("power cut"))
+    })
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("power cut"), "{err:#}");
+    assert_eq!(std::fs::read(&model).unwrap(), b"the good old model");
+    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "temporary file left behind: {leftovers:?}"
+    );
+
+    write_atomic(&model, b"a new model").unwrap();
+    assert_eq!(std::fs::read(&model).unwrap(), b"a new model");
+}
+
+#[test]
+fn divergence_stops_training_naming_epoch_and_batch() {
+    let mnist = load_mnist(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist")).unwrap();
+    let config = TrainConfig {
+        epochs: 2,
+        learning_rate: 1e30,
+        ..TrainConfig::default()
+    };
+    match fit(&mnist.train.head(2000), &config, |_| {}) {
+        Err(TrainError::NonFinite { epoch, batch, loss }) => {
+            assert!(
+                epoch >= 1 && batch >= 1 && !loss.is_finite(),
+                "{epoch} {batch} {loss}"
+            );
+        }
+        other => panic!("expected divergence, got {:?}", other.map(|(_, h)| h)),
+    }
+}
+
+fn trainer(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_diverging_run_exits_non_zero_and_writes_no_model() {
+    let out = temp_dir("diverge");
+    let report = out.join("report.json");
+    let run = trainer(&[
+        "--epochs",
+        "1",
+        "--learning-rate",
+        "1e30",
+        "--out",
+        out.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("diverged") && stderr.contains("epoch 1"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        0,
+        "something was written"
+    );
+}
+
+#[test]
+fn an_unwritable_destination_fails_before_training() {
+    let dir = temp_dir("unwritable");
+    let file = dir.join("a-file");
+    std::fs::write(&file, b"").unwrap();
+    let run = trainer(&["--out", file.join("models").to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("cannot create output folder"), "{stderr}");
+    assert!(
+        !String::from_utf8_lossy(&run.stdout).contains("Epoch"),
+        "it trained first"
+    );
+}
