@@ -51,7 +51,7 @@ pub fn models(mnist: &Mnist) -> Result<Models> {
         epochs: 1,
         ..TrainConfig::default()
     };
-    let (net, _) = fit(&mnist.train, &config, |_| {})?;
+    let (net, _) = fit(&mnist.train, None, &config, |_| {})?;
     let q = quantize(&net, &mnist.train.head(10_000))?;
     Ok(Models {
         int8: AlignedBytes::new(&encode_int8(&q)?),

@@ -7,6 +7,7 @@
 //! - [`train`] runs the epochs and evaluates;
 //! - [`quantize`] turns the trained network into infer-core's int8 and f32 model files;
 //! - [`output`] writes them and the JSON report, atomically;
+//! - [`plots`] draws the history, the confusion matrix and the misclassified digits;
 //! - [`model_file`], [`metrics`] and [`digit`] serve `eval`, `inspect` and `predict`: loading a
 //!   model of either kind, the confusion matrix, and MNIST-style preprocessing of a user's image.
 
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod mlp;
 pub mod model_file;
 pub mod output;
+pub mod plots;
 pub mod quantize;
 pub mod sparse;
 pub mod train;

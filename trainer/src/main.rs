@@ -12,6 +12,7 @@ use trainer::idx::{Dataset, load_mnist};
 use trainer::metrics::Confusion;
 use trainer::model_file::{Classifier, ModelFile};
 use trainer::output::{AlignedBytes, ModelReport, Report, TestStats, write_atomic};
+use trainer::plots::{self, Miss};
 use trainer::quantize::{encode_f32, encode_int8, quantize};
 use trainer::train::{Progress, TrainConfig, evaluate, fit};
 
@@ -26,6 +27,7 @@ const EXAMPLES: &str = "\
 Examples:
   trainer                                  train with the Keras tutorial's recipe (same as `trainer train`)
   trainer train --epochs 10 --seed 7       train longer, with another seed
+  trainer train --plots plots/             and draw the history, confusion matrix, misclassified digits
   trainer eval out/mlp-int8.bin            accuracy, confusion matrix, precision and recall on the test set
   trainer predict out/mlp-int8.bin my-7.png   classify your own handwriting
   trainer inspect out/mlp-int8.bin         what a model file holds";
@@ -85,6 +87,11 @@ struct TrainArgs {
     /// No progress bars, one line per epoch (also the behaviour when stdout is not a terminal).
     #[arg(long, short)]
     quiet: bool,
+    /// Also evaluate on the test set after every epoch and write PNG charts into this folder:
+    /// history.png (loss and accuracy, train and test), confusion.png and misclassified.png
+    /// (of the int8 model).
+    #[arg(long, value_name = "DIR")]
+    plots: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -217,8 +224,12 @@ impl EpochDisplay {
                 if let Some(bar) = self.bar.take() {
                     bar.finish_and_clear();
                 }
+                let held_out = match (e.test_accuracy, e.test_loss) {
+                    (Some(a), Some(l)) => format!(" - test_accuracy: {a:.4} - test_loss: {l:.4}"),
+                    _ => String::new(),
+                };
                 println!(
-                    "Epoch {}/{}: {:.2}s - accuracy: {:.4} - loss: {:.4}",
+                    "Epoch {}/{}: {:.2}s - accuracy: {:.4} - loss: {:.4}{held_out}",
                     e.epoch, self.epochs, e.seconds, e.accuracy, e.loss
                 );
             }
@@ -259,7 +270,8 @@ fn train(args: TrainArgs) -> Result<()> {
     };
     let fit_start = Instant::now();
     let mut display = EpochDisplay::new(config.epochs, args.quiet);
-    let (net, epochs) = fit(&mnist.train, &config, |p| display.update(p))?;
+    let validation = args.plots.is_some().then_some(&mnist.test);
+    let (net, epochs) = fit(&mnist.train, validation, &config, |p| display.update(p))?;
     let fit_seconds = fit_start.elapsed().as_secs_f64();
 
     let test = evaluate(&net, &mnist.test).stats;
@@ -291,6 +303,28 @@ fn train(args: TrainArgs) -> Result<()> {
         int8.model_bytes,
         Kernel::best()
     );
+
+    if let Some(dir) = &args.plots {
+        let file = ModelFile::read(Path::new(&int8.path))?;
+        let model = file.open(Path::new(&int8.path))?;
+        let images = mnist.test.images.as_chunks::<INPUTS>().0;
+        let predictions: Vec<u8> = images.iter().map(|image| model.classify(image)).collect();
+        let misses: Vec<Miss<'_>> = images
+            .iter()
+            .zip(&mnist.test.labels)
+            .zip(&predictions)
+            .filter(|((_, t), p)| t != p)
+            .map(|((pixels, &truth), &predicted)| Miss {
+                pixels,
+                truth,
+                predicted,
+            })
+            .collect();
+        let confusion = Confusion::new(&mnist.test.labels, &predictions);
+        for path in plots::write_all(dir, &epochs, &confusion, &misses)? {
+            println!("plotted {}", path.display());
+        }
+    }
 
     let report = Report {
         epochs,

@@ -47,8 +47,12 @@ pub struct EpochStats {
     pub loss: f64,
     /// Training accuracy, 0–1.
     pub accuracy: f64,
-    /// Wall time of the epoch.
+    /// Wall time of the epoch (training steps only).
     pub seconds: f64,
+    /// Loss on the validation set after the epoch, if one was given.
+    pub test_loss: Option<f64>,
+    /// Accuracy on the validation set after the epoch, if one was given.
+    pub test_accuracy: Option<f64>,
 }
 
 /// The images of a dataset as network inputs: pixels scaled to 0–1, as Keras's `x / 255`, with
@@ -92,9 +96,11 @@ pub enum Progress {
     Epoch(EpochStats),
 }
 
-/// Trains a fresh network on `data`, calling `progress` after every step and every epoch.
+/// Trains a fresh network on `data`, calling `progress` after every step and every epoch, and
+/// evaluating on `validation` (if given) after every epoch, as Keras's `validation_data`.
 pub fn fit(
     data: &Dataset,
+    validation: Option<&Dataset>,
     config: &TrainConfig,
     mut progress: impl FnMut(Progress),
 ) -> Result<(Mlp, Vec<EpochStats>), TrainError> {
@@ -133,11 +139,15 @@ pub fn fit(
                 running: stats,
             });
         }
+        let seconds = start.elapsed().as_secs_f64();
+        let held_out = validation.map(|v| evaluate(&net, v).stats);
         let epoch_stats = EpochStats {
             epoch,
             loss: stats.loss(),
             accuracy: stats.accuracy(),
-            seconds: start.elapsed().as_secs_f64(),
+            seconds,
+            test_loss: held_out.map(|s| s.loss()),
+            test_accuracy: held_out.map(|s| s.accuracy()),
         };
         progress(Progress::Epoch(epoch_stats));
         history.push(epoch_stats);

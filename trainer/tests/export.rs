@@ -17,7 +17,7 @@ fn trained_model_round_trips_through_infer_core() {
         epochs: 2,
         ..TrainConfig::default()
     };
-    let (net, _) = fit(&mnist.train.head(20_000), &config, |_| {}).unwrap();
+    let (net, _) = fit(&mnist.train.head(20_000), None, &config, |_| {}).unwrap();
     let test = mnist.test.head(1000);
     let images = test.images.as_chunks::<784>().0;
 

@@ -92,7 +92,7 @@ fn trained_model(dir: &Path) -> PathBuf {
         epochs: 2,
         ..TrainConfig::default()
     };
-    let (net, _) = fit(&mnist.train, &config, |_| {}).unwrap();
+    let (net, _) = fit(&mnist.train, None, &config, |_| {}).unwrap();
     let path = dir.join("mlp-int8.bin");
     write_atomic(
         &path,

@@ -48,7 +48,7 @@ fn divergence_stops_training_naming_epoch_and_batch() {
         learning_rate: 1e30,
         ..TrainConfig::default()
     };
-    match fit(&mnist.train.head(2000), &config, |_| {}) {
+    match fit(&mnist.train.head(2000), None, &config, |_| {}) {
         Err(TrainError::NonFinite { epoch, batch, loss }) => {
             assert!(
                 epoch >= 1 && batch >= 1 && !loss.is_finite(),

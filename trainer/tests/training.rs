@@ -112,11 +112,11 @@ fn small_config(seed: u64) -> TrainConfig {
 #[test]
 fn the_same_seed_gives_identical_weights() {
     let data: Dataset = mnist().train.head(3000);
-    let (a, history_a) = fit(&data, &small_config(3), |_| {}).unwrap();
-    let (b, history_b) = fit(&data, &small_config(3), |_| {}).unwrap();
+    let (a, history_a) = fit(&data, None, &small_config(3), |_| {}).unwrap();
+    let (b, history_b) = fit(&data, None, &small_config(3), |_| {}).unwrap();
     assert_eq!(a, b, "weights differ between two runs with one seed");
     assert_eq!(history_a[0].loss, history_b[0].loss);
-    let (c, _) = fit(&data, &small_config(4), |_| {}).unwrap();
+    let (c, _) = fit(&data, None, &small_config(4), |_| {}).unwrap();
     assert_ne!(a, c, "another seed should give other weights");
 }
 
@@ -129,22 +129,33 @@ fn a_short_run_on_real_digits_learns() {
     };
     let mut epochs = Vec::new();
     let mut steps = 0;
-    let (net, _) = fit(&mnist.train.head(20_000), &config, |p| match p {
-        Progress::Epoch(e) => epochs.push(e),
-        Progress::Batch {
-            done,
-            steps: per_epoch,
-            ..
-        } => {
-            assert!(done <= per_epoch);
-            steps += 1;
-        }
-    })
+    let held_out = mnist.test.head(2000);
+    let (net, _) = fit(
+        &mnist.train.head(20_000),
+        Some(&held_out),
+        &config,
+        |p| match p {
+            Progress::Epoch(e) => epochs.push(e),
+            Progress::Batch {
+                done,
+                steps: per_epoch,
+                ..
+            } => {
+                assert!(done <= per_epoch);
+                steps += 1;
+            }
+        },
+    )
     .unwrap();
     assert_eq!(steps, 2 * 20_000usize.div_ceil(128));
     assert_eq!(epochs.len(), 2);
     assert!(epochs[1].loss < epochs[0].loss, "{epochs:?}");
-    let held_out = evaluate(&net, &mnist.test.head(2000));
+    // The per-epoch figures on the validation set are those of the final network.
+    assert_eq!(
+        epochs[1].test_accuracy,
+        Some(evaluate(&net, &held_out).stats.accuracy())
+    );
+    let held_out = evaluate(&net, &held_out);
     assert_eq!(held_out.predictions.len(), 2000);
     assert!(
         held_out.stats.accuracy() > 0.90,
