@@ -89,19 +89,6 @@ impl<'a> Int8Model<'a> {
         logits.map(|acc| self.output(&acc))
     }
 
-    /// The u8 hidden activations of one image (after ReLU), computed with `kernel`.
-    pub fn hidden_with(
-        &self,
-        kernel: Kernel,
-        pixels: &[u8; INPUTS],
-    ) -> Result<[u8; HIDDEN], KernelError> {
-        if kernel.is_available() {
-            Ok(self.hidden_on(kernel, pixels))
-        } else {
-            Err(KernelError::Unavailable(kernel))
-        }
-    }
-
     fn hidden_on(&self, kernel: Kernel, pixels: &[u8; INPUTS]) -> [u8; HIDDEN] {
         let mut hidden = [0u8; HIDDEN];
         let mut acc = [0i32; ROWS_PER_PASS];

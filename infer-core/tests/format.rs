@@ -28,19 +28,8 @@ impl File {
 fn int8_file(edit: impl FnOnce(&mut Parts)) -> Vec<u8> {
     let mut p = Parts::default();
     edit(&mut p);
-    let parts = write::Int8Parts {
-        hidden_scale: p.hidden_scale,
-        w1_scale: &p.w1_scale,
-        b1: &p.b1,
-        m1: &p.m1,
-        s1: &p.s1,
-        w2_scale: &p.w2_scale,
-        b2: &p.b2,
-        w1: &p.w1,
-        w2: &p.w2,
-    };
     let mut out = vec![0; write::MAX_INT8_LEN];
-    let len = write::int8(&parts, &mut out).unwrap();
+    let len = write::int8(&p.view(), &mut out).unwrap();
     out.truncate(len);
     out
 }
@@ -55,6 +44,22 @@ struct Parts {
     b2: Vec<i32>,
     w1: Vec<i8>,
     w2: Vec<i8>,
+}
+
+impl Parts {
+    fn view(&self) -> write::Int8Parts<'_> {
+        write::Int8Parts {
+            hidden_scale: self.hidden_scale,
+            w1_scale: &self.w1_scale,
+            b1: &self.b1,
+            m1: &self.m1,
+            s1: &self.s1,
+            w2_scale: &self.w2_scale,
+            b2: &self.b2,
+            w1: &self.w1,
+            w2: &self.w2,
+        }
+    }
 }
 
 impl Default for Parts {
@@ -268,15 +273,8 @@ fn misaligned_buffers_are_refused_not_misread() {
 fn writer_rejects_wrong_lengths_and_small_buffers() {
     let p = Parts::default();
     let parts = write::Int8Parts {
-        hidden_scale: 1.0,
         w1_scale: &p.w1_scale[1..],
-        b1: &p.b1,
-        m1: &p.m1,
-        s1: &p.s1,
-        w2_scale: &p.w2_scale,
-        b2: &p.b2,
-        w1: &p.w1,
-        w2: &p.w2,
+        ..p.view()
     };
     let mut out = vec![0; write::MAX_INT8_LEN];
     assert!(matches!(
