@@ -214,12 +214,13 @@ fn store4(out: &mut [i32], v: __m128i) {
     out.copy_from_slice(&lanes);
 }
 
-/// [`super::requantize_rows_portable`] compiled for AVX-512 (integer-only: identical results).
+/// The portable requantization loop (`requantize_rows_portable`) compiled for AVX-512:
+/// integer-only, so the results are identical.
 ///
 /// # Safety
 /// The CPU must support AVX-512F, DQ, VL and BW.
 #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw")]
-pub unsafe fn requantize_rows_avx512(
+pub(crate) unsafe fn requantize_rows_avx512(
     acc: &[i32],
     bias: &[[u8; 4]],
     multiplier: &[[u8; 4]],
