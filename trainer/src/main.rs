@@ -148,33 +148,34 @@ fn default_data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist")
 }
 
-/// Fraction of `data` that `classify` gets right.
-fn accuracy(data: &Dataset, classify: impl Fn(&[u8; INPUTS]) -> u8) -> f64 {
-    let predictions: Vec<u8> = data
-        .images
+/// What `classify` says about every image of `data`.
+fn predictions(data: &Dataset, classify: impl Fn(&[u8; INPUTS]) -> u8) -> Vec<u8> {
+    data.images
         .as_chunks::<INPUTS>()
         .0
         .iter()
         .map(classify)
-        .collect();
-    Confusion::new(&data.labels, &predictions).accuracy()
+        .collect()
 }
 
-/// Writes a model file atomically, then loads it back from disk, as a user would, and evaluates it.
+/// Writes a model file atomically, then loads it back from disk, as a user would, and classifies
+/// the test set with it; returns the report entry and the predictions.
 fn write_model(
     path: &Path,
     bytes: &[u8],
-    evaluate: impl FnOnce(&[u8]) -> Result<f64, infer_core::FormatError>,
-) -> Result<ModelReport> {
+    test: &Dataset,
+    classify_all: impl FnOnce(&[u8]) -> Result<Vec<u8>, infer_core::FormatError>,
+) -> Result<(ModelReport, Vec<u8>)> {
     write_atomic(path, bytes)?;
     let loaded = AlignedBytes::read(path)?;
-    let test_accuracy = evaluate(loaded.as_bytes())
+    let predictions = classify_all(loaded.as_bytes())
         .with_context(|| format!("{} does not load back", path.display()))?;
-    Ok(ModelReport {
-        test_accuracy,
+    let report = ModelReport {
+        test_accuracy: Confusion::new(&test.labels, &predictions).accuracy(),
         model_bytes: bytes.len(),
         path: path.display().to_string(),
-    })
+    };
+    Ok((report, predictions))
 }
 
 /// Keras-like progress: a bar per epoch on a terminal, one line per epoch in any case.
@@ -283,18 +284,24 @@ fn train(args: TrainArgs) -> Result<()> {
     );
 
     let quantized = quantize(&net, &mnist.train.head(CALIBRATION_IMAGES))?;
-    let int8 = write_model(
+    let (int8, int8_predictions) = write_model(
         &args.out.join(INT8_FILE),
         &encode_int8(&quantized)?,
+        &mnist.test,
         |bytes| {
             let model = Int8Model::from_bytes(bytes)?;
-            Ok(accuracy(&mnist.test, |image| model.predict(image).class))
+            Ok(predictions(&mnist.test, |image| model.predict(image).class))
         },
     )?;
-    let f32 = write_model(&args.out.join(F32_FILE), &encode_f32(&net)?, |bytes| {
-        let model = F32Model::from_bytes(bytes)?;
-        Ok(accuracy(&mnist.test, |image| model.predict(image)))
-    })?;
+    let (f32, _) = write_model(
+        &args.out.join(F32_FILE),
+        &encode_f32(&net)?,
+        &mnist.test,
+        |bytes| {
+            let model = F32Model::from_bytes(bytes)?;
+            Ok(predictions(&mnist.test, |image| model.predict(image)))
+        },
+    )?;
     println!(
         "int8 test accuracy: {:.4} (f32 {:.4}, {:+.2} pp) - {} bytes, {} kernel",
         int8.test_accuracy,
@@ -305,14 +312,12 @@ fn train(args: TrainArgs) -> Result<()> {
     );
 
     if let Some(dir) = &args.plots {
-        let file = ModelFile::read(Path::new(&int8.path))?;
-        let model = file.open(Path::new(&int8.path))?;
+        // The int8 model's predictions, made when its file was read back.
         let images = mnist.test.images.as_chunks::<INPUTS>().0;
-        let predictions: Vec<u8> = images.iter().map(|image| model.classify(image)).collect();
         let misses: Vec<Miss<'_>> = images
             .iter()
             .zip(&mnist.test.labels)
-            .zip(&predictions)
+            .zip(&int8_predictions)
             .filter(|((_, t), p)| t != p)
             .map(|((pixels, &truth), &predicted)| Miss {
                 pixels,
@@ -320,7 +325,7 @@ fn train(args: TrainArgs) -> Result<()> {
                 predicted,
             })
             .collect();
-        let confusion = Confusion::new(&mnist.test.labels, &predictions);
+        let confusion = Confusion::new(&mnist.test.labels, &int8_predictions);
         for path in plots::write_all(dir, &epochs, &confusion, &misses)? {
             println!("plotted {}", path.display());
         }

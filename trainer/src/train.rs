@@ -105,6 +105,7 @@ pub fn fit(
     mut progress: impl FnMut(Progress),
 ) -> Result<(Mlp, Vec<EpochStats>), TrainError> {
     let inputs = network_inputs(data);
+    let validation_inputs = validation.map(|v| (network_inputs(v), v.labels.as_slice()));
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let mut net = Mlp::glorot(PIXELS, config.hidden, infer_core::CLASSES, &mut rng);
     let mut optimizer = RmsProp::new(config.learning_rate, &net);
@@ -140,7 +141,9 @@ pub fn fit(
             });
         }
         let seconds = start.elapsed().as_secs_f64();
-        let held_out = validation.map(|v| evaluate(&net, v).stats);
+        let held_out = validation_inputs
+            .as_ref()
+            .map(|(inputs, labels)| evaluate_inputs(&net, inputs, labels).stats);
         let epoch_stats = EpochStats {
             epoch,
             loss: stats.loss(),
@@ -166,16 +169,24 @@ pub struct Evaluation {
 
 /// Evaluates `net` on every image of `data`.
 pub fn evaluate(net: &Mlp, data: &Dataset) -> Evaluation {
+    evaluate_inputs(net, &network_inputs(data), &data.labels)
+}
+
+/// [`evaluate`] on images already made network inputs (so a set evaluated every epoch is
+/// converted once).
+fn evaluate_inputs(net: &Mlp, inputs: &SparseRows, labels: &[u8]) -> Evaluation {
     const CHUNK: usize = 1000;
     let mut stats = BatchStats::default();
-    let mut predictions = Vec::with_capacity(data.len());
-    let inputs = network_inputs(data);
-    let all: Vec<usize> = (0..data.len()).collect();
+    let mut predictions = Vec::with_capacity(labels.len());
+    let all: Vec<usize> = (0..labels.len()).collect();
     for chunk in all.chunks(CHUNK) {
         let mut logits = net.forward(&SparseBatch::new(inputs.gather(chunk)));
         predictions.extend(logits.column_iter().map(|z| z.argmax().0 as u8));
-        let labels: Vec<u8> = chunk.iter().map(|&i| data.labels[i]).collect();
-        stats.add(crate::mlp::softmax_cross_entropy(&mut logits, &labels));
+        let chunk_labels: Vec<u8> = chunk.iter().map(|&i| labels[i]).collect();
+        stats.add(crate::mlp::softmax_cross_entropy(
+            &mut logits,
+            &chunk_labels,
+        ));
     }
     Evaluation { stats, predictions }
 }
