@@ -121,11 +121,7 @@ struct Aligned {
 impl Aligned {
     fn new(bytes: &[u8]) -> Self {
         let mut words = vec![0u128; bytes.len().div_ceil(16)];
-        for (word, chunk) in words.iter_mut().zip(bytes.chunks(16)) {
-            let mut b = [0u8; 16];
-            b[..chunk.len()].copy_from_slice(chunk);
-            *word = u128::from_ne_bytes(b);
-        }
+        bytemuck::cast_slice_mut::<u128, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
         Self {
             words,
             len: bytes.len(),
@@ -133,8 +129,6 @@ impl Aligned {
     }
 
     fn bytes(&self) -> &[u8] {
-        // SAFETY: u128 has no padding and any byte pattern is a valid u8; the length stays within
-        // the vector's allocation.
-        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast(), self.len) }
+        &bytemuck::cast_slice::<u128, u8>(&self.words)[..self.len]
     }
 }
