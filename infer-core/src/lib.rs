@@ -7,25 +7,21 @@
 //! - [`format`]: the model file, validated once by [`Int8Model::from_bytes`] /
 //!   [`F32Model::from_bytes`] and then read in place (zero-copy: a `&'static [u8]` in flash works);
 //! - [`quant`]: the integer arithmetic of the int8 network;
-//! - [`kernels`]: the int8 matrix–vector product — a scalar reference, AVX2, AVX-VNNI,
-//!   AVX-512 VNNI, Cortex-M DSP and NEON, all bit-exact with the reference;
+//! - [`kernels`]: the int8 matrix–vector product over the non-zero inputs only — one algorithm,
+//!   with a scalar reference and AVX2, AVX-VNNI, AVX-512 VNNI, Cortex-M DSP and NEON inner steps,
+//!   all bit-exact with the reference;
 //! - the forward passes, [`Int8Model::predict`] and [`F32Model::logits`].
 //!
 //! ## Example
 //!
+//! A model file embedded in the program, 16-byte aligned as the zero-copy view needs:
+//!
 //! ```
-//! # fn main() -> Result<(), infer_core::format::FormatError> {
-//! use infer_core::Int8Model;
-//! # use infer_core::{format::{write, CLASSES_PADDED}, HIDDEN, INPUTS};
-//! # let (w1, w2) = (vec![1i8; HIDDEN * INPUTS], vec![1i8; CLASSES_PADDED * HIDDEN]);
-//! # let parts = write::Int8Parts { hidden_scale: 0.1, w1_scale: &[0.01; HIDDEN], b1: &[0; HIDDEN],
-//! #     m1: &[1 << 30; HIDDEN], s1: &[40; HIDDEN], w2_scale: &[0.01; CLASSES_PADDED],
-//! #     b2: &[0; CLASSES_PADDED], w1: &w1, w2: &w2 };
-//! # let mut model_file = vec![0u8; write::MAX_INT8_LEN];
-//! # let len = write::int8(&parts, &mut model_file)?;
-//! # model_file.truncate(len);
-//! // `model_file` is the `mlp-int8.bin` that `cargo run -p trainer` writes (or `include_bytes!`).
-//! let model = Int8Model::from_bytes(&model_file)?;
+//! # fn main() -> Result<(), infer_core::FormatError> {
+//! use infer_core::{Int8Model, include_model};
+//!
+//! // The file `cargo run -p trainer` writes to out/mlp-int8.bin (here the firmware's copy).
+//! let model = Int8Model::from_bytes(include_model!("../../firmware-example/model/mlp-int8.bin"))?;
 //! let digit = [0u8; 784]; // 28 × 28 raw pixels, 0 = background, row by row
 //! let prediction = model.predict(&digit);
 //! assert!(prediction.class < 10);
@@ -33,6 +29,8 @@
 //! assert!((probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-4);
 //! # Ok(()) }
 //! ```
+//!
+//! A file read at run time works the same from any 16-byte-aligned buffer.
 //!
 //! ## The int8 arithmetic
 //!
@@ -55,6 +53,8 @@
 //! - `std`: runtime CPU detection (the best x86 kernel of the running machine is used, not only
 //!   the compile-time target's) and `std::error::Error` through `core::error::Error`.
 //! - `defmt`: `defmt::Format` for the public types.
+//! - `conformance`: [`kernels::conformance`], the suite every kernel passes, for running it where
+//!   `cargo test` cannot (the firmware runs it on an emulated Cortex-M4).
 //!
 //! Without `std`, kernel selection is decided at compile time: build with
 //! `-C target-feature=+avx512vnni` (or `target-cpu=native`) to get VNNI in a `no_std` x86 build.
@@ -62,7 +62,8 @@
 //! ## Panics
 //!
 //! None reachable from the public API: the crate denies `unwrap`, `expect`, `panic!` and
-//! indexing outside tests, and every length is checked once, by `from_bytes`, with an error.
+//! indexing outside tests, every length is checked once, by `from_bytes` or
+//! [`kernels::matvec`], with an error, and the architecture modules are private.
 //!
 //! ## MSRV
 //!
@@ -97,3 +98,22 @@ pub const INPUTS: usize = 784;
 pub const HIDDEN: usize = 512;
 /// Output classes (digits 0–9).
 pub const CLASSES: usize = 10;
+
+/// Embeds a model file like `include_bytes!`, but 16-byte aligned, as
+/// [`Int8Model::from_bytes`] and [`F32Model::from_bytes`] require of the weight sections (a plain
+/// `include_bytes!` has alignment 1 and may give [`FormatError::Misaligned`]). Yields a
+/// `&'static [u8]`; the path is relative to the file that invokes it.
+#[macro_export]
+macro_rules! include_model {
+    ($path:expr) => {{
+        #[repr(C, align(16))]
+        struct Aligned<T: ?Sized>(T);
+        static ALIGNED: &Aligned<[u8]> = &Aligned(*include_bytes!($path));
+        &ALIGNED.0
+    }};
+}
+
+/// The README's Rust snippets, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeSnippets;

@@ -1,13 +1,14 @@
-//! The forward passes: integer-only int8, and f32.
+//! The forward passes: integer-only int8, written once over the kernels' architectures, and f32.
 
-use crate::format::{F32Model, Int8Model};
-use crate::kernels::{self, Kernel, KernelError};
+use crate::format::{CLASSES_PADDED, F32Model, Int8Model};
+use crate::kernels::{self, Arch, ArchOp, BatchArch, Groups, Kernel, KernelError, TILE_ROWS};
 use crate::{CLASSES, HIDDEN, INPUTS};
 
-/// Hidden rows computed per kernel call. On a microcontroller this bounds the i32 scratch on the
-/// stack to 512 bytes; elsewhere one call covers the layer, so the input is prepared once.
+/// Hidden rows computed per walk of the input's groups. On a microcontroller one tile of rows, so
+/// the i32 scratch is 64 bytes of stack; elsewhere the whole layer, so that wide kernels keep
+/// several row blocks in flight.
 const ROWS_PER_PASS: usize = if cfg!(target_os = "none") {
-    128
+    TILE_ROWS
 } else {
     HIDDEN
 };
@@ -25,7 +26,8 @@ pub struct Prediction {
 impl<'a> Int8Model<'a> {
     /// Classifies one 28 × 28 image of raw pixels (0 = background) with the best kernel here.
     pub fn predict(&self, pixels: &[u8; INPUTS]) -> Prediction {
-        self.predict_on(Kernel::best(), pixels)
+        // SAFETY: `best` returns an available kernel.
+        unsafe { kernels::dispatch(Kernel::best(), Predict(self, pixels)) }
     }
 
     /// [`Self::predict`] with a chosen kernel; fails only if it is not available here.
@@ -34,63 +36,50 @@ impl<'a> Int8Model<'a> {
         kernel: Kernel,
         pixels: &[u8; INPUTS],
     ) -> Result<Prediction, KernelError> {
-        if kernel.is_available() {
-            Ok(self.predict_on(kernel, pixels))
-        } else {
-            Err(KernelError::Unavailable(kernel))
+        if !kernel.is_available() {
+            return Err(KernelError::Unavailable(kernel));
         }
+        // SAFETY: availability checked.
+        Ok(unsafe { kernels::dispatch(kernel, Predict(self, pixels)) })
     }
 
     /// Classifies several images; `out` gets one prediction per image (as many as both hold).
     ///
-    /// Where the kernel has a batch form (AVX-512 VNNI), four images share each pass over the
-    /// weights; the predictions are the same as one [`Self::predict`] per image.
+    /// Where the best kernel has a batch form (AVX-512 VNNI, AVX-VNNI), four images share each
+    /// pass over the weights, which skips a group of inputs only where all four are zero; the
+    /// predictions are the same as one [`Self::predict`] per image.
     pub fn predict_batch(&self, images: &[[u8; INPUTS]], out: &mut [Prediction]) {
         let kernel = Kernel::best();
         let n = images.len().min(out.len());
-        let mut images = images.get(..n).unwrap_or(&[]);
-        let mut out = out.get_mut(..n).unwrap_or(&mut []);
-        if kernel == Kernel::Avx512Vnni {
-            let (groups, rest) = images.as_chunks::<4>();
-            let (out_groups, out_rest) = out.as_chunks_mut::<4>();
-            for (group, o) in groups.iter().zip(out_groups) {
-                *o = self.predict_x4_on(kernel, group);
-            }
-            (images, out) = (rest, out_rest);
+        let (images, out) = (
+            images.get(..n).unwrap_or(&[]),
+            out.get_mut(..n).unwrap_or(&mut []),
+        );
+        let (fours, rest) = images.as_chunks::<4>();
+        let (out_fours, out_rest) = out.as_chunks_mut::<4>();
+        for (images, out) in fours.iter().zip(out_fours) {
+            // SAFETY: `best` returns an available kernel.
+            *out = unsafe { kernels::dispatch(kernel, PredictX4(self, images)) };
         }
-        for (image, out) in images.iter().zip(out) {
-            *out = self.predict_on(kernel, image);
+        for (image, out) in rest.iter().zip(out_rest) {
+            *out = self.predict(image);
         }
     }
 
-    fn predict_x4_on(&self, kernel: Kernel, images: &[[u8; INPUTS]; 4]) -> [Prediction; 4] {
-        let mut acc = [[0i32; HIDDEN]; 4];
-        let [a0, a1, a2, a3] = &mut acc;
-        let xs = [
-            &images[0][..],
-            &images[1][..],
-            &images[2][..],
-            &images[3][..],
-        ];
-        kernels::dot_rows_x4_unchecked(kernel, self.w1, xs, [a0, a1, a2, a3]);
-        let mut hidden = [[0u8; HIDDEN]; 4];
-        for (h, acc) in hidden.iter_mut().zip(&acc) {
-            kernels::requantize_rows(kernel, acc, self.b1, self.m1, self.s1, h);
-        }
-        let mut logits = [[0i32; crate::format::CLASSES_PADDED]; 4];
-        let [l0, l1, l2, l3] = &mut logits;
-        let xs = [
-            &hidden[0][..],
-            &hidden[1][..],
-            &hidden[2][..],
-            &hidden[3][..],
-        ];
-        kernels::dot_rows_x4_unchecked(kernel, self.w2, xs, [l0, l1, l2, l3]);
-        logits.map(|acc| self.output(&acc))
-    }
-
-    fn hidden_on(&self, kernel: Kernel, pixels: &[u8; INPUTS]) -> [u8; HIDDEN] {
+    /// The hidden layer of one image on architecture `A`.
+    ///
+    /// Not inlined, and neither is [`Self::output`]: each layer's gathered list then lives in its
+    /// own stack frame, one after the other (on a Cortex-M4 the first is 2.4 KB).
+    ///
+    /// # Safety
+    /// The running CPU has the instructions `A` uses.
+    #[inline(never)]
+    unsafe fn hidden<A: Arch>(&self, pixels: &[u8; INPUTS]) -> [u8; HIDDEN] {
         let mut hidden = [0u8; HIDDEN];
+        let mut groups = Groups::new();
+        if groups.gather::<A>(pixels).is_err() {
+            return hidden; // Not reached: 784 inputs are 196 whole groups.
+        }
         let mut acc = [0i32; ROWS_PER_PASS];
         let passes = self
             .w1
@@ -100,29 +89,69 @@ impl<'a> Int8Model<'a> {
             .zip(self.m1.chunks_exact(ROWS_PER_PASS))
             .zip(self.s1.chunks_exact(ROWS_PER_PASS));
         for ((((w, h), b), m), s) in passes {
-            kernels::dot_rows_unchecked(kernel, w, pixels, &mut acc);
-            kernels::requantize_rows(kernel, &acc, b, m, s, h);
+            set_bias(&mut acc, b);
+            // SAFETY: `ROWS_PER_PASS` rows (a multiple of 16) of `INPUTS` weights each, and the
+            // groups of `INPUTS` inputs; the CPU by the caller.
+            unsafe {
+                A::rows(w, &groups, &mut acc);
+                A::requantize(&acc, m, s, h);
+            }
         }
         hidden
     }
 
-    fn predict_on(&self, kernel: Kernel, pixels: &[u8; INPUTS]) -> Prediction {
-        let hidden = self.hidden_on(kernel, pixels);
-        let mut acc = [0i32; crate::format::CLASSES_PADDED];
-        kernels::dot_rows_unchecked(kernel, self.w2, &hidden, &mut acc);
-        self.output(&acc)
+    /// The output layer of one image's hidden activations on `A`.
+    ///
+    /// # Safety
+    /// As [`Self::hidden`].
+    #[inline(never)]
+    unsafe fn output<A: Arch>(&self, hidden: &[u8; HIDDEN]) -> Prediction {
+        let mut acc = [0i32; CLASSES_PADDED];
+        set_bias(&mut acc, self.b2);
+        let mut groups = Groups::new();
+        if groups.gather::<A>(hidden).is_ok() {
+            // SAFETY: `CLASSES_PADDED` rows of `HIDDEN` weights, groups of `HIDDEN` inputs.
+            unsafe { A::rows(self.w2, &groups, &mut acc) };
+        }
+        prediction(&acc)
     }
 
-    /// The output layer's biases and arg-max over its accumulators.
-    fn output(&self, acc: &[i32; crate::format::CLASSES_PADDED]) -> Prediction {
-        let mut logits = [0i32; CLASSES];
-        for ((l, &a), b) in logits.iter_mut().zip(acc).zip(self.b2.iter()) {
-            *l = a.wrapping_add(i32::from_le_bytes(*b));
+    /// Four images on `A`'s batch form.
+    ///
+    /// # Safety
+    /// As [`Self::hidden`].
+    #[inline(always)]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    unsafe fn predict_x4<A: BatchArch>(&self, images: &[[u8; INPUTS]; 4]) -> [Prediction; 4] {
+        let mut acc = [[0i32; HIDDEN]; 4];
+        let mut hidden = [[0u8; HIDDEN]; 4];
+        for acc in &mut acc {
+            set_bias(acc, self.b1);
         }
-        Prediction {
-            class: arg_max(&logits),
-            logits,
+        let mut groups = Groups::new();
+        if groups
+            .gather4::<A>(images.each_ref().map(|x| &x[..]))
+            .is_ok()
+        {
+            // SAFETY: `HIDDEN` rows of `INPUTS` weights for each image; the CPU by the caller.
+            unsafe { A::rows_x4(self.w1, &groups, acc.each_mut().map(|a| &mut a[..])) };
         }
+        for (h, acc) in hidden.iter_mut().zip(&acc) {
+            // SAFETY: the CPU by the caller.
+            unsafe { A::requantize(acc, self.m1, self.s1, h) };
+        }
+        let mut logits = [[0i32; CLASSES_PADDED]; 4];
+        for l in &mut logits {
+            set_bias(l, self.b2);
+        }
+        if groups
+            .gather4::<A>(hidden.each_ref().map(|h| &h[..]))
+            .is_ok()
+        {
+            // SAFETY: `CLASSES_PADDED` rows of `HIDDEN` weights for each image.
+            unsafe { A::rows_x4(self.w2, &groups, logits.each_mut().map(|l| &mut l[..])) };
+        }
+        logits.map(|acc| prediction(&acc))
     }
 
     /// The real-valued scale of class `c`'s logit accumulator (0 for `c` ≥ 10).
@@ -139,6 +168,61 @@ impl<'a> Int8Model<'a> {
             *z = l as f32 * s * self.hidden_scale;
         }
         softmax(z)
+    }
+}
+
+/// One image through the int8 network on the dispatched architecture.
+struct Predict<'m, 'a>(&'m Int8Model<'a>, &'m [u8; INPUTS]);
+
+impl ArchOp for Predict<'_, '_> {
+    type Output = Prediction;
+    unsafe fn run<A: Arch>(self) -> Prediction {
+        let Predict(model, pixels) = self;
+        // SAFETY: the CPU by `dispatch`'s caller.
+        unsafe { model.output::<A>(&model.hidden::<A>(pixels)) }
+    }
+    unsafe fn run_batch<A: BatchArch>(self) -> Prediction {
+        // SAFETY: as above.
+        unsafe { self.run::<A>() }
+    }
+}
+
+/// Four images through the int8 network: in one pass where the architecture has a batch form.
+struct PredictX4<'m, 'a>(&'m Int8Model<'a>, &'m [[u8; INPUTS]; 4]);
+
+impl ArchOp for PredictX4<'_, '_> {
+    type Output = [Prediction; 4];
+    unsafe fn run<A: Arch>(self) -> [Prediction; 4] {
+        let PredictX4(model, images) = self;
+        // SAFETY: the CPU by `dispatch`'s caller.
+        images
+            .each_ref()
+            .map(|x| unsafe { Predict(model, x).run::<A>() })
+    }
+    unsafe fn run_batch<A: BatchArch>(self) -> [Prediction; 4] {
+        let PredictX4(model, images) = self;
+        // SAFETY: as above.
+        unsafe { model.predict_x4::<A>(images) }
+    }
+}
+
+/// `acc[j] = bias[j]`: the accumulators start from the biases (little-endian i32, read in place).
+#[inline(always)]
+fn set_bias(acc: &mut [i32], bias: &[[u8; 4]]) {
+    for (a, b) in acc.iter_mut().zip(bias) {
+        *a = i32::from_le_bytes(*b);
+    }
+}
+
+/// The arg-max over the output layer's accumulators (biases included).
+fn prediction(acc: &[i32; CLASSES_PADDED]) -> Prediction {
+    let mut logits = [0i32; CLASSES];
+    for (l, &a) in logits.iter_mut().zip(acc) {
+        *l = a;
+    }
+    Prediction {
+        class: arg_max(&logits),
+        logits,
     }
 }
 

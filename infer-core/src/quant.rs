@@ -10,23 +10,31 @@
 //! held as a fixed-point `multiplier · 2^-shift`. The clamp at 0 is the ReLU. No float is used on
 //! this path, so FPU-less cores run it unchanged.
 
+/// The requantization shifts the model format accepts: a factor `multiplier · 2^-shift` below
+/// 1/4 with a 31-bit multiplier. (A hidden scale less than four accumulator steps would be
+/// meaningless, and the range lets every core compute the rounding with 32-bit operations.)
+pub const SHIFTS: core::ops::RangeInclusive<u8> = 33..=62;
+
 /// `clamp(round_half_up(acc · multiplier / 2^shift), 0, 255)`, in integers only.
 ///
-/// Valid for `multiplier > 0` and `1 ≤ shift ≤ 62` (what the model format accepts): the product
-/// fits in i64 (< 2⁶²) and so does the rounding term.
+/// Valid for `multiplier > 0` and `shift` in [`SHIFTS`] (what the model format accepts; other
+/// shifts are clamped into it). Computed as `((hi >> (shift − 33)) + 1) >> 1` with
+/// `hi = (acc · multiplier) >> 32`, which is the same integer (`2^(shift−1)` is a multiple of
+/// `2^32`, and nested floor divisions by powers of two compose): on a Cortex-M4 that is `smmul`,
+/// two shifts, an add and `usat`.
 #[inline]
 pub fn requantize(acc: i32, multiplier: i32, shift: u8) -> u8 {
-    let shift = u32::from(shift).clamp(1, 62);
-    let product = i64::from(acc) * i64::from(multiplier);
-    let rounded = (product + (1i64 << (shift - 1))) >> shift;
-    rounded.clamp(0, 255) as u8
+    let shift = shift.clamp(*SHIFTS.start(), *SHIFTS.end());
+    let hi = ((i64::from(acc) * i64::from(multiplier)) >> 32) as i32;
+    // |hi| < 2^31 · 2^31 / 2^32 = 2^30, so the increment cannot overflow.
+    (((hi >> (shift - 33)) + 1) >> 1).clamp(0, 255) as u8
 }
 
-/// The fixed-point form `(multiplier, shift)` of a real factor `0 < m < 1`, with the multiplier
+/// The fixed-point form `(multiplier, shift)` of a real factor `0 < m < 1/4`, with the multiplier
 /// normalized to `[2³⁰, 2³¹)` for 31 bits of precision. `None` if `m` is out of that range or so
 /// small that the shift would exceed 62.
 pub fn quantize_multiplier(m: f64) -> Option<(i32, u8)> {
-    if !(m.is_finite() && m > 0.0 && m < 1.0) {
+    if !(m.is_finite() && m > 0.0 && m < 0.25) {
         return None;
     }
     let mut shift = 31u8;
@@ -34,7 +42,7 @@ pub fn quantize_multiplier(m: f64) -> Option<(i32, u8)> {
     while scaled < f64::from(1u32 << 30) {
         scaled *= 2.0;
         shift += 1;
-        if shift > 62 {
+        if shift > *SHIFTS.end() {
             return None;
         }
     }
@@ -44,28 +52,76 @@ pub fn quantize_multiplier(m: f64) -> Option<(i32, u8)> {
         multiplier >>= 1;
         shift -= 1;
     }
-    Some((multiplier as i32, shift))
+    SHIFTS
+        .contains(&shift)
+        .then_some((multiplier as i32, shift))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The definition, in 64-bit arithmetic.
+    fn by_definition(acc: i32, m: i32, s: u8) -> u8 {
+        let product = i64::from(acc) * i64::from(m);
+        ((product + (1i64 << (s - 1))) >> s).clamp(0, 255) as u8
+    }
+
     #[test]
     fn requantize_rounds_half_up_and_clamps() {
-        // multiplier/2^shift = 0.5
-        let (m, s) = (1 << 30, 31);
-        assert_eq!(requantize(5, m, s), 3); // 2.5 → 3
-        assert_eq!(requantize(4, m, s), 2);
-        assert_eq!(requantize(-7, m, s), 0); // ReLU
-        assert_eq!(requantize(600, m, s), 255); // saturates
-        assert_eq!(requantize(i32::MAX, i32::MAX, 1), 255);
-        assert_eq!(requantize(i32::MIN, i32::MAX, 1), 0);
+        // multiplier/2^shift = 1/8
+        let (m, s) = (1 << 30, 33);
+        assert_eq!(requantize(20, m, s), 3); // 2.5 → 3
+        assert_eq!(requantize(19, m, s), 2); // 2.375
+        assert_eq!(requantize(-20, m, s), 0); // ReLU
+        assert_eq!(requantize(2100, m, s), 255); // saturates
+        assert_eq!(requantize(i32::MAX, i32::MAX, 33), 255);
+        assert_eq!(requantize(i32::MIN, i32::MAX, 33), 0);
+        assert_eq!(requantize(i32::MAX, 3 << 29, 62), 1); // ≈ 0.75
+        assert_eq!(requantize(i32::MAX, 1 << 30, 62), 0); // just below 0.5
+    }
+
+    #[test]
+    fn requantize_is_the_definition_at_every_shift() {
+        let accs = [
+            i32::MIN,
+            i32::MIN + 1,
+            -1_000_000,
+            -1,
+            0,
+            1,
+            2,
+            3,
+            1_000_003,
+            i32::MAX - 1,
+            i32::MAX,
+        ];
+        let mults = [1, 2, 1 << 30, (1 << 30) + 12345, i32::MAX];
+        for s in SHIFTS {
+            for &m in &mults {
+                for &acc in &accs {
+                    assert_eq!(
+                        requantize(acc, m, s),
+                        by_definition(acc, m, s),
+                        "{acc} {m} {s}"
+                    );
+                }
+                // Every rounding boundary near the values the network produces.
+                for acc in (-3000..3000).step_by(if cfg!(miri) { 499 } else { 1 }) {
+                    let acc = acc << (s.saturating_sub(40) / 2);
+                    assert_eq!(
+                        requantize(acc, m, s),
+                        by_definition(acc, m, s),
+                        "{acc} {m} {s}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
     fn multiplier_represents_the_factor() {
-        for m in [0.9999, 0.5, 0.3, 1e-3, 1.234e-5, 3e-9] {
+        for m in [0.2499, 0.125, 0.1, 1e-3, 1.234e-5, 3e-9] {
             let (q, s) = quantize_multiplier(m).unwrap();
             assert!((1 << 30..=i32::MAX).contains(&q), "{m}: {q}");
             let back = f64::from(q) / 2f64.powi(i32::from(s));
@@ -73,6 +129,7 @@ mod tests {
         }
         assert_eq!(quantize_multiplier(0.0), None);
         assert_eq!(quantize_multiplier(1.0), None);
+        assert_eq!(quantize_multiplier(0.25), None);
         assert_eq!(quantize_multiplier(f64::NAN), None);
         assert_eq!(quantize_multiplier(1e-12), None);
     }

@@ -1,8 +1,9 @@
 //! The model file against every kind of damage: each gives its own `FormatError`, never a panic,
 //! never a model that predicts.
 
-use infer_core::format::{CLASSES_PADDED, FormatError, checksum, write};
-use infer_core::{F32Model, HIDDEN, INPUTS, Int8Model, Kernel};
+use infer_core::format::{FormatError, ModelKind, VERSION, checksum, peek_kind, write};
+use infer_core::quant::requantize;
+use infer_core::{CLASSES, F32Model, HIDDEN, INPUTS, Int8Model, Kernel};
 
 /// A valid int8 file with varied weights, in 16-byte-aligned memory (as `Vec<u128>`).
 struct File {
@@ -70,10 +71,10 @@ impl Default for Parts {
             b1: (0..HIDDEN as i32).map(|j| j * 7 - 1000).collect(),
             m1: vec![1 << 30; HIDDEN],
             s1: vec![45; HIDDEN],
-            w2_scale: vec![0.02; CLASSES_PADDED],
-            b2: (0..CLASSES_PADDED as i32).collect(),
+            w2_scale: vec![0.02; CLASSES],
+            b2: (0..CLASSES as i32).collect(),
             w1: (0..HIDDEN * INPUTS).map(|i| (i * 31 % 255) as i8).collect(),
-            w2: (0..CLASSES_PADDED * HIDDEN)
+            w2: (0..CLASSES * HIDDEN)
                 .map(|i| (i * 17 % 251) as i8)
                 .collect(),
         }
@@ -180,12 +181,26 @@ fn header_fields_get_their_own_errors() {
     bad_magic[0] = b'X';
     assert_eq!(load(&bad_magic).unwrap_err(), FormatError::BadMagic);
 
-    let mut version = bytes.clone();
-    version[4] = 2;
-    assert_eq!(
-        load(&version).unwrap_err(),
-        FormatError::UnsupportedVersion(2)
-    );
+    for old_or_new in [1, VERSION + 1] {
+        let mut version = bytes.clone();
+        version[4] = old_or_new;
+        let err = load(&version).unwrap_err();
+        assert_eq!(err, FormatError::UnsupportedVersion(old_or_new));
+        assert!(err.to_string().contains("re-export"), "{err}");
+        assert_eq!(
+            peek_kind(&version),
+            Err(FormatError::UnsupportedVersion(old_or_new))
+        );
+    }
+    assert_eq!(peek_kind(&bytes), Ok(ModelKind::Int8));
+    assert_eq!(peek_kind(&bytes[..6]), Ok(ModelKind::Int8));
+    assert!(matches!(
+        peek_kind(&bytes[..5]),
+        Err(FormatError::Truncated { .. })
+    ));
+    let mut unknown_kind = bytes.clone();
+    unknown_kind[5] = 9;
+    assert_eq!(peek_kind(&unknown_kind), Err(FormatError::WrongKind(9)));
 
     let file = File::new(&bytes);
     assert_eq!(
@@ -252,11 +267,14 @@ fn bad_scales_and_requantization() {
             }
         ));
     }
-    let file = File::new(&int8_file(|p| p.s1[5] = 63));
-    assert_eq!(
-        load(file.bytes()).unwrap_err(),
-        FormatError::BadRequantization { index: 5 }
-    );
+    for shift in [0, 1, 32, 63, 255] {
+        let file = File::new(&int8_file(|p| p.s1[5] = shift));
+        assert_eq!(
+            load(file.bytes()).unwrap_err(),
+            FormatError::BadRequantization { index: 5 },
+            "shift {shift}"
+        );
+    }
     let file = File::new(&int8_file(|p| p.m1[9] = -3));
     assert_eq!(
         load(file.bytes()).unwrap_err(),
@@ -340,4 +358,55 @@ fn f32_files_round_trip() {
         Int8Model::from_bytes(file.bytes()).unwrap_err(),
         FormatError::WrongKind(2)
     );
+}
+
+/// The int8 network straight from the row-major parts: what the writer's tiling and every
+/// kernel's walk must reproduce.
+fn forward_by_definition(p: &Parts, image: &[u8; INPUTS]) -> [i32; CLASSES] {
+    let mut hidden = [0u8; HIDDEN];
+    for (j, h) in hidden.iter_mut().enumerate() {
+        let mut acc = p.b1[j];
+        for (k, &x) in image.iter().enumerate() {
+            acc = acc.wrapping_add(i32::from(x) * i32::from(p.w1[j * INPUTS + k]));
+        }
+        *h = requantize(acc, p.m1[j], p.s1[j]);
+    }
+    std::array::from_fn(|c| {
+        let mut acc = p.b2[c];
+        for (j, &h) in hidden.iter().enumerate() {
+            acc = acc.wrapping_add(i32::from(h) * i32::from(p.w2[c * HIDDEN + j]));
+        }
+        acc
+    })
+}
+
+#[test]
+fn row_major_parts_are_tiled_so_every_kernel_computes_the_definition() {
+    let mut p = Parts::default();
+    // Varied, sign-mixed weights and requantization, so any misplaced weight shows.
+    for (i, w) in p.w1.iter_mut().enumerate() {
+        *w = ((i * 2_654_435_761) >> 7) as u8 as i8;
+    }
+    for (i, w) in p.w2.iter_mut().enumerate() {
+        *w = ((i * 40_503) >> 3) as u8 as i8;
+    }
+    for (j, (m, s)) in p.m1.iter_mut().zip(&mut p.s1).enumerate() {
+        *m = (1 << 30) + (j as i32) * 999_983;
+        *s = 44 + (j % 8) as u8;
+    }
+    let mut out = vec![0; write::MAX_INT8_LEN];
+    let len = write::int8(&p.view(), &mut out).unwrap();
+    let file = File::new(&out[..len]);
+    let model = load(file.bytes()).unwrap();
+    for seed in 0..6usize {
+        let image: [u8; INPUTS] = std::array::from_fn(|i| {
+            let v = (i * 7 + seed * 131) % 256;
+            if (i / 28 + seed) % 3 == 0 { v as u8 } else { 0 }
+        });
+        let expected = forward_by_definition(&p, &image);
+        for kernel in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+            let got = model.predict_with(kernel, &image).unwrap();
+            assert_eq!(got.logits, expected, "{kernel}, image {seed}");
+        }
+    }
 }

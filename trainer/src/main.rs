@@ -417,17 +417,20 @@ fn inspect(args: InspectArgs) -> Result<()> {
     let file = ModelFile::read(&args.model)?;
     let bytes = file.bytes();
     println!("file:     {} ({} bytes)", args.model.display(), bytes.len());
-    if let (Some(magic), Some(version), Some(kind)) = (bytes.get(..4), bytes.get(4), bytes.get(5)) {
+    let kind = infer_core::format::peek_kind(bytes)
+        .with_context(|| format!("{} is not a usable model file", args.model.display()))?;
+    println!(
+        "format:   version {}, {} model",
+        infer_core::format::VERSION,
+        kind.name()
+    );
+    let model = file.open(&args.model)?;
+    if let Some(crc) = bytes.last_chunk::<4>() {
         println!(
-            "magic:    {:?}, format version {version}, kind byte {kind}",
-            String::from_utf8_lossy(magic)
+            "status:   valid (CRC-32 {:#010x} matches; every section checked)",
+            u32::from_le_bytes(*crc)
         );
     }
-    let model = file.open(&args.model)?;
-    println!(
-        "status:   valid (CRC-32 {:#010x} matches; every section checked)",
-        u32::from_le_bytes(bytes[bytes.len() - 4..].try_into()?)
-    );
     println!(
         "shape:    {}-{}-{}",
         infer_core::INPUTS,

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use infer_core::format::FormatError;
+use infer_core::format::{FormatError, ModelKind, peek_kind};
 use infer_core::{CLASSES, F32Model, INPUTS, Int8Model};
 
 use crate::output::AlignedBytes;
@@ -38,11 +38,10 @@ impl ModelFile {
 
     /// Validates the file as whichever kind it says it is.
     pub fn classifier(&self) -> Result<Classifier<'_>, FormatError> {
-        match Int8Model::from_bytes(self.bytes()) {
-            Err(FormatError::WrongKind(_)) => {
-                F32Model::from_bytes(self.bytes()).map(Classifier::F32)
-            }
-            other => other.map(Classifier::Int8),
+        match peek_kind(self.bytes())? {
+            ModelKind::F32 => F32Model::from_bytes(self.bytes()).map(Classifier::F32),
+            // `ModelKind` may grow: an int8 reader reports any other kind itself.
+            _ => Int8Model::from_bytes(self.bytes()).map(Classifier::Int8),
         }
     }
 

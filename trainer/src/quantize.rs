@@ -6,8 +6,7 @@
 //! per hidden unit. See `infer_core::quant` for the arithmetic the device runs.
 
 use anyhow::{Context, Result, anyhow};
-use infer_core::format::{CLASSES_PADDED, write};
-use infer_core::kernels::pack_blocked;
+use infer_core::format::write;
 use infer_core::quant::quantize_multiplier;
 use infer_core::{CLASSES, HIDDEN, INPUTS};
 
@@ -33,13 +32,13 @@ pub struct Int8Weights {
     pub m1: Vec<i32>,
     /// Requantization shift per hidden unit.
     pub s1: Vec<u8>,
-    /// Per output row (padded to [`CLASSES_PADDED`]).
+    /// Per class.
     pub w2_scale: Vec<f32>,
-    /// Per output row, at scale `hidden_scale · w2_scale`.
+    /// Per class, at scale `hidden_scale · w2_scale`.
     pub b2: Vec<i32>,
-    /// `HIDDEN × INPUTS`, blocked for the kernels.
+    /// `HIDDEN × INPUTS`, row-major (infer-core's writer lays it out for the kernels).
     pub w1: Vec<i8>,
-    /// `CLASSES_PADDED × HIDDEN`, blocked.
+    /// `CLASSES × HIDDEN`, row-major.
     pub w2: Vec<i8>,
 }
 
@@ -90,7 +89,7 @@ pub fn quantize(net: &Mlp, calibration: &Dataset) -> Result<Int8Weights> {
     );
     let hidden_scale = calibrate_hidden_scale(net, calibration);
 
-    let (w1_scale, q1) = quantize_rows(HIDDEN, INPUTS, |j, k| net.w1[(j, k)]);
+    let (w1_scale, w1) = quantize_rows(HIDDEN, INPUTS, |j, k| net.w1[(j, k)]);
     let mut b1 = Vec::with_capacity(HIDDEN);
     let (mut m1, mut s1) = (Vec::with_capacity(HIDDEN), Vec::with_capacity(HIDDEN));
     for (j, &scale) in w1_scale.iter().enumerate() {
@@ -103,19 +102,12 @@ pub fn quantize(net: &Mlp, calibration: &Dataset) -> Result<Int8Weights> {
         s1.push(s);
     }
 
-    let (mut w2_scale, q2) = quantize_rows(CLASSES, HIDDEN, |c, j| net.w2[(j, c)]);
-    let mut b2: Vec<i32> = (0..CLASSES)
+    let (w2_scale, w2) = quantize_rows(CLASSES, HIDDEN, |c, j| net.w2[(j, c)]);
+    let b2: Vec<i32> = (0..CLASSES)
         .map(|c| {
             round_i32(f64::from(net.b2[c]) / (f64::from(hidden_scale) * f64::from(w2_scale[c])))
         })
         .collect();
-    w2_scale.resize(CLASSES_PADDED, 1.0);
-    b2.resize(CLASSES_PADDED, 0);
-
-    let mut w1 = vec![0i8; HIDDEN * INPUTS];
-    pack_blocked(INPUTS, HIDDEN, |j, k| q1[j * INPUTS + k], &mut w1);
-    let mut w2 = vec![0i8; CLASSES_PADDED * HIDDEN];
-    pack_blocked(HIDDEN, CLASSES, |c, j| q2[c * HIDDEN + j], &mut w2);
     Ok(Int8Weights {
         hidden_scale,
         w1_scale,

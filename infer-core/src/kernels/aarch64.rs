@@ -1,29 +1,63 @@
-//! aarch64 NEON kernel: each 16-byte chunk is sign-extended to two i16 vectors and multiplied
-//! with the group's inputs by `smlal`/`smlal2`, one i32×4 accumulator per row.
+//! aarch64 NEON walk: each quarter tile (4 rows × 4 inputs) is sign-extended to i16 and
+//! multiplied with the group's inputs, widened once when gathered, by `smlal`: one i32×4
+//! accumulator per row, summed across lanes at the end of the block.
 
 use core::arch::aarch64::*;
 
-/// NEON kernel; see [`super::dot_rows`]. NEON is part of every aarch64 CPU.
-pub fn dot_rows_neon(w: &[i8], x: &[u8], out: &mut [i32]) {
-    let block = 4 * x.len();
-    for (w, out) in w.chunks_exact(block).zip(out.chunks_exact_mut(4)) {
-        // SAFETY: NEON is baseline on aarch64; every load reads exactly the slice it is given.
-        unsafe {
-            let mut acc = [vdupq_n_s32(0); 4];
-            for (c, group) in w.chunks_exact(16).zip(x.as_chunks::<4>().0) {
-                let [a, b, c2, d] = *group;
-                let g = [a, b, c2, d, a, b, c2, d];
-                let x16 = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(g.as_ptr())));
-                let w8 = vld1q_s8(c.as_ptr());
-                let lo = vmovl_s8(vget_low_s8(w8));
-                let hi = vmovl_high_s8(w8);
-                acc[0] = vmlal_s16(acc[0], vget_low_s16(lo), vget_low_s16(x16));
-                acc[1] = vmlal_high_s16(acc[1], lo, x16);
-                acc[2] = vmlal_s16(acc[2], vget_low_s16(hi), vget_low_s16(x16));
-                acc[3] = vmlal_high_s16(acc[3], hi, x16);
+use super::{Arch, Groups, TILE_ROWS};
+
+/// NEON, part of every aarch64 CPU.
+pub(crate) struct Neon;
+
+/// A live group: its offset and its inputs as 4 × i16 (one 64-bit lane).
+#[derive(Clone, Copy)]
+pub(crate) struct Halfwords {
+    offset: u32,
+    x: u64,
+}
+
+impl Arch for Neon {
+    type Group = Halfwords;
+
+    fn group(offset: u32, x: [u8; 4]) -> Halfwords {
+        let [a, b, c, d] = x.map(u64::from);
+        Halfwords {
+            offset,
+            x: a | b << 16 | c << 32 | d << 48,
+        }
+    }
+
+    #[target_feature(enable = "neon")]
+    unsafe fn rows(w: &[i8], groups: &Groups<Halfwords>, out: &mut [i32]) {
+        let block = TILE_ROWS * groups.cols();
+        let base = w.as_ptr();
+        for (b, out) in out.as_chunks_mut::<TILE_ROWS>().0.iter_mut().enumerate() {
+            let mut acc = [vdupq_n_s32(0); TILE_ROWS];
+            for e in groups.entries() {
+                let x = vcreate_s16(e.x);
+                let tile = b * block + e.offset as usize;
+                for (q, acc) in acc.as_chunks_mut::<4>().0.iter_mut().enumerate() {
+                    // SAFETY: the tile's 64 bytes are inside `w` (`Arch::rows` contract); a
+                    // quarter is 16 of them. NEON is baseline on aarch64.
+                    let w8 = unsafe { vld1q_s8(base.add(tile + 16 * q)) };
+                    let (lo, hi) = (vmovl_s8(vget_low_s8(w8)), vmovl_high_s8(w8));
+                    acc[0] = vmlal_s16(acc[0], vget_low_s16(lo), x);
+                    acc[1] = vmlal_s16(acc[1], vget_high_s16(lo), x);
+                    acc[2] = vmlal_s16(acc[2], vget_low_s16(hi), x);
+                    acc[3] = vmlal_s16(acc[3], vget_high_s16(hi), x);
+                }
             }
-            for (o, a) in out.iter_mut().zip(acc) {
-                *o = vaddvq_s32(a);
+            for (out, acc) in out
+                .as_chunks_mut::<4>()
+                .0
+                .iter_mut()
+                .zip(acc.as_chunks::<4>().0)
+            {
+                let rows = vpaddq_s32(vpaddq_s32(acc[0], acc[1]), vpaddq_s32(acc[2], acc[3]));
+                // SAFETY: `out` is 4 i32s.
+                let init = unsafe { vld1q_s32(out.as_ptr()) };
+                // SAFETY: as above.
+                unsafe { vst1q_s32(out.as_mut_ptr(), vaddq_s32(init, rows)) };
             }
         }
     }

@@ -1,103 +1,184 @@
-//! Cortex-M4/M7 kernel on the DSP extension, through `asm!` (LLVM does not form `smlad` from i8
-//! loops, and the `__smlad` intrinsic is nightly-only).
+//! Cortex-M4/M7/M33 walk on the DSP extension, through `asm!` (LLVM does not form `smlad` from
+//! i8 loops, and the `__smlad` intrinsic is nightly-only).
 //!
-//! Inputs are paired once per call: for each group of 4, `x02 = x0 | x2 << 16` and
-//! `x13 = x1 | x3 << 16`. A row's weight word `[w0 w1 w2 w3]` becomes `(w0, w2)` by `sxtb16` and
-//! `(w1, w3)` by `sxtb16 …, ror #8`, and two `smlad`s add all four products. Per chunk (4 rows × 4
-//! inputs): one `ldrd` of inputs, two `ldm` of weights, 8 `sxtb16`, 8 `smlad` — 19 instructions for
-//! 16 multiply-accumulates, 1.25 per MAC with the loop unrolled twice.
+//! A live group's inputs are paired once, when gathered: `x02 = x0 | x2 << 16` and
+//! `x13 = x1 | x3 << 16`, stored with the group's offset as three words that one `ldm` loads. For
+//! each block of 4 rows (a quarter tile), the walk adds the group's offset to the block's base,
+//! loads the 4 rows' weight words with two `ldrd`s, splits each word `[w0 w1 w2 w3]` into
+//! `(w0, w2)` and `(w1, w3)` by `sxtb16` (and `ror #8`), and two `smlad`s add a row's four
+//! products: 21 instructions per group and 4 rows (16 multiply-accumulates), unrolled twice.
+//! The list ends with a sentinel entry (`x02 = u32::MAX`, impossible for paired bytes) and is
+//! padded to an even length with a zero entry, so the loop tests for its end once per two groups.
 
 use core::arch::asm;
 
-use super::MAX_COLS;
+use super::{Arch, GroupList, Groups, TILE_BYTES, TILE_ROWS, scalar};
 
-/// DSP kernel; see [`super::dot_rows`]. `w` must be 4-byte aligned (the model format guarantees
-/// it); `x.len()` a multiple of 8.
-pub fn dot_rows_dsp(w: &[i8], x: &[u8], out: &mut [i32]) {
-    let mut pairs = [0u32; MAX_COLS / 2];
-    for (group, pair) in x
-        .as_chunks::<4>()
-        .0
-        .iter()
-        .zip(pairs.as_chunks_mut::<2>().0)
-    {
-        let word = u32::from_le_bytes(*group);
-        *pair = [word & 0x00ff_00ff, (word >> 8) & 0x00ff_00ff];
-    }
-    let Some(pairs) = pairs.get(..x.len() / 2) else {
-        return;
-    };
-    let block = 4 * x.len();
-    if !x.len().is_multiple_of(8) || w.as_ptr().align_offset(4) != 0 || block == 0 {
-        // Not the shapes this loop is unrolled for: the reference gives the same numbers.
-        return super::scalar::dot_rows(w, x, out);
-    }
-    for (w, out) in w.chunks_exact(block).zip(out.chunks_exact_mut(4)) {
-        let mut acc = [0i32; 4];
-        let px = pairs.as_ptr();
-        // SAFETY: the loop reads `pairs` (x.len() / 2 words, 16 bytes per two groups) and `w`
-        // (4·x.len() bytes, 32 per two groups) exactly to their ends: both advance two groups per
-        // iteration and the loop stops when the input pointer reaches `end`. `w` is 4-byte aligned
-        // (checked above; `ldm` needs it), `pairs` is a u32 array. Only the named registers change.
-        unsafe {
-            let end = px.add(pairs.len());
-            asm!(
-                "2:",
-                "ldrd {x02}, {x13}, [{px}], #8",
-                "ldm {pw}!, {{r4, r5}}",
-                "sxtb16 {t}, r4, ror #8",
-                "sxtb16 r4, r4",
-                "smlad {a0}, r4, {x02}, {a0}",
-                "smlad {a0}, {t}, {x13}, {a0}",
-                "sxtb16 {t}, r5, ror #8",
-                "sxtb16 r5, r5",
-                "smlad {a1}, r5, {x02}, {a1}",
-                "smlad {a1}, {t}, {x13}, {a1}",
-                "ldm {pw}!, {{r4, r5}}",
-                "sxtb16 {t}, r4, ror #8",
-                "sxtb16 r4, r4",
-                "smlad {a2}, r4, {x02}, {a2}",
-                "smlad {a2}, {t}, {x13}, {a2}",
-                "sxtb16 {t}, r5, ror #8",
-                "sxtb16 r5, r5",
-                "smlad {a3}, r5, {x02}, {a3}",
-                "smlad {a3}, {t}, {x13}, {a3}",
-                "ldrd {x02}, {x13}, [{px}], #8",
-                "ldm {pw}!, {{r4, r5}}",
-                "sxtb16 {t}, r4, ror #8",
-                "sxtb16 r4, r4",
-                "smlad {a0}, r4, {x02}, {a0}",
-                "smlad {a0}, {t}, {x13}, {a0}",
-                "sxtb16 {t}, r5, ror #8",
-                "sxtb16 r5, r5",
-                "smlad {a1}, r5, {x02}, {a1}",
-                "smlad {a1}, {t}, {x13}, {a1}",
-                "ldm {pw}!, {{r4, r5}}",
-                "sxtb16 {t}, r4, ror #8",
-                "sxtb16 r4, r4",
-                "smlad {a2}, r4, {x02}, {a2}",
-                "smlad {a2}, {t}, {x13}, {a2}",
-                "sxtb16 {t}, r5, ror #8",
-                "sxtb16 r5, r5",
-                "smlad {a3}, r5, {x02}, {a3}",
-                "smlad {a3}, {t}, {x13}, {a3}",
-                "cmp {px}, {end}",
-                "bne 2b",
-                px = inout(reg) px => _,
-                pw = inout(reg) w.as_ptr() => _,
-                end = in(reg) end,
-                x02 = out(reg) _,
-                x13 = out(reg) _,
-                t = out(reg) _,
-                a0 = inout(reg) acc[0],
-                a1 = inout(reg) acc[1],
-                a2 = inout(reg) acc[2],
-                a3 = inout(reg) acc[3],
-                out("r4") _,
-                out("r5") _,
-                options(nostack, readonly),
-            );
+/// The DSP extension: `sxtb16` + `smlad`.
+pub(crate) struct Dsp;
+
+/// Paired inputs and the offset, in the order one `ldm` loads them.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) struct Paired {
+    x02: u32,
+    x13: u32,
+    offset: u32,
+}
+
+/// Ends the list: no paired input has all bits of its upper halfword set.
+const SENTINEL: Paired = Paired {
+    x02: u32::MAX,
+    x13: 0,
+    offset: 0,
+};
+
+impl Arch for Dsp {
+    type Group = Paired;
+
+    fn group(offset: u32, x: [u8; 4]) -> Paired {
+        let word = u32::from_le_bytes(x);
+        Paired {
+            x02: word & 0x00ff_00ff,
+            x13: (word >> 8) & 0x00ff_00ff,
+            offset,
         }
-        out.copy_from_slice(&acc);
+    }
+
+    fn close(list: &mut GroupList<Paired>) {
+        // The list has room for both: at most every group, plus two. A zero entry adds nothing.
+        if !list.len().is_multiple_of(2) {
+            let _ = list.push(Paired {
+                x02: 0,
+                x13: 0,
+                offset: 0,
+            });
+        }
+        let _ = list.push(SENTINEL);
+    }
+
+    unsafe fn rows(w: &[i8], groups: &Groups<Paired>, out: &mut [i32]) {
+        let entries = groups.entries();
+        if w.as_ptr().align_offset(4) != 0 {
+            // `ldrd` needs words. The model format aligns its sections, so only `matvec` with a
+            // misaligned slice gets here: the same sums, in plain Rust.
+            return rows_unaligned(w, groups, out);
+        }
+        // Only the sentinel: no live group, nothing to add.
+        if entries.len() < 2 {
+            return;
+        }
+        let block = TILE_ROWS * groups.cols();
+        for (b, out) in out.chunks_exact_mut(TILE_ROWS).enumerate() {
+            for (q, acc) in out.as_chunks_mut::<4>().0.iter_mut().enumerate() {
+                // SAFETY: quarter tile `q` of row block `b`, inside `w` with every entry's
+                // offset (the `Arch::rows` contract), word-aligned (checked above); the list
+                // ends with the sentinel `close` appended after an even number of entries.
+                unsafe { quarter(w.as_ptr().add(b * block + 16 * q), entries.as_ptr(), acc) };
+            }
+        }
+    }
+}
+
+/// `acc[i] += Σ` over the entries for the 4 rows of the quarter tile at `base`.
+///
+/// Not inlined: one copy of the loop serves every quarter (flash is scarce where it runs).
+///
+/// # Safety
+/// `base` is word-aligned, and `base + offset .. base + offset + 16` is readable for every entry's
+/// offset; `entries` holds an even number of entries (at least two) followed by [`SENTINEL`].
+#[inline(never)]
+unsafe fn quarter(base: *const i8, entries: *const Paired, acc: &mut [i32; 4]) {
+    let [mut a0, mut a1, mut a2, mut a3] = *acc;
+    // SAFETY: the loop reads the entries, three words each, up to and including the sentinel it
+    // stops at, and 16 weight bytes at `base + offset` for each (the caller's contract). Only the
+    // named registers change; memory is only read.
+    unsafe {
+        asm!(
+                "ldm {list}!, {{r0, r1, r2}}",
+                "2:",
+                "add {pw}, {base}, r2",
+                "ldrd r3, r4, [{pw}]",
+                "sxtb16 r2, r3, ror #8",
+                "sxtb16 r3, r3",
+                "smlad {a0}, r3, r0, {a0}",
+                "smlad {a0}, r2, r1, {a0}",
+                "sxtb16 r2, r4, ror #8",
+                "sxtb16 r4, r4",
+                "smlad {a1}, r4, r0, {a1}",
+                "smlad {a1}, r2, r1, {a1}",
+                "ldrd r3, r4, [{pw}, #8]",
+                "sxtb16 r2, r3, ror #8",
+                "sxtb16 r3, r3",
+                "smlad {a2}, r3, r0, {a2}",
+                "smlad {a2}, r2, r1, {a2}",
+                "sxtb16 r2, r4, ror #8",
+                "sxtb16 r4, r4",
+                "smlad {a3}, r4, r0, {a3}",
+                "smlad {a3}, r2, r1, {a3}",
+                "ldm {list}!, {{r0, r1, r2}}",
+                "add {pw}, {base}, r2",
+                "ldrd r3, r4, [{pw}]",
+                "sxtb16 r2, r3, ror #8",
+                "sxtb16 r3, r3",
+                "smlad {a0}, r3, r0, {a0}",
+                "smlad {a0}, r2, r1, {a0}",
+                "sxtb16 r2, r4, ror #8",
+                "sxtb16 r4, r4",
+                "smlad {a1}, r4, r0, {a1}",
+                "smlad {a1}, r2, r1, {a1}",
+                "ldrd r3, r4, [{pw}, #8]",
+                "sxtb16 r2, r3, ror #8",
+                "sxtb16 r3, r3",
+                "smlad {a2}, r3, r0, {a2}",
+                "smlad {a2}, r2, r1, {a2}",
+                "sxtb16 r2, r4, ror #8",
+                "sxtb16 r4, r4",
+                "smlad {a3}, r4, r0, {a3}",
+                "smlad {a3}, r2, r1, {a3}",
+                "ldm {list}!, {{r0, r1, r2}}",
+                "cmn r0, #1",
+                "bne 2b",
+                list = inout(reg) entries => _,
+                base = in(reg) base,
+                pw = out(reg) _,
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                a3 = inout(reg) a3,
+                out("r0") _,
+                out("r1") _,
+                out("r2") _,
+                out("r3") _,
+                out("r4") _,
+            options(nostack, readonly),
+        );
+    }
+    *acc = [a0, a1, a2, a3];
+}
+
+/// [`Dsp::rows`] for weights that are not word-aligned, through the reference's tile step.
+fn rows_unaligned(w: &[i8], groups: &Groups<Paired>, out: &mut [i32]) {
+    let block = TILE_ROWS * groups.cols();
+    let live = groups
+        .entries()
+        .iter()
+        .take_while(|e| e.x02 != SENTINEL.x02);
+    if block == 0 {
+        return;
+    }
+    for (w, out) in w.chunks_exact(block).zip(out.chunks_exact_mut(TILE_ROWS)) {
+        for e in live.clone() {
+            let x = [
+                e.x02 as u8,
+                e.x13 as u8,
+                (e.x02 >> 16) as u8,
+                (e.x13 >> 16) as u8,
+            ];
+            let start = e.offset as usize;
+            if let Some(tile) = w.get(start..start + TILE_BYTES) {
+                scalar::add_tile(out, tile, x);
+            }
+        }
     }
 }

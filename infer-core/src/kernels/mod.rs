@@ -1,132 +1,366 @@
-//! The int8 matrix–vector kernels: `out[r] = Σ_k x[k] · w[r][k]`, u8 inputs × i8 weights → i32.
+//! The int8 matrix–vector product `out[r] += Σ_k x[k] · w[r][k]` (u8 inputs × i8 weights → i32,
+//! wrapping), computed over the inputs that are not zero.
 //!
-//! One scalar reference ([`scalar`]) is always compiled; each architecture module supplies the same
-//! product with explicit SIMD, and each is tested bit-exact against the reference by one shared
-//! conformance suite. [`dot_rows`] is the one safe entry point.
+//! # One algorithm
+//!
+//! About 72 % of MNIST's 4-pixel input groups are all zero, and a ReLU layer's outputs are often
+//! zero too. So every kernel runs the same two steps:
+//!
+//! 1. **gather**, once per input vector: the live (not all-zero) groups of 4 inputs, each with its
+//!    offset in the weights and its 4 bytes in the form the architecture multiplies with — a
+//!    broadcast dword for `vpdpbusd`, pre-paired halfwords for `SMLAD`, widened halfwords for
+//!    `vpmaddwd` and NEON's `smlal` — into a bounded [`heapless::Vec`];
+//! 2. **walk** that list for every block of rows, so weights of zero inputs are never loaded.
+//!
+//! An architecture supplies only the form of a group and the walk (memchr's way); the gathering,
+//! the shapes, the layer loop and the requantization are written once. The scalar walk is the
+//! reference, and every kernel is bit-exact with the plain dense formula, checked by one shared
+//! [`conformance`] suite.
 //!
 //! # Weight layout
 //!
-//! Rows come in blocks of 4 and inputs in groups of 4. Each 16-byte chunk holds one block × one
-//! group, row after row: `chunk[4·i + t] = w[4·b + i][4·g + t]`. Chunks run over the groups of a
-//! block, then over the blocks: `w[r][k]` is at [`blocked_index`]`(r, k, cols)`. Every kernel
-//! streams this layout as stored:
+//! One layout serves every architecture: 64-byte **tiles** of 16 rows × 4 inputs. Within a tile,
+//! byte `4·i + t` is `w[16·b + i][4·g + t]` (row after row, each row's 4 weights of the group);
+//! tiles run over the groups of a 16-row block, then over the blocks: `w[r][k]` is at
+//! [`tiled_index`]`(r, k, cols)`.
 //!
-//! - Cortex-M4 DSP: one `ldm` loads a chunk's two row-pairs; `sxtb16` splits each row word into
-//!   even and odd bytes for two `smlad`s against pre-paired inputs;
-//! - AVX-512 VNNI / AVX-VNNI: a 64- (32-)byte load is 4 (2) chunks, and one `vpdpbusd` multiplies
-//!   them with the inputs of each group repeated across its 4 rows;
-//! - AVX2 and NEON: a chunk sign-extended to 16 × i16 meets the group's inputs repeated 4 times.
+//! - AVX-512 VNNI: a tile is one 512-bit `vpdpbusd` operand; the group's 4 inputs broadcast to
+//!   all 16 lanes give the 16 rows' partial sums, in row order, with nothing to fold;
+//! - AVX-VNNI: two 256-bit halves of a tile;
+//! - Cortex-M4 DSP and NEON, AVX2: a quarter tile (16 bytes) is 4 rows × 4 inputs: `sxtb16` +
+//!   `smlad`, `sxtl` + `smlal`, `vpmovsxbw` + `vpmaddwd`.
 //!
-//! So the model file stores weights this way and loading copies nothing.
+//! Layers have whole tiles: rows a multiple of 16 (the output layer's 10 rows are padded to
+//! [`crate::format::CLASSES_PADDED`]), inputs a multiple of 4, so no kernel has a tail path.
+//! The model file stores its weights this way and loading copies nothing.
 
-pub mod scalar;
+mod scalar;
 
 #[cfg(target_arch = "x86_64")]
-pub mod x86_64;
+mod x86_64;
 
 #[cfg(cortex_m_dsp)]
-pub mod arm;
+mod arm;
 
 #[cfg(target_arch = "aarch64")]
-pub mod aarch64;
+mod aarch64;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 
 use core::fmt;
 
-/// Widest layer a kernel accepts (inputs), which sizes the kernels' stack buffers.
+/// Rows of a weight tile.
+pub const TILE_ROWS: usize = 16;
+/// Inputs of a group (and of a weight tile).
+pub const GROUP: usize = 4;
+/// Bytes of a weight tile.
+pub const TILE_BYTES: usize = TILE_ROWS * GROUP;
+/// Widest layer a kernel accepts (inputs), which bounds the gathered list.
 pub const MAX_COLS: usize = crate::INPUTS;
+/// Most groups an input vector has.
+const MAX_GROUPS: usize = MAX_COLS / GROUP;
 
-/// Where `w[row][col]` of a `rows × cols` matrix lies in the blocked layout.
-pub const fn blocked_index(row: usize, col: usize, cols: usize) -> usize {
-    (row / 4) * 4 * cols + (col / 4) * 16 + (row % 4) * 4 + col % 4
+/// A gathered list: every group of the widest input, plus two entries an architecture may append.
+pub(crate) type GroupList<G> = heapless::Vec<G, { MAX_GROUPS + 2 }>;
+
+/// Where `w[row][col]` of a matrix with `cols` inputs lies in the [tiled layout](self).
+pub const fn tiled_index(row: usize, col: usize, cols: usize) -> usize {
+    (row / TILE_ROWS) * TILE_ROWS * cols
+        + (col / GROUP) * TILE_BYTES
+        + (row % TILE_ROWS) * GROUP
+        + col % GROUP
 }
 
-/// Packs a `rows × cols` matrix given by `weight(row, col)` into the blocked layout in `out`.
-/// Rows past `rows` up to `out.len() / cols` are zero padding.
-pub fn pack_blocked(cols: usize, rows: usize, weight: impl Fn(usize, usize) -> i8, out: &mut [i8]) {
-    let total_rows = out.len().checked_div(cols).unwrap_or(0);
-    for r in 0..total_rows {
-        for k in 0..cols {
-            if let Some(slot) = out.get_mut(blocked_index(r, k, cols)) {
-                *slot = if r < rows { weight(r, k) } else { 0 };
+/// The live groups of an input vector (or of several, for a batch), in the form architecture
+/// entries `G` take, plus up to two entries an architecture appends (padding, a sentinel).
+///
+/// Filled only by [`Groups::gather`] and [`Groups::gather4`], so every entry's offset is that of
+/// a group below `cols`.
+pub(crate) struct Groups<G> {
+    list: GroupList<G>,
+    cols: usize,
+}
+
+impl<G> Groups<G> {
+    /// An empty list, to fill in place with [`Self::gather`] or [`Self::gather4`] (the list is
+    /// 2.4 KB on a Cortex-M4: built where it stays, it is never copied).
+    pub(crate) const fn new() -> Self {
+        Self {
+            list: heapless::Vec::new(),
+            cols: 0,
+        }
+    }
+
+    /// Walks the `cols / 4` groups; `entry(g, offset)` gives the entry of group `g` (whose
+    /// weights start `offset` = 64·g bytes into each row block) if it is live. A shape error if
+    /// `cols` is not a multiple of 4 up to [`MAX_COLS`] (the list is then empty).
+    #[inline(always)]
+    fn fill(
+        &mut self,
+        cols: usize,
+        mut entry: impl FnMut(usize, u32) -> Option<G>,
+        close: impl FnOnce(&mut GroupList<G>),
+    ) -> Result<(), KernelError> {
+        self.list.clear();
+        self.cols = 0;
+        if !cols.is_multiple_of(GROUP) || cols > MAX_COLS {
+            return Err(KernelError::Shape);
+        }
+        for g in 0..cols / GROUP {
+            if let Some(e) = entry(g, (g * TILE_BYTES) as u32) {
+                // Cannot fail: at most MAX_GROUPS groups, and the capacity is larger.
+                let _ = self.list.push(e);
             }
         }
+        close(&mut self.list);
+        self.cols = cols;
+        Ok(())
+    }
+
+    /// The entries, in group order (then the appended ones).
+    pub(crate) fn entries(&self) -> &[G] {
+        &self.list
+    }
+
+    /// Inputs of the vector(s) gathered.
+    pub(crate) fn cols(&self) -> usize {
+        self.cols
     }
 }
 
-/// An implementation of the product.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[non_exhaustive]
-pub enum Kernel {
+/// Group `g` of `x` as 4 bytes, if present.
+#[inline(always)]
+fn group_of(x: &[u8], g: usize) -> Option<[u8; 4]> {
+    x.as_chunks::<GROUP>().0.get(g).copied()
+}
+
+/// What an architecture supplies: the form of one live group, and the walk over a list of them.
+pub(crate) trait Arch {
+    /// One live group, with its offset, as the inner step reads it.
+    type Group: Copy;
+
+    /// The entry of a group at byte `offset` of each row block, with inputs `x` (not all zero).
+    fn group(offset: u32, x: [u8; 4]) -> Self::Group;
+
+    /// Appends what the walk needs after the live groups (at most two entries). None by default.
+    #[inline(always)]
+    fn close(_list: &mut GroupList<Self::Group>) {}
+
+    /// `out[r] += Σ` over the groups' inputs and the weights of row `r`, for the `out.len() / 16`
+    /// row blocks of `w` (wrapping i32).
+    ///
+    /// # Safety
+    /// - the running CPU has the instructions this architecture uses (its kernel is available);
+    /// - `out.len()` is a multiple of [`TILE_ROWS`] and `w.len() == out.len() · groups.cols()`.
+    ///
+    /// (That every entry's offset lies inside a row block follows from how [`Groups`] is filled.)
+    unsafe fn rows(w: &[i8], groups: &Groups<Self::Group>, out: &mut [i32]);
+
+    /// `out[j] = requantize(acc[j], multiplier[j], shift[j])`, the same integers on every
+    /// architecture.
+    ///
+    /// # Safety
+    /// The running CPU has the instructions this architecture uses.
+    #[inline(always)]
+    unsafe fn requantize(acc: &[i32], multiplier: &[[u8; 4]], shift: &[u8], out: &mut [u8]) {
+        requantize_portable(acc, multiplier, shift, out);
+    }
+}
+
+// Only x86-64 has batch forms so far.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+/// An architecture whose walk serves four input vectors at once: each weight load is used four
+/// times, and a group is skipped only where it is zero in all four.
+pub(crate) trait BatchArch: Arch {
+    /// One group live in at least one of four vectors.
+    type Group4: Copy;
+
+    /// The entry of a group at byte `offset`, with each vector's inputs.
+    fn group4(offset: u32, xs: [[u8; 4]; 4]) -> Self::Group4;
+
+    /// [`Arch::rows`] for four vectors: `outs[i] += W · xs[i]`.
+    ///
+    /// # Safety
+    /// As [`Arch::rows`], for each of `outs`.
+    unsafe fn rows_x4(w: &[i8], groups: &Groups<Self::Group4>, outs: [&mut [i32]; 4]);
+}
+
+impl<G> Groups<G> {
+    /// Replaces the list with the live groups of `x` for architecture `A`.
+    #[inline(always)]
+    pub(crate) fn gather<A: Arch<Group = G>>(&mut self, x: &[u8]) -> Result<(), KernelError> {
+        self.fill(
+            x.len(),
+            |g, offset| {
+                group_of(x, g)
+                    .filter(|b| u32::from_ne_bytes(*b) != 0)
+                    .map(|b| A::group(offset, b))
+            },
+            A::close,
+        )
+    }
+
+    /// Replaces the list with the groups live in any of the four `xs` (all of one length) for
+    /// architecture `A`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn gather4<A: BatchArch<Group4 = G>>(
+        &mut self,
+        xs: [&[u8]; 4],
+    ) -> Result<(), KernelError> {
+        let cols = xs[0].len();
+        if xs.iter().any(|x| x.len() != cols) {
+            return Err(KernelError::Shape);
+        }
+        self.fill(
+            cols,
+            |g, offset| {
+                let bytes = xs.map(|x| group_of(x, g).unwrap_or([0; 4]));
+                bytes
+                    .iter()
+                    .any(|b| u32::from_ne_bytes(*b) != 0)
+                    .then(|| A::group4(offset, bytes))
+            },
+            |_| {},
+        )
+    }
+}
+
+/// The requantization loop every architecture compiles (see [`crate::quant::requantize`]).
+#[inline(always)]
+pub(crate) fn requantize_portable(
+    acc: &[i32],
+    multiplier: &[[u8; 4]],
+    shift: &[u8],
+    out: &mut [u8],
+) {
+    for (o, ((&a, m), &s)) in out.iter_mut().zip(acc.iter().zip(multiplier).zip(shift)) {
+        *o = crate::quant::requantize(a, i32::from_le_bytes(*m), s);
+    }
+}
+
+/// An operation generic over the architecture, run by [`dispatch`] with the kernel's.
+pub(crate) trait ArchOp {
+    /// What the operation gives.
+    type Output;
+    /// Runs the operation on `A`.
+    ///
+    /// # Safety
+    /// The running CPU has the instructions `A` uses.
+    unsafe fn run<A: Arch>(self) -> Self::Output;
+    /// Runs the operation on `A`, which has a four-vector form.
+    ///
+    /// # Safety
+    /// As [`ArchOp::run`].
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    unsafe fn run_batch<A: BatchArch>(self) -> Self::Output;
+}
+
+/// Declares the kernels, once each: the enum entry, its name, its detection, its dispatch (and
+/// whether it has a four-vector batch form) and its conformance test all come from one line.
+/// Declared from slowest to fastest: [`Kernel::best`] is the last available one.
+macro_rules! kernels {
+    ($(
+        $(#[doc = $doc:literal])*
+        $variant:ident = $name:literal, cfg($($cfg:tt)*), $arch:path,
+        available: $available:expr, batch: $batch:ident;
+    )*) => {
+        /// An implementation of the product; see the [module docs](self).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+        #[non_exhaustive]
+        pub enum Kernel {
+            $( $(#[doc = $doc])* $variant, )*
+        }
+
+        impl Kernel {
+            /// Every kernel, available here or not, slowest first.
+            pub const ALL: [Kernel; [$(Kernel::$variant),*].len()] = [$(Kernel::$variant),*];
+
+            /// A short name, for benchmarks, logs and `INFER_CORE_EXPECT_KERNELS`.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $( Kernel::$variant => $name, )*
+                }
+            }
+
+            /// Whether this build can run the kernel on this CPU: decided at compile time from
+            /// the target features, and with feature `std` on x86-64 also by asking the CPU.
+            pub fn is_available(self) -> bool {
+                match self {
+                    $( Kernel::$variant => {
+                        #[cfg($($cfg)*)]
+                        { $available }
+                        #[cfg(not($($cfg)*))]
+                        { false }
+                    } )*
+                }
+            }
+        }
+
+        /// Runs `op` on `kernel`'s architecture (the scalar one for a kernel not compiled in).
+        ///
+        /// # Safety
+        /// `kernel.is_available()`.
+        pub(crate) unsafe fn dispatch<O: ArchOp>(kernel: Kernel, op: O) -> O::Output {
+            match kernel {
+                $(
+                    #[cfg($($cfg)*)]
+                    // SAFETY: the caller checked that the kernel is available.
+                    Kernel::$variant => unsafe { kernels!(@run $batch, op, $arch) },
+                )*
+                #[allow(unreachable_patterns)]
+                // SAFETY: scalar code runs everywhere.
+                _ => unsafe { op.run::<scalar::Scalar>() },
+            }
+        }
+
+        #[cfg(test)]
+        #[allow(non_snake_case)]
+        mod declared_kernel_conformance {
+            $(
+                #[test]
+                fn $variant() {
+                    super::conformance::test_kernel(super::Kernel::$variant);
+                }
+            )*
+        }
+    };
+    (@run yes, $op:ident, $arch:path) => { $op.run_batch::<$arch>() };
+    (@run no, $op:ident, $arch:path) => { $op.run::<$arch>() };
+}
+
+kernels! {
     /// Portable reference, always available.
-    Scalar,
-    /// x86-64 AVX2: `vpmovsxbw` + `vpmaddwd`.
-    Avx2,
-    /// x86-64 AVX-VNNI: 256-bit `vpdpbusd`.
-    AvxVnni,
-    /// x86-64 AVX-512 VNNI: 512-bit `vpdpbusd`.
-    Avx512Vnni,
-    /// Cortex-M4/M7 DSP extension: `sxtb16` + `smlad`.
-    CortexMDsp,
-    /// aarch64 NEON: `sxtl` + `smlal`.
-    Neon,
+    Scalar = "scalar", cfg(all()), scalar::Scalar, available: true, batch: no;
+    /// aarch64 NEON: `sxtl` + `smlal` on quarter tiles.
+    Neon = "neon", cfg(target_arch = "aarch64"), aarch64::Neon, available: true, batch: no;
+    /// Cortex-M4/M7/M33 DSP extension: `sxtb16` + `smlad` on quarter tiles.
+    CortexMDsp = "cortex-m-dsp", cfg(cortex_m_dsp), arm::Dsp, available: true, batch: no;
+    /// x86-64 AVX2: `vpmovsxbw` + `vpmaddwd` on quarter tiles.
+    Avx2 = "avx2", cfg(target_arch = "x86_64"), x86_64::Avx2,
+        available: x86_64::has_avx2(), batch: no;
+    /// x86-64 AVX-VNNI: 256-bit `vpdpbusd` on half tiles.
+    AvxVnni = "avx-vnni", cfg(target_arch = "x86_64"), x86_64::AvxVnni,
+        available: x86_64::has_avx_vnni(), batch: yes;
+    /// x86-64 AVX-512 VNNI: one 512-bit `vpdpbusd` per tile.
+    Avx512Vnni = "avx512-vnni", cfg(target_arch = "x86_64"), x86_64::Avx512Vnni,
+        available: x86_64::has_avx512_vnni(), batch: yes;
 }
 
 impl Kernel {
-    /// Every kernel, available here or not.
-    pub const ALL: [Kernel; 6] = [
-        Kernel::Scalar,
-        Kernel::Avx2,
-        Kernel::AvxVnni,
-        Kernel::Avx512Vnni,
-        Kernel::CortexMDsp,
-        Kernel::Neon,
-    ];
-
-    /// A short name, for benchmarks and logs.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Kernel::Scalar => "scalar",
-            Kernel::Avx2 => "avx2",
-            Kernel::AvxVnni => "avx-vnni",
-            Kernel::Avx512Vnni => "avx512-vnni",
-            Kernel::CortexMDsp => "cortex-m-dsp",
-            Kernel::Neon => "neon",
-        }
-    }
-
-    /// Whether this build can run the kernel on this CPU: decided at compile time from the target
-    /// features, and with feature `std` on x86-64 also by asking the running CPU.
-    pub fn is_available(self) -> bool {
-        match self {
-            Kernel::Scalar => true,
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => x86_64::has_avx2(),
-            #[cfg(target_arch = "x86_64")]
-            Kernel::AvxVnni => x86_64::has_avx_vnni(),
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512Vnni => x86_64::has_avx512_vnni(),
-            #[cfg(cortex_m_dsp)]
-            Kernel::CortexMDsp => true,
-            #[cfg(target_arch = "aarch64")]
-            Kernel::Neon => true,
-            #[allow(unreachable_patterns)]
-            _ => false,
-        }
-    }
-
     /// The fastest kernel available.
     pub fn best() -> Kernel {
-        [
-            Kernel::Avx512Vnni,
-            Kernel::AvxVnni,
-            Kernel::Avx2,
-            Kernel::CortexMDsp,
-            Kernel::Neon,
-        ]
-        .into_iter()
-        .find(|k| k.is_available())
-        .unwrap_or(Kernel::Scalar)
+        Kernel::ALL
+            .into_iter()
+            .rev()
+            .find(|k| k.is_available())
+            .unwrap_or(Kernel::Scalar)
+    }
+
+    /// The kernel named `name` (as [`Kernel::name`] gives it).
+    pub fn from_name(name: &str) -> Option<Kernel> {
+        Kernel::ALL.into_iter().find(|k| k.name() == name)
     }
 }
 
@@ -136,15 +370,15 @@ impl fmt::Display for Kernel {
     }
 }
 
-/// Why [`dot_rows`] refused.
+/// Why [`matvec`] or [`matvec_x4`] refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum KernelError {
     /// The kernel cannot run on this CPU or was not compiled in.
     Unavailable(Kernel),
-    /// `x.len()` is not a multiple of 16 up to [`MAX_COLS`], `out.len()` not a multiple of 4, or
-    /// `w.len() != out.len() · x.len()`.
+    /// `x.len()` is not a multiple of 4 up to [`MAX_COLS`], `out.len()` not a multiple of 16,
+    /// `w.len() != out.len() · x.len()`, or the vectors of a batch differ in length.
     Shape,
 }
 
@@ -159,377 +393,164 @@ impl fmt::Display for KernelError {
 
 impl core::error::Error for KernelError {}
 
-/// `out[r] = Σ_k x[k] · w[r][k]` (wrapping i32) with `w` in the [blocked layout](self), computed
-/// by `kernel`.
-pub fn dot_rows(kernel: Kernel, w: &[i8], x: &[u8], out: &mut [i32]) -> Result<(), KernelError> {
-    let cols = x.len();
-    if !cols.is_multiple_of(16)
-        || cols > MAX_COLS
-        || !out.len().is_multiple_of(4)
-        || Some(w.len()) != out.len().checked_mul(cols)
+fn check_shape(w: &[i8], cols: usize, rows: usize) -> Result<(), KernelError> {
+    if cols.is_multiple_of(GROUP)
+        && cols <= MAX_COLS
+        && rows.is_multiple_of(TILE_ROWS)
+        && Some(w.len()) == rows.checked_mul(cols)
     {
-        return Err(KernelError::Shape);
+        Ok(())
+    } else {
+        Err(KernelError::Shape)
     }
+}
+
+/// `out[r] += Σ_k x[k] · w[r][k]` (wrapping i32) with `w` in the [tiled layout](self), by `kernel`.
+/// Rows: `out.len()` (a multiple of 16); inputs: `x.len()` (a multiple of 4, at most
+/// [`MAX_COLS`]).
+pub fn matvec(kernel: Kernel, w: &[i8], x: &[u8], out: &mut [i32]) -> Result<(), KernelError> {
+    check_shape(w, x.len(), out.len())?;
     if !kernel.is_available() {
         return Err(KernelError::Unavailable(kernel));
     }
-    dot_rows_unchecked(kernel, w, x, out);
+    struct Op<'a>(&'a [i8], &'a [u8], &'a mut [i32]);
+    impl ArchOp for Op<'_> {
+        type Output = ();
+        unsafe fn run<A: Arch>(self) {
+            let Op(w, x, out) = self;
+            let mut groups = Groups::new();
+            if groups.gather::<A>(x).is_ok() {
+                // SAFETY: shapes checked by `matvec`, the CPU by the caller.
+                unsafe { A::rows(w, &groups, out) }
+            }
+        }
+        unsafe fn run_batch<A: BatchArch>(self) {
+            // SAFETY: as above.
+            unsafe { self.run::<A>() }
+        }
+    }
+    // SAFETY: availability checked above.
+    unsafe { dispatch(kernel, Op(w, x, out)) };
     Ok(())
 }
 
-/// [`dot_rows`] for callers that checked the shapes and the kernel's availability. Memory-safe
-/// whatever the arguments (every kernel walks exact chunks); wrong shapes only give wrong numbers.
-#[inline]
-pub(crate) fn dot_rows_unchecked(kernel: Kernel, w: &[i8], x: &[u8], out: &mut [i32]) {
-    match kernel {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: callers only pass kernels for which `is_available` returned true.
-        Kernel::Avx512Vnni => unsafe { x86_64::dot_rows_avx512_vnni(w, x, out) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
-        Kernel::AvxVnni => unsafe { x86_64::dot_rows_avx_vnni(w, x, out) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
-        Kernel::Avx2 => unsafe { x86_64::dot_rows_avx2(w, x, out) },
-        #[cfg(cortex_m_dsp)]
-        Kernel::CortexMDsp => arm::dot_rows_dsp(w, x, out),
-        #[cfg(target_arch = "aarch64")]
-        Kernel::Neon => aarch64::dot_rows_neon(w, x, out),
-        _ => scalar::dot_rows(w, x, out),
-    }
-}
-
-/// [`dot_rows`] for four images of the same width at once, where a kernel has a batch form
-/// (AVX-512 VNNI); otherwise one image after another. Same results as four single calls.
-#[inline]
-pub(crate) fn dot_rows_x4_unchecked(
+/// [`matvec`] for four vectors of one length against the same matrix: `outs[i] += W · xs[i]`.
+/// Kernels with a batch form load each weight tile once for the four; the others run one vector
+/// after another. Same results as four [`matvec`] calls.
+pub fn matvec_x4(
     kernel: Kernel,
     w: &[i8],
     xs: [&[u8]; 4],
     outs: [&mut [i32]; 4],
-) {
-    match kernel {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: callers only pass kernels for which `is_available` returned true.
-        Kernel::Avx512Vnni => unsafe { x86_64::dot_rows_x4_avx512_vnni(w, xs, outs) },
-        _ => {
-            for (x, out) in xs.into_iter().zip(outs) {
-                dot_rows_unchecked(kernel, w, x, out);
+) -> Result<(), KernelError> {
+    let (cols, rows) = (xs[0].len(), outs[0].len());
+    if xs.iter().any(|x| x.len() != cols) || outs.iter().any(|o| o.len() != rows) {
+        return Err(KernelError::Shape);
+    }
+    check_shape(w, cols, rows)?;
+    if !kernel.is_available() {
+        return Err(KernelError::Unavailable(kernel));
+    }
+    // SAFETY: shapes and availability checked above.
+    unsafe { dispatch(kernel, BatchOp { w, xs, outs }) };
+    Ok(())
+}
+
+/// Four vectors against one matrix; shapes checked by the caller.
+pub(crate) struct BatchOp<'a, 'o> {
+    pub(crate) w: &'a [i8],
+    pub(crate) xs: [&'a [u8]; 4],
+    pub(crate) outs: [&'o mut [i32]; 4],
+}
+
+impl ArchOp for BatchOp<'_, '_> {
+    type Output = ();
+    unsafe fn run<A: Arch>(self) {
+        let mut groups = Groups::new();
+        for (x, out) in self.xs.into_iter().zip(self.outs) {
+            if groups.gather::<A>(x).is_ok() {
+                // SAFETY: shapes checked by the caller, the CPU by `dispatch`'s caller.
+                unsafe { A::rows(self.w, &groups, out) }
             }
+        }
+    }
+    unsafe fn run_batch<A: BatchArch>(self) {
+        let mut groups = Groups::new();
+        if groups.gather4::<A>(self.xs).is_ok() {
+            // SAFETY: as above.
+            unsafe { A::rows_x4(self.w, &groups, self.outs) }
         }
     }
 }
 
-/// `out[j] = requantize(acc[j] + bias[j], multiplier[j], shift[j])` for a layer: bias and
-/// multiplier as little-endian i32 (the model file's sections, read in place).
-///
-/// Integer arithmetic only, so every compilation of this loop gives the same bytes; with
-/// `kernel` = AVX-512 VNNI it is compiled for AVX-512, which vectorizes the 64-bit products and
-/// per-unit shifts.
-#[inline]
-pub(crate) fn requantize_rows(
-    kernel: Kernel,
-    acc: &[i32],
-    bias: &[[u8; 4]],
-    multiplier: &[[u8; 4]],
-    shift: &[u8],
-    out: &mut [u8],
-) {
-    match kernel {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX-512 VNNI availability implies AVX-512F; callers pass available kernels.
-        Kernel::Avx512Vnni => unsafe {
-            x86_64::requantize_rows_avx512(acc, bias, multiplier, shift, out)
-        },
-        _ => requantize_rows_portable(acc, bias, multiplier, shift, out),
-    }
-}
-
-/// The loop of [`requantize_rows`], for every target.
-#[inline(always)]
-pub(crate) fn requantize_rows_portable(
-    acc: &[i32],
-    bias: &[[u8; 4]],
-    multiplier: &[[u8; 4]],
-    shift: &[u8],
-    out: &mut [u8],
-) {
-    let terms = acc.iter().zip(bias).zip(multiplier).zip(shift);
-    for (o, (((&a, b), m), &s)) in out.iter_mut().zip(terms) {
-        let a = a.wrapping_add(i32::from_le_bytes(*b));
-        *o = crate::quant::requantize(a, i32::from_le_bytes(*m), s);
-    }
-}
-
-/// The conformance suite every kernel runs: bit-exact with [`scalar`] on random and extreme
-/// inputs. Kernels this CPU lacks are reported as skipped, never passed silently.
 #[cfg(test)]
-pub(crate) mod conformance {
+mod tests {
     use super::*;
-    use proptest::prelude::*;
-    use std::vec::Vec;
-
-    /// Random cases per property; the interpreter (miri) runs a few of the same, narrower.
-    const CASES: u32 = if cfg!(miri) { 3 } else { 64 };
-    const MAX_GROUPS: usize = if cfg!(miri) { 4 } else { MAX_COLS / 16 };
-
-    /// Checks `kernel` against the scalar reference on one case; `None` if it cannot run here.
-    pub fn check(kernel: Kernel, w: &[i8], x: &[u8]) -> Option<()> {
-        let rows = w.len() / x.len();
-        let mut expected = [0i32; 1024];
-        let mut got = [0i32; 1024];
-        let (expected, got) = (&mut expected[..rows], &mut got[..rows]);
-        scalar::dot_rows(w, x, expected);
-        match dot_rows(kernel, w, x, got) {
-            Err(KernelError::Unavailable(_)) => return None,
-            other => other.unwrap(),
-        }
-        assert_eq!(got, expected, "{kernel} differs from scalar");
-        Some(())
-    }
-
-    /// Also the naive formula straight from the row-major definition.
-    fn naive(w: &[i8], x: &[u8], rows: usize) -> [i32; 1024] {
-        let mut out = [0i32; 1024];
-        for (r, o) in out.iter_mut().enumerate().take(rows) {
-            for (k, &xk) in x.iter().enumerate() {
-                *o += i32::from(xk) * i32::from(w[blocked_index(r, k, x.len())]);
-            }
-        }
-        out
-    }
-
-    /// Random shapes; inputs dense, or mostly zero in runs as in a digit (which kernels may skip).
-    fn shapes() -> impl Strategy<Value = (Vec<i8>, Vec<u8>)> {
-        (1usize..=12, 1usize..=MAX_GROUPS, any::<bool>()).prop_flat_map(
-            |(blocks, groups, sparse)| {
-                let (rows, cols) = (4 * blocks, 16 * groups);
-                let pixel = if sparse {
-                    prop_oneof![3 => Just(0u8), 1 => any::<u8>()].boxed()
-                } else {
-                    any::<u8>().boxed()
-                };
-                let runs =
-                    proptest::collection::vec((pixel, 1usize..=20), cols).prop_map(move |runs| {
-                        runs.into_iter()
-                            .flat_map(|(v, n)| std::iter::repeat_n(v, n))
-                            .take(cols)
-                            .collect::<Vec<u8>>()
-                    });
-                (proptest::collection::vec(any::<i8>(), rows * cols), runs)
-            },
-        )
-    }
-
-    fn extremes() -> impl Iterator<Item = (&'static str, i8, u8)> {
-        [
-            ("all-255 input, +127 weights", 127, 255),
-            ("all-255 input, -128 weights", -128, 255),
-            ("all-255 input, -127 weights", -127, 255),
-            ("zero input", 127, 0),
-            ("zero weights", 0, 255),
-        ]
-        .into_iter()
-    }
-
-    /// Runs the whole suite for one kernel; returns false if the kernel was skipped.
-    pub fn suite(kernel: Kernel) -> bool {
-        if !kernel.is_available() {
-            std::println!("conformance: {kernel} SKIPPED (not available on this CPU)");
-            return false;
-        }
-        // The network's own shapes, at the extremes.
-        for (name, wv, xv) in extremes() {
-            for (rows, cols) in [
-                (crate::HIDDEN, crate::INPUTS),
-                (crate::format::CLASSES_PADDED, crate::HIDDEN),
-            ] {
-                let w = std::vec![wv; rows * cols];
-                let x = std::vec![xv; cols];
-                check(kernel, &w, &x).unwrap();
-                let mut out = std::vec![0; rows];
-                dot_rows(kernel, &w, &x, &mut out).unwrap();
-                let expected = i32::from(wv) * i32::from(xv) * cols as i32;
-                assert!(out.iter().all(|&o| o == expected), "{kernel}, {name}");
-            }
-        }
-        // Random matrices of every legal shape class (natively: proptest's value generation is
-        // far too slow for the interpreter, which checks the deterministic cases above).
-        if cfg!(miri) {
-            std::println!("conformance: {kernel} passed (extremes only under miri)");
-            return true;
-        }
-        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-            failure_persistence: None,
-            ..ProptestConfig::with_cases(CASES)
-        });
-        runner
-            .run(&shapes(), |(w, x)| {
-                check(kernel, &w, &x).unwrap();
-                let rows = w.len() / x.len();
-                let mut got = std::vec![0; rows];
-                dot_rows(kernel, &w, &x, &mut got).unwrap();
-                prop_assert_eq!(&got[..], &naive(&w, &x, rows)[..rows]);
-                Ok(())
-            })
-            .unwrap();
-        std::println!("conformance: {kernel} passed");
-        true
-    }
 
     #[test]
-    fn scalar() {
-        assert!(suite(Kernel::Scalar));
-    }
-
-    #[test]
-    fn avx2() {
-        suite(Kernel::Avx2);
-    }
-
-    #[test]
-    fn avx_vnni() {
-        suite(Kernel::AvxVnni);
-    }
-
-    #[test]
-    fn avx512_vnni() {
-        suite(Kernel::Avx512Vnni);
-    }
-
-    #[test]
-    fn cortex_m_dsp() {
-        suite(Kernel::CortexMDsp);
-    }
-
-    #[test]
-    fn neon() {
-        suite(Kernel::Neon);
-    }
-
-    #[test]
-    #[cfg_attr(
-        miri,
-        ignore = "proptest's value generation is too slow under the interpreter"
-    )]
-    fn four_image_batches_equal_single_images() {
-        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-            failure_persistence: None,
-            ..ProptestConfig::with_cases(CASES)
-        });
-        let case = shapes().prop_flat_map(|(w, x)| {
-            let cols = x.len();
-            let more = proptest::collection::vec(
-                proptest::collection::vec(prop_oneof![2 => Just(0u8), 1 => any::<u8>()], cols),
-                3,
-            );
-            (Just(w), Just(x), more)
-        });
-        runner
-            .run(&case, |(w, x0, more)| {
-                let rows = w.len() / x0.len();
-                let xs = [&x0[..], &more[0][..], &more[1][..], &more[2][..]];
-                for kernel in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
-                    let mut outs = [[0i32; 48]; 4];
-                    let [o0, o1, o2, o3] = &mut outs;
-                    dot_rows_x4_unchecked(
-                        kernel,
-                        &w,
-                        xs,
-                        [
-                            &mut o0[..rows],
-                            &mut o1[..rows],
-                            &mut o2[..rows],
-                            &mut o3[..rows],
-                        ],
-                    );
-                    for (x, out) in xs.iter().zip(&outs) {
-                        let mut expected = [0i32; 48];
-                        scalar::dot_rows(&w, x, &mut expected[..rows]);
-                        prop_assert_eq!(&out[..rows], &expected[..rows], "{}", kernel);
-                    }
-                }
-                Ok(())
-            })
-            .unwrap();
-    }
-
-    #[test]
-    fn requantization_is_identical_on_every_kernel() {
-        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-            failure_persistence: None,
-            ..ProptestConfig::with_cases(CASES)
-        });
-        let row = (any::<i32>(), any::<i32>(), 1i32..i32::MAX, 1u8..=62);
-        runner
-            .run(
-                &proptest::collection::vec(row, 0..if cfg!(miri) { 20 } else { 600 }),
-                |rows| {
-                    let acc: Vec<i32> = rows.iter().map(|r| r.0).collect();
-                    let bias: Vec<[u8; 4]> = rows.iter().map(|r| r.1.to_le_bytes()).collect();
-                    let mult: Vec<[u8; 4]> = rows.iter().map(|r| r.2.to_le_bytes()).collect();
-                    let shift: Vec<u8> = rows.iter().map(|r| r.3).collect();
-                    let mut expected = std::vec![0u8; rows.len()];
-                    requantize_rows_portable(&acc, &bias, &mult, &shift, &mut expected);
-                    for kernel in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
-                        let mut got = std::vec![0u8; rows.len()];
-                        requantize_rows(kernel, &acc, &bias, &mult, &shift, &mut got);
-                        prop_assert_eq!(&got, &expected, "{}", kernel);
-                    }
-                    Ok(())
-                },
-            )
-            .unwrap();
-    }
-
-    /// Small enough for the interpreter: CI runs this one under miri.
-    #[test]
-    fn small_products_match_the_formula() {
-        for (rows, cols) in [(4, 16), (8, 32)] {
-            let w: Vec<i8> = (0..rows * cols)
-                .map(|i| (i * 37 % 256) as u8 as i8)
-                .collect();
-            let x: Vec<u8> = (0..cols)
-                .map(|i| if i % 3 == 0 { 0 } else { (i * 11 % 256) as u8 })
-                .collect();
-            let expected = naive(&w, &x, rows);
-            for kernel in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
-                let mut out = std::vec![0; rows];
-                dot_rows(kernel, &w, &x, &mut out).unwrap();
-                assert_eq!(&out[..], &expected[..rows], "{kernel}");
-            }
-        }
-    }
-
-    #[test]
-    fn shapes_are_checked() {
-        let w = [0i8; 64];
-        let mut out = [0i32; 4];
-        assert_eq!(
-            dot_rows(Kernel::Scalar, &w, &[0; 15], &mut out),
-            Err(KernelError::Shape)
-        );
-        assert_eq!(
-            dot_rows(Kernel::Scalar, &w[..63], &[0; 16], &mut out),
-            Err(KernelError::Shape)
-        );
-        assert_eq!(
-            dot_rows(Kernel::Scalar, &w, &[0; 16], &mut out[..3]),
-            Err(KernelError::Shape)
-        );
-        assert_eq!(dot_rows(Kernel::Scalar, &w, &[0; 16], &mut out), Ok(()));
-    }
-
-    #[test]
-    fn blocked_index_is_a_bijection() {
-        let (rows, cols) = (12, 32);
-        let mut seen = [false; 12 * 32];
+    fn tiled_index_is_a_bijection() {
+        let (rows, cols) = (32, 24);
+        let mut seen = [false; 32 * 24];
         for r in 0..rows {
             for k in 0..cols {
-                let i = blocked_index(r, k, cols);
-                assert!(!seen[i]);
+                let i = tiled_index(r, k, cols);
+                assert!(!seen[i], "{r} {k}");
                 seen[i] = true;
             }
         }
+        // A tile is 16 rows of one group: rows 0..16, inputs 4..8 fill bytes 64..128.
+        assert_eq!(tiled_index(0, 4, cols), 64);
+        assert_eq!(tiled_index(15, 7, cols), 127);
+        assert_eq!(tiled_index(16, 0, cols), 16 * cols);
+    }
+
+    #[test]
+    fn shapes_are_checked_not_panicked_on() {
+        let w = [0i8; 16 * 8];
+        let mut out = [0i32; 16];
+        for kernel in Kernel::ALL {
+            let shape = Err(KernelError::Shape);
+            assert_eq!(matvec(kernel, &[], &[], &mut [0; 4]), shape);
+            assert_eq!(matvec(kernel, &w, &[0; 7], &mut out), shape);
+            assert_eq!(matvec(kernel, &w[..127], &[0; 8], &mut out), shape);
+            assert_eq!(matvec(kernel, &w, &[0; 8], &mut out[..15]), shape);
+            let big = std::vec![0i8; 16 * (MAX_COLS + 4)];
+            assert_eq!(
+                matvec(kernel, &big, &[1; MAX_COLS + 4], &mut out),
+                shape,
+                "inputs past MAX_COLS"
+            );
+            let [a, b, c, d] = [[0i32; 16]; 4];
+            let (mut a, mut b, mut c, mut d) = (a, b, c, d);
+            assert_eq!(
+                matvec_x4(
+                    kernel,
+                    &w,
+                    [&[0; 8], &[0; 8], &[0; 4], &[0; 8]],
+                    [&mut a, &mut b, &mut c, &mut d]
+                ),
+                shape
+            );
+            let expected = if kernel.is_available() {
+                Ok(())
+            } else {
+                Err(KernelError::Unavailable(kernel))
+            };
+            // Empty products are fine: no rows, or no inputs (out keeps its values).
+            assert_eq!(matvec(kernel, &[], &[], &mut []), expected);
+            let mut kept = [7i32; 16];
+            assert_eq!(matvec(kernel, &[], &[], &mut kept), expected);
+            assert_eq!(kept, [7; 16]);
+        }
+    }
+
+    #[test]
+    fn kernels_are_named_uniquely_and_found_by_name() {
+        for k in Kernel::ALL {
+            assert_eq!(Kernel::from_name(k.name()), Some(k));
+        }
+        assert_eq!(Kernel::from_name("nope"), None);
+        assert!(Kernel::best().is_available());
+        assert!(Kernel::Scalar.is_available());
     }
 }

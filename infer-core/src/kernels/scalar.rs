@@ -1,18 +1,53 @@
-//! The reference kernel: plain Rust over the blocked layout, no SIMD. Every other kernel must give
-//! exactly its results.
+//! The reference walk: plain Rust over the live groups and the tiled layout, no SIMD. Every other
+//! kernel must give exactly its results (and it gives those of the dense formula).
 
-/// `out[r] = Σ_k x[k] · w[r][k]`, wrapping i32; see [`super::dot_rows`].
-pub fn dot_rows(w: &[i8], x: &[u8], out: &mut [i32]) {
-    let cols = x.len();
-    for (block, out) in w.chunks_exact(4 * cols).zip(out.chunks_exact_mut(4)) {
-        let mut acc = [0i32; 4];
-        for (chunk, group) in block.chunks_exact(16).zip(x.chunks_exact(4)) {
-            for (acc, row) in acc.iter_mut().zip(chunk.chunks_exact(4)) {
-                for (&w, &x) in row.iter().zip(group) {
-                    *acc = acc.wrapping_add(i32::from(x) * i32::from(w));
-                }
-            }
+use super::{Arch, GROUP, Groups, TILE_BYTES, TILE_ROWS};
+
+/// Portable, always available.
+pub(crate) struct Scalar;
+
+/// A live group: its offset in a row block and its 4 inputs.
+#[derive(Clone, Copy)]
+pub(crate) struct Group {
+    offset: u32,
+    x: [u8; 4],
+}
+
+impl Arch for Scalar {
+    type Group = Group;
+
+    fn group(offset: u32, x: [u8; 4]) -> Group {
+        Group { offset, x }
+    }
+
+    unsafe fn rows(w: &[i8], groups: &Groups<Group>, out: &mut [i32]) {
+        rows(w, groups, out);
+    }
+}
+
+/// [`Arch::rows`] in safe code: a bad shape only gives wrong numbers.
+fn rows(w: &[i8], groups: &Groups<Group>, out: &mut [i32]) {
+    let block = TILE_ROWS * groups.cols();
+    if block == 0 {
+        return;
+    }
+    for (w, out) in w.chunks_exact(block).zip(out.chunks_exact_mut(TILE_ROWS)) {
+        for g in groups.entries() {
+            let start = g.offset as usize;
+            let Some(tile) = w.get(start..start + TILE_BYTES) else {
+                continue;
+            };
+            add_tile(out, tile, g.x);
         }
-        out.copy_from_slice(&acc);
+    }
+}
+
+/// `acc[i] += Σ_t x[t] · tile[4·i + t]` for the rows of one tile (wrapping).
+#[inline(always)]
+pub(super) fn add_tile(acc: &mut [i32], tile: &[i8], x: [u8; 4]) {
+    for (acc, row) in acc.iter_mut().zip(tile.chunks_exact(GROUP)) {
+        for (&w, &x) in row.iter().zip(&x) {
+            *acc = acc.wrapping_add(i32::from(x) * i32::from(w));
+        }
     }
 }

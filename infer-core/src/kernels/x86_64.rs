@@ -1,12 +1,16 @@
-//! x86-64 kernels: AVX-512 VNNI and AVX-VNNI (`vpdpbusd`, u8 × i8 → i32 in one instruction) and
-//! AVX2 (`vpmovsxbw` + `vpmaddwd`). Four row blocks (16 rows) share each input load.
+//! x86-64 walks: AVX-512 VNNI and AVX-VNNI (`vpdpbusd`, u8 × i8 → i32 in one instruction, one
+//! 512-bit tile or two 256-bit halves per group) and AVX2 (`vpmovsxbw` + `vpmaddwd` per quarter
+//! tile). Several row blocks share each broadcast group so that independent accumulators hide
+//! the multiply-add latency.
 
 use core::arch::x86_64::*;
 
-use super::MAX_COLS;
+use super::{Arch, BatchArch, Groups, TILE_ROWS};
+
+// Every feature a kernel's `#[target_feature]` enables is one its detection checks.
 
 /// Whether the running CPU (or, without `std`, the compile-time target) has AVX2.
-pub fn has_avx2() -> bool {
+pub(super) fn has_avx2() -> bool {
     #[cfg(any(feature = "std", test))]
     {
         std::is_x86_feature_detected!("avx2")
@@ -17,285 +21,358 @@ pub fn has_avx2() -> bool {
     }
 }
 
-/// Whether AVX-512F and AVX-512 VNNI are there.
-pub fn has_avx512_vnni() -> bool {
+/// Whether AVX-512 F, BW, DQ, VL and VNNI are all there (the walk needs F and VNNI, the
+/// vectorized requantization BW, DQ and VL).
+pub(super) fn has_avx512_vnni() -> bool {
     #[cfg(any(feature = "std", test))]
     {
-        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni")
+        std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512dq")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx512vnni")
     }
     #[cfg(not(any(feature = "std", test)))]
     {
         cfg!(all(
             target_feature = "avx512f",
+            target_feature = "avx512bw",
+            target_feature = "avx512dq",
+            target_feature = "avx512vl",
             target_feature = "avx512vnni"
         ))
     }
 }
 
-/// Whether AVX-VNNI (the 256-bit VEX encoding) is there.
-pub fn has_avx_vnni() -> bool {
+/// Whether AVX2 and AVX-VNNI (the 256-bit VEX encoding) are there.
+pub(super) fn has_avx_vnni() -> bool {
     #[cfg(any(feature = "std", test))]
     {
-        std::is_x86_feature_detected!("avxvnni")
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("avxvnni")
     }
     #[cfg(not(any(feature = "std", test)))]
     {
-        cfg!(target_feature = "avxvnni")
+        cfg!(all(target_feature = "avx2", target_feature = "avxvnni"))
     }
 }
 
-/// The inputs as `vpdpbusd` wants them: for every group of 4 inputs, those 4 bytes repeated for
-/// the 4 rows of a chunk; 16 bytes per group. Returns the bytes used.
-fn repeat_groups<'b>(x: &[u8], buf: &'b mut [u8; 4 * MAX_COLS]) -> &'b [u8] {
-    for (group, out) in x.chunks_exact(4).zip(buf.chunks_exact_mut(16)) {
-        for row in out.chunks_exact_mut(4) {
-            row.copy_from_slice(group);
-        }
-    }
-    buf.get(..4 * x.len()).unwrap_or(&[])
+/// A live group for `vpdpbusd`: its offset and its 4 inputs as one dword to broadcast.
+#[derive(Clone, Copy)]
+pub(crate) struct Dword {
+    offset: u32,
+    x: i32,
 }
 
-/// Defines a `vpdpbusd` kernel of one vector width: `$bytes`-byte loads cover `$bytes / 16` chunks
-/// (groups) of a row block, against the repeated inputs of the same groups.
-macro_rules! vnni_kernel {
-    ($(#[$doc:meta])* $name:ident, $features:literal, $bytes:literal, $zero:ident, $load:ident,
-     $dpbusd:ident, $fold:ident) => {
+/// A group live in one of four vectors: each vector's dword.
+#[derive(Clone, Copy)]
+pub(crate) struct Dword4 {
+    offset: u32,
+    x: [i32; 4],
+}
+
+/// Defines a `vpdpbusd` architecture of one vector width: `$lanes` i32 lanes per vector, so
+/// `16 / $lanes` vectors per tile.
+macro_rules! vnni_arch {
+    (
+        $(#[$doc:meta])* $arch:ident, $features:literal, $vec:ty, $lanes:literal,
+        panel: $panel:literal, panel_x4: $panel4:literal,
+        $zero:ident, $set1:ident, $load:ident, $store:ident, $dpbusd:ident, $add:ident
+    ) => {
         $(#[$doc])*
-        ///
-        /// # Safety
-        /// The CPU must support the target features named in the attribute.
-        #[target_feature(enable = $features)]
-        pub unsafe fn $name(w: &[i8], x: &[u8], out: &mut [i32]) {
-            let mut buf = [0u8; 4 * MAX_COLS];
-            let xr = repeat_groups(x, &mut buf);
-            // Only the vectors whose inputs are not all zero contribute: MNIST digits leave about
-            // half of them empty, and skipping them skips their weights' memory traffic too.
-            let mut live = [0u16; MAX_COLS];
-            let mut n_live = 0;
-            for (v, inputs) in x.chunks_exact($bytes / 4).enumerate() {
-                if inputs.iter().any(|&p| p != 0) {
-                    if let Some(slot) = live.get_mut(n_live) {
-                        *slot = (v * $bytes) as u16;
-                        n_live += 1;
-                    }
-                }
-            }
-            let live = live.get(..n_live).unwrap_or(&[]);
-            let block = 4 * x.len();
-            let (w4, w_rest) = w.split_at(w.len() / (4 * block) * (4 * block));
-            let (out4, out_rest) = out.split_at_mut(w4.len() / x.len());
-            // Four row blocks share each input load.
-            for (w, out) in w4.chunks_exact(4 * block).zip(out4.chunks_exact_mut(16)) {
-                let mut acc = [$zero(); 4];
-                for &offset in live {
-                    let offset = usize::from(offset);
-                    // SAFETY: `offset` is a multiple of $bytes below `xr.len()` = `block` (it
-                    // indexes a whole vector of `x`'s repeated groups), and each of the 4 row
-                    // blocks in `w` is `block` bytes long: every load is in bounds. Unaligned.
-                    unsafe {
-                        let xv = $load(xr.as_ptr().add(offset).cast());
-                        for (r, acc) in acc.iter_mut().enumerate() {
-                            let wv = $load(w.as_ptr().add(r * block + offset).cast());
-                            *acc = $dpbusd(*acc, xv, wv);
+        pub(crate) struct $arch;
+
+        impl $arch {
+            /// Vectors per tile.
+            const V: usize = TILE_ROWS / $lanes;
+
+            /// `P` consecutive row blocks starting at `w`'s row block `first`, over every
+            /// entry: each broadcast is used `P · V` times.
+            ///
+            /// # Safety
+            /// The CPU has `$features`; row blocks `first..first + P` lie inside `w` (each
+            /// `block` bytes, every entry's offset + 64 ≤ `block`); `out` has `16 · P` values.
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn panel<const P: usize>(
+                w: &[i8],
+                block: usize,
+                first: usize,
+                entries: &[Dword],
+                out: &mut [i32],
+            ) {
+                let mut acc = [[$zero(); TILE_ROWS / $lanes]; P];
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    for (h, acc) in acc.iter_mut().enumerate() {
+                        if let Some(init) = out.get(TILE_ROWS * r + $lanes * h..) {
+                            if init.len() >= $lanes {
+                                // SAFETY: `$lanes` i32s are there (checked); unaligned load.
+                                *acc = unsafe { $load(init.as_ptr().cast()) };
+                            }
                         }
                     }
                 }
-                for (acc, out) in acc.into_iter().zip(out.chunks_exact_mut(4)) {
-                    store4(out, $fold(acc));
-                }
-            }
-            for (w, out) in w_rest.chunks_exact(block).zip(out_rest.chunks_exact_mut(4)) {
-                let mut acc = $zero();
-                for &offset in live {
-                    let offset = usize::from(offset);
-                    // SAFETY: as above, for one row block.
-                    unsafe {
-                        let xv = $load(xr.as_ptr().add(offset).cast());
-                        acc = $dpbusd(acc, xv, $load(w.as_ptr().add(offset).cast()));
+                let base = w.as_ptr();
+                for e in entries {
+                    let x = $set1(e.x);
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let tile = (first + r) * block + e.offset as usize;
+                        for (h, acc) in acc.iter_mut().enumerate() {
+                            // SAFETY: the tile's bytes `tile..tile + 64` are inside `w` (the
+                            // caller's contract); unaligned load.
+                            let wv = unsafe { $load(base.add(tile + 4 * $lanes * h).cast()) };
+                            *acc = $dpbusd(*acc, x, wv);
+                        }
                     }
                 }
-                store4(out, $fold(acc));
+                store(acc.as_flattened(), out);
+            }
+
+            /// One row block, the entries split over four accumulators (for a layer with fewer
+            /// row blocks than a panel, such as the output layer).
+            ///
+            /// # Safety
+            /// As [`Self::panel`] with `P = 1`.
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn single(w: &[i8], block: usize, first: usize, entries: &[Dword], out: &mut [i32]) {
+                let mut acc = [[$zero(); TILE_ROWS / $lanes]; 4];
+                let base = w.as_ptr();
+                let (quads, rest) = entries.as_chunks::<4>();
+                for quad in quads {
+                    for (acc, e) in acc.iter_mut().zip(quad) {
+                        let x = $set1(e.x);
+                        let tile = first * block + e.offset as usize;
+                        for (h, acc) in acc.iter_mut().enumerate() {
+                            // SAFETY: as in `panel`.
+                            let wv = unsafe { $load(base.add(tile + 4 * $lanes * h).cast()) };
+                            *acc = $dpbusd(*acc, x, wv);
+                        }
+                    }
+                }
+                for e in rest {
+                    let x = $set1(e.x);
+                    let tile = first * block + e.offset as usize;
+                    for (h, acc) in acc[0].iter_mut().enumerate() {
+                        // SAFETY: as in `panel`.
+                        let wv = unsafe { $load(base.add(tile + 4 * $lanes * h).cast()) };
+                        *acc = $dpbusd(*acc, x, wv);
+                    }
+                }
+                let mut sum = [$zero(); TILE_ROWS / $lanes];
+                for (h, sum) in sum.iter_mut().enumerate() {
+                    if let Some(init) = out.get($lanes * h..$lanes * h + $lanes) {
+                        // SAFETY: `$lanes` i32s; unaligned load.
+                        *sum = unsafe { $load(init.as_ptr().cast()) };
+                    }
+                }
+                for acc in &acc {
+                    for (sum, &a) in sum.iter_mut().zip(acc) {
+                        *sum = $add(*sum, a);
+                    }
+                }
+                store(&sum, out);
+            }
+
+            /// `P` row blocks for four vectors: each weight load serves four `vpdpbusd`s.
+            ///
+            /// # Safety
+            /// As [`Self::panel`], for each of `outs`.
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn panel_x4<const P: usize>(
+                w: &[i8],
+                block: usize,
+                first: usize,
+                entries: &[Dword4],
+                outs: &mut [&mut [i32]; 4],
+            ) {
+                let mut acc = [[[$zero(); TILE_ROWS / $lanes]; P]; 4];
+                for (acc, out) in acc.iter_mut().zip(outs.iter()) {
+                    for (i, acc) in acc.as_flattened_mut().iter_mut().enumerate() {
+                        if let Some(init) = out.get(16 * first + $lanes * i..) {
+                            if init.len() >= $lanes {
+                                // SAFETY: `$lanes` i32s are there (checked); unaligned load.
+                                *acc = unsafe { $load(init.as_ptr().cast()) };
+                            }
+                        }
+                    }
+                }
+                let base = w.as_ptr();
+                for e in entries {
+                    let x = e.x.map(|x| $set1(x));
+                    for r in 0..P {
+                        let tile = (first + r) * block + e.offset as usize;
+                        for h in 0..Self::V {
+                            // SAFETY: as in `panel`.
+                            let wv = unsafe { $load(base.add(tile + 4 * $lanes * h).cast()) };
+                            for (acc, &x) in acc.iter_mut().zip(&x) {
+                                if let Some(a) = acc.get_mut(r).and_then(|a| a.get_mut(h)) {
+                                    *a = $dpbusd(*a, x, wv);
+                                }
+                            }
+                        }
+                    }
+                }
+                for (acc, out) in acc.iter().zip(outs.iter_mut()) {
+                    if let Some(out) = out.get_mut(16 * first..) {
+                        store(acc.as_flattened(), out);
+                    }
+                }
+            }
+        }
+
+        impl Arch for $arch {
+            type Group = Dword;
+
+            fn group(offset: u32, x: [u8; 4]) -> Dword {
+                Dword { offset, x: i32::from_le_bytes(x) }
+            }
+
+            #[target_feature(enable = $features)]
+            unsafe fn rows(w: &[i8], groups: &Groups<Dword>, out: &mut [i32]) {
+                let block = TILE_ROWS * groups.cols();
+                let entries = groups.entries();
+                let (panels, rest) = out.as_chunks_mut::<{ TILE_ROWS * $panel }>();
+                let done = panels.len() * $panel;
+                for (p, out) in panels.iter_mut().enumerate() {
+                    // SAFETY: row blocks `$panel·p..` are inside `w` (`Arch::rows` contract).
+                    unsafe { Self::panel::<$panel>(w, block, $panel * p, entries, out) };
+                }
+                for (r, out) in rest.chunks_exact_mut(TILE_ROWS).enumerate() {
+                    // SAFETY: as above.
+                    unsafe { Self::single(w, block, done + r, entries, out) };
+                }
+            }
+
+            #[target_feature(enable = $features)]
+            unsafe fn requantize(acc: &[i32], multiplier: &[[u8; 4]], shift: &[u8], out: &mut [u8]) {
+                // The portable loop, vectorized by the compiler for these features: integer
+                // arithmetic only, so the same bytes.
+                super::requantize_portable(acc, multiplier, shift, out);
+            }
+        }
+
+        impl BatchArch for $arch {
+            type Group4 = Dword4;
+
+            fn group4(offset: u32, xs: [[u8; 4]; 4]) -> Dword4 {
+                Dword4 { offset, x: xs.map(i32::from_le_bytes) }
+            }
+
+            #[target_feature(enable = $features)]
+            unsafe fn rows_x4(w: &[i8], groups: &Groups<Dword4>, mut outs: [&mut [i32]; 4]) {
+                let block = TILE_ROWS * groups.cols();
+                let entries = groups.entries();
+                let blocks = outs.iter().map(|o| o.len()).min().unwrap_or(0) / TILE_ROWS;
+                let panels = blocks / $panel4;
+                for p in 0..panels {
+                    // SAFETY: row blocks `$panel4·p..` are inside `w` and every `outs[i]`.
+                    unsafe { Self::panel_x4::<$panel4>(w, block, $panel4 * p, entries, &mut outs) };
+                }
+                for r in panels * $panel4..blocks {
+                    // SAFETY: as above.
+                    unsafe { Self::panel_x4::<1>(w, block, r, entries, &mut outs) };
+                }
             }
         }
     };
 }
 
-vnni_kernel!(
-    /// AVX-512 VNNI kernel (512-bit `vpdpbusd`); see [`super::dot_rows`].
-    dot_rows_avx512_vnni,
-    "avx512f,avx512vnni",
-    64,
+vnni_arch!(
+    /// AVX-512 VNNI: one 512-bit `vpdpbusd` per tile, 16 rows at once.
+    Avx512Vnni,
+    "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni",
+    __m512i,
+    16,
+    panel: 4,
+    panel_x4: 4,
     _mm512_setzero_si512,
+    _mm512_set1_epi32,
     _mm512_loadu_si512,
+    _mm512_storeu_si512,
     _mm512_dpbusd_epi32,
-    fold512
+    _mm512_add_epi32
 );
 
-vnni_kernel!(
-    /// AVX-VNNI kernel (256-bit VEX `vpdpbusd`); see [`super::dot_rows`].
-    dot_rows_avx_vnni,
+vnni_arch!(
+    /// AVX-VNNI: two 256-bit VEX `vpdpbusd`s per tile (16 vector registers: the batch form
+    /// takes one row block at a time).
+    AvxVnni,
     "avx2,avxvnni",
-    32,
+    __m256i,
+    8,
+    panel: 4,
+    panel_x4: 1,
     _mm256_setzero_si256,
+    _mm256_set1_epi32,
     _mm256_loadu_si256,
+    _mm256_storeu_si256,
     _mm256_dpbusd_avx_epi32,
-    fold256
+    _mm256_add_epi32
 );
 
-/// AVX2 kernel; see [`super::dot_rows`].
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[target_feature(enable = "avx2")]
-pub unsafe fn dot_rows_avx2(w: &[i8], x: &[u8], out: &mut [i32]) {
-    // Each group's 4 inputs as i16, repeated for the 4 rows of a chunk: 16 × i16 per group.
-    let mut buf = [0i16; 4 * MAX_COLS];
-    for (group, out) in x.chunks_exact(4).zip(buf.chunks_exact_mut(16)) {
-        for row in out.chunks_exact_mut(4) {
-            for (o, &v) in row.iter_mut().zip(group) {
-                *o = i16::from(v);
-            }
+/// Stores whole vectors into `out`, as many as fit.
+#[inline(always)]
+fn store<V: Copy>(acc: &[V], out: &mut [i32]) {
+    let lanes = core::mem::size_of::<V>() / 4;
+    for (v, out) in acc.iter().zip(out.chunks_exact_mut(lanes)) {
+        // SAFETY: `out` holds `lanes` i32s, the size of `V`; unaligned write of plain data.
+        unsafe { core::ptr::write_unaligned(out.as_mut_ptr().cast::<V>(), *v) };
+    }
+}
+
+/// AVX2: quarter tiles sign-extended to 16 × i16 meet the group's inputs as 4 × i16 repeated.
+pub(crate) struct Avx2;
+
+/// A live group for `vpmaddwd`: its offset and its inputs widened to 4 × i16.
+#[derive(Clone, Copy)]
+pub(crate) struct Halfwords {
+    offset: u32,
+    x: i64,
+}
+
+impl Arch for Avx2 {
+    type Group = Halfwords;
+
+    fn group(offset: u32, x: [u8; 4]) -> Halfwords {
+        let [a, b, c, d] = x.map(u64::from);
+        Halfwords {
+            offset,
+            x: (a | b << 16 | c << 32 | d << 48) as i64,
         }
     }
-    let xr = buf.get(..4 * x.len()).unwrap_or(&[]);
-    let block = 4 * x.len();
-    for (w, out) in w.chunks_exact(block).zip(out.chunks_exact_mut(4)) {
-        // Two accumulators over alternate groups hide the add latency.
-        let mut acc = [_mm256_setzero_si256(); 2];
-        for (xv, c) in xr.chunks_exact(32).zip(w.chunks_exact(32)) {
-            let (xv0, xv1) = xv.split_at(16);
-            let (c0, c1) = c.split_at(16);
-            for ((acc, xv), c) in acc.iter_mut().zip([xv0, xv1]).zip([c0, c1]) {
-                // SAFETY: `xv` is 16 × i16 = 32 bytes and `c` 16 bytes; unaligned loads.
-                unsafe {
-                    let w16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(c.as_ptr().cast()));
-                    let x16 = _mm256_loadu_si256(xv.as_ptr().cast());
-                    *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(w16, x16));
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn rows(w: &[i8], groups: &Groups<Halfwords>, out: &mut [i32]) {
+        let block = TILE_ROWS * groups.cols();
+        let base = w.as_ptr();
+        for (b, out) in out.chunks_exact_mut(TILE_ROWS).enumerate() {
+            // Accumulator q: lanes (row 4q + i, input pair p) at 2·i + p (in 128-bit halves).
+            let mut acc = [_mm256_setzero_si256(); 4];
+            for e in groups.entries() {
+                let x = _mm256_set1_epi64x(e.x);
+                let tile = b * block + e.offset as usize;
+                for (q, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: the tile's 64 bytes are inside `w` (`Arch::rows` contract); a
+                    // quarter is 16 of them. Unaligned load.
+                    let w16 = _mm256_cvtepi8_epi16(unsafe {
+                        _mm_loadu_si128(base.add(tile + 16 * q).cast())
+                    });
+                    *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(w16, x));
                 }
             }
-        }
-        // Lanes are (row, half): add the halves of each row.
-        let sum = _mm256_add_epi32(acc[0], acc[1]);
-        let pairs = _mm256_hadd_epi32(sum, sum);
-        let rows = _mm_unpacklo_epi64(
-            _mm256_castsi256_si128(pairs),
-            _mm256_extracti128_si256::<1>(pairs),
-        );
-        store4(out, rows);
-    }
-}
-
-/// Sums the lanes of each row: lane `4·g + r` holds group `g`'s part of row `r`.
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn fold512(acc: __m512i) -> __m128i {
-    let half = _mm256_add_epi32(
-        _mm512_castsi512_si256(acc),
-        _mm512_extracti64x4_epi64::<1>(acc),
-    );
-    fold256(half)
-}
-
-#[inline]
-#[target_feature(enable = "avx2")]
-fn fold256(acc: __m256i) -> __m128i {
-    _mm_add_epi32(
-        _mm256_castsi256_si128(acc),
-        _mm256_extracti128_si256::<1>(acc),
-    )
-}
-
-#[inline]
-#[target_feature(enable = "avx2")]
-fn store4(out: &mut [i32], v: __m128i) {
-    let mut lanes = [0i32; 4];
-    // SAFETY: `lanes` is 16 bytes; unaligned store.
-    unsafe { _mm_storeu_si128(lanes.as_mut_ptr().cast(), v) };
-    out.copy_from_slice(&lanes);
-}
-
-/// The portable requantization loop (`requantize_rows_portable`) compiled for AVX-512:
-/// integer-only, so the results are identical.
-///
-/// # Safety
-/// The CPU must support AVX-512F, DQ, VL and BW.
-#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw")]
-pub(crate) unsafe fn requantize_rows_avx512(
-    acc: &[i32],
-    bias: &[[u8; 4]],
-    multiplier: &[[u8; 4]],
-    shift: &[u8],
-    out: &mut [u8],
-) {
-    super::requantize_rows_portable(acc, bias, multiplier, shift, out);
-}
-
-/// [`dot_rows_avx512_vnni`] for four images at once: each weight vector is loaded once and used
-/// four times, so batches are bound by `vpdpbusd` throughput rather than by the L2 bandwidth that
-/// bounds a single image. `xs` all have the same length; `outs[i]` gets image `i`'s rows.
-///
-/// # Safety
-/// The CPU must support AVX-512F and AVX-512 VNNI.
-#[target_feature(enable = "avx512f,avx512vnni")]
-pub unsafe fn dot_rows_x4_avx512_vnni(w: &[i8], xs: [&[u8]; 4], outs: [&mut [i32]; 4]) {
-    let cols = xs[0].len();
-    let mut bufs = [[0u8; 4 * MAX_COLS]; 4];
-    let mut xr: [&[u8]; 4] = [&[]; 4];
-    for ((buf, x), xr) in bufs.iter_mut().zip(xs).zip(xr.iter_mut()) {
-        *xr = repeat_groups(x.get(..cols).unwrap_or(x), buf);
-    }
-    if xr.iter().any(|x| x.len() != 4 * cols) {
-        return;
-    }
-    // The vectors where any of the four images has a non-zero input.
-    let mut live = [0u16; MAX_COLS];
-    let mut n_live = 0;
-    for v in 0..cols / 16 {
-        let any = xs.iter().any(|x| {
-            x.get(16 * v..16 * v + 16)
-                .is_some_and(|c| c.iter().any(|&p| p != 0))
-        });
-        if any && let Some(slot) = live.get_mut(n_live) {
-            *slot = (v * 64) as u16;
-            n_live += 1;
-        }
-    }
-    let live = live.get(..n_live).unwrap_or(&[]);
-    let block = 4 * cols;
-    let rows = outs
-        .iter()
-        .map(|o| o.len())
-        .min()
-        .unwrap_or(0)
-        .min(w.len() / cols.max(1));
-    let mut outs = outs;
-    let mut start = 0;
-    while start + 4 <= rows {
-        // 4 row blocks when there are, else one: 16 or 4 accumulators.
-        let blocks = if start + 16 <= rows { 4 } else { 1 };
-        let base = start / 4 * block;
-        let mut acc = [[_mm512_setzero_si512(); 4]; 4];
-        for &offset in live {
-            let offset = usize::from(offset);
-            // SAFETY: `offset` + 64 ≤ `block` = each `xr[i].len()`; the weight loads stay inside
-            // rows `start..start + 4·blocks` ≤ `rows` ≤ `w.len() / cols`. Unaligned loads.
-            unsafe {
-                let x = xr.map(|x| _mm512_loadu_si512(x.as_ptr().add(offset).cast()));
-                for (r, acc) in acc.iter_mut().enumerate().take(blocks) {
-                    let wv = _mm512_loadu_si512(w.as_ptr().add(base + r * block + offset).cast());
-                    for (acc, &x) in acc.iter_mut().zip(&x) {
-                        *acc = _mm512_dpbusd_epi32(*acc, x, wv);
-                    }
+            // Pairs to rows: hadd gives (rows 0, 1, 4, 5 | 2, 3, 6, 7); the permute orders them.
+            let rows_0_7 = _mm256_permute4x64_epi64::<0xD8>(_mm256_hadd_epi32(acc[0], acc[1]));
+            let rows_8_15 = _mm256_permute4x64_epi64::<0xD8>(_mm256_hadd_epi32(acc[2], acc[3]));
+            let mut sums = [rows_0_7, rows_8_15];
+            for (h, sum) in sums.iter_mut().enumerate() {
+                if let Some(init) = out.get(8 * h..8 * h + 8) {
+                    // SAFETY: 8 i32s; unaligned load.
+                    *sum =
+                        _mm256_add_epi32(*sum, unsafe { _mm256_loadu_si256(init.as_ptr().cast()) });
                 }
             }
+            store(&sums, out);
         }
-        for (r, acc) in acc.iter().enumerate().take(blocks) {
-            for (out, &acc) in outs.iter_mut().zip(acc) {
-                if let Some(out) = out.get_mut(start + 4 * r..start + 4 * r + 4) {
-                    store4(out, fold512(acc));
-                }
-            }
-        }
-        start += 4 * blocks;
     }
 }

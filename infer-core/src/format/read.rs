@@ -1,0 +1,255 @@
+//! Reading: validation once, then zero-copy views of the sections.
+
+use serde::Deserialize;
+
+use super::{CLASSES_PADDED, CRC, CRC_LEN, FormatError, ModelKind, PREAMBLE_LEN, peek_kind};
+use crate::{CLASSES, HIDDEN, INPUTS};
+
+/// The fields every file starts with, after the preamble.
+#[derive(Deserialize)]
+struct Shape {
+    inputs: u32,
+    hidden: u32,
+    classes: u32,
+}
+
+#[derive(Deserialize)]
+struct Int8Sections<'a> {
+    shape: Shape,
+    hidden_scale: f32,
+    w1_scale: &'a [u8],
+    b1: &'a [u8],
+    m1: &'a [u8],
+    s1: &'a [u8],
+    w2_scale: &'a [u8],
+    b2: &'a [u8],
+    _pad1: &'a [u8],
+    w1: &'a [u8],
+    _pad2: &'a [u8],
+    w2: &'a [u8],
+}
+
+#[derive(Deserialize)]
+struct F32Sections<'a> {
+    shape: Shape,
+    _pad0: &'a [u8],
+    b1: &'a [u8],
+    _pad1: &'a [u8],
+    b2: &'a [u8],
+    _pad2: &'a [u8],
+    w1: &'a [u8],
+    _pad3: &'a [u8],
+    w2: &'a [u8],
+}
+
+/// Checks the preamble and the CRC; returns the postcard-encoded fields after the preamble.
+fn open(bytes: &[u8], kind: ModelKind) -> Result<&[u8], FormatError> {
+    let min = PREAMBLE_LEN + CRC_LEN;
+    let found = peek_kind(bytes)?;
+    if found != kind {
+        return Err(FormatError::WrongKind(found.byte()));
+    }
+    let Some(split) = bytes
+        .len()
+        .checked_sub(CRC_LEN)
+        .filter(|&s| s >= PREAMBLE_LEN)
+    else {
+        return Err(FormatError::Truncated {
+            needed: min,
+            got: bytes.len(),
+        });
+    };
+    let (contents, stored) = bytes.split_at(split);
+    let stored = u32::from_le_bytes(stored.try_into().map_err(|_| FormatError::Malformed)?);
+    let computed = CRC.checksum(contents);
+    if stored != computed {
+        return Err(FormatError::CrcMismatch { stored, computed });
+    }
+    contents.get(PREAMBLE_LEN..).ok_or(FormatError::Malformed)
+}
+
+/// Decodes all the fields; no bytes may follow them.
+fn decode<'a, T: Deserialize<'a>>(fields: &'a [u8]) -> Result<T, FormatError> {
+    match postcard::take_from_bytes::<T>(fields) {
+        Ok((value, [])) => Ok(value),
+        _ => Err(FormatError::Malformed),
+    }
+}
+
+fn check_shape(shape: &Shape) -> Result<(), FormatError> {
+    let found = [shape.inputs, shape.hidden, shape.classes];
+    if found.map(|v| v as usize) == [INPUTS, HIDDEN, CLASSES] {
+        Ok(())
+    } else {
+        Err(FormatError::WrongShape { found })
+    }
+}
+
+/// A section of exactly `N` elements of `[u8; W]`.
+fn section<'a, const W: usize, const N: usize>(
+    name: &'static str,
+    bytes: &'a [u8],
+) -> Result<&'a [[u8; W]; N], FormatError> {
+    let wrong = || FormatError::SectionLength {
+        section: name,
+        expected: W * N,
+        got: bytes.len(),
+    };
+    match bytes.as_chunks::<W>() {
+        (elements, []) => elements.try_into().map_err(|_| wrong()),
+        _ => Err(wrong()),
+    }
+}
+
+/// A weight section of exactly `N` elements of `T`, 4-byte aligned in memory.
+fn weights<'a, T: bytemuck::AnyBitPattern, const N: usize>(
+    name: &'static str,
+    bytes: &'a [u8],
+) -> Result<&'a [T; N], FormatError> {
+    let expected = N * core::mem::size_of::<T>();
+    if bytes.len() != expected {
+        return Err(FormatError::SectionLength {
+            section: name,
+            expected,
+            got: bytes.len(),
+        });
+    }
+    if bytes.as_ptr().align_offset(4) != 0 {
+        return Err(FormatError::Misaligned { section: name });
+    }
+    let elements: &[T] =
+        bytemuck::try_cast_slice(bytes).map_err(|_| FormatError::Misaligned { section: name })?;
+    elements.try_into().map_err(|_| FormatError::Malformed)
+}
+
+fn check_scales(name: &'static str, scales: &[[u8; 4]]) -> Result<(), FormatError> {
+    match scales
+        .iter()
+        .map(|s| f32::from_le_bytes(*s))
+        .position(|s| !(s.is_finite() && s > 0.0))
+    {
+        Some(index) => Err(FormatError::BadScale {
+            section: name,
+            index,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A validated int8 model, borrowing the file's bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Int8Model<'a> {
+    pub(crate) hidden_scale: f32,
+    pub(crate) w1_scale: &'a [[u8; 4]; HIDDEN],
+    pub(crate) b1: &'a [[u8; 4]; HIDDEN],
+    pub(crate) m1: &'a [[u8; 4]; HIDDEN],
+    pub(crate) s1: &'a [u8; HIDDEN],
+    pub(crate) w2_scale: &'a [[u8; 4]; CLASSES_PADDED],
+    pub(crate) b2: &'a [[u8; 4]; CLASSES_PADDED],
+    pub(crate) w1: &'a [i8; HIDDEN * INPUTS],
+    pub(crate) w2: &'a [i8; CLASSES_PADDED * HIDDEN],
+}
+
+impl<'a> Int8Model<'a> {
+    /// Validates an int8 model file and borrows its sections; see the [module docs](self).
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, FormatError> {
+        let s: Int8Sections<'a> = decode(open(bytes, ModelKind::Int8)?)?;
+        check_shape(&s.shape)?;
+        let model = Self {
+            hidden_scale: s.hidden_scale,
+            w1_scale: section("w1_scale", s.w1_scale)?,
+            b1: section("b1", s.b1)?,
+            m1: section("m1", s.m1)?,
+            s1: section::<1, HIDDEN>("s1", s.s1)?
+                .as_flattened()
+                .try_into()
+                .map_err(|_| FormatError::Malformed)?,
+            w2_scale: section("w2_scale", s.w2_scale)?,
+            b2: section("b2", s.b2)?,
+            w1: weights("w1", s.w1)?,
+            w2: weights("w2", s.w2)?,
+        };
+        if !(model.hidden_scale.is_finite() && model.hidden_scale > 0.0) {
+            return Err(FormatError::BadScale {
+                section: "hidden_scale",
+                index: 0,
+            });
+        }
+        check_scales("w1_scale", model.w1_scale)?;
+        check_scales("w2_scale", model.w2_scale)?;
+        if let Some(index) = model
+            .m1
+            .iter()
+            .zip(model.s1)
+            .position(|(m, s)| i32::from_le_bytes(*m) <= 0 || !crate::quant::SHIFTS.contains(s))
+        {
+            return Err(FormatError::BadRequantization { index });
+        }
+        Ok(model)
+    }
+
+    /// Real value of one step of the u8 hidden activations.
+    pub fn hidden_scale(&self) -> f32 {
+        self.hidden_scale
+    }
+
+    /// Per hidden unit weight scales.
+    pub fn w1_scales(&self) -> impl Iterator<Item = f32> + '_ {
+        self.w1_scale.iter().map(|s| f32::from_le_bytes(*s))
+    }
+
+    /// Per class weight scales.
+    pub fn w2_scales(&self) -> impl Iterator<Item = f32> + '_ {
+        self.w2_scale
+            .iter()
+            .take(CLASSES)
+            .map(|s| f32::from_le_bytes(*s))
+    }
+}
+
+/// A validated f32 model, borrowing the file's bytes (or any `&[f32]` weights).
+#[derive(Debug, Clone, Copy)]
+pub struct F32Model<'a> {
+    pub(crate) w1: &'a [f32; INPUTS * HIDDEN],
+    pub(crate) b1: &'a [f32; HIDDEN],
+    pub(crate) w2: &'a [f32; CLASSES * HIDDEN],
+    pub(crate) b2: &'a [f32; CLASSES],
+}
+
+impl<'a> F32Model<'a> {
+    /// Validates an f32 model file and borrows its sections; see the [module docs](self).
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, FormatError> {
+        let s: F32Sections<'a> = decode(open(bytes, ModelKind::F32)?)?;
+        check_shape(&s.shape)?;
+        Ok(Self {
+            w1: weights("w1", s.w1)?,
+            b1: weights("b1", s.b1)?,
+            w2: weights("w2", s.w2)?,
+            b2: weights("b2", s.b2)?,
+        })
+    }
+
+    /// Borrowed weights: `w1` input-major (`w1[k·512 + j]`, Keras's layout), `w2` class-major
+    /// (`w2[c·512 + j]`).
+    pub fn from_weights(
+        w1: &'a [f32; INPUTS * HIDDEN],
+        b1: &'a [f32; HIDDEN],
+        w2: &'a [f32; CLASSES * HIDDEN],
+        b2: &'a [f32; CLASSES],
+    ) -> Self {
+        Self { w1, b1, w2, b2 }
+    }
+
+    /// The weights: `(w1, b1, w2, b2)`, in the layouts of [`Self::from_weights`].
+    #[allow(clippy::type_complexity)]
+    pub fn weights(
+        &self,
+    ) -> (
+        &'a [f32; INPUTS * HIDDEN],
+        &'a [f32; HIDDEN],
+        &'a [f32; CLASSES * HIDDEN],
+        &'a [f32; CLASSES],
+    ) {
+        (self.w1, self.b1, self.w2, self.b2)
+    }
+}

@@ -1,0 +1,423 @@
+//! The conformance suite every kernel passes: [`matvec`] and [`matvec_x4`] bit-exact with the
+//! dense formula `out[r] + Σ_k x[k] · w[r][k]` (wrapping), computed here from the definition.
+//!
+//! It is `no_std` and allocation-free, so the same suite runs in `cargo test` (one test per
+//! declared kernel) and on targets without a test harness: the firmware runs it on an emulated
+//! Cortex-M4 for the DSP kernel (feature `conformance`).
+//!
+//! Cases: the network's own shapes with extreme weights and inputs (all 255 × ±127 and −128,
+//! zero inputs, zero weights), then random shapes (16–64 rows, 0–784 inputs) with random
+//! weights, dense or digit-like sparse inputs in runs, and initial values near the i32 limits so
+//! that wrapping is exercised; each also for four vectors at once, and with a weight slice that is
+//! not word-aligned.
+
+use core::fmt;
+
+use super::{KernelError, MAX_COLS, TILE_ROWS, matvec, matvec_x4, tiled_index};
+use crate::Kernel;
+
+/// Weight bytes for every case, the network's first layer included.
+pub const SCRATCH_LEN: usize = crate::HIDDEN * crate::INPUTS + 64;
+
+/// Rows of the largest random case.
+const MAX_RANDOM_ROWS: usize = 4 * TILE_ROWS;
+
+/// What a passing run covered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Cases checked.
+    pub cases: u32,
+    /// Multiply-accumulates checked.
+    pub macs: u64,
+}
+
+/// The first case a kernel got wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Failure {
+    /// The kernel cannot run here.
+    Unavailable(Kernel),
+    /// A shape the suite thought valid was refused.
+    Refused {
+        /// The case.
+        case: &'static str,
+        /// The error.
+        error: KernelError,
+    },
+    /// A wrong sum.
+    Mismatch {
+        /// The case.
+        case: &'static str,
+        /// Its number among the random cases (0 for the fixed ones).
+        number: u32,
+        /// Rows × inputs.
+        shape: (usize, usize),
+        /// The first wrong row.
+        row: usize,
+        /// The kernel's value.
+        got: i32,
+        /// The formula's.
+        expected: i32,
+    },
+    /// The scratch buffer is smaller than [`SCRATCH_LEN`].
+    ScratchTooSmall,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Failure::Unavailable(k) => write!(f, "kernel {k} is not available here"),
+            Failure::Refused { case, error } => write!(f, "{case}: refused: {error}"),
+            Failure::Mismatch {
+                case,
+                number,
+                shape,
+                row,
+                got,
+                expected,
+            } => write!(
+                f,
+                "{case} #{number} ({}x{}): row {row} is {got}, the formula gives {expected}",
+                shape.0, shape.1
+            ),
+            Failure::ScratchTooSmall => write!(f, "scratch buffer below {SCRATCH_LEN} bytes"),
+        }
+    }
+}
+
+/// A small deterministic generator (SplitMix64): the same cases on every machine.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0), near enough.
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    fn byte(&mut self) -> u8 {
+        self.next() as u8
+    }
+}
+
+/// Inputs like a digit's (runs of zeros and of ink) or dense, by `style`.
+fn fill_inputs(rng: &mut Rng, x: &mut [u8], style: usize) {
+    let mut k = 0;
+    while k < x.len() {
+        let run = 1 + rng.below(24);
+        let ink = match style {
+            0 => true,               // dense
+            1 => rng.below(4) == 0,  // a digit's sparsity: about 3/4 zero
+            _ => rng.below(16) == 0, // nearly empty
+        };
+        for v in x.iter_mut().skip(k).take(run) {
+            *v = if ink { rng.byte() } else { 0 };
+        }
+        k += run;
+    }
+}
+
+/// The initial accumulator values: random, with the i32 limits now and then.
+fn fill_init(rng: &mut Rng, out: &mut [i32]) {
+    for o in out.iter_mut() {
+        *o = match rng.below(8) {
+            0 => i32::MAX - rng.below(1000) as i32,
+            1 => i32::MIN + rng.below(1000) as i32,
+            _ => rng.next() as i32,
+        };
+    }
+}
+
+/// `init[r] + Σ_k x[k] · w[r][k]` straight from the definition (`w` tiled, read by index).
+fn formula(w: &[i8], x: &[u8], init: i32, row: usize) -> i32 {
+    let cols = x.len();
+    let mut sum = init;
+    for (k, &xk) in x.iter().enumerate() {
+        let wk = w.get(tiled_index(row, k, cols)).copied().unwrap_or(0);
+        sum = sum.wrapping_add(i32::from(xk) * i32::from(wk));
+    }
+    sum
+}
+
+/// Compares a kernel's rows with the formula.
+fn compare(
+    case: &'static str,
+    number: u32,
+    w: &[i8],
+    x: &[u8],
+    init: &[i32],
+    got: &[i32],
+) -> Result<(), Failure> {
+    for (row, (&g, &i)) in got.iter().zip(init).enumerate() {
+        let expected = formula(w, x, i, row);
+        if g != expected {
+            return Err(Failure::Mismatch {
+                case,
+                number,
+                shape: (got.len(), x.len()),
+                row,
+                got: g,
+                expected,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Runs the suite for `kernel` with `random_cases` random shapes. `scratch` holds the weights
+/// (at least [`SCRATCH_LEN`] bytes); `progress` hears each part's name as it starts.
+pub fn run(
+    kernel: Kernel,
+    scratch: &mut [i8],
+    random_cases: u32,
+    mut progress: impl FnMut(&'static str),
+) -> Result<Summary, Failure> {
+    if !kernel.is_available() {
+        return Err(Failure::Unavailable(kernel));
+    }
+    if scratch.len() < SCRATCH_LEN {
+        return Err(Failure::ScratchTooSmall);
+    }
+    let mut summary = Summary { cases: 0, macs: 0 };
+    let refused = |case| move |error| Failure::Refused { case, error };
+
+    progress("extremes at the network's shapes");
+    let mut init = [0i32; crate::HIDDEN];
+    let mut got = [0i32; crate::HIDDEN];
+    let mut rng = Rng(0x5EED);
+    fill_init(&mut rng, &mut init);
+    for (case, wv, xv) in [
+        ("all-255 inputs, +127 weights", 127i8, 255u8),
+        ("all-255 inputs, -128 weights", -128, 255),
+        ("all-255 inputs, -127 weights", -127, 255),
+        ("zero inputs", 127, 0),
+        ("zero weights", 0, 255),
+    ] {
+        for (rows, cols) in [
+            (crate::HIDDEN, crate::INPUTS),
+            (crate::format::CLASSES_PADDED, crate::HIDDEN),
+        ] {
+            let (Some(w), Some(out), Some(init)) = (
+                scratch.get_mut(..rows * cols),
+                got.get_mut(..rows),
+                init.get(..rows),
+            ) else {
+                return Err(Failure::ScratchTooSmall);
+            };
+            w.fill(wv);
+            let x = [xv; MAX_COLS];
+            let x = x.get(..cols).unwrap_or(&[]);
+            out.copy_from_slice(init);
+            matvec(kernel, w, x, out).map_err(refused(case))?;
+            // The closed form, which the formula must agree with too.
+            let sum = i32::from(wv) * i32::from(xv) * cols as i32;
+            for (row, (&g, &i)) in out.iter().zip(init).enumerate() {
+                if g != i.wrapping_add(sum) {
+                    return Err(Failure::Mismatch {
+                        case,
+                        number: 0,
+                        shape: (rows, cols),
+                        row,
+                        got: g,
+                        expected: i.wrapping_add(sum),
+                    });
+                }
+            }
+            summary.cases += 1;
+            summary.macs += (rows * cols) as u64;
+        }
+    }
+
+    progress("random shapes, one vector and four, aligned and not");
+    for number in 0..random_cases {
+        let rows = TILE_ROWS * (1 + rng.below(MAX_RANDOM_ROWS / TILE_ROWS));
+        // Every group count from none to the widest, the widest more often.
+        let cols = if rng.below(4) == 0 {
+            MAX_COLS
+        } else {
+            4 * rng.below(MAX_COLS / 4 + 1)
+        };
+        // One byte in, so the weights are not word-aligned on odd cases.
+        let skew = (number % 2) as usize;
+        let Some(w) = scratch.get_mut(skew..skew + rows * cols) else {
+            return Err(Failure::ScratchTooSmall);
+        };
+        for v in w.iter_mut() {
+            *v = rng.byte() as i8;
+        }
+        let w = &*w;
+        let mut xs = [[0u8; MAX_COLS]; 4];
+        for (i, x) in xs.iter_mut().enumerate() {
+            fill_inputs(&mut rng, x, (number as usize + i) % 3);
+        }
+        let xs = xs.each_ref().map(|x| x.get(..cols).unwrap_or(&[]));
+        let mut inits = [[0i32; MAX_RANDOM_ROWS]; 4];
+        for init in &mut inits {
+            fill_init(&mut rng, init);
+        }
+        let inits = inits.each_ref().map(|i| i.get(..rows).unwrap_or(&[]));
+
+        let mut one = [0i32; MAX_RANDOM_ROWS];
+        let one = one.get_mut(..rows).unwrap_or(&mut []);
+        one.copy_from_slice(inits[0]);
+        matvec(kernel, w, xs[0], one).map_err(refused("random"))?;
+        compare("random", number, w, xs[0], inits[0], one)?;
+
+        let mut four = [[0i32; MAX_RANDOM_ROWS]; 4];
+        for (f, i) in four.iter_mut().zip(&inits) {
+            if let Some(f) = f.get_mut(..rows) {
+                f.copy_from_slice(i);
+            }
+        }
+        let outs = four
+            .each_mut()
+            .map(|f| f.get_mut(..rows).unwrap_or(&mut []));
+        matvec_x4(kernel, w, xs, outs).map_err(refused("random batch of 4"))?;
+        for ((f, x), init) in four.iter().zip(xs).zip(inits) {
+            compare(
+                "random batch of 4",
+                number,
+                w,
+                x,
+                init,
+                f.get(..rows).unwrap_or(&[]),
+            )?;
+        }
+        summary.cases += 5;
+        summary.macs += 5 * (rows * cols) as u64;
+    }
+    Ok(summary)
+}
+
+/// The test every declared kernel gets: the suite, failing (not skipping) a kernel that this
+/// machine should run — listed by name in `INFER_CORE_EXPECT_KERNELS` (comma-separated) — but
+/// cannot.
+#[cfg(test)]
+pub(crate) fn test_kernel(kernel: Kernel) {
+    let expected = std::env::var("INFER_CORE_EXPECT_KERNELS").unwrap_or_default();
+    let expected = expected.split(',').any(|name| name.trim() == kernel.name());
+    if !kernel.is_available() {
+        assert!(
+            !expected,
+            "kernel {kernel} is listed in INFER_CORE_EXPECT_KERNELS but not available here"
+        );
+        std::println!("conformance: {kernel} SKIPPED (not available on this CPU)");
+        return;
+    }
+    let mut scratch = std::vec![0i8; SCRATCH_LEN];
+    let cases = if cfg!(miri) { 2 } else { 300 };
+    match run(kernel, &mut scratch, cases, |_| {}) {
+        Ok(summary) => std::println!(
+            "conformance: {kernel} passed {} cases ({} multiply-accumulates)",
+            summary.cases,
+            summary.macs
+        ),
+        Err(failure) => panic!("conformance: {kernel}: {failure}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::{Arch, requantize_portable};
+    use proptest::prelude::*;
+    use std::vec::Vec;
+
+    /// The suite catches a wrong kernel: a formula off by one in one row is a mismatch.
+    #[test]
+    fn a_wrong_sum_is_reported() {
+        let w = [1i8; 16 * 4];
+        let x = [1u8, 2, 3, 4];
+        let init = [0i32; 16];
+        let mut got = [10i32; 16];
+        assert_eq!(compare("t", 0, &w, &x, &init, &got), Ok(()));
+        got[5] = 11;
+        assert!(matches!(
+            compare("t", 0, &w, &x, &init, &got),
+            Err(Failure::Mismatch {
+                row: 5,
+                got: 11,
+                expected: 10,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn unavailable_kernels_and_small_scratch_are_errors() {
+        let mut small = [0i8; 16];
+        assert_eq!(
+            run(Kernel::Scalar, &mut small, 1, |_| {}),
+            Err(Failure::ScratchTooSmall)
+        );
+        for k in Kernel::ALL.into_iter().filter(|k| !k.is_available()) {
+            assert_eq!(run(k, &mut small, 1, |_| {}), Err(Failure::Unavailable(k)));
+        }
+    }
+
+    /// Requantization gives the same bytes on every architecture's compilation of it.
+    #[test]
+    #[cfg_attr(miri, ignore = "proptest's value generation is too slow interpreted")]
+    fn requantization_is_identical_on_every_kernel() {
+        struct Op<'a>(&'a [i32], &'a [[u8; 4]], &'a [u8]);
+        impl crate::kernels::ArchOp for Op<'_> {
+            type Output = Vec<u8>;
+            unsafe fn run<A: Arch>(self) -> Vec<u8> {
+                let mut out = std::vec![0u8; self.0.len()];
+                // SAFETY: `dispatch` is only called with available kernels.
+                unsafe { A::requantize(self.0, self.1, self.2, &mut out) };
+                out
+            }
+            unsafe fn run_batch<A: crate::kernels::BatchArch>(self) -> Vec<u8> {
+                // SAFETY: as above.
+                unsafe { self.run::<A>() }
+            }
+        }
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            failure_persistence: None,
+            ..ProptestConfig::with_cases(64)
+        });
+        let row = (any::<i32>(), 1i32..i32::MAX, crate::quant::SHIFTS);
+        runner
+            .run(&proptest::collection::vec(row, 0..600), |rows| {
+                let acc: Vec<i32> = rows.iter().map(|r| r.0).collect();
+                let mult: Vec<[u8; 4]> = rows.iter().map(|r| r.1.to_le_bytes()).collect();
+                let shift: Vec<u8> = rows.iter().map(|r| r.2).collect();
+                let mut expected = std::vec![0u8; rows.len()];
+                requantize_portable(&acc, &mult, &shift, &mut expected);
+                for kernel in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+                    // SAFETY: available.
+                    let got = unsafe { crate::kernels::dispatch(kernel, Op(&acc, &mult, &shift)) };
+                    prop_assert_eq!(&got, &expected, "{}", kernel);
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// Small enough for the interpreter: CI runs this one under miri.
+    #[test]
+    fn small_products_match_the_formula() {
+        for (rows, cols) in [(16usize, 16), (32, 8), (16, 0)] {
+            let w: Vec<i8> = (0..rows * cols)
+                .map(|i| (i * 37 % 256) as u8 as i8)
+                .collect();
+            let x: Vec<u8> = (0..cols)
+                .map(|i| if i % 3 == 0 { 0 } else { (i * 11 % 256) as u8 })
+                .collect();
+            let init: Vec<i32> = (0..rows as i32).map(|r| r * 1000 - 7).collect();
+            for kernel in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+                let mut out = init.clone();
+                matvec(kernel, &w, &x, &mut out).unwrap();
+                compare("small", 0, &w, &x, &init, &out).unwrap();
+            }
+        }
+    }
+}
