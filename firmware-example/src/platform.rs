@@ -1,4 +1,14 @@
-//! What differs between QEMU and a real board: logging, exit, and the clock that times inference.
+//! What differs between QEMU and a real board: logging, exit, and the clock that times inference;
+//! and the fault handler both binaries share.
+
+use cortex_m_rt::{ExceptionFrame, exception};
+
+/// A fault ends the run with status 3 (in QEMU; a failure report on a board).
+#[exception]
+unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
+    log!("HardFault at pc {:#x}", frame.pc());
+    exit(3)
+}
 
 #[cfg(feature = "qemu")]
 pub use qemu::*;
@@ -36,9 +46,12 @@ mod qemu {
         _syst: SYST,
     }
 
+    /// Instructions per SysTick tick on mps2-an386 under `-icount shift=0`.
+    const INSTRUCTIONS_PER_TICK: u32 = 40;
+
     impl Timer {
-        /// What [`Timer::since`] counts.
-        pub const UNIT: &str = "SysTick ticks (x40 = instructions under -icount shift=0)";
+        /// What [`Timer::cost_since`] counts.
+        pub const UNIT: &str = "instructions (SysTick x40 under -icount shift=0, to 40)";
 
         /// Takes SysTick and lets it run down from its maximum.
         pub fn start() -> Self {
@@ -57,9 +70,10 @@ mod qemu {
             SYST::get_current()
         }
 
-        /// Ticks since `start` (a down-counter; correct across one wrap of its 24 bits).
-        pub fn since(&self, start: u32) -> u32 {
-            start.wrapping_sub(self.now()) & 0x00ff_ffff
+        /// Instructions since `start` (SysTick counts down; correct across one wrap of its
+        /// 24 bits).
+        pub fn cost_since(&self, start: u32) -> u32 {
+            (start.wrapping_sub(self.now()) & 0x00ff_ffff) * INSTRUCTIONS_PER_TICK
         }
     }
 
@@ -99,7 +113,7 @@ mod board {
     }
 
     impl Timer {
-        /// What [`Timer::since`] counts.
+        /// What [`Timer::cost_since`] counts.
         pub const UNIT: &str = "CPU cycles";
 
         /// Enables tracing and the cycle counter.
@@ -118,7 +132,7 @@ mod board {
         }
 
         /// Cycles since `start` (wrapping).
-        pub fn since(&self, start: u32) -> u32 {
+        pub fn cost_since(&self, start: u32) -> u32 {
             self.now().wrapping_sub(start)
         }
     }

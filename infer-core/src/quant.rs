@@ -17,17 +17,17 @@ pub const SHIFTS: core::ops::RangeInclusive<u8> = 33..=62;
 
 /// `clamp(round_half_up(acc · multiplier / 2^shift), 0, 255)`, in integers only.
 ///
-/// Valid for `multiplier > 0` and `shift` in [`SHIFTS`] (what the model format accepts; other
-/// shifts are clamped into it). Computed as `((hi >> (shift − 33)) + 1) >> 1` with
+/// Valid for `multiplier > 0` and `shift` in [`SHIFTS`], what the model format accepts (another
+/// shift gives some byte, never a panic). Computed as `((hi >> (shift − 33)) + 1) >> 1` with
 /// `hi = (acc · multiplier) >> 32`, which is the same integer (`2^(shift−1)` is a multiple of
 /// `2^32`, and nested floor divisions by powers of two compose): on a Cortex-M4 that is `smmul`,
-/// two shifts, an add and `usat`.
+/// `sub`, `asr`, `add` and `usat`.
 #[inline]
 pub fn requantize(acc: i32, multiplier: i32, shift: u8) -> u8 {
-    let shift = shift.clamp(*SHIFTS.start(), *SHIFTS.end());
     let hi = ((i64::from(acc) * i64::from(multiplier)) >> 32) as i32;
     // |hi| < 2^31 · 2^31 / 2^32 = 2^30, so the increment cannot overflow.
-    (((hi >> (shift - 33)) + 1) >> 1).clamp(0, 255) as u8
+    let scaled = hi.wrapping_shr(u32::from(shift).wrapping_sub(33)) + 1;
+    (scaled >> 1).clamp(0, 255) as u8
 }
 
 /// The fixed-point form `(multiplier, shift)` of a real factor `0 < m < 1/4`, with the multiplier

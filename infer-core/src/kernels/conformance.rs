@@ -9,12 +9,15 @@
 //! zero inputs, zero weights), then random shapes (16–64 rows, 0–784 inputs) with random
 //! weights, dense or digit-like sparse inputs in runs, and initial values near the i32 limits so
 //! that wrapping is exercised; each also for four vectors at once, and with a weight slice that is
-//! not word-aligned.
+//! not word-aligned. Last, the kernel's requantization of a hidden layer against
+//! [`requantize`], at every shift the format accepts.
 
 use core::fmt;
 
-use super::{KernelError, MAX_COLS, TILE_ROWS, matvec, matvec_x4, tiled_index};
+use super::{Arch, ArchOp, BatchArch, KernelError, MAX_COLS, TILE_ROWS, dispatch, matvec};
+use super::{matvec_x4, tiled_index};
 use crate::Kernel;
+use crate::quant::{SHIFTS, requantize};
 
 /// Weight bytes for every case, the network's first layer included.
 pub const SCRATCH_LEN: usize = crate::HIDDEN * crate::INPUTS + 64;
@@ -59,6 +62,19 @@ pub enum Failure {
         /// The formula's.
         expected: i32,
     },
+    /// A wrong requantized byte.
+    Requantization {
+        /// The accumulator.
+        acc: i32,
+        /// Multiplier and shift.
+        multiplier: i32,
+        /// The shift.
+        shift: u8,
+        /// The kernel's byte.
+        got: u8,
+        /// [`requantize`]'s.
+        expected: u8,
+    },
     /// The scratch buffer is smaller than [`SCRATCH_LEN`].
     ScratchTooSmall,
 }
@@ -79,6 +95,16 @@ impl fmt::Display for Failure {
                 f,
                 "{case} #{number} ({}x{}): row {row} is {got}, the formula gives {expected}",
                 shape.0, shape.1
+            ),
+            Failure::Requantization {
+                acc,
+                multiplier,
+                shift,
+                got,
+                expected,
+            } => write!(
+                f,
+                "requantize({acc}, {multiplier}, {shift}) is {got}, the formula gives {expected}"
             ),
             Failure::ScratchTooSmall => write!(f, "scratch buffer below {SCRATCH_LEN} bytes"),
         }
@@ -293,7 +319,62 @@ pub fn run(
         summary.cases += 5;
         summary.macs += 5 * (rows * cols) as u64;
     }
+
+    progress("requantization of hidden layers");
+    for round in 0..random_cases.max(4) {
+        let mut acc = [0i32; crate::HIDDEN];
+        fill_init(&mut rng, &mut acc);
+        let mut multiplier = [[0u8; 4]; crate::HIDDEN];
+        let mut shift = [0u8; crate::HIDDEN];
+        for (j, (m, s)) in multiplier.iter_mut().zip(&mut shift).enumerate() {
+            *m = match j % 4 {
+                0 => i32::MAX,
+                1 => 1,
+                _ => (1 << 30) + rng.below(1 << 30) as i32,
+            }
+            .to_le_bytes();
+            let span = usize::from(SHIFTS.end() - SHIFTS.start()) + 1;
+            *s = SHIFTS.start() + ((j + round as usize) % span) as u8;
+        }
+        // Accumulators a digit's layer produces, where rounding boundaries matter most.
+        for a in acc.iter_mut().skip(round as usize % 2).step_by(2) {
+            *a >>= 8 + rng.below(16);
+        }
+        // SAFETY: `run` returned early for an unavailable kernel.
+        let got = unsafe { dispatch(kernel, Requantize(&acc, &multiplier, &shift)) };
+        for (((&a, m), &s), &g) in acc.iter().zip(&multiplier).zip(&shift).zip(&got) {
+            let m = i32::from_le_bytes(*m);
+            let expected = requantize(a, m, s);
+            if g != expected {
+                return Err(Failure::Requantization {
+                    acc: a,
+                    multiplier: m,
+                    shift: s,
+                    got: g,
+                    expected,
+                });
+            }
+        }
+        summary.cases += 1;
+    }
     Ok(summary)
+}
+
+/// A kernel's requantization of one hidden layer.
+struct Requantize<'a>(&'a [i32], &'a [[u8; 4]], &'a [u8]);
+
+impl ArchOp for Requantize<'_> {
+    type Output = [u8; crate::HIDDEN];
+    unsafe fn run<A: Arch>(self) -> [u8; crate::HIDDEN] {
+        let mut out = [0u8; crate::HIDDEN];
+        // SAFETY: the CPU by `dispatch`'s caller.
+        unsafe { A::requantize(self.0, self.1, self.2, &mut out) };
+        out
+    }
+    unsafe fn run_batch<A: BatchArch>(self) -> [u8; crate::HIDDEN] {
+        // SAFETY: as above.
+        unsafe { self.run::<A>() }
+    }
 }
 
 /// The test every declared kernel gets: the suite, failing (not skipping) a kernel that this
@@ -326,8 +407,6 @@ pub(crate) fn test_kernel(kernel: Kernel) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::{Arch, requantize_portable};
-    use proptest::prelude::*;
     use std::vec::Vec;
 
     /// The suite catches a wrong kernel: a formula off by one in one row is a mismatch.
@@ -360,46 +439,6 @@ mod tests {
         for k in Kernel::ALL.into_iter().filter(|k| !k.is_available()) {
             assert_eq!(run(k, &mut small, 1, |_| {}), Err(Failure::Unavailable(k)));
         }
-    }
-
-    /// Requantization gives the same bytes on every architecture's compilation of it.
-    #[test]
-    #[cfg_attr(miri, ignore = "proptest's value generation is too slow interpreted")]
-    fn requantization_is_identical_on_every_kernel() {
-        struct Op<'a>(&'a [i32], &'a [[u8; 4]], &'a [u8]);
-        impl crate::kernels::ArchOp for Op<'_> {
-            type Output = Vec<u8>;
-            unsafe fn run<A: Arch>(self) -> Vec<u8> {
-                let mut out = std::vec![0u8; self.0.len()];
-                // SAFETY: `dispatch` is only called with available kernels.
-                unsafe { A::requantize(self.0, self.1, self.2, &mut out) };
-                out
-            }
-            unsafe fn run_batch<A: crate::kernels::BatchArch>(self) -> Vec<u8> {
-                // SAFETY: as above.
-                unsafe { self.run::<A>() }
-            }
-        }
-        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-            failure_persistence: None,
-            ..ProptestConfig::with_cases(64)
-        });
-        let row = (any::<i32>(), 1i32..i32::MAX, crate::quant::SHIFTS);
-        runner
-            .run(&proptest::collection::vec(row, 0..600), |rows| {
-                let acc: Vec<i32> = rows.iter().map(|r| r.0).collect();
-                let mult: Vec<[u8; 4]> = rows.iter().map(|r| r.1.to_le_bytes()).collect();
-                let shift: Vec<u8> = rows.iter().map(|r| r.2).collect();
-                let mut expected = std::vec![0u8; rows.len()];
-                requantize_portable(&acc, &mult, &shift, &mut expected);
-                for kernel in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
-                    // SAFETY: available.
-                    let got = unsafe { crate::kernels::dispatch(kernel, Op(&acc, &mult, &shift)) };
-                    prop_assert_eq!(&got, &expected, "{}", kernel);
-                }
-                Ok(())
-            })
-            .unwrap();
     }
 
     /// Small enough for the interpreter: CI runs this one under miri.
