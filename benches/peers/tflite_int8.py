@@ -11,6 +11,8 @@ Set-up (once, ~1.5 GB; not needed by the project's build or tests):
     python3 -m venv /tmp/keras-venv && /tmp/keras-venv/bin/pip install tensorflow-cpu==2.21.0 keras==3.15.1 ai-edge-litert
 Run, right after `cargo bench -p benches --bench inference -- forward/int8` in the same session:
     cargo run -p trainer && /tmp/keras-venv/bin/python benches/peers/tflite_int8.py
+It also saves its figures in target/criterion/peer-tflite-int8.json, which
+`cargo run -p benches --bin report` adds to BENCHMARKS.md.
 """
 import gzip, json, os, statistics, struct, sys, time
 from pathlib import Path
@@ -135,6 +137,17 @@ def main():
     net_us = gross - overhead
     print(f"tflite int8 ({ENGINE}, one thread): {len(model)} bytes, test accuracy {correct / len(labels):.4f}")
     print(f"tflite int8 one image: {gross:.3f} us per call, call overhead {overhead:.3f} us, net {net_us:.3f} us")
+    # For `cargo run -p benches --bin report`, which puts it in BENCHMARKS.md beside criterion's.
+    record = REPO / "target/criterion/peer-tflite-int8.json"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({
+        "engine": f"{ENGINE} {tf.__version__}, XNNPACK, one thread",
+        "model_bytes": len(model),
+        "test_accuracy": correct / len(labels),
+        "per_call_us": gross,
+        "call_overhead_us": overhead,
+        "net_us": net_us,
+    }))
 
     # infer-core's best kernel, from the criterion run of this session.
     found = sorted((REPO / "target/criterion/forward").glob("int8_*_batch-1/new/estimates.json"))

@@ -42,7 +42,8 @@ fn main() -> Result<()> {
             criterion.display()
         );
     }
-    let markdown = render(&estimates);
+    let tflite = read_json(&criterion.join("peer-tflite-int8.json")).ok();
+    let markdown = render(&estimates, tflite.as_ref());
     std::fs::write(&out, &markdown).with_context(|| format!("cannot write {}", out.display()))?;
     print!("{markdown}");
     eprintln!("wrote {}", out.display());
@@ -110,7 +111,7 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
-fn render(est: &BTreeMap<String, Estimate>) -> String {
+fn render(est: &BTreeMap<String, Estimate>, tflite: Option<&Value>) -> String {
     let mut md = String::new();
     let date = std::process::Command::new("date")
         .arg("+%Y-%m-%d")
@@ -148,6 +149,43 @@ fn render(est: &BTreeMap<String, Estimate>) -> String {
             ratio(nalgebra, e),
             ratio(candle, e)
         );
+    }
+
+    let _ = writeln!(md, "\n## One image against TensorFlow Lite int8\n");
+    match tflite.and_then(|t| Some((t, t["net_us"].as_f64()?))) {
+        Some((t, net_us)) => {
+            let _ = writeln!(
+                md,
+                "The same trained weights converted to a fully int8 TFLite model ({} bytes, test \
+                 accuracy {:.4}), run by {}: {:.2} µs per call from Python, of which {:.2} µs is \
+                 the binding's per-call overhead (the same loop on a one-op model), so **{:.2} µs \
+                 net**. Measured by `benches/peers/tflite_int8.py` after the criterion run.\n",
+                t["model_bytes"].as_u64().unwrap_or(0),
+                t["test_accuracy"].as_f64().unwrap_or(0.0),
+                t["engine"].as_str().unwrap_or("TFLite"),
+                t["per_call_us"].as_f64().unwrap_or(0.0),
+                t["call_overhead_us"].as_f64().unwrap_or(0.0),
+                net_us
+            );
+            let _ = writeln!(
+                md,
+                "| infer-core kernel | median per image | time relative to TFLite int8 (net) |\n| --- | ---: | ---: |"
+            );
+            for (id, e) in est.iter().filter(|(id, _)| id.starts_with("forward/int8/")) {
+                let _ = writeln!(
+                    md,
+                    "| `{id}` | {} | {:.2}× |",
+                    duration(e.per_image_ns()),
+                    e.per_image_ns() / 1e3 / net_us
+                );
+            }
+        }
+        None => {
+            let _ = writeln!(
+                md,
+                "Not measured in this run: see `benches/peers/tflite_int8.py` (needs TensorFlow)."
+            );
+        }
     }
 
     let _ = writeln!(md, "\n## Batches (throughput per core)\n");

@@ -64,12 +64,14 @@ const MAX_GROUPS: usize = MAX_COLS / GROUP;
 /// A gathered list: every group of the widest input, plus two entries an architecture may append.
 pub(crate) type GroupList<G> = heapless::Vec<G, { MAX_GROUPS + 2 }>;
 
-/// Where `w[row][col]` of a matrix with `cols` inputs lies in the [tiled layout](self).
+/// Where `w[row][col]` of a matrix with `cols` inputs lies in the [tiled layout](self). (Exact for
+/// any matrix that fits in memory; wraps, rather than panics, for indices that could not.)
 pub const fn tiled_index(row: usize, col: usize, cols: usize) -> usize {
-    (row / TILE_ROWS) * TILE_ROWS * cols
-        + (col / GROUP) * TILE_BYTES
-        + (row % TILE_ROWS) * GROUP
-        + col % GROUP
+    (row / TILE_ROWS)
+        .wrapping_mul(TILE_ROWS)
+        .wrapping_mul(cols)
+        .wrapping_add((col / GROUP).wrapping_mul(TILE_BYTES))
+        .wrapping_add((row % TILE_ROWS) * GROUP + col % GROUP)
 }
 
 /// The live groups of an input vector (or of several, for a batch), in the form architecture
@@ -502,6 +504,8 @@ mod tests {
         assert_eq!(tiled_index(0, 4, cols), 64);
         assert_eq!(tiled_index(15, 7, cols), 127);
         assert_eq!(tiled_index(16, 0, cols), 16 * cols);
+        // Total: absurd arguments give some index, not an overflow panic.
+        let _ = tiled_index(usize::MAX, usize::MAX, usize::MAX);
     }
 
     #[test]
