@@ -1,4 +1,4 @@
-//! The model file: written once by [`write`] (the trainer's side), validated once by
+//! The model file: written once by [`write`](mod@write) (the trainer's side), validated once by
 //! [`Int8Model::from_bytes`] or [`F32Model::from_bytes`], then read in place (zero-copy, O(1) RAM,
 //! works on `&'static [u8]` in flash). After validation no accessor can fail or panic.
 //! [`peek_kind`] tells a file's kind without validating it.

@@ -151,7 +151,7 @@ pub struct Int8Model<'a> {
 }
 
 impl<'a> Int8Model<'a> {
-    /// Validates an int8 model file and borrows its sections; see the [module docs](self).
+    /// Validates an int8 model file and borrows its sections; see the [format docs](crate::format).
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, FormatError> {
         let s: Int8Sections<'a> = decode(open(bytes, ModelKind::Int8)?)?;
         check_shape(&s.shape)?;
@@ -217,7 +217,7 @@ pub struct F32Model<'a> {
 }
 
 impl<'a> F32Model<'a> {
-    /// Validates an f32 model file and borrows its sections; see the [module docs](self).
+    /// Validates an f32 model file and borrows its sections; see the [format docs](crate::format).
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, FormatError> {
         let s: F32Sections<'a> = decode(open(bytes, ModelKind::F32)?)?;
         check_shape(&s.shape)?;
