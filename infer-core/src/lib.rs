@@ -39,7 +39,8 @@
 //! scale `input scale × weight scale`. The hidden layer's i32 accumulators are requantized to u8
 //! at a scale calibrated on training data by a fixed-point multiplier and shift, with the ReLU
 //! folded into the clamp at 0 ([`quant::requantize`]); the output layer's i32 accumulators give
-//! the class by arg-max. No float is used up to the class; [`Int8Model::probabilities`] adds an
+//! the class by comparing them at their classes' scales, exactly, in integers. No float is used
+//! up to the class; [`Int8Model::probabilities`] adds an
 //! optional f32 softmax (via `libm`).
 //!
 //! ## f32 tolerance

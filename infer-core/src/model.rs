@@ -17,7 +17,7 @@ const ROWS_PER_PASS: usize = if cfg!(target_os = "none") {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Prediction {
-    /// The arg-max class (the lowest one on a tie).
+    /// The class of the largest real logit (the lowest one on a tie).
     pub class: u8,
     /// The output layer's accumulators; class `c`'s real logit is `logits[c] · logit_scale(c)`.
     pub logits: [i32; CLASSES],
@@ -113,7 +113,7 @@ impl<'a> Int8Model<'a> {
             // SAFETY: `CLASSES_PADDED` rows of `HIDDEN` weights, groups of `HIDDEN` inputs.
             unsafe { A::rows(self.w2, &groups, &mut acc) };
         }
-        prediction(&acc)
+        prediction(&acc, self.w2_scale)
     }
 
     /// Four images on `A`'s batch form.
@@ -151,7 +151,7 @@ impl<'a> Int8Model<'a> {
             // SAFETY: `CLASSES_PADDED` rows of `HIDDEN` weights for each image.
             unsafe { A::rows_x4(self.w2, &groups, logits.each_mut().map(|l| &mut l[..])) };
         }
-        logits.map(|acc| prediction(&acc))
+        logits.map(|acc| prediction(&acc, self.w2_scale))
     }
 
     /// The real-valued scale of class `c`'s logit accumulator (0 for `c` ≥ 10).
@@ -214,14 +214,39 @@ fn set_bias(acc: &mut [i32], bias: &[[u8; 4]]) {
     }
 }
 
-/// The arg-max over the output layer's accumulators (biases included).
-fn prediction(acc: &[i32; CLASSES_PADDED]) -> Prediction {
+/// The prediction from the output layer's accumulators (biases included): the class whose real
+/// logit `acc[c] · hidden_scale · w2_scale[c]` is largest. Each class has its own weight scale,
+/// so the raw accumulators are not comparable: they are brought to one scale in integers
+/// (`acc · mantissa(w2_scale[c]) · 2^(exponent − lowest exponent)`, exact in i128), so no float
+/// is used, and ties go to the lowest class as for the real values.
+fn prediction(acc: &[i32; CLASSES_PADDED], w2_scale: &[[u8; 4]; CLASSES_PADDED]) -> Prediction {
     let mut logits = [0i32; CLASSES];
     for (l, &a) in logits.iter_mut().zip(acc) {
         *l = a;
     }
+    // A positive finite f32 (the format checks) is `mantissa · 2^(exponent − 150)`.
+    let parts = w2_scale.map(|s| {
+        let bits = u32::from_le_bytes(s);
+        let (exponent, fraction) = ((bits >> 23) & 0xff, bits & 0x7f_ffff);
+        if exponent == 0 {
+            (fraction, 1) // subnormal
+        } else {
+            (fraction | 0x80_0000, exponent)
+        }
+    });
+    let lowest = parts
+        .iter()
+        .take(CLASSES)
+        .map(|&(_, e)| e)
+        .min()
+        .unwrap_or(0);
+    let mut real = [0i128; CLASSES];
+    for ((r, &l), &(mantissa, exponent)) in real.iter_mut().zip(&logits).zip(&parts) {
+        // |l · mantissa| < 2^55; a shift up to 72 keeps it below 2^127.
+        *r = (i128::from(l) * i128::from(mantissa)) << (exponent - lowest).min(72);
+    }
     Prediction {
-        class: arg_max(&logits),
+        class: arg_max(&real),
         logits,
     }
 }

@@ -394,19 +394,26 @@ fn row_major_parts_are_tiled_so_every_kernel_computes_the_definition() {
         *m = (1 << 30) + (j as i32) * 999_983;
         *s = 44 + (j % 8) as u8;
     }
+    // Classes on different scales: the class is the largest real logit, not raw accumulator.
+    for (c, scale) in p.w2_scale.iter_mut().enumerate() {
+        *scale = 0.004 * (1.0 + 0.37 * c as f32);
+    }
     let mut out = vec![0; write::MAX_INT8_LEN];
     let len = write::int8(&p.view(), &mut out).unwrap();
     let file = File::new(&out[..len]);
     let model = load(file.bytes()).unwrap();
-    for seed in 0..6usize {
+    for seed in 0..40usize {
         let image: [u8; INPUTS] = std::array::from_fn(|i| {
             let v = (i * 7 + seed * 131) % 256;
             if (i / 28 + seed) % 3 == 0 { v as u8 } else { 0 }
         });
         let expected = forward_by_definition(&p, &image);
+        let real = |c: usize| f64::from(expected[c]) * f64::from(p.w2_scale[c]);
+        let class = (0..CLASSES).fold(0, |best, c| if real(c) > real(best) { c } else { best });
         for kernel in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
             let got = model.predict_with(kernel, &image).unwrap();
             assert_eq!(got.logits, expected, "{kernel}, image {seed}");
+            assert_eq!(usize::from(got.class), class, "{kernel}, image {seed}");
         }
     }
 }
