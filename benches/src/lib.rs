@@ -9,7 +9,7 @@ use nalgebra::{DMatrix, DVector};
 use trainer::idx::{Mnist, load_mnist};
 use trainer::output::AlignedBytes;
 use trainer::quantize::{encode_f32, encode_int8, quantize};
-use trainer::train::{TrainConfig, fit};
+use trainer::train::{HeldOut, TrainConfig, fit};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -51,7 +51,7 @@ pub fn models(mnist: &Mnist) -> Result<Models> {
         epochs: 1,
         ..TrainConfig::default()
     };
-    let (net, _) = fit(&mnist.train, None, &config, |_| {})?;
+    let net = fit(&mnist.train, HeldOut::default(), &config, |_| {})?.net;
     let q = quantize(&net, &mnist.train.head(10_000))?;
     Ok(Models {
         int8: AlignedBytes::new(&encode_int8(&q)?),

@@ -151,6 +151,25 @@ impl Dataset {
             labels: self.labels[..n].to_vec(),
         }
     }
+
+    /// Keras's `validation_split`: the last `fraction` of the images (and labels) held out, in
+    /// order, before any shuffling: `(training, validation)`.
+    pub fn split_validation(&self, fraction: f64) -> (Dataset, Dataset) {
+        let keep = ((self.len() as f64) * (1.0 - fraction.clamp(0.0, 1.0))) as usize;
+        let keep = keep.min(self.len());
+        let (images, held_images) = self.images.split_at(keep * PIXELS);
+        let (labels, held_labels) = self.labels.split_at(keep);
+        (
+            Dataset {
+                images: images.to_vec(),
+                labels: labels.to_vec(),
+            },
+            Dataset {
+                images: held_images.to_vec(),
+                labels: held_labels.to_vec(),
+            },
+        )
+    }
 }
 
 /// The training and test sets of one folder.

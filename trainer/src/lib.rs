@@ -4,13 +4,16 @@
 //! - [`kernels`] holds the vectorized inner loops;
 //! - [`sparse`] multiplies the mostly-zero images with the first layer;
 //! - [`mlp`] holds the network, its backprop and RMSprop;
-//! - [`train`] runs the epochs and evaluates;
-//! - [`quantize`] turns the trained network into infer-core's int8 and f32 model files;
+//! - [`train`] runs the epochs (two recipes) and evaluates; [`augment`] distorts digits for the
+//!   `best` recipe;
+//! - [`quantize`] turns the trained network into infer-core's int8 and f32 model files; [`qat`]
+//!   fine-tunes it through the int8 arithmetic;
 //! - [`output`] writes them and the JSON report, atomically;
 //! - [`plots`] draws the history, the confusion matrix and the misclassified digits;
 //! - [`model_file`], [`metrics`] and [`digit`] serve `eval`, `inspect` and `predict`: loading a
 //!   model of either kind, the confusion matrix, and MNIST-style preprocessing of a user's image.
 
+pub mod augment;
 pub mod digit;
 pub mod idx;
 pub mod kernels;
@@ -19,6 +22,7 @@ pub mod mlp;
 pub mod model_file;
 pub mod output;
 pub mod plots;
+pub mod qat;
 pub mod quantize;
 pub mod sparse;
 pub mod train;

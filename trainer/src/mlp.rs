@@ -138,11 +138,28 @@ impl Mlp {
     ///
     /// `labels` holds one class per image of `x`.
     pub fn backprop(&self, x: &SparseBatch, labels: &[u8], grads: &mut Gradients) -> BatchStats {
+        let h = self.hidden(x);
+        let logits = self.logits(&h);
+        self.backward(x, &h, logits, labels, grads)
+    }
+
+    /// The gradients of a batch's mean cross-entropy given its forward pass: hidden activations
+    /// `h` and `logits`, one column per image. Where `h` is zero, no gradient passes (the ReLU).
+    ///
+    /// [`Self::backprop`] passes its own forward pass; quantization-aware training passes the
+    /// integer one, so the gradients reach the float weights straight through the rounding.
+    pub fn backward(
+        &self,
+        x: &SparseBatch,
+        h: &DMatrix<f32>,
+        logits: DMatrix<f32>,
+        labels: &[u8],
+        grads: &mut Gradients,
+    ) -> BatchStats {
         let batch = x.len();
         debug_assert_eq!(labels.len(), batch);
-        let h = self.hidden(x);
         // The logits become dL/dz in place: (softmax − one-hot) / batch.
-        let mut dz = self.logits(&h);
+        let mut dz = logits;
         let stats = softmax_cross_entropy(&mut dz, labels);
 
         let (hidden, classes) = (h.nrows(), dz.nrows());

@@ -107,8 +107,14 @@ pub struct Report {
     pub fit_seconds: f64,
     /// Wall time of the whole run: loading, training, evaluation and writing.
     pub total_seconds: f64,
-    /// The seed of the initial weights and the shuffles.
+    /// The seed of the initial weights, the shuffles and the distortions.
     pub seed: u64,
+    /// The recipe trained with.
+    pub recipe: crate::train::Recipe,
+    /// Fraction of the training set held out for validation (the last images).
+    pub validation_split: f64,
+    /// The epoch whose weights were kept (the last one, or the lowest val_loss under `best`).
+    pub best_epoch: usize,
     /// Where the data came from.
     pub data_dir: String,
     /// Images per step.

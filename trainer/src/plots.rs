@@ -57,7 +57,8 @@ fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing failed: {e:?}")
 }
 
-/// Loss and accuracy per epoch, training against test.
+/// Loss and accuracy per epoch: training, validation (with a validation split) and test (only
+/// where asked for).
 pub fn history_svg(history: &[EpochStats]) -> Result<String> {
     let mut svg = String::new();
     {
@@ -66,14 +67,24 @@ pub fn history_svg(history: &[EpochStats]) -> Result<String> {
         let panels = root.split_evenly((1, 2));
         let epochs = history.len().max(1) as f64;
         type Metric = fn(&EpochStats) -> Option<f64>;
-        let charts: [(&str, Metric, Metric); 2] = [
-            ("Loss (cross-entropy)", |e| Some(e.loss), |e| e.test_loss),
-            ("Accuracy", |e| Some(e.accuracy), |e| e.test_accuracy),
+        let charts: [(&str, [Metric; 3]); 2] = [
+            (
+                "Loss (cross-entropy)",
+                [|e| Some(e.loss), |e| e.val_loss, |e| e.test_loss],
+            ),
+            (
+                "Accuracy",
+                [
+                    |e| Some(e.accuracy),
+                    |e| e.val_accuracy,
+                    |e| e.test_accuracy,
+                ],
+            ),
         ];
-        for (panel, (title, train, test)) in panels.iter().zip(charts) {
+        for (panel, (title, [train, val, test])) in panels.iter().zip(charts) {
             let values: Vec<f64> = history
                 .iter()
-                .flat_map(|e| [train(e), test(e)])
+                .flat_map(|e| [train(e), val(e), test(e)])
                 .flatten()
                 .collect();
             let (lo, hi) = values
@@ -97,7 +108,12 @@ pub fn history_svg(history: &[EpochStats]) -> Result<String> {
                 .label_style(("sans-serif", 14))
                 .draw()
                 .map_err(plot_error)?;
-            for (name, metric, color) in [("train", train, BLUE), ("test", test, RED)] {
+            let green = RGBColor(0, 140, 60);
+            for (name, metric, color) in [
+                ("train", train, BLUE),
+                ("validation", val, green),
+                ("test", test, RED),
+            ] {
                 let points: Vec<(f64, f64)> = history
                     .iter()
                     .filter_map(|e| metric(e).map(|v| (e.epoch as f64, v)))
@@ -305,6 +321,9 @@ mod tests {
                 loss: 0.3 / epoch as f64,
                 accuracy: 0.9 + 0.02 * epoch as f64,
                 seconds: 1.0,
+                learning_rate: 1e-3,
+                val_loss: Some(0.25 / epoch as f64),
+                val_accuracy: Some(0.94 + 0.01 * epoch as f64),
                 test_loss: Some(0.2 / epoch as f64),
                 test_accuracy: Some(0.95 + 0.01 * epoch as f64),
             })

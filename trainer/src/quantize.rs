@@ -15,6 +15,9 @@ use crate::mlp::Mlp;
 use crate::sparse::SparseBatch;
 use crate::train::network_inputs;
 
+/// Training images the hidden activation range is calibrated on (the first ones).
+pub const CALIBRATION_IMAGES: usize = 10_000;
+
 /// Fraction of calibration activations that may clip at 255: the top 0.001 % are outliers whose
 /// range would cost every other activation precision.
 const CLIP_FRACTION: f64 = 1e-5;
@@ -83,12 +86,16 @@ fn quantize_rows(
 
 /// Quantizes `net` (784-512-10), calibrating the hidden scale on `calibration`.
 pub fn quantize(net: &Mlp, calibration: &Dataset) -> Result<Int8Weights> {
+    quantize_with_hidden_scale(net, calibrate_hidden_scale(net, calibration))
+}
+
+/// Quantizes `net` (784-512-10) with a given hidden activation scale (quantization-aware training
+/// fixes it when it starts, so that what it trains is what is exported).
+pub fn quantize_with_hidden_scale(net: &Mlp, hidden_scale: f32) -> Result<Int8Weights> {
     anyhow::ensure!(
         (net.w1.ncols(), net.w1.nrows(), net.w2.ncols()) == (INPUTS, HIDDEN, CLASSES),
         "only the {INPUTS}-{HIDDEN}-{CLASSES} network can be exported"
     );
-    let hidden_scale = calibrate_hidden_scale(net, calibration);
-
     let (w1_scale, w1) = quantize_rows(HIDDEN, INPUTS, |j, k| net.w1[(j, k)]);
     let mut b1 = Vec::with_capacity(HIDDEN);
     let (mut m1, mut s1) = (Vec::with_capacity(HIDDEN), Vec::with_capacity(HIDDEN));

@@ -182,6 +182,11 @@ impl SparseBatch {
         self.rows.columns()
     }
 
+    /// The images, row by row.
+    pub fn rows(&self) -> &SparseRows {
+        &self.rows
+    }
+
     /// `z[:, i] = bias + W · x_i` for every image, `W` column-major `rows × inputs`, `z`
     /// column-major `rows × len`.
     pub fn times_weights(&self, w: &[f32], bias: &[f32], z: &mut [f32]) {

@@ -1,40 +1,121 @@
-//! The training loop: shuffled mini-batches, backprop, RMSprop; and evaluation on a dataset.
+//! The training loop: shuffled mini-batches, backprop, RMSprop, optionally on freshly distorted
+//! digits with a decaying learning rate; and evaluation on a dataset.
 
 use std::time::Instant;
 
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::augment::{Augment, Fields, distort, image_rng};
 use crate::idx::{Dataset, PIXELS};
 use crate::mlp::{BatchStats, Mlp, RmsProp};
+use crate::qat::Quantized;
+use crate::quantize::{CALIBRATION_IMAGES, calibrate_hidden_scale, quantize_with_hidden_scale};
 use crate::sparse::{SparseBatch, SparseRows};
 
-/// The recipe. [`Default`] is the Keras tutorial's.
+/// A named set of training choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Recipe {
+    /// Exactly the Keras tutorial: RMSprop at a constant 1e-3, 5 epochs, the digits as they are.
+    Tutorial,
+    /// The most the same network can learn: distorted digits redrawn every epoch, a cosine-decayed
+    /// learning rate, 10 % of the training set held out to keep the best epoch.
+    Best,
+}
+
+/// How the learning rate moves over the run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Schedule {
+    /// The same rate throughout.
+    Constant,
+    /// Half a cosine from the rate down to `floor` times it, step by step.
+    Cosine {
+        /// Fraction of the rate left at the end.
+        floor: f32,
+    },
+}
+
+impl Schedule {
+    /// The rate after `progress` (0–1) of the run.
+    pub fn rate(self, base: f32, progress: f64) -> f32 {
+        match self {
+            Schedule::Constant => base,
+            Schedule::Cosine { floor } => {
+                let c = 0.5 * (1.0 + (std::f64::consts::PI * progress.clamp(0.0, 1.0)).cos());
+                base * (floor + (1.0 - floor) * c as f32)
+            }
+        }
+    }
+}
+
+/// Everything a run is trained with. [`Default`] is the Keras tutorial's recipe.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainConfig {
     /// Passes over the training set.
     pub epochs: usize,
     /// Images per gradient step; the last batch of an epoch may be smaller.
     pub batch_size: usize,
-    /// RMSprop step size.
+    /// RMSprop step size (at the start, for a decaying schedule).
     pub learning_rate: f32,
-    /// Seeds the initial weights and every epoch's shuffle.
+    /// Seeds the initial weights, every epoch's shuffle and every distortion.
     pub seed: u64,
     /// Hidden units.
     pub hidden: usize,
+    /// The learning rate over the run.
+    pub schedule: Schedule,
+    /// Distortions drawn afresh for every image and epoch (none: the digits as they are).
+    pub augment: Option<Augment>,
+    /// With a validation set, end with the weights of the epoch of lowest validation loss (Keras's
+    /// `EarlyStopping(restore_best_weights=True)` without the early stop).
+    pub restore_best: bool,
+    /// The last epochs train through the int8 arithmetic (quantization-aware fine-tuning).
+    pub qat_epochs: usize,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        Self {
+        Self::recipe(Recipe::Tutorial)
+    }
+}
+
+impl TrainConfig {
+    /// A recipe's settings.
+    pub fn recipe(recipe: Recipe) -> Self {
+        let tutorial = Self {
             epochs: 5,
             batch_size: 128,
             learning_rate: 1e-3,
             seed: 42,
             hidden: infer_core::HIDDEN,
+            schedule: Schedule::Constant,
+            augment: None,
+            restore_best: false,
+            qat_epochs: 0,
+        };
+        match recipe {
+            Recipe::Tutorial => tutorial,
+            Recipe::Best => Self {
+                epochs: 40,
+                schedule: Schedule::Cosine { floor: 0.02 },
+                augment: Some(Augment::BEST),
+                restore_best: true,
+                qat_epochs: 4,
+                ..tutorial
+            },
         }
+    }
+}
+
+/// Fraction of the training set a recipe holds out for validation unless told otherwise.
+pub fn default_validation_split(recipe: Recipe) -> f64 {
+    match recipe {
+        Recipe::Tutorial => 0.0,
+        Recipe::Best => 0.1,
     }
 }
 
@@ -49,9 +130,19 @@ pub struct EpochStats {
     pub accuracy: f64,
     /// Wall time of the epoch (training steps only).
     pub seconds: f64,
-    /// Loss on the validation set after the epoch, if one was given.
+    /// The learning rate at the epoch's last step.
+    pub learning_rate: f32,
+    /// Loss on the validation set after the epoch, if there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_loss: Option<f64>,
+    /// Accuracy on the validation set after the epoch, if there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_accuracy: Option<f64>,
+    /// Loss on the test set after the epoch, only where asked for (`--plot-test`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub test_loss: Option<f64>,
-    /// Accuracy on the validation set after the epoch, if one was given.
+    /// Accuracy on the test set after the epoch, only where asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub test_accuracy: Option<f64>,
 }
 
@@ -76,6 +167,10 @@ pub enum TrainError {
         /// The batch's summed loss.
         loss: f64,
     },
+    /// Quantization-aware training could not quantize the network (a requantization factor out
+    /// of the range the int8 format holds).
+    #[error("quantization-aware training: {0}")]
+    Quantization(String),
 }
 
 /// What [`fit`] reports as it goes.
@@ -96,34 +191,88 @@ pub enum Progress {
     Epoch(EpochStats),
 }
 
+/// Sets held out from training, evaluated after every epoch.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HeldOut<'a> {
+    /// Keras's validation data: monitored, and where `restore_best` picks the epoch.
+    pub validation: Option<&'a Dataset>,
+    /// The test set, per epoch only for a user who asks to see it (not used to choose anything).
+    pub test: Option<&'a Dataset>,
+}
+
+/// The trained network and its history.
+#[derive(Debug, Clone)]
+pub struct Fitted {
+    /// The weights: of the last epoch, or of the best one under `restore_best`.
+    pub net: Mlp,
+    /// One entry per epoch.
+    pub history: Vec<EpochStats>,
+    /// The 1-based epoch whose weights `net` holds.
+    pub epoch: usize,
+    /// The hidden activation scale `net` was fine-tuned with, if that epoch was
+    /// quantization-aware: the export must use it.
+    pub hidden_scale: Option<f32>,
+}
+
 /// Trains a fresh network on `data`, calling `progress` after every step and every epoch, and
-/// evaluating on `validation` (if given) after every epoch, as Keras's `validation_data`.
+/// evaluating the held-out sets after every epoch.
 pub fn fit(
     data: &Dataset,
-    validation: Option<&Dataset>,
+    held_out: HeldOut<'_>,
     config: &TrainConfig,
     mut progress: impl FnMut(Progress),
-) -> Result<(Mlp, Vec<EpochStats>), TrainError> {
-    let inputs = network_inputs(data);
-    let validation_inputs = validation.map(|v| (network_inputs(v), v.labels.as_slice()));
+) -> Result<Fitted, TrainError> {
+    let source = match config.augment {
+        // Every epoch sees the same inputs: converted once.
+        None => Batches::Fixed(network_inputs(data)),
+        Some(augment) => Batches::Distorted(augment, Fields::new(256, 4.0, config.seed)),
+    };
+    let validation = held_out
+        .validation
+        .map(|v| (network_inputs(v), v.labels.as_slice()));
+    let test = held_out
+        .test
+        .map(|t| (network_inputs(t), t.labels.as_slice()));
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let mut net = Mlp::glorot(PIXELS, config.hidden, infer_core::CLASSES, &mut rng);
     let mut optimizer = RmsProp::new(config.learning_rate, &net);
     let mut grads = net.zeros_like();
     let mut order: Vec<usize> = (0..data.len()).collect();
     let mut labels = Vec::with_capacity(config.batch_size);
-    let mut history = Vec::with_capacity(config.epochs);
+    // Grows with the epochs run, not the epochs asked for.
+    let mut history = Vec::new();
+    let mut best: Option<(f64, usize, Mlp, Option<f32>)> = None;
+    let first_qat_epoch = (config.epochs + 1).saturating_sub(config.qat_epochs);
+    let mut hidden_scale = None;
     let steps = data.len().div_ceil(config.batch_size.max(1));
+    let total_steps = (steps * config.epochs).max(1) as f64;
 
     for epoch in 1..=config.epochs {
         let start = Instant::now();
+        if config.qat_epochs > 0 && epoch == first_qat_epoch {
+            // Fixed from here on, so the last epochs train exactly what is exported.
+            hidden_scale = Some(calibrate_hidden_scale(&net, &data.head(CALIBRATION_IMAGES)));
+        }
         order.shuffle(&mut rng);
         let mut stats = BatchStats::default();
         for (batch, indices) in order.chunks(config.batch_size.max(1)).enumerate() {
-            let x = SparseBatch::new(inputs.gather(indices));
+            let x = match &source {
+                Batches::Fixed(inputs) => SparseBatch::new(inputs.gather(indices)),
+                Batches::Distorted(augment, fields) => {
+                    distorted_batch(data, indices, augment, fields, config.seed, epoch)
+                }
+            };
             labels.clear();
             labels.extend(indices.iter().map(|&i| data.labels[i]));
-            let batch_stats = net.backprop(&x, &labels, &mut grads);
+            let batch_stats = match hidden_scale {
+                None => net.backprop(&x, &labels, &mut grads),
+                Some(scale) => {
+                    let q = quantize_with_hidden_scale(&net, scale)
+                        .map_err(|e| TrainError::Quantization(format!("{e:#}")))?;
+                    let int8 = Quantized::new(&q);
+                    int8.backprop(&int8.fake_quantized(), &x, &labels, &mut grads)
+                }
+            };
             if !batch_stats.loss_sum.is_finite() {
                 return Err(TrainError::NonFinite {
                     epoch,
@@ -132,6 +281,10 @@ pub fn fit(
                 });
             }
             stats.add(batch_stats);
+            let done = ((epoch - 1) * steps + batch) as f64;
+            optimizer.learning_rate = config
+                .schedule
+                .rate(config.learning_rate, done / total_steps);
             optimizer.step(&mut net, &grads);
             progress(Progress::Batch {
                 epoch,
@@ -141,21 +294,83 @@ pub fn fit(
             });
         }
         let seconds = start.elapsed().as_secs_f64();
-        let held_out = validation_inputs
-            .as_ref()
-            .map(|(inputs, labels)| evaluate_inputs(&net, inputs, labels).stats);
+        // During quantization-aware epochs the held-out figures are the int8 network's.
+        let q = match hidden_scale {
+            Some(scale) => Some(
+                quantize_with_hidden_scale(&net, scale)
+                    .map_err(|e| TrainError::Quantization(format!("{e:#}")))?,
+            ),
+            None => None,
+        };
+        let int8 = q.as_ref().map(Quantized::new);
+        let on = |set: &Option<(SparseRows, &[u8])>| {
+            set.as_ref().map(|(inputs, labels)| match &int8 {
+                Some(int8) => int8.evaluate(inputs, labels),
+                None => evaluate_inputs(&net, inputs, labels).stats,
+            })
+        };
+        let (val, tested) = (on(&validation), on(&test));
         let epoch_stats = EpochStats {
             epoch,
             loss: stats.loss(),
             accuracy: stats.accuracy(),
             seconds,
-            test_loss: held_out.map(|s| s.loss()),
-            test_accuracy: held_out.map(|s| s.accuracy()),
+            learning_rate: optimizer.learning_rate,
+            val_loss: val.map(|s| s.loss()),
+            val_accuracy: val.map(|s| s.accuracy()),
+            test_loss: tested.map(|s| s.loss()),
+            test_accuracy: tested.map(|s| s.accuracy()),
         };
+        if let (true, Some(v)) = (config.restore_best, val)
+            && best.as_ref().is_none_or(|(loss, ..)| v.loss() < *loss)
+        {
+            best = Some((v.loss(), epoch, net.clone(), hidden_scale));
+        }
         progress(Progress::Epoch(epoch_stats));
         history.push(epoch_stats);
     }
-    Ok((net, history))
+    let (net, epoch, hidden_scale) = match best {
+        Some((_, epoch, best_net, scale)) => (best_net, epoch, scale),
+        None => (net, config.epochs, hidden_scale),
+    };
+    Ok(Fitted {
+        net,
+        history,
+        epoch,
+        hidden_scale,
+    })
+}
+
+/// Where a training batch comes from.
+enum Batches {
+    /// The images as they are, converted to network inputs once.
+    Fixed(SparseRows),
+    /// The images distorted afresh for every epoch.
+    Distorted(Augment, Fields),
+}
+
+/// The images at `indices`, each freshly distorted for this epoch, as network inputs.
+fn distorted_batch(
+    data: &Dataset,
+    indices: &[usize],
+    augment: &Augment,
+    fields: &Fields,
+    seed: u64,
+    epoch: usize,
+) -> SparseBatch {
+    let mut dense = vec![0u8; indices.len() * PIXELS];
+    dense
+        .par_chunks_mut(PIXELS)
+        .zip(indices.par_iter())
+        .for_each(|(out, &i)| {
+            let mut rng = image_rng(seed, epoch, i);
+            out.copy_from_slice(&distort(data.image(i), augment, fields, &mut rng));
+        });
+    SparseBatch::new(SparseRows::from_dense(
+        PIXELS,
+        dense.chunks_exact(PIXELS),
+        |p| f32::from(p) / 255.0,
+    ))
 }
 
 /// Loss, accuracy and every image's predicted class.

@@ -8,7 +8,7 @@ use trainer::idx::load_mnist;
 use trainer::output::AlignedBytes;
 use trainer::quantize::{encode_f32, encode_int8, quantize};
 use trainer::sparse::SparseBatch;
-use trainer::train::{TrainConfig, fit, network_inputs};
+use trainer::train::{HeldOut, TrainConfig, fit, network_inputs};
 
 #[test]
 fn trained_model_round_trips_through_infer_core() {
@@ -17,7 +17,14 @@ fn trained_model_round_trips_through_infer_core() {
         epochs: 2,
         ..TrainConfig::default()
     };
-    let (net, _) = fit(&mnist.train.head(20_000), None, &config, |_| {}).unwrap();
+    let net = fit(
+        &mnist.train.head(20_000),
+        HeldOut::default(),
+        &config,
+        |_| {},
+    )
+    .unwrap()
+    .net;
     let test = mnist.test.head(1000);
     let images = test.images.as_chunks::<784>().0;
 

@@ -8,7 +8,7 @@ use image::{GrayImage, Luma};
 use trainer::idx::load_mnist;
 use trainer::output::write_atomic;
 use trainer::quantize::{encode_int8, quantize};
-use trainer::train::{TrainConfig, fit};
+use trainer::train::{HeldOut, TrainConfig, fit};
 
 /// Pen strokes of each digit in a 100 × 140 box (y down).
 fn strokes(digit: u8) -> Vec<Vec<(f32, f32)>> {
@@ -92,7 +92,9 @@ fn trained_model(dir: &Path) -> PathBuf {
         epochs: 2,
         ..TrainConfig::default()
     };
-    let (net, _) = fit(&mnist.train, None, &config, |_| {}).unwrap();
+    let net = fit(&mnist.train, HeldOut::default(), &config, |_| {})
+        .unwrap()
+        .net;
     let path = dir.join("mlp-int8.bin");
     write_atomic(
         &path,

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use trainer::idx::load_mnist;
 use trainer::output::{write_atomic, write_atomic_with};
-use trainer::train::{TrainConfig, TrainError, fit};
+use trainer::train::{HeldOut, TrainConfig, TrainError, fit};
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("reliability-{name}-{}", std::process::id()));
@@ -48,14 +48,14 @@ fn divergence_stops_training_naming_epoch_and_batch() {
         learning_rate: 1e30,
         ..TrainConfig::default()
     };
-    match fit(&mnist.train.head(2000), None, &config, |_| {}) {
+    match fit(&mnist.train.head(2000), HeldOut::default(), &config, |_| {}) {
         Err(TrainError::NonFinite { epoch, batch, loss }) => {
             assert!(
                 epoch >= 1 && batch >= 1 && !loss.is_finite(),
                 "{epoch} {batch} {loss}"
             );
         }
-        other => panic!("expected divergence, got {:?}", other.map(|(_, h)| h)),
+        other => panic!("expected divergence, got {:?}", other.map(|f| f.history)),
     }
 }
 

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use trainer::idx::{Dataset, load_mnist};
 use trainer::mlp::{Mlp, RmsProp};
 use trainer::sparse::{SparseBatch, SparseRows};
-use trainer::train::{Progress, TrainConfig, evaluate, fit};
+use trainer::train::{HeldOut, Progress, TrainConfig, evaluate, fit};
 
 fn tiny_batch() -> (SparseBatch, Vec<u8>) {
     // 3 images of 5 inputs, some exactly zero as in MNIST.
@@ -112,12 +112,15 @@ fn small_config(seed: u64) -> TrainConfig {
 #[test]
 fn the_same_seed_gives_identical_weights() {
     let data: Dataset = mnist().train.head(3000);
-    let (a, history_a) = fit(&data, None, &small_config(3), |_| {}).unwrap();
-    let (b, history_b) = fit(&data, None, &small_config(3), |_| {}).unwrap();
-    assert_eq!(a, b, "weights differ between two runs with one seed");
-    assert_eq!(history_a[0].loss, history_b[0].loss);
-    let (c, _) = fit(&data, None, &small_config(4), |_| {}).unwrap();
-    assert_ne!(a, c, "another seed should give other weights");
+    let run = |config: &TrainConfig| fit(&data, HeldOut::default(), config, |_| {}).unwrap();
+    let (a, b) = (run(&small_config(3)), run(&small_config(3)));
+    assert_eq!(
+        a.net, b.net,
+        "weights differ between two runs with one seed"
+    );
+    assert_eq!(a.history[0].loss, b.history[0].loss);
+    let c = run(&small_config(4));
+    assert_ne!(a.net, c.net, "another seed should give other weights");
 }
 
 #[test]
@@ -130,9 +133,12 @@ fn a_short_run_on_real_digits_learns() {
     let mut epochs = Vec::new();
     let mut steps = 0;
     let held_out = mnist.test.head(2000);
-    let (net, _) = fit(
+    let fitted = fit(
         &mnist.train.head(20_000),
-        Some(&held_out),
+        HeldOut {
+            validation: Some(&held_out),
+            test: None,
+        },
         &config,
         |p| match p {
             Progress::Epoch(e) => epochs.push(e),
@@ -147,12 +153,13 @@ fn a_short_run_on_real_digits_learns() {
         },
     )
     .unwrap();
+    let net = fitted.net;
     assert_eq!(steps, 2 * 20_000usize.div_ceil(128));
     assert_eq!(epochs.len(), 2);
     assert!(epochs[1].loss < epochs[0].loss, "{epochs:?}");
     // The per-epoch figures on the validation set are those of the final network.
     assert_eq!(
-        epochs[1].test_accuracy,
+        epochs[1].val_accuracy,
         Some(evaluate(&net, &held_out).stats.accuracy())
     );
     let held_out = evaluate(&net, &held_out);

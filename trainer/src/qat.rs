@@ -1,0 +1,126 @@
+//! Quantization-aware fine-tuning: during the last epochs of the `best` recipe, a training step's
+//! forward pass is the int8 model's, integer for integer as infer-core computes it (weights
+//! quantized as they will be exported, hidden activations requantized by
+//! [`infer_core::quant::requantize`] at a hidden scale fixed when fine-tuning starts); the
+//! backward pass runs on the same rounded weights in float, and its gradients update the float
+//! weights straight through the rounding. So the int8 model keeps the float model's accuracy.
+
+use nalgebra::{DMatrix, DVector};
+use rayon::prelude::*;
+
+use infer_core::quant::requantize;
+use infer_core::{CLASSES, HIDDEN, INPUTS};
+
+use crate::mlp::{BatchStats, Mlp, softmax_cross_entropy};
+use crate::quantize::Int8Weights;
+use crate::sparse::{SparseBatch, SparseRows};
+
+/// The int8 network ready for training steps: its integers, and its values in float.
+#[derive(Debug, Clone)]
+pub struct Quantized<'q> {
+    q: &'q Int8Weights,
+    /// `w1` input-major (`w1t[k·HIDDEN + j]`), so each input adds one contiguous column.
+    w1t: Vec<i8>,
+}
+
+impl<'q> Quantized<'q> {
+    /// Prepares `q` for forward passes.
+    pub fn new(q: &'q Int8Weights) -> Self {
+        let mut w1t = vec![0i8; HIDDEN * INPUTS];
+        for (j, row) in q.w1.chunks_exact(INPUTS).enumerate() {
+            for (k, &w) in row.iter().enumerate() {
+                w1t[k * HIDDEN + j] = w;
+            }
+        }
+        Self { q, w1t }
+    }
+
+    /// The rounded weights as float values (`q · scale`), shaped as the trainer's network.
+    pub fn fake_quantized(&self) -> Mlp {
+        let q = self.q;
+        let w1 = DMatrix::from_fn(HIDDEN, INPUTS, |j, k| {
+            f32::from(q.w1[j * INPUTS + k]) * q.w1_scale[j]
+        });
+        let b1 = DVector::from_fn(HIDDEN, |j, _| q.b1[j] as f32 * q.w1_scale[j] / 255.0);
+        let w2 = DMatrix::from_fn(HIDDEN, CLASSES, |j, c| {
+            f32::from(q.w2[c * HIDDEN + j]) * q.w2_scale[c]
+        });
+        let b2 = DVector::from_fn(CLASSES, |c, _| {
+            q.b2[c] as f32 * q.hidden_scale * q.w2_scale[c]
+        });
+        Mlp { w1, b1, w2, b2 }
+    }
+
+    /// One image through the int8 network: the u8 hidden activations and the output layer's
+    /// accumulators, exactly infer-core's `Prediction::logits`. `pixels` are (index, value/255).
+    pub fn image(
+        &self,
+        pixels: impl Iterator<Item = (usize, f32)>,
+    ) -> ([u8; HIDDEN], [i32; CLASSES]) {
+        let q = self.q;
+        let mut acc: [i32; HIDDEN] = std::array::from_fn(|j| q.b1[j]);
+        for (k, v) in pixels {
+            // The network input is p / 255 of an integer pixel p: recovered exactly.
+            let p = (v * 255.0).round() as i32;
+            for (a, &w) in acc.iter_mut().zip(&self.w1t[k * HIDDEN..][..HIDDEN]) {
+                *a = a.wrapping_add(p * i32::from(w));
+            }
+        }
+        let hidden: [u8; HIDDEN] = std::array::from_fn(|j| requantize(acc[j], q.m1[j], q.s1[j]));
+        let logits = std::array::from_fn(|c| {
+            let row = &q.w2[c * HIDDEN..][..HIDDEN];
+            hidden.iter().zip(row).fold(q.b2[c], |a, (&h, &w)| {
+                a.wrapping_add(i32::from(h) * i32::from(w))
+            })
+        });
+        (hidden, logits)
+    }
+
+    /// A batch through the int8 network: hidden activations and logits in real units
+    /// (`h · hidden_scale`, `logit · hidden_scale · w2_scale`), one column per image.
+    pub fn forward(&self, rows: &SparseRows) -> (DMatrix<f32>, DMatrix<f32>) {
+        let q = self.q;
+        let n = rows.len();
+        let mut h = DMatrix::zeros(HIDDEN, n);
+        let mut z = DMatrix::zeros(CLASSES, n);
+        h.as_mut_slice()
+            .par_chunks_mut(HIDDEN)
+            .zip(z.as_mut_slice().par_chunks_mut(CLASSES))
+            .enumerate()
+            .for_each(|(i, (h, z))| {
+                let (hidden, logits) = self.image(rows.row(i));
+                for (out, &v) in h.iter_mut().zip(&hidden) {
+                    *out = f32::from(v) * q.hidden_scale;
+                }
+                for (c, (out, &l)) in z.iter_mut().zip(&logits).enumerate() {
+                    *out = l as f32 * q.hidden_scale * q.w2_scale[c];
+                }
+            });
+        (h, z)
+    }
+
+    /// One training step's loss and gradients (into `grads`), the forward pass the int8 one.
+    pub fn backprop(
+        &self,
+        rounded: &Mlp,
+        x: &SparseBatch,
+        labels: &[u8],
+        grads: &mut Mlp,
+    ) -> BatchStats {
+        let (h, logits) = self.forward(x.rows());
+        rounded.backward(x, &h, logits, labels, grads)
+    }
+
+    /// Loss and accuracy of the int8 network on a set.
+    pub fn evaluate(&self, inputs: &SparseRows, labels: &[u8]) -> BatchStats {
+        const CHUNK: usize = 1000;
+        let mut stats = BatchStats::default();
+        let all: Vec<usize> = (0..labels.len()).collect();
+        for chunk in all.chunks(CHUNK) {
+            let (_, mut logits) = self.forward(&inputs.gather(chunk));
+            let chunk_labels: Vec<u8> = chunk.iter().map(|&i| labels[i]).collect();
+            stats.add(softmax_cross_entropy(&mut logits, &chunk_labels));
+        }
+        stats
+    }
+}

@@ -1,0 +1,152 @@
+//! The `best` recipe's parts: a validation split that holds out exactly Keras's images,
+//! distortions that keep a digit that digit, quantization-aware training whose forward pass is
+//! infer-core's, and one seed giving one network for both recipes.
+
+use std::path::Path;
+
+use infer_core::Int8Model;
+use trainer::augment::{Augment, Fields, distort, image_rng};
+use trainer::digit::to_mnist;
+use trainer::idx::{Dataset, Mnist, PIXELS, load_mnist};
+use trainer::output::AlignedBytes;
+use trainer::qat::Quantized;
+use trainer::quantize::{encode_int8, quantize};
+use trainer::sparse::SparseRows;
+use trainer::train::{HeldOut, Recipe, TrainConfig, evaluate, fit};
+
+fn mnist() -> Mnist {
+    load_mnist(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist")).unwrap()
+}
+
+#[test]
+fn validation_split_holds_out_exactly_the_last_fraction() {
+    let data = Dataset {
+        images: (0..10 * PIXELS).map(|i| (i / PIXELS) as u8).collect(),
+        labels: (0..10).collect(),
+    };
+    let (train, val) = data.split_validation(0.25);
+    // Keras: split_at = int(10 · (1 − 0.25)) = 7; the last 3 held out, order kept.
+    assert_eq!(train.labels, [0, 1, 2, 3, 4, 5, 6]);
+    assert_eq!(val.labels, [7, 8, 9]);
+    assert_eq!(val.image(0), &[7u8; PIXELS][..]);
+    assert_eq!(train.images.len(), 7 * PIXELS);
+    let (all, none) = data.split_validation(0.0);
+    assert_eq!((all.len(), none.len()), (10, 0));
+    let (train, val) = mnist().train.split_validation(0.1);
+    assert_eq!((train.len(), val.len()), (54_000, 6_000));
+}
+
+#[test]
+fn distorted_digits_stay_the_same_digits() {
+    let mnist = mnist();
+    let config = TrainConfig {
+        epochs: 2,
+        ..TrainConfig::default()
+    };
+    let net = fit(
+        &mnist.train.head(20_000),
+        HeldOut::default(),
+        &config,
+        |_| {},
+    )
+    .unwrap()
+    .net;
+    let test = mnist.test.head(1000);
+    let fields = Fields::new(64, 4.0, 5);
+    // The judge is a network that never saw a distortion, and an MLP is not shift-invariant: both
+    // sets are first re-centred the way MNIST was made (and `predict` prepares a user's digit).
+    let recentred = |images: Vec<[u8; PIXELS]>| Dataset {
+        images: images
+            .into_iter()
+            .flat_map(|im| {
+                let grey = image::GrayImage::from_raw(28, 28, im.to_vec()).unwrap();
+                to_mnist(&grey).unwrap()
+            })
+            .collect(),
+        labels: test.labels.clone(),
+    };
+    let clean = recentred(test.images.as_chunks::<PIXELS>().0.to_vec());
+    let distorted = recentred(
+        (0..test.len())
+            .map(|i| {
+                distort(
+                    test.image(i),
+                    &Augment::BEST,
+                    &fields,
+                    &mut image_rng(5, 1, i),
+                )
+            })
+            .collect(),
+    );
+    assert_ne!(distorted.images, clean.images);
+    let clean = evaluate(&net, &clean).stats.accuracy();
+    let moved = evaluate(&net, &distorted).stats.accuracy();
+    // Rotated, sheared, elastically bent, thicker or thinner: still read as their labels.
+    assert!(
+        moved > 0.85 && moved > clean - 0.08,
+        "clean {clean}, distorted {moved}"
+    );
+}
+
+#[test]
+fn the_quantization_aware_forward_pass_is_infer_cores() {
+    let mnist = mnist();
+    let config = TrainConfig {
+        epochs: 1,
+        ..TrainConfig::default()
+    };
+    let net = fit(
+        &mnist.train.head(10_000),
+        HeldOut::default(),
+        &config,
+        |_| {},
+    )
+    .unwrap()
+    .net;
+    let q = quantize(&net, &mnist.train.head(2000)).unwrap();
+    let file = AlignedBytes::new(&encode_int8(&q).unwrap());
+    let model = Int8Model::from_bytes(file.as_bytes()).unwrap();
+    let int8 = Quantized::new(&q);
+    let test = mnist.test.head(300);
+    let rows = SparseRows::from_dense(PIXELS, test.images.chunks_exact(PIXELS), |p| {
+        f32::from(p) / 255.0
+    });
+    for (i, image) in test.images.as_chunks::<PIXELS>().0.iter().enumerate() {
+        let (_, logits) = int8.image(rows.row(i));
+        assert_eq!(logits, model.predict(image).logits, "image {i}");
+    }
+}
+
+#[test]
+fn one_seed_gives_one_network_for_both_recipes() {
+    let mnist = mnist();
+    let data = mnist.train.head(3000);
+    let (train, val) = data.split_validation(0.2);
+    for recipe in [Recipe::Tutorial, Recipe::Best] {
+        let config = TrainConfig {
+            epochs: 3,
+            qat_epochs: if recipe == Recipe::Best { 1 } else { 0 },
+            ..TrainConfig::recipe(recipe)
+        };
+        let held_out = HeldOut {
+            validation: Some(&val),
+            test: None,
+        };
+        let run = || fit(&train, held_out, &config, |_| {}).unwrap();
+        let (a, b) = (run(), run());
+        assert_eq!(a.net, b.net, "{recipe:?}: weights differ between two runs");
+        assert_eq!(a.epoch, b.epoch);
+        assert_eq!(a.hidden_scale, b.hidden_scale);
+        let c = fit(
+            &train,
+            held_out,
+            &TrainConfig {
+                seed: 43,
+                ..config.clone()
+            },
+            |_| {},
+        )
+        .unwrap();
+        assert_ne!(a.net, c.net, "{recipe:?}: another seed, the same weights");
+    }
+}
