@@ -74,11 +74,11 @@ impl<'a> Int8Model<'a> {
     /// # Safety
     /// The running CPU has the instructions `A` uses.
     #[inline(never)]
-    unsafe fn hidden<A: Arch>(&self, pixels: &[u8; INPUTS]) -> [u8; HIDDEN] {
-        let mut hidden = [0u8; HIDDEN];
+    unsafe fn hidden<A: Arch>(&self, pixels: &[u8; INPUTS], hidden: &mut [u8; HIDDEN]) {
+        // Written in place (returned by value, the array was built here and copied out).
         let mut groups = Groups::new();
         if groups.gather::<A>(pixels).is_err() {
-            return hidden; // Not reached: 784 inputs are 196 whole groups.
+            return; // Not reached: 784 inputs are 196 whole groups.
         }
         let mut acc = [0i32; ROWS_PER_PASS];
         let passes = self
@@ -97,15 +97,14 @@ impl<'a> Int8Model<'a> {
                 A::requantize(&acc, m, s, h);
             }
         }
-        hidden
     }
 
-    /// The output layer of one image's hidden activations on `A`.
+    /// The output layer's accumulators for one image's hidden activations on `A`.
     ///
     /// # Safety
     /// As [`Self::hidden`].
     #[inline(never)]
-    unsafe fn output<A: Arch>(&self, hidden: &[u8; HIDDEN]) -> Prediction {
+    unsafe fn output<A: Arch>(&self, hidden: &[u8; HIDDEN]) -> [i32; CLASSES_PADDED] {
         let mut acc = [0i32; CLASSES_PADDED];
         set_bias(&mut acc, self.b2);
         let mut groups = Groups::new();
@@ -113,7 +112,7 @@ impl<'a> Int8Model<'a> {
             // SAFETY: `CLASSES_PADDED` rows of `HIDDEN` weights, groups of `HIDDEN` inputs.
             unsafe { A::rows(self.w2, &groups, &mut acc) };
         }
-        prediction(&acc, self.w2_scale)
+        acc
     }
 
     /// Four images on `A`'s batch form.
@@ -179,7 +178,12 @@ impl ArchOp for Predict<'_, '_> {
     unsafe fn run<A: Arch>(self) -> Prediction {
         let Predict(model, pixels) = self;
         // SAFETY: the CPU by `dispatch`'s caller.
-        unsafe { model.output::<A>(&model.hidden::<A>(pixels)) }
+        let mut hidden = [0u8; HIDDEN];
+        let acc = unsafe {
+            model.hidden::<A>(pixels, &mut hidden);
+            model.output::<A>(&hidden)
+        };
+        prediction(&acc, model.w2_scale)
     }
     unsafe fn run_batch<A: BatchArch>(self) -> Prediction {
         // SAFETY: as above.
@@ -215,39 +219,68 @@ fn set_bias(acc: &mut [i32], bias: &[[u8; 4]]) {
 }
 
 /// The prediction from the output layer's accumulators (biases included): the class whose real
-/// logit `acc[c] · hidden_scale · w2_scale[c]` is largest. Each class has its own weight scale,
-/// so the raw accumulators are not comparable: they are brought to one scale in integers
-/// (`acc · mantissa(w2_scale[c]) · 2^(exponent − lowest exponent)`, exact in i128), so no float
-/// is used, and ties go to the lowest class as for the real values.
+/// logit `acc[c] · hidden_scale · w2_scale[c]` is largest, the lowest class on a tie. Each class
+/// has its own weight scale, so raw accumulators are not comparable; they are compared at their
+/// scales exactly, in integers (no float on the int8 path).
+#[inline(never)]
 fn prediction(acc: &[i32; CLASSES_PADDED], w2_scale: &[[u8; 4]; CLASSES_PADDED]) -> Prediction {
     let mut logits = [0i32; CLASSES];
     for (l, &a) in logits.iter_mut().zip(acc) {
         *l = a;
     }
-    // A positive finite f32 (the format checks) is `mantissa · 2^(exponent − 150)`.
-    let parts = w2_scale.map(|s| {
-        let bits = u32::from_le_bytes(s);
-        let (exponent, fraction) = ((bits >> 23) & 0xff, bits & 0x7f_ffff);
-        if exponent == 0 {
-            (fraction, 1) // subnormal
-        } else {
-            (fraction | 0x80_0000, exponent)
+    let mut best = 0;
+    for c in 1..CLASSES {
+        let real = |c: usize| {
+            let (mantissa, exponent) = w2_scale.get(c).map_or((0, 0), |s| split_f32(*s));
+            let acc = logits.get(c).copied().unwrap_or(0);
+            (i64::from(acc) * i64::from(mantissa), exponent)
+        };
+        if exceeds(real(c), real(best)) {
+            best = c;
         }
-    });
-    let lowest = parts
-        .iter()
-        .take(CLASSES)
-        .map(|&(_, e)| e)
-        .min()
-        .unwrap_or(0);
-    let mut real = [0i128; CLASSES];
-    for ((r, &l), &(mantissa, exponent)) in real.iter_mut().zip(&logits).zip(&parts) {
-        // |l · mantissa| < 2^55; a shift up to 72 keeps it below 2^127.
-        *r = (i128::from(l) * i128::from(mantissa)) << (exponent - lowest).min(72);
     }
     Prediction {
-        class: arg_max(&real),
+        class: best as u8,
         logits,
+    }
+}
+
+/// A positive finite f32's bits (little-endian) as `mantissa · 2^(exponent − 150)`.
+fn split_f32(bytes: [u8; 4]) -> (u32, u32) {
+    let bits = u32::from_le_bytes(bytes);
+    let (exponent, fraction) = ((bits >> 23) & 0xff, bits & 0x7f_ffff);
+    if exponent == 0 {
+        (fraction, 1) // subnormal
+    } else {
+        (fraction | 0x80_0000, exponent)
+    }
+}
+
+/// Whether `x · 2^e > y · 2^f`, exactly (|x|, |y| < 2^63).
+fn exceeds((x, e): (i64, u32), (y, f): (i64, u32)) -> bool {
+    if x == 0 || y == 0 || (x > 0) != (y > 0) {
+        // A zero or differing signs: the signs decide.
+        return x > y;
+    }
+    // `m · 2^s` against `n`, for magnitudes: at or past 2^64 it is the larger.
+    let compare = |m: u64, s: u32, n: u64| {
+        if s >= m.leading_zeros() {
+            core::cmp::Ordering::Greater
+        } else {
+            (m << s).cmp(&n)
+        }
+    };
+    let (mx, my) = (x.unsigned_abs(), y.unsigned_abs());
+    let order = if e >= f {
+        compare(mx, e - f, my)
+    } else {
+        compare(my, f - e, mx).reverse()
+    };
+    // Same sign: a larger magnitude is larger for positives, smaller for negatives.
+    if x > 0 {
+        order == core::cmp::Ordering::Greater
+    } else {
+        order == core::cmp::Ordering::Less
     }
 }
 
@@ -316,5 +349,64 @@ impl F32Model<'_> {
     /// Softmax probabilities of one image.
     pub fn probabilities(&self, pixels: &[u8; INPUTS]) -> [f32; CLASSES] {
         softmax(self.logits(pixels))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `x · 2^e` for the reference, where it fits (exponent differences up to 60).
+    fn wide(x: i64, e: u32, lowest: u32) -> i128 {
+        i128::from(x) << (e - lowest)
+    }
+
+    #[test]
+    fn exceeds_compares_scaled_values_exactly() {
+        let values = [
+            0i64,
+            1,
+            -1,
+            2,
+            -3,
+            1 << 40,
+            -(1 << 40),
+            (1 << 54) - 1,
+            -((1 << 54) - 1),
+            123_456_789,
+        ];
+        let exponents = [1u32, 2, 9, 30, 61];
+        for &x in &values {
+            for &y in &values {
+                for &e in &exponents {
+                    for &f in &exponents {
+                        let lowest = e.min(f);
+                        let expected = wide(x, e, lowest) > wide(y, f, lowest);
+                        assert_eq!(exceeds((x, e), (y, f)), expected, "{x}·2^{e} > {y}·2^{f}");
+                    }
+                }
+            }
+        }
+        // Far apart exponents: the larger scale wins unless its value is zero or of the other sign.
+        assert!(exceeds((1, 250), ((1 << 54) - 1, 1)));
+        assert!(!exceeds((-1, 250), (-((1 << 54) - 1), 1)));
+        assert!(!exceeds((0, 250), (1, 1)));
+    }
+
+    #[test]
+    fn the_class_is_the_largest_real_logit_lowest_on_a_tie() {
+        let scale = |v: f32| v.to_le_bytes();
+        let mut scales = [scale(1.0); CLASSES_PADDED];
+        scales[3] = scale(0.5);
+        scales[7] = scale(4.0);
+        let mut acc = [0i32; CLASSES_PADDED];
+        acc[3] = 100; // real 50
+        acc[7] = 20; // real 80: the largest, though its accumulator is not
+        acc[9] = 80; // real 80: a tie with 7, which is lower
+        acc[12] = 1_000_000; // a padding row: never a class
+        let p = prediction(&acc, &scales);
+        assert_eq!(p.class, 7);
+        assert_eq!(p.logits[..], acc[..CLASSES]);
+        assert_eq!(prediction(&[0; CLASSES_PADDED], &scales).class, 0);
     }
 }
