@@ -112,7 +112,7 @@ fn read_idx(path: &Path, header: usize, len: usize) -> Result<Vec<u8>, String> {
     Ok(bytes.split_off(header))
 }
 
-/// A copy of the model in 16-byte-aligned memory, as `Int8Model::from_bytes` requires.
+/// A copy of the model in aligned memory, as `Int8Model::from_bytes` requires.
 struct Aligned {
     words: Vec<u128>,
     len: usize,

@@ -33,9 +33,9 @@
 //! | `s1` | H | u8 per hidden unit: requantization shift ([33–62](crate::quant::SHIFTS)) |
 //! | `w2_scale` | 4·P | f32 per output row |
 //! | `b2` | 4·P | i32 per output row, at scale `hidden_scale · w2_scale` |
-//! | `pad` | 0–15 | zeros, so that `w1` starts 16-byte aligned in the file |
+//! | `pad` | 0–63 | zeros, so that `w1` starts 64-byte aligned in the file |
 //! | `w1` | H·784 | i8 weights, [tiled](crate::kernels#weight-layout) |
-//! | `pad` | 0–15 | zeros |
+//! | `pad` | 0–63 | zeros |
 //! | `w2` | P·512 | i8 weights, tiled |
 //!
 //! Version 1 stored the weights in 4-row blocks, padded the classes to 12 and allowed shifts from
@@ -47,9 +47,9 @@
 //! (4·C·H, f32, class-major: `w2[c·H + j]`).
 //!
 //! The weight sections must lie 4-byte aligned in memory (the Cortex-M kernel loads them by
-//! words): the file aligns them to 16 bytes, so a buffer that starts 16-byte aligned always
-//! passes: [`include_model!`](crate::include_model) for a file embedded in the program, any heap
-//! allocation of 16 bytes or more on a desktop OS.
+//! words): the file aligns them to 64 bytes, so any buffer that starts 4-byte aligned passes.
+//! A buffer that starts 64-byte aligned is fastest (each weight tile one cache line):
+//! [`include_model!`](crate::include_model) for a file embedded in the program.
 
 mod read;
 pub mod write;
@@ -68,7 +68,11 @@ pub const VERSION: u8 = 2;
 /// Output rows of the int8 second layer: [`CLASSES`] padded to a whole tile of rows.
 pub const CLASSES_PADDED: usize = CLASSES.div_ceil(TILE_ROWS) * TILE_ROWS;
 /// Alignment of the weight sections within the file.
-pub const SECTION_ALIGN: usize = 16;
+///
+/// 64 bytes, a cache line: each 64-byte weight tile is then one line, not two (a tile split
+/// across lines doubles the memory traffic of the bandwidth-bound kernels). A buffer that starts
+/// 64-byte aligned keeps it so in memory ([`crate::include_model!`], the trainer's loader).
+pub const SECTION_ALIGN: usize = 64;
 
 /// Byte-at-a-time tables (1 KiB) on microcontrollers, where flash is scarce; slice-by-16 (16 KiB,
 /// several times faster) elsewhere. Same CRC either way.

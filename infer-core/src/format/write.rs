@@ -170,7 +170,7 @@ pub const MAX_INT8_LEN: usize = 64
     + 40;
 /// Upper bound of an encoded f32 file's size.
 pub const MAX_F32_LEN: usize =
-    64 + 2 * SECTION_ALIGN + 4 * (HIDDEN + CLASSES + INPUTS * HIDDEN + CLASSES * HIDDEN) + 40;
+    64 + 4 * SECTION_ALIGN + 4 * (HIDDEN + CLASSES + INPUTS * HIDDEN + CLASSES * HIDDEN) + 40;
 
 /// `rows × cols` row-major weights (`rows` a multiple of 16 or padded to it with zeros) in the
 /// kernels' tile order.
