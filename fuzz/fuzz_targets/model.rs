@@ -1,5 +1,6 @@
 //! Any byte string given to `Int8Model::from_bytes` / `F32Model::from_bytes`: no panic, no
-//! out-of-bounds access, and a model that loads predicts the same on every kernel.
+//! out-of-bounds access, and a model that loads predicts the same on every kernel and never
+//! answers NaN or infinity.
 #![no_main]
 
 use infer_core::format::checksum;
@@ -34,10 +35,11 @@ fn check(bytes: &[u8]) {
             let mut batch = [p; 5];
             model.predict_batch(&[image; 5], &mut batch);
             assert!(batch.iter().all(|b| *b == p));
-            let _ = model.probabilities(&p);
+            assert!(model.probabilities(&p).iter().all(|v| v.is_finite()));
         }
         if let Ok(model) = F32Model::from_bytes(bytes) {
-            let _ = model.logits(&image);
+            assert!(model.logits(&image).iter().all(|v| v.is_finite()));
+            assert!(model.probabilities(&image).iter().all(|v| v.is_finite()));
         }
     }
 }

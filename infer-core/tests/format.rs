@@ -1,7 +1,9 @@
 //! The model file against every kind of damage: each gives its own `FormatError`, never a panic,
 //! never a model that predicts.
 
-use infer_core::format::{FormatError, ModelKind, VERSION, checksum, peek_kind, write};
+use infer_core::format::{
+    FormatError, MAX_F32_WEIGHT, MAX_SCALE, ModelKind, VERSION, checksum, peek_kind, write,
+};
 use infer_core::quant::requantize;
 use infer_core::{CLASSES, F32Model, HIDDEN, INPUTS, Int8Model, Kernel};
 
@@ -239,6 +241,8 @@ fn bad_scales_and_requantization() {
         ("zero", 0.0),
         ("negative", -1.0),
         ("inf", f32::INFINITY),
+        ("huge", 3e38),
+        ("above the bound", MAX_SCALE * 2.0),
     ] {
         let file = File::new(&int8_file(|p| p.w1_scale[17] = bad));
         assert_eq!(
@@ -349,7 +353,8 @@ fn f32_files_round_trip() {
         b1.as_slice().try_into().unwrap(),
         w2.as_slice().try_into().unwrap(),
         b2.as_slice().try_into().unwrap(),
-    );
+    )
+    .unwrap();
     let image: [u8; INPUTS] = std::array::from_fn(|i| if i % 5 == 0 { 200 } else { 0 });
     assert_eq!(model.logits(&image), borrowed.logits(&image));
     let p = model.probabilities(&image);
@@ -415,5 +420,86 @@ fn row_major_parts_are_tiled_so_every_kernel_computes_the_definition() {
             assert_eq!(got.logits, expected, "{kernel}, image {seed}");
             assert_eq!(usize::from(got.class), class, "{kernel}, image {seed}");
         }
+    }
+}
+
+fn f32_file(w1: &[f32], b1: &[f32], w2: &[f32], b2: &[f32]) -> File {
+    let mut out = vec![0; write::MAX_F32_LEN];
+    let len = write::f32(&write::F32Parts { w1, b1, w2, b2 }, &mut out).unwrap();
+    File::new(&out[..len])
+}
+
+#[test]
+fn f32_weights_that_could_overflow_are_refused() {
+    let (w1, b1) = (vec![0.01f32; INPUTS * HIDDEN], vec![0.0f32; HIDDEN]);
+    let (w2, b2) = (vec![0.01f32; CLASSES * HIDDEN], vec![0.0f32; CLASSES]);
+    for bad in [
+        f32::NAN,
+        f32::INFINITY,
+        -f32::INFINITY,
+        MAX_F32_WEIGHT * 2.0,
+        -3e38,
+    ] {
+        let mut w1 = w1.clone();
+        w1[12_345] = bad;
+        let file = f32_file(&w1, &b1, &w2, &b2);
+        assert_eq!(
+            F32Model::from_bytes(file.bytes()).unwrap_err(),
+            FormatError::BadWeight {
+                section: "w1",
+                index: 12_345
+            },
+            "{bad}"
+        );
+        let mut b2 = b2.clone();
+        b2[9] = bad;
+        let file = f32_file(&w1[..1].repeat(INPUTS * HIDDEN), &b1, &w2, &b2);
+        assert!(matches!(
+            F32Model::from_bytes(file.bytes()).unwrap_err(),
+            FormatError::BadWeight { .. }
+        ));
+    }
+}
+
+#[test]
+fn validated_models_answer_finite_numbers_at_the_bounds() {
+    // Every f32 value at the bound, every input at its largest: finite logits and probabilities.
+    let (w1, b1) = (
+        vec![MAX_F32_WEIGHT; INPUTS * HIDDEN],
+        vec![MAX_F32_WEIGHT; HIDDEN],
+    );
+    let w2: Vec<f32> = (0..CLASSES * HIDDEN)
+        .map(|i| {
+            if i % 3 == 0 {
+                -MAX_F32_WEIGHT
+            } else {
+                MAX_F32_WEIGHT
+            }
+        })
+        .collect();
+    let b2 = vec![-MAX_F32_WEIGHT; CLASSES];
+    let file = f32_file(&w1, &b1, &w2, &b2);
+    let model = F32Model::from_bytes(file.bytes()).unwrap();
+    let image = [255u8; INPUTS];
+    assert!(model.logits(&image).iter().all(|v| v.is_finite()));
+    assert!(model.probabilities(&image).iter().all(|v| v.is_finite()));
+
+    // int8 scales at the bound, accumulators at their extremes.
+    let file = File::new(&int8_file(|p| {
+        p.hidden_scale = MAX_SCALE;
+        p.w2_scale = vec![MAX_SCALE; CLASSES];
+        p.w2_scale[4] = f32::from_bits(1); // the smallest subnormal
+        p.b2 = vec![i32::MAX; CLASSES];
+        p.w2 = vec![127; CLASSES * HIDDEN];
+        p.w1 = vec![127; HIDDEN * INPUTS];
+    }));
+    let model = load(file.bytes()).unwrap();
+    for image in [[255u8; INPUTS], [0u8; INPUTS]] {
+        let p = model.predict(&image);
+        assert!(
+            model.probabilities(&p).iter().all(|v| v.is_finite()),
+            "{p:?}"
+        );
+        assert!((0..CLASSES).all(|c| model.logit_scale(c).is_finite()));
     }
 }

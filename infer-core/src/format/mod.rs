@@ -65,6 +65,17 @@ use crate::{CLASSES, HIDDEN, INPUTS};
 pub const MAGIC: [u8; 4] = *b"MNML";
 /// The format version this crate reads and writes.
 pub const VERSION: u8 = 2;
+/// The largest scale an int8 file may hold (2^40). With it, no input can make a logit or a
+/// probability NaN or infinite: a class's real logit is at most 2^31 · 2^40 · 2^40 = 2^111 in
+/// magnitude, far inside f32's range. A trained network's scales are below 1.
+pub const MAX_SCALE: f32 = (1u64 << 40) as f32;
+
+/// The largest magnitude of an f32 file's weights and biases (2^20). With it, no input in
+/// [0, 1] can make the forward pass overflow: hidden values stay below 785 · 2^20 < 2^30 and
+/// logits below 2^20 + 512 · 2^30 · 2^20 < 2^60, so logits and probabilities are always finite. A
+/// trained network's weights are below 10.
+pub const MAX_F32_WEIGHT: f32 = (1u32 << 20) as f32;
+
 /// Output rows of the int8 second layer: [`CLASSES`] padded to a whole tile of rows.
 pub const CLASSES_PADDED: usize = CLASSES.div_ceil(TILE_ROWS) * TILE_ROWS;
 /// Alignment of the weight sections within the file.
@@ -170,8 +181,15 @@ pub enum FormatError {
         /// The section.
         section: &'static str,
     },
-    /// A scale that is zero, negative, NaN or infinite.
+    /// A scale that is zero, negative, NaN, infinite or above [`MAX_SCALE`].
     BadScale {
+        /// The section.
+        section: &'static str,
+        /// Position within it.
+        index: usize,
+    },
+    /// An f32 weight or bias that is NaN, infinite or beyond ±[`MAX_F32_WEIGHT`].
+    BadWeight {
         /// The section.
         section: &'static str,
         /// Position within it.
@@ -218,9 +236,14 @@ impl fmt::Display for FormatError {
             FormatError::Misaligned { section } => {
                 write!(f, "section {section} is not 4-byte aligned in memory")
             }
-            FormatError::BadScale { section, index } => {
-                write!(f, "{section}[{index}] is not a finite positive scale")
-            }
+            FormatError::BadScale { section, index } => write!(
+                f,
+                "{section}[{index}] is not a positive scale up to {MAX_SCALE:e}"
+            ),
+            FormatError::BadWeight { section, index } => write!(
+                f,
+                "{section}[{index}] is not a finite weight within ±{MAX_F32_WEIGHT:e}"
+            ),
             FormatError::BadRequantization { index } => {
                 write!(f, "requantization of hidden unit {index} is out of range")
             }

@@ -3,6 +3,7 @@
 use serde::Deserialize;
 
 use super::{CLASSES_PADDED, CRC, CRC_LEN, FormatError, ModelKind, PREAMBLE_LEN, peek_kind};
+use super::{MAX_F32_WEIGHT, MAX_SCALE};
 use crate::{CLASSES, HIDDEN, INPUTS};
 
 /// The fields every file starts with, after the preamble.
@@ -126,7 +127,7 @@ fn check_scales(name: &'static str, scales: &[[u8; 4]]) -> Result<(), FormatErro
     match scales
         .iter()
         .map(|s| f32::from_le_bytes(*s))
-        .position(|s| !(s.is_finite() && s > 0.0))
+        .position(|s| !(s > 0.0 && s <= MAX_SCALE))
     {
         Some(index) => Err(FormatError::BadScale {
             section: name,
@@ -169,7 +170,7 @@ impl<'a> Int8Model<'a> {
             w1: weights("w1", s.w1)?,
             w2: weights("w2", s.w2)?,
         };
-        if !(model.hidden_scale.is_finite() && model.hidden_scale > 0.0) {
+        if !(model.hidden_scale > 0.0 && model.hidden_scale <= MAX_SCALE) {
             return Err(FormatError::BadScale {
                 section: "hidden_scale",
                 index: 0,
@@ -221,23 +222,30 @@ impl<'a> F32Model<'a> {
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, FormatError> {
         let s: F32Sections<'a> = decode(open(bytes, ModelKind::F32)?)?;
         check_shape(&s.shape)?;
-        Ok(Self {
-            w1: weights("w1", s.w1)?,
-            b1: weights("b1", s.b1)?,
-            w2: weights("w2", s.w2)?,
-            b2: weights("b2", s.b2)?,
-        })
+        Self::from_weights(
+            weights("w1", s.w1)?,
+            weights("b1", s.b1)?,
+            weights("w2", s.w2)?,
+            weights("b2", s.b2)?,
+        )
     }
 
     /// Borrowed weights: `w1` input-major (`w1[k·512 + j]`, Keras's layout), `w2` class-major
-    /// (`w2[c·512 + j]`).
+    /// (`w2[c·512 + j]`), checked as a file's are: every value finite and within
+    /// ±[`MAX_F32_WEIGHT`](super::MAX_F32_WEIGHT), so the outputs are always finite.
     pub fn from_weights(
         w1: &'a [f32; INPUTS * HIDDEN],
         b1: &'a [f32; HIDDEN],
         w2: &'a [f32; CLASSES * HIDDEN],
         b2: &'a [f32; CLASSES],
-    ) -> Self {
-        Self { w1, b1, w2, b2 }
+    ) -> Result<Self, FormatError> {
+        for (section, values) in [("w1", &w1[..]), ("b1", b1), ("w2", w2), ("b2", b2)] {
+            let usable = |v: &f32| v.is_finite() && v.abs() <= MAX_F32_WEIGHT;
+            if let Some(index) = values.iter().position(|v| !usable(v)) {
+                return Err(FormatError::BadWeight { section, index });
+            }
+        }
+        Ok(Self { w1, b1, w2, b2 })
     }
 
     /// The weights: `(w1, b1, w2, b2)`, in the layouts of [`Self::from_weights`].
