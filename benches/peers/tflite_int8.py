@@ -22,12 +22,14 @@ import numpy as np
 import tensorflow as tf
 
 try:  # LiteRT, TensorFlow Lite's successor (`pip install ai-edge-litert`), where installed.
+    from importlib.metadata import version
+
     from ai_edge_litert.interpreter import Interpreter
 
-    ENGINE = "LiteRT"
+    ENGINE = f"LiteRT {version('ai-edge-litert')}"
 except ImportError:
     Interpreter = tf.lite.Interpreter
-    ENGINE = "tf.lite"
+    ENGINE = f"tf.lite {tf.__version__}"
 
 REPO = Path(__file__).resolve().parents[2]
 HIDDEN, INPUTS, CLASSES = 512, 784, 10
@@ -141,7 +143,7 @@ def main():
     record = REPO / "target/criterion/peer-tflite-int8.json"
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({
-        "engine": f"{ENGINE} {tf.__version__}, XNNPACK, one thread",
+        "engine": f"{ENGINE} (TensorFlow {tf.__version__} converter), XNNPACK, one thread",
         "model_bytes": len(model),
         "test_accuracy": correct / len(labels),
         "per_call_us": gross,
