@@ -1,30 +1,20 @@
 //! From the trained network to infer-core: the files written by the trainer load, every kernel
 //! gives identical int8 results on real digits, and the f32 file reproduces the trainer's forward.
 
-use std::path::Path;
-
 use infer_core::{F32Model, Int8Model, Kernel};
-use trainer::idx::load_mnist;
 use trainer::output::AlignedBytes;
 use trainer::quantize::{encode_f32, encode_int8, quantize};
 use trainer::sparse::SparseBatch;
-use trainer::train::{HeldOut, TrainConfig, fit, network_inputs};
+use trainer::train::network_inputs;
+
+mod common;
+
+use common::{mnist, tutorial_net};
 
 #[test]
 fn trained_model_round_trips_through_infer_core() {
-    let mnist = load_mnist(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist")).unwrap();
-    let config = TrainConfig {
-        epochs: 2,
-        ..TrainConfig::default()
-    };
-    let net = fit(
-        &mnist.train.head(20_000),
-        HeldOut::default(),
-        &config,
-        |_| {},
-    )
-    .unwrap()
-    .net;
+    let mnist = mnist();
+    let net = tutorial_net(&mnist.train.head(20_000), 2);
     let test = mnist.test.head(1000);
     let images = test.images.as_chunks::<784>().0;
 

@@ -2,21 +2,19 @@
 //! distortions that keep a digit that digit, quantization-aware training whose forward pass is
 //! infer-core's, and one seed giving one network for both recipes.
 
-use std::path::Path;
-
 use infer_core::Int8Model;
 use trainer::augment::{Augment, Fields, distort, image_rng};
 use trainer::digit::to_mnist;
-use trainer::idx::{Dataset, Mnist, PIXELS, load_mnist};
+use trainer::idx::{Dataset, PIXELS};
 use trainer::output::AlignedBytes;
 use trainer::qat::Quantized;
 use trainer::quantize::{encode_int8, quantize};
 use trainer::sparse::SparseRows;
 use trainer::train::{HeldOut, Recipe, TrainConfig, evaluate, fit};
 
-fn mnist() -> Mnist {
-    load_mnist(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist")).unwrap()
-}
+mod common;
+
+use common::{mnist, tutorial_net};
 
 #[test]
 fn validation_split_holds_out_exactly_the_last_fraction() {
@@ -39,18 +37,7 @@ fn validation_split_holds_out_exactly_the_last_fraction() {
 #[test]
 fn distorted_digits_stay_the_same_digits() {
     let mnist = mnist();
-    let config = TrainConfig {
-        epochs: 2,
-        ..TrainConfig::default()
-    };
-    let net = fit(
-        &mnist.train.head(20_000),
-        HeldOut::default(),
-        &config,
-        |_| {},
-    )
-    .unwrap()
-    .net;
+    let net = tutorial_net(&mnist.train.head(20_000), 2);
     let test = mnist.test.head(1000);
     let fields = Fields::new(64, 4.0, 5);
     // The judge is a network that never saw a distortion, and an MLP is not shift-invariant: both
@@ -91,18 +78,7 @@ fn distorted_digits_stay_the_same_digits() {
 #[test]
 fn the_quantization_aware_forward_pass_is_infer_cores() {
     let mnist = mnist();
-    let config = TrainConfig {
-        epochs: 1,
-        ..TrainConfig::default()
-    };
-    let net = fit(
-        &mnist.train.head(10_000),
-        HeldOut::default(),
-        &config,
-        |_| {},
-    )
-    .unwrap()
-    .net;
+    let net = tutorial_net(&mnist.train.head(10_000), 1);
     let q = quantize(&net, &mnist.train.head(2000)).unwrap();
     let file = AlignedBytes::new(&encode_int8(&q).unwrap());
     let model = Int8Model::from_bytes(file.as_bytes()).unwrap();

@@ -1,11 +1,9 @@
 //! Backprop, the optimizer and the training loop, checked against arithmetic done another way.
 
-use std::path::Path;
-
 use nalgebra::{DMatrix, DVector};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use trainer::idx::{Dataset, load_mnist};
+use trainer::idx::Dataset;
 use trainer::mlp::{Mlp, RmsProp};
 use trainer::sparse::{SparseBatch, SparseRows};
 use trainer::train::{HeldOut, Progress, TrainConfig, evaluate, fit};
@@ -97,9 +95,9 @@ fn assert_close(actual: f32, expected: f64) {
     );
 }
 
-fn mnist() -> trainer::idx::Mnist {
-    load_mnist(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist")).unwrap()
-}
+mod common;
+
+use common::mnist;
 
 fn small_config(seed: u64) -> TrainConfig {
     TrainConfig {

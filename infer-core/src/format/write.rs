@@ -67,15 +67,17 @@ struct Writer<'b> {
 }
 
 impl Writer<'_> {
-    fn raw(&mut self, bytes: &[u8]) -> Result<(), FormatError> {
-        let end = self.pos + bytes.len();
-        let got = self.buf.len();
-        let dst = self
-            .buf
-            .get_mut(self.pos..end)
-            .ok_or(FormatError::Truncated { needed: end, got })?;
-        dst.copy_from_slice(bytes);
+    /// The next `n` bytes of the buffer, which the caller fills: the offset moves past them.
+    fn next(&mut self, n: usize) -> Result<&mut [u8], FormatError> {
+        let (start, end, got) = (self.pos, self.pos + n, self.buf.len());
         self.pos = end;
+        self.buf
+            .get_mut(start..end)
+            .ok_or(FormatError::Truncated { needed: end, got })
+    }
+
+    fn raw(&mut self, bytes: &[u8]) -> Result<(), FormatError> {
+        self.next(bytes.len())?.copy_from_slice(bytes);
         Ok(())
     }
 
@@ -99,14 +101,7 @@ impl Writer<'_> {
         self.varint((len * T::SIZE) as u32)?;
         let start = self.pos;
         for v in values.take(len) {
-            let end = self.pos + T::SIZE;
-            let got = self.buf.len();
-            let dst = self
-                .buf
-                .get_mut(self.pos..end)
-                .ok_or(FormatError::Truncated { needed: end, got })?;
-            v.put(dst);
-            self.pos = end;
+            v.put(self.next(T::SIZE)?);
         }
         if self.pos - start == len * T::SIZE {
             Ok(())

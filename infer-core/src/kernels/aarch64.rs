@@ -20,10 +20,9 @@ impl Arch for Neon {
     type Group = Halfwords;
 
     fn group(offset: u32, x: [u8; 4]) -> Halfwords {
-        let [a, b, c, d] = x.map(u64::from);
         Halfwords {
             offset,
-            x: a | b << 16 | c << 32 | d << 48,
+            x: super::halfwords(x),
         }
     }
 

@@ -131,6 +131,16 @@ impl<G> Groups<G> {
     }
 }
 
+/// A group's 4 inputs widened to 4 × i16 in one 64-bit lane (for `vpmaddwd` and NEON's `smlal`).
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
+fn halfwords(x: [u8; 4]) -> u64 {
+    let [a, b, c, d] = x.map(u64::from);
+    a | b << 16 | c << 32 | d << 48
+}
+
 /// Group `g` of `x` as 4 bytes, if present.
 #[inline(always)]
 fn group_of(x: &[u8], g: usize) -> Option<[u8; 4]> {

@@ -1,0 +1,23 @@
+//! What several test files start from: the shipped MNIST, and a network trained briefly with the
+//! tutorial recipe.
+#![allow(dead_code)] // Each test file uses its part.
+
+use std::path::Path;
+
+use trainer::idx::{Dataset, Mnist, load_mnist};
+use trainer::mlp::Mlp;
+use trainer::train::{HeldOut, TrainConfig, fit};
+
+/// The MNIST copy in `data/mnist`.
+pub fn mnist() -> Mnist {
+    load_mnist(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist")).unwrap()
+}
+
+/// The tutorial recipe's network after `epochs` epochs on `train`.
+pub fn tutorial_net(train: &Dataset, epochs: usize) -> Mlp {
+    let config = TrainConfig {
+        epochs,
+        ..TrainConfig::default()
+    };
+    fit(train, HeldOut::default(), &config, |_| {}).unwrap().net
+}
