@@ -72,9 +72,9 @@ struct TrainArgs {
     /// epoch that does best on a validation split.
     #[arg(long, value_enum, default_value_t = Recipe::Tutorial)]
     recipe: Recipe,
-    /// Passes over the training set [default: 5 (tutorial), 40 (best)]
-    #[arg(long)]
-    epochs: Option<usize>,
+    /// Passes over the training set, 1 to 100000 [default: 5 (tutorial), 40 (best)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    epochs: Option<u32>,
     /// Images per gradient step.
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65_535))]
     batch_size: u32,
@@ -138,8 +138,15 @@ struct InspectArgs {
     model: PathBuf,
 }
 
+/// Every line the CLI prints goes through [`emit`]: `say!("…", args)?`.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        emit(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 /// Writes to stdout; a reader that closed the pipe early (`| head`) ends the output, not the
-/// program with a panic.
+/// program with a panic (the work goes on: a training run still writes its models).
 fn emit(text: &str) -> Result<()> {
     use std::io::Write;
     match std::io::stdout().lock().write_all(text.as_bytes()) {
@@ -257,9 +264,14 @@ impl EpochDisplay {
                 if let (Some(a), Some(l)) = (e.test_accuracy, e.test_loss) {
                     held_out += &format!(" - test_accuracy: {a:.4} - test_loss: {l:.4}");
                 }
-                println!(
+                // Progress is best effort: a failure to show it must not stop the training.
+                let _ = say!(
                     "Epoch {}/{}: {:.2}s - accuracy: {:.4} - loss: {:.4}{held_out}",
-                    e.epoch, self.epochs, e.seconds, e.accuracy, e.loss
+                    e.epoch,
+                    self.epochs,
+                    e.seconds,
+                    e.accuracy,
+                    e.loss
                 );
             }
         }
@@ -282,17 +294,17 @@ fn train(args: TrainArgs) -> Result<()> {
 
     let data_dir = args.data.unwrap_or_else(default_data_dir);
     let mnist = load_mnist(&data_dir)?;
-    println!(
+    say!(
         "loaded {} training and {} test images from {} ({:.2} s)",
         mnist.train.len(),
         mnist.test.len(),
         data_dir.display(),
         started.elapsed().as_secs_f64()
-    );
+    )?;
 
     let recipe = TrainConfig::recipe(args.recipe);
     let config = TrainConfig {
-        epochs: args.epochs.unwrap_or(recipe.epochs),
+        epochs: args.epochs.map_or(recipe.epochs, |e| e as usize),
         batch_size: args.batch_size as usize,
         learning_rate: args.learning_rate.unwrap_or(recipe.learning_rate),
         seed: args.seed,
@@ -307,12 +319,12 @@ fn train(args: TrainArgs) -> Result<()> {
         "--validation-split {validation_split} leaves no training images"
     );
     if !validation_set.is_empty() {
-        println!(
+        say!(
             "training on {} images, validating on the last {} ({} recipe)",
             train_set.len(),
             validation_set.len(),
             format!("{:?}", args.recipe).to_lowercase()
-        );
+        )?;
     }
     let fit_start = Instant::now();
     let mut display = EpochDisplay::new(config.epochs, args.quiet);
@@ -324,19 +336,19 @@ fn train(args: TrainArgs) -> Result<()> {
     let fit_seconds = fit_start.elapsed().as_secs_f64();
     let (net, epochs) = (fitted.net, fitted.history);
     if fitted.epoch != config.epochs {
-        println!(
+        say!(
             "kept the weights of epoch {} (lowest val_loss)",
             fitted.epoch
-        );
+        )?;
     }
 
     let test = evaluate(&net, &mnist.test).stats;
-    println!(
+    say!(
         "test accuracy: {:.4} - test loss: {:.4} (f32, {} images)",
         test.accuracy(),
         test.loss(),
         test.count
-    );
+    )?;
 
     // After quantization-aware training, the hidden scale it trained with; else calibrated now.
     let quantized = match fitted.hidden_scale {
@@ -361,14 +373,14 @@ fn train(args: TrainArgs) -> Result<()> {
             Ok(predictions(&mnist.test, |image| model.predict(image)))
         },
     )?;
-    println!(
+    say!(
         "int8 test accuracy: {:.4} (f32 {:.4}, {:+.2} pp) - {} bytes, {} kernel",
         int8.test_accuracy,
         f32.test_accuracy,
         100.0 * (int8.test_accuracy - f32.test_accuracy),
         int8.model_bytes,
         Kernel::best()
-    );
+    )?;
 
     if let Some(dir) = &args.plots {
         // The int8 model's predictions, made when its file was read back.
@@ -386,7 +398,7 @@ fn train(args: TrainArgs) -> Result<()> {
             .collect();
         let confusion = Confusion::new(&mnist.test.labels, &int8_predictions);
         for path in plots::write_all(dir, &epochs, &confusion, &misses)? {
-            println!("plotted {}", path.display());
+            say!("plotted {}", path.display())?;
         }
     }
 
@@ -409,14 +421,14 @@ fn train(args: TrainArgs) -> Result<()> {
         f32,
     };
     write_atomic(&args.report, &serde_json::to_vec_pretty(&report)?)?;
-    println!(
+    say!(
         "wrote {}, {} and {} (fit {:.2} s, total {:.2} s)",
         report.int8.path,
         report.f32.path,
         args.report.display(),
         fit_seconds,
         report.total_seconds
-    );
+    )?;
     Ok(())
 }
 
@@ -478,27 +490,27 @@ fn predict(args: PredictArgs) -> Result<()> {
 fn inspect(args: InspectArgs) -> Result<()> {
     let file = ModelFile::read(&args.model)?;
     let bytes = file.bytes();
-    println!("file:     {} ({} bytes)", args.model.display(), bytes.len());
+    say!("file:     {} ({} bytes)", args.model.display(), bytes.len())?;
     let kind = infer_core::format::peek_kind(bytes)
         .with_context(|| format!("{} is not a usable model file", args.model.display()))?;
-    println!(
+    say!(
         "format:   version {}, {} model",
         infer_core::format::VERSION,
         kind.name()
-    );
+    )?;
     let model = file.open(&args.model)?;
     if let Some(crc) = bytes.last_chunk::<4>() {
-        println!(
+        say!(
             "status:   valid (CRC-32 {:#010x} matches; every section checked)",
             u32::from_le_bytes(*crc)
-        );
+        )?;
     }
-    println!(
+    say!(
         "shape:    {}-{}-{}",
         infer_core::INPUTS,
         infer_core::HIDDEN,
         infer_core::CLASSES
-    );
+    )?;
     match model {
         Classifier::Int8(m) => {
             let range = |v: Vec<f32>| {
@@ -506,20 +518,20 @@ fn inspect(args: InspectArgs) -> Result<()> {
                 let max = v.iter().copied().fold(0.0f32, f32::max);
                 format!("{min:.3e} … {max:.3e}")
             };
-            println!("kind:     int8 (integer-only inference)");
-            println!("input:    u8 pixels, scale 1/255, zero point 0");
-            println!("hidden:   u8 activations, scale {:.4e}", m.hidden_scale());
-            println!(
+            say!("kind:     int8 (integer-only inference)")?;
+            say!("input:    u8 pixels, scale 1/255, zero point 0")?;
+            say!("hidden:   u8 activations, scale {:.4e}", m.hidden_scale())?;
+            say!(
                 "w1:       int8 per hidden unit, scales {}",
                 range(m.w1_scales().collect())
-            );
-            println!(
+            )?;
+            say!(
                 "w2:       int8 per class, scales {}",
                 range(m.w2_scales().collect())
-            );
-            println!("kernel:   {} on this machine", Kernel::best());
+            )?;
+            say!("kernel:   {} on this machine", Kernel::best())?;
         }
-        Classifier::F32(_) => println!("kind:     f32"),
+        Classifier::F32(_) => say!("kind:     f32")?,
     }
     Ok(())
 }

@@ -108,3 +108,62 @@ fn an_unwritable_destination_fails_before_training() {
         "it trained first"
     );
 }
+
+#[test]
+fn out_of_range_epochs_are_usage_errors_not_crashes() {
+    for epochs in ["0", "100001", "18446744073709551615", "-1"] {
+        let flag = format!("--epochs={epochs}");
+        let run = trainer(&[&flag, "--out", "/nonexistent/never-written"]);
+        assert_eq!(run.status.code(), Some(2), "--epochs {epochs}");
+        let message = String::from_utf8_lossy(&run.stderr);
+        assert!(message.contains("--epochs"), "{message}");
+    }
+}
+
+#[test]
+fn a_reader_that_stops_early_ends_the_output_not_the_program() {
+    use std::io::{BufRead, BufReader};
+    let model =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware-example/model/mlp-int8.bin");
+    let out = temp_dir("pipe");
+    for args in [
+        vec!["inspect", model.to_str().unwrap()],
+        vec![
+            "--epochs",
+            "1",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+            "--report",
+        ],
+    ] {
+        let mut args = args;
+        let report = out.join("report.json");
+        if args.last() == Some(&"--report") {
+            args.push(report.to_str().unwrap());
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_trainer"))
+            .args(&args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // `| head -1`: read one line, then close the pipe.
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "{args:?}: {:?} {stderr}",
+            output.status
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!first.is_empty());
+    }
+    // The training run went on to write its models.
+    assert!(out.join("mlp-int8.bin").is_file());
+}
