@@ -430,6 +430,20 @@ fn f32_file(w1: &[f32], b1: &[f32], w2: &[f32], b2: &[f32]) -> File {
 }
 
 #[test]
+fn the_bounds_are_those_the_messages_name() {
+    assert_eq!(MAX_SCALE, 2f32.powi(40));
+    assert_eq!(MAX_F32_WEIGHT, 2f32.powi(20));
+    let scale = FormatError::BadScale {
+        section: "w2_scale",
+        index: 3,
+    };
+    assert_eq!(
+        scale.to_string(),
+        "w2_scale[3] is not a positive scale up to 2^40"
+    );
+}
+
+#[test]
 fn f32_weights_that_could_overflow_are_refused() {
     let (w1, b1) = (vec![0.01f32; INPUTS * HIDDEN], vec![0.0f32; HIDDEN]);
     let (w2, b2) = (vec![0.01f32; CLASSES * HIDDEN], vec![0.0f32; CLASSES]);

@@ -236,14 +236,14 @@ impl fmt::Display for FormatError {
             FormatError::Misaligned { section } => {
                 write!(f, "section {section} is not 4-byte aligned in memory")
             }
-            FormatError::BadScale { section, index } => write!(
-                f,
-                "{section}[{index}] is not a positive scale up to {MAX_SCALE:e}"
-            ),
-            FormatError::BadWeight { section, index } => write!(
-                f,
-                "{section}[{index}] is not a finite weight within ±{MAX_F32_WEIGHT:e}"
-            ),
+            // The bounds as text: formatting an f32 would bring float formatting (over 10 KB)
+            // into every firmware that reports a format error.
+            FormatError::BadScale { section, index } => {
+                write!(f, "{section}[{index}] is not a positive scale up to 2^40")
+            }
+            FormatError::BadWeight { section, index } => {
+                write!(f, "{section}[{index}] is not a finite weight within ±2^20")
+            }
             FormatError::BadRequantization { index } => {
                 write!(f, "requantization of hidden unit {index} is out of range")
             }
