@@ -185,10 +185,6 @@ impl ArchOp for Predict<'_, '_> {
         };
         prediction(&acc, model.w2_scale)
     }
-    unsafe fn run_batch<A: BatchArch>(self) -> Prediction {
-        // SAFETY: as above.
-        unsafe { self.run::<A>() }
-    }
 }
 
 /// Four images through the int8 network: in one pass where the architecture has a batch form.

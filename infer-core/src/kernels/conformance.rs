@@ -14,7 +14,7 @@
 
 use core::fmt;
 
-use super::{Arch, ArchOp, BatchArch, KernelError, MAX_COLS, TILE_ROWS, dispatch, matvec};
+use super::{Arch, ArchOp, KernelError, MAX_COLS, TILE_ROWS, dispatch, matvec};
 use super::{matvec_x4, tiled_index};
 use crate::Kernel;
 use crate::quant::{SHIFTS, requantize};
@@ -370,10 +370,6 @@ impl ArchOp for Requantize<'_> {
         // SAFETY: the CPU by `dispatch`'s caller.
         unsafe { A::requantize(self.0, self.1, self.2, &mut out) };
         out
-    }
-    unsafe fn run_batch<A: BatchArch>(self) -> [u8; crate::HIDDEN] {
-        // SAFETY: as above.
-        unsafe { self.run::<A>() }
     }
 }
 

@@ -260,12 +260,19 @@ pub(crate) trait ArchOp {
     /// # Safety
     /// The running CPU has the instructions `A` uses.
     unsafe fn run<A: Arch>(self) -> Self::Output;
-    /// Runs the operation on `A`, which has a four-vector form.
+    /// Runs the operation on `A`, which has a four-vector form; by default as on any other
+    /// architecture.
     ///
     /// # Safety
     /// As [`ArchOp::run`].
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    unsafe fn run_batch<A: BatchArch>(self) -> Self::Output;
+    unsafe fn run_batch<A: BatchArch>(self) -> Self::Output
+    where
+        Self: Sized,
+    {
+        // SAFETY: the caller's guarantee, passed on.
+        unsafe { self.run::<A>() }
+    }
 }
 
 /// Declares the kernels, once each: the enum entry, its name, its detection, its dispatch (and
@@ -425,25 +432,24 @@ pub fn matvec(kernel: Kernel, w: &[i8], x: &[u8], out: &mut [i32]) -> Result<(),
     if !kernel.is_available() {
         return Err(KernelError::Unavailable(kernel));
     }
-    struct Op<'a>(&'a [i8], &'a [u8], &'a mut [i32]);
-    impl ArchOp for Op<'_> {
-        type Output = ();
-        unsafe fn run<A: Arch>(self) {
-            let Op(w, x, out) = self;
-            let mut groups = Groups::new();
-            if groups.gather::<A>(x).is_ok() {
-                // SAFETY: shapes checked by `matvec`, the CPU by the caller.
-                unsafe { A::rows(w, &groups, out) }
-            }
-        }
-        unsafe fn run_batch<A: BatchArch>(self) {
-            // SAFETY: as above.
-            unsafe { self.run::<A>() }
+    // SAFETY: availability checked above.
+    unsafe { dispatch(kernel, MatVec(w, x, out)) };
+    Ok(())
+}
+
+/// One vector against a matrix; shapes checked by the caller.
+struct MatVec<'a, 'o>(&'a [i8], &'a [u8], &'o mut [i32]);
+
+impl ArchOp for MatVec<'_, '_> {
+    type Output = ();
+    unsafe fn run<A: Arch>(self) {
+        let MatVec(w, x, out) = self;
+        let mut groups = Groups::new();
+        if groups.gather::<A>(x).is_ok() {
+            // SAFETY: shapes checked by the caller, the CPU by `dispatch`'s caller.
+            unsafe { A::rows(w, &groups, out) }
         }
     }
-    // SAFETY: availability checked above.
-    unsafe { dispatch(kernel, Op(w, x, out)) };
-    Ok(())
 }
 
 /// [`matvec`] for four vectors of one length against the same matrix: `outs[i] += W · xs[i]`.
@@ -469,21 +475,18 @@ pub fn matvec_x4(
 }
 
 /// Four vectors against one matrix; shapes checked by the caller.
-pub(crate) struct BatchOp<'a, 'o> {
-    pub(crate) w: &'a [i8],
-    pub(crate) xs: [&'a [u8]; 4],
-    pub(crate) outs: [&'o mut [i32]; 4],
+struct BatchOp<'a, 'o> {
+    w: &'a [i8],
+    xs: [&'a [u8]; 4],
+    outs: [&'o mut [i32]; 4],
 }
 
 impl ArchOp for BatchOp<'_, '_> {
     type Output = ();
     unsafe fn run<A: Arch>(self) {
-        let mut groups = Groups::new();
         for (x, out) in self.xs.into_iter().zip(self.outs) {
-            if groups.gather::<A>(x).is_ok() {
-                // SAFETY: shapes checked by the caller, the CPU by `dispatch`'s caller.
-                unsafe { A::rows(self.w, &groups, out) }
-            }
+            // SAFETY: as `run`'s own contract, for each vector.
+            unsafe { MatVec(self.w, x, out).run::<A>() }
         }
     }
     unsafe fn run_batch<A: BatchArch>(self) {
