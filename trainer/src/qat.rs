@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use infer_core::quant::requantize;
 use infer_core::{CLASSES, HIDDEN, INPUTS};
 
-use crate::mlp::{BatchStats, Mlp, softmax_cross_entropy};
+use crate::mlp::{BatchStats, Mlp};
 use crate::quantize::Int8Weights;
 use crate::sparse::{SparseBatch, SparseRows};
 
@@ -109,18 +109,5 @@ impl<'q> Quantized<'q> {
     ) -> BatchStats {
         let (h, logits) = self.forward(x.rows());
         rounded.backward(x, &h, logits, labels, grads)
-    }
-
-    /// Loss and accuracy of the int8 network on a set.
-    pub fn evaluate(&self, inputs: &SparseRows, labels: &[u8]) -> BatchStats {
-        const CHUNK: usize = 1000;
-        let mut stats = BatchStats::default();
-        let all: Vec<usize> = (0..labels.len()).collect();
-        for chunk in all.chunks(CHUNK) {
-            let (_, mut logits) = self.forward(&inputs.gather(chunk));
-            let chunk_labels: Vec<u8> = chunk.iter().map(|&i| labels[i]).collect();
-            stats.add(softmax_cross_entropy(&mut logits, &chunk_labels));
-        }
-        stats
     }
 }

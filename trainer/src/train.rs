@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use nalgebra::DMatrix;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -305,7 +306,7 @@ pub fn fit(
         let int8 = q.as_ref().map(Quantized::new);
         let on = |set: &Option<(SparseRows, &[u8])>| {
             set.as_ref().map(|(inputs, labels)| match &int8 {
-                Some(int8) => int8.evaluate(inputs, labels),
+                Some(int8) => evaluate_with(inputs, labels, |rows| int8.forward(&rows).1).stats,
                 None => evaluate_inputs(&net, inputs, labels).stats,
             })
         };
@@ -390,12 +391,23 @@ pub fn evaluate(net: &Mlp, data: &Dataset) -> Evaluation {
 /// [`evaluate`] on images already made network inputs (so a set evaluated every epoch is
 /// converted once).
 fn evaluate_inputs(net: &Mlp, inputs: &SparseRows, labels: &[u8]) -> Evaluation {
+    evaluate_with(inputs, labels, |rows| net.forward(&SparseBatch::new(rows)))
+}
+
+/// Loss, accuracy and predictions of the network whose logits `forward` gives, one column per
+/// image of the rows it is handed (the float network, or the int8 one during quantization-aware
+/// training).
+fn evaluate_with(
+    inputs: &SparseRows,
+    labels: &[u8],
+    forward: impl Fn(SparseRows) -> DMatrix<f32>,
+) -> Evaluation {
     const CHUNK: usize = 1000;
     let mut stats = BatchStats::default();
     let mut predictions = Vec::with_capacity(labels.len());
     let all: Vec<usize> = (0..labels.len()).collect();
     for chunk in all.chunks(CHUNK) {
-        let mut logits = net.forward(&SparseBatch::new(inputs.gather(chunk)));
+        let mut logits = forward(inputs.gather(chunk));
         predictions.extend(logits.column_iter().map(|z| z.argmax().0 as u8));
         let chunk_labels: Vec<u8> = chunk.iter().map(|&i| labels[i]).collect();
         stats.add(crate::mlp::softmax_cross_entropy(
