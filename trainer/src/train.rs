@@ -243,7 +243,8 @@ pub fn fit(
     // Grows with the epochs run, not the epochs asked for.
     let mut history = Vec::new();
     let mut best: Option<(f64, usize, Mlp, Option<f32>)> = None;
-    let first_qat_epoch = (config.epochs + 1).saturating_sub(config.qat_epochs);
+    // The last `qat_epochs` epochs, or all of them in a shorter run.
+    let first_qat_epoch = (config.epochs + 1).saturating_sub(config.qat_epochs).max(1);
     let mut hidden_scale = None;
     let steps = data.len().div_ceil(config.batch_size.max(1));
     let total_steps = (steps * config.epochs).max(1) as f64;

@@ -126,3 +126,29 @@ fn one_seed_gives_one_network_for_both_recipes() {
         assert_ne!(a.net, c.net, "{recipe:?}: another seed, the same weights");
     }
 }
+
+#[test]
+fn a_run_shorter_than_its_quantization_aware_epochs_is_all_quantization_aware() {
+    let mnist = mnist();
+    let (train, val) = mnist.train.head(2000).split_validation(0.2);
+    let held_out = HeldOut {
+        validation: Some(&val),
+        test: None,
+    };
+    for (epochs, qat_epochs) in [(2, 4), (2, 2), (2, 1)] {
+        let config = TrainConfig {
+            epochs,
+            qat_epochs,
+            augment: None,
+            ..TrainConfig::recipe(Recipe::Best)
+        };
+        let fitted = fit(&train, held_out, &config, |_| {}).unwrap();
+        // The last epoch is quantization-aware in each case: the export gets its hidden scale.
+        if fitted.epoch == epochs {
+            assert!(
+                fitted.hidden_scale.is_some(),
+                "{epochs} epochs, {qat_epochs} QAT"
+            );
+        }
+    }
+}
