@@ -140,16 +140,19 @@ impl Mlp {
     pub fn backprop(&self, x: &SparseBatch, labels: &[u8], grads: &mut Gradients) -> BatchStats {
         let h = self.hidden(x);
         let logits = self.logits(&h);
-        self.backward(x, &h, logits, labels, grads)
+        Self::backward(&self.w2, x, &h, logits, labels, grads)
     }
 
     /// The gradients of a batch's mean cross-entropy given its forward pass: hidden activations
-    /// `h` and `logits`, one column per image. Where `h` is zero, no gradient passes (the ReLU).
+    /// `h` and `logits`, one column per image, and the output weights `w2` (`hidden × classes`,
+    /// the only weights the backward pass reads). Where `h` is zero, no gradient passes (the
+    /// ReLU).
     ///
     /// [`Self::backprop`] passes its own forward pass; quantization-aware training passes the
-    /// integer one, so the gradients reach the float weights straight through the rounding.
+    /// integer one and the rounded `w2`, so the gradients reach the float weights straight
+    /// through the rounding.
     pub fn backward(
-        &self,
+        w2: &DMatrix<f32>,
         x: &SparseBatch,
         h: &DMatrix<f32>,
         logits: DMatrix<f32>,
@@ -189,10 +192,7 @@ impl Mlp {
             .zip(h_columns.par_chunks(hidden))
             .zip(dz_columns.par_chunks(classes))
             .for_each(|((out, h), dz)| {
-                let terms = dz
-                    .iter()
-                    .copied()
-                    .zip(self.w2.as_slice().chunks_exact(hidden));
+                let terms = dz.iter().copied().zip(w2.as_slice().chunks_exact(hidden));
                 axpy_sum(out, terms);
                 for (d, &a) in out.iter_mut().zip(h) {
                     if a <= 0.0 {

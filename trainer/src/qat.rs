@@ -2,10 +2,11 @@
 //! forward pass is the int8 model's, integer for integer as infer-core computes it (weights
 //! quantized as they will be exported, hidden activations requantized by
 //! [`infer_core::quant::requantize`] at a hidden scale fixed when fine-tuning starts); the
-//! backward pass runs on the same rounded weights in float, and its gradients update the float
-//! weights straight through the rounding. So the int8 model keeps the float model's accuracy.
+//! backward pass runs on the same rounded output weights in float, and its gradients update the
+//! float weights straight through the rounding. So the int8 model keeps the float model's
+//! accuracy.
 
-use nalgebra::{DMatrix, DVector};
+use nalgebra::DMatrix;
 use rayon::prelude::*;
 
 use infer_core::quant::requantize;
@@ -15,7 +16,7 @@ use crate::mlp::{BatchStats, Mlp};
 use crate::quantize::Int8Weights;
 use crate::sparse::{SparseBatch, SparseRows};
 
-/// The int8 network ready for training steps: its integers, and its values in float.
+/// The int8 network ready for training steps: its integers, `w1` also input-major.
 #[derive(Debug, Clone)]
 pub struct Quantized<'q> {
     q: &'q Int8Weights,
@@ -35,20 +36,13 @@ impl<'q> Quantized<'q> {
         Self { q, w1t }
     }
 
-    /// The rounded weights as float values (`q · scale`), shaped as the trainer's network.
-    pub fn fake_quantized(&self) -> Mlp {
+    /// The rounded output weights as float values (`q · scale`), `hidden × classes` as the
+    /// trainer's `w2`: what the backward pass multiplies by.
+    fn rounded_w2(&self) -> DMatrix<f32> {
         let q = self.q;
-        let w1 = DMatrix::from_fn(HIDDEN, INPUTS, |j, k| {
-            f32::from(q.w1[j * INPUTS + k]) * q.w1_scale[j]
-        });
-        let b1 = DVector::from_fn(HIDDEN, |j, _| q.b1[j] as f32 * q.w1_scale[j] / 255.0);
-        let w2 = DMatrix::from_fn(HIDDEN, CLASSES, |j, c| {
+        DMatrix::from_fn(HIDDEN, CLASSES, |j, c| {
             f32::from(q.w2[c * HIDDEN + j]) * q.w2_scale[c]
-        });
-        let b2 = DVector::from_fn(CLASSES, |c, _| {
-            q.b2[c] as f32 * q.hidden_scale * q.w2_scale[c]
-        });
-        Mlp { w1, b1, w2, b2 }
+        })
     }
 
     /// One image through the int8 network: the u8 hidden activations and the output layer's
@@ -100,14 +94,8 @@ impl<'q> Quantized<'q> {
     }
 
     /// One training step's loss and gradients (into `grads`), the forward pass the int8 one.
-    pub fn backprop(
-        &self,
-        rounded: &Mlp,
-        x: &SparseBatch,
-        labels: &[u8],
-        grads: &mut Mlp,
-    ) -> BatchStats {
+    pub fn backprop(&self, x: &SparseBatch, labels: &[u8], grads: &mut Mlp) -> BatchStats {
         let (h, logits) = self.forward(x.rows());
-        rounded.backward(x, &h, logits, labels, grads)
+        Mlp::backward(&self.rounded_w2(), x, &h, logits, labels, grads)
     }
 }

@@ -272,7 +272,7 @@ pub fn fit(
                     let q = quantize_with_hidden_scale(&net, scale)
                         .map_err(|e| TrainError::Quantization(format!("{e:#}")))?;
                     let int8 = Quantized::new(&q);
-                    int8.backprop(&int8.fake_quantized(), &x, &labels, &mut grads)
+                    int8.backprop(&x, &labels, &mut grads)
                 }
             };
             if !batch_stats.loss_sum.is_finite() {
