@@ -10,12 +10,17 @@
 //! The list ends with a sentinel entry (`x02 = u32::MAX`, impossible for paired bytes) and is
 //! padded to an even length with a zero entry, so the loop tests for its end once per two groups.
 //!
+//! 4-bit tiles are walked two words at a time, rows `2p`, `2p + 1` (low nibbles) and `2p + 8`,
+//! `2p + 9` (high nibbles): `and` with `0x000F000F` of the word, shifted by 0, 8, 4 or 12 in the
+//! same instruction, gives a row's `(n0, n2)` or `(n1, n3)` for `smlad`: 19 instructions per
+//! group and 4 rows, the tile's address coming from the same list (half the 8-bit offset).
+//!
 //! Requantization has its own loop too: `smmul`, `sub`, `asr`, `add` and `usat` (whose shift
 //! does the final halving) per hidden unit.
 
 use core::arch::asm;
 
-use super::{Arch, GroupList, Groups, TILE_BYTES, TILE_ROWS, scalar};
+use super::{Arch, GroupList, Groups, TILE_BYTES, TILE_ROWS, TILE4_BYTES, scalar};
 
 /// One hidden unit of [`Dsp`]'s requantization. (Written out, not `.rept`: LLVM sizes inline
 /// assembly by its lines when it places literal pools.)
@@ -118,9 +123,8 @@ impl Arch for Dsp {
     unsafe fn rows(w: &[i8], groups: &Groups<Paired>, out: &mut [i32]) {
         let entries = groups.entries();
         if w.as_ptr().align_offset(4) != 0 {
-            // `ldrd` needs words. The model format aligns its sections, so only `matvec` with a
-            // misaligned slice gets here: the same sums, in plain Rust.
-            return rows_unaligned(w, groups, out);
+            // `ldrd` needs words: the same sums, in plain Rust.
+            return rows_unaligned(w, TILE_BYTES, 1, groups, out, scalar::add_tile);
         }
         // Only the sentinel: no live group, nothing to add.
         if entries.len() < 2 {
@@ -133,6 +137,35 @@ impl Arch for Dsp {
                 // offset (the `Arch::rows` contract), word-aligned (checked above); the list
                 // ends with the sentinel `close` appended after an even number of entries.
                 unsafe { quarter(w.as_ptr().add(b * block + 16 * q), entries.as_ptr(), acc) };
+            }
+        }
+    }
+
+    unsafe fn rows4(w: &[u8], groups: &Groups<Paired>, out: &mut [i32]) {
+        let entries = groups.entries();
+        if w.as_ptr().align_offset(4) != 0 {
+            return rows_unaligned(w, TILE4_BYTES, 2, groups, out, scalar::add_tile4);
+        }
+        if entries.len() < 2 {
+            return;
+        }
+        let block = TILE_ROWS / 2 * groups.cols();
+        for (b, out) in out.chunks_exact_mut(TILE_ROWS).enumerate() {
+            let (low, high) = out.split_at_mut(TILE_ROWS / 2);
+            let pairs = low.as_chunks_mut::<2>().0.iter_mut();
+            for (p, (lo, hi)) in pairs.zip(high.as_chunks_mut::<2>().0).enumerate() {
+                let mut acc = [lo[0], lo[1], hi[0], hi[1]];
+                // SAFETY: words `2p`, `2p + 1` of row block `b`'s tiles, inside `w` with every
+                // entry's offset halved (the `Arch::rows4` contract), word-aligned (checked);
+                // the list ends as `quarter` needs.
+                unsafe {
+                    nibble_rows(
+                        w.as_ptr().add(b * block + 8 * p),
+                        entries.as_ptr(),
+                        &mut acc,
+                    )
+                };
+                [lo[0], lo[1], hi[0], hi[1]] = acc;
             }
         }
     }
@@ -215,9 +248,18 @@ unsafe fn quarter(base: *const i8, entries: *const Paired, acc: &mut [i32; 4]) {
     *acc = [a0, a1, a2, a3];
 }
 
-/// [`Dsp::rows`] for weights that are not word-aligned, through the reference's tile step.
-fn rows_unaligned(w: &[i8], groups: &Groups<Paired>, out: &mut [i32]) {
-    let block = TILE_ROWS * groups.cols();
+/// The walk for weights that are not word-aligned (only `matvec` with a misaligned slice: the
+/// model format aligns its sections), through the reference's tile step: `tile_bytes` per tile at
+/// the entry's offset divided by `divisor`.
+fn rows_unaligned<T>(
+    w: &[T],
+    tile_bytes: usize,
+    divisor: usize,
+    groups: &Groups<Paired>,
+    out: &mut [i32],
+    add_tile: impl Fn(&mut [i32], &[T], [u8; 4]),
+) {
+    let block = tile_bytes * groups.cols() / 4;
     let live = groups
         .entries()
         .iter()
@@ -233,10 +275,74 @@ fn rows_unaligned(w: &[i8], groups: &Groups<Paired>, out: &mut [i32]) {
                 (e.x02 >> 16) as u8,
                 (e.x13 >> 16) as u8,
             ];
-            let start = e.offset as usize;
-            if let Some(tile) = w.get(start..start + TILE_BYTES) {
-                scalar::add_tile(out, tile, x);
+            let start = e.offset as usize / divisor;
+            if let Some(tile) = w.get(start..start + tile_bytes) {
+                add_tile(out, tile, x);
             }
         }
     }
+}
+
+/// One 4-bit group step for two words (4 rows): `and` + `smlad` per nibble pair.
+macro_rules! nibble_step {
+    () => {
+        concat!(
+            "add r2, {base}, r2, lsr #1\n",
+            "ldrd r3, r4, [r2]\n",
+            "and r2, {mask}, r3\n",
+            "smlad {a0}, r2, r0, {a0}\n",
+            "and r2, {mask}, r3, lsr #8\n",
+            "smlad {a0}, r2, r1, {a0}\n",
+            "and r2, {mask}, r3, lsr #4\n",
+            "smlad {a2}, r2, r0, {a2}\n",
+            "and r2, {mask}, r3, lsr #12\n",
+            "smlad {a2}, r2, r1, {a2}\n",
+            "and r2, {mask}, r4\n",
+            "smlad {a1}, r2, r0, {a1}\n",
+            "and r2, {mask}, r4, lsr #8\n",
+            "smlad {a1}, r2, r1, {a1}\n",
+            "and r2, {mask}, r4, lsr #4\n",
+            "smlad {a3}, r2, r0, {a3}\n",
+            "and r2, {mask}, r4, lsr #12\n",
+            "smlad {a3}, r2, r1, {a3}\n",
+            "ldm {list}!, {{r0, r1, r2}}\n",
+        )
+    };
+}
+
+/// `acc += Σ` over the entries for rows `2p`, `2p + 1`, `2p + 8`, `2p + 9` of the 4-bit tiles,
+/// whose two words `2p`, `2p + 1` are at `base` + half an entry's offset: `acc` holds those rows
+/// in that order.
+///
+/// # Safety
+/// `base` is word-aligned, and `base + offset / 2 .. + 8` is readable for every entry's offset;
+/// `entries` as for [`quarter`].
+#[inline(never)]
+unsafe fn nibble_rows(base: *const u8, entries: *const Paired, acc: &mut [i32; 4]) {
+    let [mut a0, mut a1, mut a2, mut a3] = *acc;
+    // SAFETY: as in `quarter`, for 8 bytes per entry at half its offset.
+    unsafe {
+        asm!(
+            "ldm {list}!, {{r0, r1, r2}}",
+            "2:",
+            nibble_step!(),
+            nibble_step!(),
+            "cmn r0, #1",
+            "bne.w 2b",
+            list = inout(reg) entries => _,
+            base = in(reg) base,
+            mask = in(reg) 0x000f_000fu32,
+            a0 = inout(reg) a0,
+            a1 = inout(reg) a1,
+            a2 = inout(reg) a2,
+            a3 = inout(reg) a3,
+            out("r0") _,
+            out("r1") _,
+            out("r2") _,
+            out("r3") _,
+            out("r4") _,
+            options(nostack, readonly),
+        );
+    }
+    *acc = [a0, a1, a2, a3];
 }

@@ -5,8 +5,9 @@
 //! declared kernel) and on targets without a test harness: the firmware runs it on an emulated
 //! Cortex-M4 for the DSP kernel (feature `conformance`).
 //!
-//! Cases: the network's own shapes with extreme weights and inputs (all 255 × ±127 and −128,
-//! zero inputs, zero weights), then random shapes (16–64 rows, 0–784 inputs) with random
+//! Cases, for int8 ([`matvec`], [`matvec_x4`]) and int4 weights ([`matvec4`], [`matvec4_x4`]):
+//! the network's own shapes with extreme weights and inputs (all 255 × the largest and smallest
+//! weights, zero inputs, zero weights), then random shapes (16–64 rows, 0–784 inputs) with random
 //! weights, dense or digit-like sparse inputs in runs, and initial values near the i32 limits so
 //! that wrapping is exercised; each also for four vectors at once, and with a weight slice that is
 //! not word-aligned. Last, the kernel's requantization of a hidden layer against
@@ -14,8 +15,8 @@
 
 use core::fmt;
 
-use super::{Arch, ArchOp, KernelError, MAX_COLS, TILE_ROWS, dispatch, matvec};
-use super::{matvec_x4, tiled_index};
+use super::{Arch, ArchOp, KernelError, MAX_COLS, NIBBLE_OFFSET, TILE_ROWS, dispatch, matvec};
+use super::{matvec_x4, matvec4, matvec4_x4, nibble_index, tiled_index};
 use crate::Kernel;
 use crate::quant::{SHIFTS, requantize};
 
@@ -161,28 +162,94 @@ fn fill_init(rng: &mut Rng, out: &mut [i32]) {
     }
 }
 
-/// `init[r] + Σ_k x[k] · w[r][k]` straight from the definition (`w` tiled, read by index).
-fn formula(w: &[i8], x: &[u8], init: i32, row: usize) -> i32 {
-    let cols = x.len();
-    let mut sum = init;
-    for (k, &xk) in x.iter().enumerate() {
-        let wk = w.get(tiled_index(row, k, cols)).copied().unwrap_or(0);
-        sum = sum.wrapping_add(i32::from(xk) * i32::from(wk));
-    }
-    sum
+/// A weight width: its products and its weights read straight from the definition.
+trait Width {
+    /// What a weight slice holds.
+    type W: Copy + bytemuck::AnyBitPattern + bytemuck::NoUninit;
+    /// Bits per weight.
+    const BITS: usize;
+    /// The name of its cases.
+    const NAME: &'static str;
+    /// Weight bytes whose every weight is the largest, the smallest, and zero.
+    const EXTREMES: [(Self::W, i32); 3];
+    fn matvec(kernel: Kernel, w: &[Self::W], x: &[u8], out: &mut [i32]) -> Result<(), KernelError>;
+    fn matvec_x4(
+        kernel: Kernel,
+        w: &[Self::W],
+        xs: [&[u8]; 4],
+        outs: [&mut [i32]; 4],
+    ) -> Result<(), KernelError>;
+    /// `w[row][k]` of a matrix with `cols` inputs, read by index.
+    fn weight(w: &[Self::W], row: usize, k: usize, cols: usize) -> i32;
 }
 
-/// Compares a kernel's rows with the formula.
-fn compare(
+/// int8 weights.
+struct Int8;
+
+impl Width for Int8 {
+    type W = i8;
+    const BITS: usize = 8;
+    const NAME: &'static str = "int8";
+    const EXTREMES: [(i8, i32); 3] = [(127, 127), (-128, -128), (0, 0)];
+    fn matvec(kernel: Kernel, w: &[i8], x: &[u8], out: &mut [i32]) -> Result<(), KernelError> {
+        matvec(kernel, w, x, out)
+    }
+    fn matvec_x4(
+        kernel: Kernel,
+        w: &[i8],
+        xs: [&[u8]; 4],
+        outs: [&mut [i32]; 4],
+    ) -> Result<(), KernelError> {
+        matvec_x4(kernel, w, xs, outs)
+    }
+    fn weight(w: &[i8], row: usize, k: usize, cols: usize) -> i32 {
+        w.get(tiled_index(row, k, cols))
+            .copied()
+            .map_or(0, i32::from)
+    }
+}
+
+/// int4 weights, two per byte.
+struct Int4;
+
+impl Width for Int4 {
+    type W = u8;
+    const BITS: usize = 4;
+    const NAME: &'static str = "int4";
+    const EXTREMES: [(u8, i32); 3] = [(0xff, 7), (0x00, -8), (0x88, 0)];
+    fn matvec(kernel: Kernel, w: &[u8], x: &[u8], out: &mut [i32]) -> Result<(), KernelError> {
+        matvec4(kernel, w, x, out)
+    }
+    fn matvec_x4(
+        kernel: Kernel,
+        w: &[u8],
+        xs: [&[u8]; 4],
+        outs: [&mut [i32]; 4],
+    ) -> Result<(), KernelError> {
+        matvec4_x4(kernel, w, xs, outs)
+    }
+    fn weight(w: &[u8], row: usize, k: usize, cols: usize) -> i32 {
+        let (byte, shift) = nibble_index(row, k, cols);
+        w.get(byte)
+            .map_or(0, |b| i32::from((b >> shift) & 0x0f) - NIBBLE_OFFSET)
+    }
+}
+
+/// Compares a kernel's rows with `init[r] + Σ_k x[k] · w[r][k]`, straight from the definition.
+fn compare<V: Width>(
     case: &'static str,
     number: u32,
-    w: &[i8],
+    w: &[V::W],
     x: &[u8],
     init: &[i32],
     got: &[i32],
 ) -> Result<(), Failure> {
+    let cols = x.len();
     for (row, (&g, &i)) in got.iter().zip(init).enumerate() {
-        let expected = formula(w, x, i, row);
+        let mut expected = i;
+        for (k, &xk) in x.iter().enumerate() {
+            expected = expected.wrapping_add(i32::from(xk) * V::weight(w, row, k, cols));
+        }
         if g != expected {
             return Err(Failure::Mismatch {
                 case,
@@ -212,113 +279,18 @@ pub fn run(
         return Err(Failure::ScratchTooSmall);
     }
     let mut summary = Summary { cases: 0, macs: 0 };
-    let refused = |case| move |error| Failure::Refused { case, error };
 
-    progress("extremes at the network's shapes");
-    let mut init = [0i32; crate::HIDDEN];
-    let mut got = [0i32; crate::HIDDEN];
+    progress("int8: extremes at the network's shapes");
+    let bytes: &mut [u8] =
+        bytemuck::try_cast_slice_mut(scratch).map_err(|_| Failure::ScratchTooSmall)?;
     let mut rng = Rng(0x5EED);
-    fill_init(&mut rng, &mut init);
-    for (case, wv, xv) in [
-        ("all-255 inputs, +127 weights", 127i8, 255u8),
-        ("all-255 inputs, -128 weights", -128, 255),
-        ("all-255 inputs, -127 weights", -127, 255),
-        ("zero inputs", 127, 0),
-        ("zero weights", 0, 255),
-    ] {
-        for (rows, cols) in [
-            (crate::HIDDEN, crate::INPUTS),
-            (crate::format::CLASSES_PADDED, crate::HIDDEN),
-        ] {
-            let (Some(w), Some(out), Some(init)) = (
-                scratch.get_mut(..rows * cols),
-                got.get_mut(..rows),
-                init.get(..rows),
-            ) else {
-                return Err(Failure::ScratchTooSmall);
-            };
-            w.fill(wv);
-            let x = [xv; MAX_COLS];
-            let x = x.get(..cols).unwrap_or(&[]);
-            out.copy_from_slice(init);
-            matvec(kernel, w, x, out).map_err(refused(case))?;
-            // The closed form, which the formula must agree with too.
-            let sum = i32::from(wv) * i32::from(xv) * cols as i32;
-            for (row, (&g, &i)) in out.iter().zip(init).enumerate() {
-                if g != i.wrapping_add(sum) {
-                    return Err(Failure::Mismatch {
-                        case,
-                        number: 0,
-                        shape: (rows, cols),
-                        row,
-                        got: g,
-                        expected: i.wrapping_add(sum),
-                    });
-                }
-            }
-            summary.cases += 1;
-            summary.macs += (rows * cols) as u64;
-        }
-    }
-
-    progress("random shapes, one vector and four, aligned and not");
-    for number in 0..random_cases {
-        let rows = TILE_ROWS * (1 + rng.below(MAX_RANDOM_ROWS / TILE_ROWS));
-        // Every group count from none to the widest, the widest more often.
-        let cols = if rng.below(4) == 0 {
-            MAX_COLS
-        } else {
-            4 * rng.below(MAX_COLS / 4 + 1)
-        };
-        // One byte in, so the weights are not word-aligned on odd cases.
-        let skew = (number % 2) as usize;
-        let Some(w) = scratch.get_mut(skew..skew + rows * cols) else {
-            return Err(Failure::ScratchTooSmall);
-        };
-        for v in w.iter_mut() {
-            *v = rng.byte() as i8;
-        }
-        let w = &*w;
-        let mut xs = [[0u8; MAX_COLS]; 4];
-        for (i, x) in xs.iter_mut().enumerate() {
-            fill_inputs(&mut rng, x, (number as usize + i) % 3);
-        }
-        let xs = xs.each_ref().map(|x| x.get(..cols).unwrap_or(&[]));
-        let mut inits = [[0i32; MAX_RANDOM_ROWS]; 4];
-        for init in &mut inits {
-            fill_init(&mut rng, init);
-        }
-        let inits = inits.each_ref().map(|i| i.get(..rows).unwrap_or(&[]));
-
-        let mut one = [0i32; MAX_RANDOM_ROWS];
-        let one = one.get_mut(..rows).unwrap_or(&mut []);
-        one.copy_from_slice(inits[0]);
-        matvec(kernel, w, xs[0], one).map_err(refused("random"))?;
-        compare("random", number, w, xs[0], inits[0], one)?;
-
-        let mut four = [[0i32; MAX_RANDOM_ROWS]; 4];
-        for (f, i) in four.iter_mut().zip(&inits) {
-            if let Some(f) = f.get_mut(..rows) {
-                f.copy_from_slice(i);
-            }
-        }
-        let outs = four
-            .each_mut()
-            .map(|f| f.get_mut(..rows).unwrap_or(&mut []));
-        matvec_x4(kernel, w, xs, outs).map_err(refused("random batch of 4"))?;
-        for ((f, x), init) in four.iter().zip(xs).zip(inits) {
-            compare(
-                "random batch of 4",
-                number,
-                w,
-                x,
-                init,
-                f.get(..rows).unwrap_or(&[]),
-            )?;
-        }
-        summary.cases += 5;
-        summary.macs += 5 * (rows * cols) as u64;
-    }
+    extremes::<Int8>(kernel, bytes, &mut rng, &mut summary)?;
+    progress("int8: random shapes, one vector and four, aligned and not");
+    random::<Int8>(kernel, bytes, &mut rng, random_cases, &mut summary)?;
+    progress("int4: extremes at the network's shapes");
+    extremes::<Int4>(kernel, bytes, &mut rng, &mut summary)?;
+    progress("int4: random shapes, one vector and four, aligned and not");
+    random::<Int4>(kernel, bytes, &mut rng, random_cases, &mut summary)?;
 
     progress("requantization of hidden layers");
     for round in 0..random_cases.max(4) {
@@ -358,6 +330,136 @@ pub fn run(
         summary.cases += 1;
     }
     Ok(summary)
+}
+
+/// `refused(case)(error)`: a valid shape refused.
+fn refused(case: &'static str) -> impl Fn(KernelError) -> Failure {
+    move |error| Failure::Refused { case, error }
+}
+
+/// The network's two shapes with every weight the largest, the smallest or zero, against
+/// all-255 and all-zero inputs: checked against the closed form too.
+fn extremes<V: Width>(
+    kernel: Kernel,
+    scratch: &mut [u8],
+    rng: &mut Rng,
+    summary: &mut Summary,
+) -> Result<(), Failure> {
+    let mut init = [0i32; crate::HIDDEN];
+    let mut got = [0i32; crate::HIDDEN];
+    fill_init(rng, &mut init);
+    for (fill, weight) in V::EXTREMES {
+        for input in [255u8, 0] {
+            for (rows, cols) in [
+                (crate::HIDDEN, crate::INPUTS),
+                (crate::format::CLASSES_PADDED, crate::HIDDEN),
+            ] {
+                let case = if input == 0 {
+                    "zero inputs"
+                } else {
+                    "all-255 inputs, extreme weights"
+                };
+                let (Some(w), Some(out), Some(init)) = (
+                    scratch.get_mut(..rows * cols * V::BITS / 8),
+                    got.get_mut(..rows),
+                    init.get(..rows),
+                ) else {
+                    return Err(Failure::ScratchTooSmall);
+                };
+                let w: &mut [V::W] =
+                    bytemuck::try_cast_slice_mut(w).map_err(|_| Failure::ScratchTooSmall)?;
+                w.fill(fill);
+                let x = [input; MAX_COLS];
+                let x = x.get(..cols).unwrap_or(&[]);
+                out.copy_from_slice(init);
+                V::matvec(kernel, w, x, out).map_err(refused(case))?;
+                let sum = weight * i32::from(input) * cols as i32;
+                for (row, (&g, &i)) in out.iter().zip(init).enumerate() {
+                    if g != i.wrapping_add(sum) {
+                        return Err(Failure::Mismatch {
+                            case,
+                            number: 0,
+                            shape: (rows, cols),
+                            row,
+                            got: g,
+                            expected: i.wrapping_add(sum),
+                        });
+                    }
+                }
+                summary.cases += 1;
+                summary.macs += (rows * cols) as u64;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Random shapes, weights, inputs and initial values, for one vector and four, with the weights
+/// word-aligned on even cases and one byte off on odd ones.
+fn random<V: Width>(
+    kernel: Kernel,
+    scratch: &mut [u8],
+    rng: &mut Rng,
+    cases: u32,
+    summary: &mut Summary,
+) -> Result<(), Failure> {
+    for number in 0..cases {
+        let rows = TILE_ROWS * (1 + rng.below(MAX_RANDOM_ROWS / TILE_ROWS));
+        // Every group count from none to the widest, the widest more often.
+        let cols = if rng.below(4) == 0 {
+            MAX_COLS
+        } else {
+            4 * rng.below(MAX_COLS / 4 + 1)
+        };
+        let skew = (number % 2) as usize;
+        let Some(w) = scratch.get_mut(skew..skew + rows * cols * V::BITS / 8) else {
+            return Err(Failure::ScratchTooSmall);
+        };
+        for v in w.iter_mut() {
+            *v = rng.byte();
+        }
+        let w: &[V::W] = bytemuck::try_cast_slice(w).map_err(|_| Failure::ScratchTooSmall)?;
+        let mut xs = [[0u8; MAX_COLS]; 4];
+        for (i, x) in xs.iter_mut().enumerate() {
+            fill_inputs(rng, x, (number as usize + i) % 3);
+        }
+        let xs = xs.each_ref().map(|x| x.get(..cols).unwrap_or(&[]));
+        let mut inits = [[0i32; MAX_RANDOM_ROWS]; 4];
+        for init in &mut inits {
+            fill_init(rng, init);
+        }
+        let inits = inits.each_ref().map(|i| i.get(..rows).unwrap_or(&[]));
+
+        let mut one = [0i32; MAX_RANDOM_ROWS];
+        let one = one.get_mut(..rows).unwrap_or(&mut []);
+        one.copy_from_slice(inits[0]);
+        V::matvec(kernel, w, xs[0], one).map_err(refused(V::NAME))?;
+        compare::<V>(V::NAME, number, w, xs[0], inits[0], one)?;
+
+        let mut four = [[0i32; MAX_RANDOM_ROWS]; 4];
+        for (f, i) in four.iter_mut().zip(&inits) {
+            if let Some(f) = f.get_mut(..rows) {
+                f.copy_from_slice(i);
+            }
+        }
+        let outs = four
+            .each_mut()
+            .map(|f| f.get_mut(..rows).unwrap_or(&mut []));
+        V::matvec_x4(kernel, w, xs, outs).map_err(refused("batch of 4"))?;
+        for ((f, x), init) in four.iter().zip(xs).zip(inits) {
+            compare::<V>(
+                "batch of 4",
+                number,
+                w,
+                x,
+                init,
+                f.get(..rows).unwrap_or(&[]),
+            )?;
+        }
+        summary.cases += 5;
+        summary.macs += 5 * (rows * cols) as u64;
+    }
+    Ok(())
 }
 
 /// A kernel's requantization of one hidden layer.
@@ -412,10 +514,10 @@ mod tests {
         let x = [1u8, 2, 3, 4];
         let init = [0i32; 16];
         let mut got = [10i32; 16];
-        assert_eq!(compare("t", 0, &w, &x, &init, &got), Ok(()));
+        assert_eq!(compare::<Int8>("t", 0, &w, &x, &init, &got), Ok(()));
         got[5] = 11;
         assert!(matches!(
-            compare("t", 0, &w, &x, &init, &got),
+            compare::<Int8>("t", 0, &w, &x, &init, &got),
             Err(Failure::Mismatch {
                 row: 5,
                 got: 11,
@@ -451,7 +553,7 @@ mod tests {
             for kernel in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
                 let mut out = init.clone();
                 matvec(kernel, &w, &x, &mut out).unwrap();
-                compare("small", 0, &w, &x, &init, &out).unwrap();
+                compare::<Int8>("small", 0, &w, &x, &init, &out).unwrap();
             }
         }
     }

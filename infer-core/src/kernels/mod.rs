@@ -33,6 +33,24 @@
 //! Layers have whole tiles: rows a multiple of 16 (the output layer's 10 rows are padded to
 //! [`crate::format::CLASSES_PADDED`]), inputs a multiple of 4, so no kernel has a tail path.
 //! The model file stores its weights this way and loading copies nothing.
+//!
+//! # 4-bit weights
+//!
+//! [`matvec4`] takes int4 weights (−8…7) in the same tiles at half the size: a 32-byte tile holds
+//! the same 16 rows × 4 inputs, byte `4·i + t` (i < 8) carrying row `i` in its low nibble and row
+//! `i + 8` in its high nibble, each stored as `w + 8` (0…15): `w[r][k]` is at
+//! [`nibble_index`]`(r, k, cols)`. Unpacking is a mask and a shift, with no sign extension: the
+//! kernels multiply the stored nibbles (all non-negative, so even `vpmaddubsw` cannot saturate)
+//! and the offset comes off once per vector, `Σ x·(n − 8) = Σ x·n − 8·Σ x`, into every row's
+//! accumulator before the walk. The same gathered list serves both widths (a group's 4-bit tile
+//! is at half its 8-bit offset).
+//!
+//! - AVX-512 VNNI: the 32 bytes, masked and shifted, are one 512-bit `vpdpbusd` operand (rows
+//!   0–7 in the low half, 8–15 in the high half);
+//! - AVX-VNNI, AVX2: a low and a high 256-bit half (`vpdpbusd`; `vpmaddubsw` + `vpmaddwd`);
+//! - Cortex-M4 DSP: a word holds rows `i` and `i + 8`; `and` with `0x000F000F` (and the word
+//!   shifted by 4, 8, 12, in the same instruction) gives each row's nibble pairs for `smlad`;
+//! - NEON: `vmull_u8` + `vpadalq_u16` on the unpacked bytes.
 
 mod scalar;
 
@@ -56,6 +74,10 @@ pub const TILE_ROWS: usize = 16;
 pub const GROUP: usize = 4;
 /// Bytes of a weight tile.
 pub const TILE_BYTES: usize = TILE_ROWS * GROUP;
+/// Bytes of a 4-bit weight tile.
+pub const TILE4_BYTES: usize = TILE_BYTES / 2;
+/// What a 4-bit weight `w` (−8…7) is stored as: `w + 8`, so nibbles are never negative.
+pub const NIBBLE_OFFSET: i32 = 8;
 /// Widest layer a kernel accepts (inputs), which bounds the gathered list.
 pub const MAX_COLS: usize = crate::INPUTS;
 /// Most groups an input vector has.
@@ -72,6 +94,19 @@ pub const fn tiled_index(row: usize, col: usize, cols: usize) -> usize {
         .wrapping_mul(cols)
         .wrapping_add((col / GROUP).wrapping_mul(TILE_BYTES))
         .wrapping_add((row % TILE_ROWS) * GROUP + col % GROUP)
+}
+
+/// Where the 4-bit `w[row][col]` of a matrix with `cols` inputs lies in the
+/// [4-bit layout](self#4-bit-weights): its byte, and the shift (0 or 4) of its nibble. (Total, as
+/// [`tiled_index`].)
+pub const fn nibble_index(row: usize, col: usize, cols: usize) -> (usize, u32) {
+    let in_block = row % TILE_ROWS;
+    let byte = (row / TILE_ROWS)
+        .wrapping_mul(TILE_ROWS / 2)
+        .wrapping_mul(cols)
+        .wrapping_add((col / GROUP).wrapping_mul(TILE4_BYTES))
+        .wrapping_add((in_block % (TILE_ROWS / 2)) * GROUP + col % GROUP);
+    (byte, if in_block < TILE_ROWS / 2 { 0 } else { 4 })
 }
 
 /// The live groups of an input vector (or of several, for a batch), in the form architecture
@@ -169,6 +204,13 @@ pub(crate) trait Arch {
     /// (That every entry's offset lies inside a row block follows from how [`Groups`] is filled.)
     unsafe fn rows(w: &[i8], groups: &Groups<Self::Group>, out: &mut [i32]);
 
+    /// [`Self::rows`] for [4-bit weights](self#4-bit-weights), without their offset: `out[r] += Σ`
+    /// over the groups' inputs times the stored nibbles (0…15) of row `r` (wrapping i32).
+    ///
+    /// # Safety
+    /// As [`Self::rows`], with `2 · w.len() == out.len() · groups.cols()`.
+    unsafe fn rows4(w: &[u8], groups: &Groups<Self::Group>, out: &mut [i32]);
+
     /// `out[j] = requantize(acc[j], multiplier[j], shift[j])`, the same integers on every
     /// architecture.
     ///
@@ -196,6 +238,12 @@ pub(crate) trait BatchArch: Arch {
     /// # Safety
     /// As [`Arch::rows`], for each of `outs`.
     unsafe fn rows_x4(w: &[i8], groups: &Groups<Self::Group4>, outs: [&mut [i32]; 4]);
+
+    /// [`Arch::rows4`] for four vectors.
+    ///
+    /// # Safety
+    /// As [`Arch::rows4`], for each of `outs`.
+    unsafe fn rows4_x4(w: &[u8], groups: &Groups<Self::Group4>, outs: [&mut [i32]; 4]);
 }
 
 impl<G> Groups<G> {
@@ -412,44 +460,18 @@ impl fmt::Display for KernelError {
 
 impl core::error::Error for KernelError {}
 
-fn check_shape(w: &[i8], cols: usize, rows: usize) -> Result<(), KernelError> {
-    if cols.is_multiple_of(GROUP)
-        && cols <= MAX_COLS
-        && rows.is_multiple_of(TILE_ROWS)
-        && Some(w.len()) == rows.checked_mul(cols)
-    {
-        Ok(())
-    } else {
-        Err(KernelError::Shape)
-    }
-}
-
 /// `out[r] += Σ_k x[k] · w[r][k]` (wrapping i32) with `w` in the [tiled layout](self), by `kernel`.
 /// Rows: `out.len()` (a multiple of 16); inputs: `x.len()` (a multiple of 4, at most
 /// [`MAX_COLS`]).
 pub fn matvec(kernel: Kernel, w: &[i8], x: &[u8], out: &mut [i32]) -> Result<(), KernelError> {
-    check_shape(w, x.len(), out.len())?;
-    if !kernel.is_available() {
-        return Err(KernelError::Unavailable(kernel));
-    }
-    // SAFETY: availability checked above.
-    unsafe { dispatch(kernel, MatVec(w, x, out)) };
-    Ok(())
+    Matrix::Int8(w).matvec(kernel, x, out)
 }
 
-/// One vector against a matrix; shapes checked by the caller.
-struct MatVec<'a, 'o>(&'a [i8], &'a [u8], &'o mut [i32]);
-
-impl ArchOp for MatVec<'_, '_> {
-    type Output = ();
-    unsafe fn run<A: Arch>(self) {
-        let MatVec(w, x, out) = self;
-        let mut groups = Groups::new();
-        if groups.gather::<A>(x).is_ok() {
-            // SAFETY: shapes checked by the caller, the CPU by `dispatch`'s caller.
-            unsafe { A::rows(w, &groups, out) }
-        }
-    }
+/// [`matvec`] for [4-bit weights](self#4-bit-weights): `out[r] += Σ_k x[k] · w[r][k]` with
+/// `w[r][k]` the int4 value at [`nibble_index`]`(r, k, x.len())` of `w` (`out.len() · x.len() / 2`
+/// bytes).
+pub fn matvec4(kernel: Kernel, w: &[u8], x: &[u8], out: &mut [i32]) -> Result<(), KernelError> {
+    Matrix::Int4(w).matvec(kernel, x, out)
 }
 
 /// [`matvec`] for four vectors of one length against the same matrix: `outs[i] += W · xs[i]`.
@@ -461,22 +483,163 @@ pub fn matvec_x4(
     xs: [&[u8]; 4],
     outs: [&mut [i32]; 4],
 ) -> Result<(), KernelError> {
-    let (cols, rows) = (xs[0].len(), outs[0].len());
-    if xs.iter().any(|x| x.len() != cols) || outs.iter().any(|o| o.len() != rows) {
-        return Err(KernelError::Shape);
+    Matrix::Int8(w).matvec_x4(kernel, xs, outs)
+}
+
+/// [`matvec_x4`] for [4-bit weights](self#4-bit-weights); same results as four [`matvec4`] calls.
+pub fn matvec4_x4(
+    kernel: Kernel,
+    w: &[u8],
+    xs: [&[u8]; 4],
+    outs: [&mut [i32]; 4],
+) -> Result<(), KernelError> {
+    Matrix::Int4(w).matvec_x4(kernel, xs, outs)
+}
+
+/// A weight matrix in the tiled layout, of either width.
+#[derive(Clone, Copy)]
+pub(crate) enum Matrix<'a> {
+    /// int8 weights, 64-byte tiles.
+    Int8(&'a [i8]),
+    /// int4 weights, 32-byte tiles of offset nibbles.
+    Int4(&'a [u8]),
+}
+
+impl Matrix<'_> {
+    /// Whether the matrix fits `rows × cols`.
+    fn check_shape(self, cols: usize, rows: usize) -> Result<(), KernelError> {
+        let (bytes, bits) = match self {
+            Matrix::Int8(w) => (w.len(), 8),
+            Matrix::Int4(w) => (w.len(), 4),
+        };
+        if cols.is_multiple_of(GROUP)
+            && cols <= MAX_COLS
+            && rows.is_multiple_of(TILE_ROWS)
+            && rows.checked_mul(cols).map(|n| n * bits / 8) == Some(bytes)
+        {
+            Ok(())
+        } else {
+            Err(KernelError::Shape)
+        }
     }
-    check_shape(w, cols, rows)?;
-    if !kernel.is_available() {
-        return Err(KernelError::Unavailable(kernel));
+
+    fn matvec(self, kernel: Kernel, x: &[u8], out: &mut [i32]) -> Result<(), KernelError> {
+        self.check_shape(x.len(), out.len())?;
+        if !kernel.is_available() {
+            return Err(KernelError::Unavailable(kernel));
+        }
+        // SAFETY: shape and availability checked above.
+        unsafe { dispatch(kernel, MatVec(self, x, out)) };
+        Ok(())
     }
-    // SAFETY: shapes and availability checked above.
-    unsafe { dispatch(kernel, BatchOp { w, xs, outs }) };
-    Ok(())
+
+    fn matvec_x4(
+        self,
+        kernel: Kernel,
+        xs: [&[u8]; 4],
+        outs: [&mut [i32]; 4],
+    ) -> Result<(), KernelError> {
+        let (cols, rows) = (xs[0].len(), outs[0].len());
+        if xs.iter().any(|x| x.len() != cols) || outs.iter().any(|o| o.len() != rows) {
+            return Err(KernelError::Shape);
+        }
+        self.check_shape(cols, rows)?;
+        if !kernel.is_available() {
+            return Err(KernelError::Unavailable(kernel));
+        }
+        // SAFETY: shapes and availability checked above.
+        unsafe { dispatch(kernel, BatchOp { w: self, xs, outs }) };
+        Ok(())
+    }
+
+    /// `out += W · x` on `A`, `x` gathered in `groups`; `excess` is [`nibble_excess`] of `x`
+    /// (used by 4-bit weights only: their nibbles' offset comes off every row first).
+    ///
+    /// # Safety
+    /// As [`Arch::rows`] / [`Arch::rows4`].
+    #[inline(always)]
+    pub(crate) unsafe fn rows<A: Arch>(
+        self,
+        groups: &Groups<A::Group>,
+        excess: i32,
+        out: &mut [i32],
+    ) {
+        match self {
+            // SAFETY: the caller's guarantee, passed on.
+            Matrix::Int8(w) => unsafe { A::rows(w, groups, out) },
+            Matrix::Int4(w) => {
+                for o in out.iter_mut() {
+                    *o = o.wrapping_sub(excess);
+                }
+                // SAFETY: as above.
+                unsafe { A::rows4(w, groups, out) }
+            }
+        }
+    }
+
+    /// [`Self::rows`] for four vectors.
+    ///
+    /// # Safety
+    /// As [`BatchArch::rows_x4`] / [`BatchArch::rows4_x4`].
+    #[inline(always)]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) unsafe fn rows_x4<A: BatchArch>(
+        self,
+        groups: &Groups<A::Group4>,
+        excess: [i32; 4],
+        mut outs: [&mut [i32]; 4],
+    ) {
+        match self {
+            // SAFETY: the caller's guarantee, passed on.
+            Matrix::Int8(w) => unsafe { A::rows_x4(w, groups, outs) },
+            Matrix::Int4(w) => {
+                for (out, excess) in outs.iter_mut().zip(excess) {
+                    for o in out.iter_mut() {
+                        *o = o.wrapping_sub(excess);
+                    }
+                }
+                // SAFETY: as above.
+                unsafe { A::rows4_x4(w, groups, outs) }
+            }
+        }
+    }
+
+    /// [`nibble_excess`] of `x` for 4-bit weights, 0 (unused) for 8-bit ones.
+    #[inline(always)]
+    pub(crate) fn excess(self, x: &[u8]) -> i32 {
+        match self {
+            Matrix::Int8(_) => 0,
+            Matrix::Int4(_) => nibble_excess(x),
+        }
+    }
+}
+
+/// `NIBBLE_OFFSET · Σ x`: what the stored nibbles add to every row beyond the weights' values
+/// (below 2^21 for any vector a kernel takes).
+#[inline(always)]
+fn nibble_excess(x: &[u8]) -> i32 {
+    let sum: u32 = x.iter().map(|&v| u32::from(v)).sum();
+    (sum as i32).wrapping_mul(NIBBLE_OFFSET)
+}
+
+/// One vector against a matrix; shapes checked by the caller.
+struct MatVec<'a, 'o>(Matrix<'a>, &'a [u8], &'o mut [i32]);
+
+impl ArchOp for MatVec<'_, '_> {
+    type Output = ();
+    unsafe fn run<A: Arch>(self) {
+        let MatVec(w, x, out) = self;
+        let mut groups = Groups::new();
+        if groups.gather::<A>(x).is_ok() {
+            // SAFETY: shapes checked by the caller, the CPU by `dispatch`'s caller.
+            unsafe { w.rows::<A>(&groups, w.excess(x), out) }
+        }
+    }
 }
 
 /// Four vectors against one matrix; shapes checked by the caller.
 struct BatchOp<'a, 'o> {
-    w: &'a [i8],
+    w: Matrix<'a>,
     xs: [&'a [u8]; 4],
     outs: [&'o mut [i32]; 4],
 }
@@ -492,8 +655,9 @@ impl ArchOp for BatchOp<'_, '_> {
     unsafe fn run_batch<A: BatchArch>(self) {
         let mut groups = Groups::new();
         if groups.gather4::<A>(self.xs).is_ok() {
+            let excess = self.xs.map(|x| self.w.excess(x));
             // SAFETY: as above.
-            unsafe { A::rows_x4(self.w, &groups, self.outs) }
+            unsafe { self.w.rows_x4::<A>(&groups, excess, self.outs) }
         }
     }
 }
@@ -522,6 +686,27 @@ mod tests {
     }
 
     #[test]
+    fn nibble_index_is_a_bijection_onto_half_the_bytes() {
+        let (rows, cols) = (32, 24);
+        let mut seen = [[false; 2]; 32 * 24 / 2];
+        for r in 0..rows {
+            for k in 0..cols {
+                let (byte, shift) = nibble_index(r, k, cols);
+                assert!(!seen[byte][shift as usize / 4], "{r} {k}");
+                seen[byte][shift as usize / 4] = true;
+            }
+        }
+        // A 4-bit tile is 32 bytes: row i < 8 in the low nibbles of bytes 4i.., row i + 8 in the
+        // high ones; the next group's tile follows.
+        assert_eq!(nibble_index(0, 0, cols), (0, 0));
+        assert_eq!(nibble_index(8, 0, cols), (0, 4));
+        assert_eq!(nibble_index(7, 3, cols), (31, 0));
+        assert_eq!(nibble_index(15, 7, cols), (63, 4));
+        assert_eq!(nibble_index(16, 0, cols), (8 * cols, 0));
+        let _ = nibble_index(usize::MAX, usize::MAX, usize::MAX);
+    }
+
+    #[test]
     fn shapes_are_checked_not_panicked_on() {
         let w = [0i8; 16 * 8];
         let mut out = [0i32; 16];
@@ -537,6 +722,9 @@ mod tests {
                 shape,
                 "inputs past MAX_COLS"
             );
+            // 4-bit weights: half a byte each.
+            assert_eq!(matvec4(kernel, &[0; 128], &[0; 8], &mut out), shape);
+            assert_eq!(matvec4(kernel, &[0; 63], &[0; 8], &mut [0; 16]), shape);
             let [a, b, c, d] = [[0i32; 16]; 4];
             let (mut a, mut b, mut c, mut d) = (a, b, c, d);
             assert_eq!(

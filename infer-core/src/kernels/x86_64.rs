@@ -76,14 +76,82 @@ macro_rules! vnni_arch {
     (
         $(#[$doc:meta])* $arch:ident, $features:literal, $vec:ty, $lanes:literal,
         panel: $panel:literal, panel_x4: $panel4:literal,
-        $zero:ident, $set1:ident, $load:ident, $store:ident, $dpbusd:ident, $add:ident
+        $zero:ident, $set1:ident, $load:ident, $store:ident, $dpbusd:ident, $add:ident,
+        unpack4: $unpack4:ident
     ) => {
         $(#[$doc])*
         pub(crate) struct $arch;
 
         impl $arch {
-            /// Vectors per tile.
-            const V: usize = TILE_ROWS / $lanes;
+            /// The vectors of the tile at byte `at` of `base`: 64 bytes as they are, or
+            /// (`NIBBLES`) 32 bytes of 4-bit weights unpacked to one byte each.
+            ///
+            /// # Safety
+            /// The CPU has `$features`; the tile's bytes are readable.
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn tile<const NIBBLES: bool>(base: *const u8, at: usize) -> [$vec; TILE_ROWS / $lanes] {
+                if NIBBLES {
+                    // SAFETY: the caller's guarantee.
+                    return unsafe { $unpack4(base.add(at)) };
+                }
+                let mut v = [$zero(); TILE_ROWS / $lanes];
+                for (h, v) in v.iter_mut().enumerate() {
+                    // SAFETY: the caller's guarantee; unaligned load.
+                    *v = unsafe { $load(base.add(at + 4 * $lanes * h).cast()) };
+                }
+                v
+            }
+
+            /// Where a group's tile starts in row block `b` (`block` bytes each).
+            #[inline(always)]
+            fn at<const NIBBLES: bool>(b: usize, block: usize, offset: u32) -> usize {
+                b * block + (offset >> u32::from(NIBBLES)) as usize
+            }
+
+            /// The walk over all row blocks of `out`, for tiles of either width.
+            ///
+            /// # Safety
+            /// As [`Arch::rows`] / [`Arch::rows4`], with `block` the bytes of a row block.
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn walk<const NIBBLES: bool>(base: *const u8, block: usize, entries: &[Dword], out: &mut [i32]) {
+                let (panels, rest) = out.as_chunks_mut::<{ TILE_ROWS * $panel }>();
+                let done = panels.len() * $panel;
+                for (p, out) in panels.iter_mut().enumerate() {
+                    // SAFETY: row blocks `$panel·p..` are inside the weights (`Arch::rows`
+                    // contract).
+                    unsafe { Self::panel::<$panel, NIBBLES>(base, block, $panel * p, entries, out) };
+                }
+                for (r, out) in rest.chunks_exact_mut(TILE_ROWS).enumerate() {
+                    // SAFETY: as above.
+                    unsafe { Self::single::<NIBBLES>(base, block, done + r, entries, out) };
+                }
+            }
+
+            /// The batch walk over all row blocks of `outs`, for tiles of either width.
+            ///
+            /// # Safety
+            /// As [`BatchArch::rows_x4`], with `block` the bytes of a row block.
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn walk_x4<const NIBBLES: bool>(
+                base: *const u8,
+                block: usize,
+                entries: &[Dword4],
+                outs: &mut [&mut [i32]; 4],
+            ) {
+                let blocks = outs.iter().map(|o| o.len()).min().unwrap_or(0) / TILE_ROWS;
+                let panels = blocks / $panel4;
+                for p in 0..panels {
+                    // SAFETY: row blocks `$panel4·p..` are inside the weights and every `outs[i]`.
+                    unsafe { Self::panel_x4::<$panel4, NIBBLES>(base, block, $panel4 * p, entries, outs) };
+                }
+                for r in panels * $panel4..blocks {
+                    // SAFETY: as above.
+                    unsafe { Self::panel_x4::<1, NIBBLES>(base, block, r, entries, outs) };
+                }
+            }
 
             /// `P` consecutive row blocks starting at `w`'s row block `first`, over every
             /// entry: each broadcast is used `P · V` times.
@@ -93,8 +161,8 @@ macro_rules! vnni_arch {
             /// `block` bytes, every entry's offset + 64 ≤ `block`); `out` has `16 · P` values.
             #[inline]
             #[target_feature(enable = $features)]
-            unsafe fn panel<const P: usize>(
-                w: &[i8],
+            unsafe fn panel<const P: usize, const NIBBLES: bool>(
+                base: *const u8,
                 block: usize,
                 first: usize,
                 entries: &[Dword],
@@ -111,15 +179,13 @@ macro_rules! vnni_arch {
                         }
                     }
                 }
-                let base = w.as_ptr();
                 for e in entries {
                     let x = $set1(e.x);
                     for (r, acc) in acc.iter_mut().enumerate() {
-                        let tile = (first + r) * block + e.offset as usize;
-                        for (h, acc) in acc.iter_mut().enumerate() {
-                            // SAFETY: the tile's bytes `tile..tile + 64` are inside `w` (the
-                            // caller's contract); unaligned load.
-                            let wv = unsafe { $load(base.add(tile + 4 * $lanes * h).cast()) };
+                        let at = Self::at::<NIBBLES>(first + r, block, e.offset);
+                        // SAFETY: the tile is inside the weights (the caller's contract).
+                        let wv = unsafe { Self::tile::<NIBBLES>(base, at) };
+                        for (acc, wv) in acc.iter_mut().zip(wv) {
                             *acc = $dpbusd(*acc, x, wv);
                         }
                     }
@@ -134,27 +200,30 @@ macro_rules! vnni_arch {
             /// As [`Self::panel`] with `P = 1`.
             #[inline]
             #[target_feature(enable = $features)]
-            unsafe fn single(w: &[i8], block: usize, first: usize, entries: &[Dword], out: &mut [i32]) {
+            unsafe fn single<const NIBBLES: bool>(
+                base: *const u8,
+                block: usize,
+                first: usize,
+                entries: &[Dword],
+                out: &mut [i32],
+            ) {
                 let mut acc = [[$zero(); TILE_ROWS / $lanes]; 4];
-                let base = w.as_ptr();
                 let (quads, rest) = entries.as_chunks::<4>();
                 for quad in quads {
                     for (acc, e) in acc.iter_mut().zip(quad) {
                         let x = $set1(e.x);
-                        let tile = first * block + e.offset as usize;
-                        for (h, acc) in acc.iter_mut().enumerate() {
-                            // SAFETY: as in `panel`.
-                            let wv = unsafe { $load(base.add(tile + 4 * $lanes * h).cast()) };
+                        // SAFETY: as in `panel`.
+                        let wv = unsafe { Self::tile::<NIBBLES>(base, Self::at::<NIBBLES>(first, block, e.offset)) };
+                        for (acc, wv) in acc.iter_mut().zip(wv) {
                             *acc = $dpbusd(*acc, x, wv);
                         }
                     }
                 }
                 for e in rest {
                     let x = $set1(e.x);
-                    let tile = first * block + e.offset as usize;
-                    for (h, acc) in acc[0].iter_mut().enumerate() {
-                        // SAFETY: as in `panel`.
-                        let wv = unsafe { $load(base.add(tile + 4 * $lanes * h).cast()) };
+                    // SAFETY: as in `panel`.
+                    let wv = unsafe { Self::tile::<NIBBLES>(base, Self::at::<NIBBLES>(first, block, e.offset)) };
+                    for (acc, wv) in acc[0].iter_mut().zip(wv) {
                         *acc = $dpbusd(*acc, x, wv);
                     }
                 }
@@ -179,8 +248,8 @@ macro_rules! vnni_arch {
             /// As [`Self::panel`], for each of `outs`.
             #[inline]
             #[target_feature(enable = $features)]
-            unsafe fn panel_x4<const P: usize>(
-                w: &[i8],
+            unsafe fn panel_x4<const P: usize, const NIBBLES: bool>(
+                base: *const u8,
                 block: usize,
                 first: usize,
                 entries: &[Dword4],
@@ -197,14 +266,12 @@ macro_rules! vnni_arch {
                         }
                     }
                 }
-                let base = w.as_ptr();
                 for e in entries {
                     let x = e.x.map(|x| $set1(x));
                     for r in 0..P {
-                        let tile = (first + r) * block + e.offset as usize;
-                        for h in 0..Self::V {
-                            // SAFETY: as in `panel`.
-                            let wv = unsafe { $load(base.add(tile + 4 * $lanes * h).cast()) };
+                        // SAFETY: as in `panel`.
+                        let wv = unsafe { Self::tile::<NIBBLES>(base, Self::at::<NIBBLES>(first + r, block, e.offset)) };
+                        for (h, &wv) in wv.iter().enumerate() {
                             for (acc, &x) in acc.iter_mut().zip(&x) {
                                 if let Some(a) = acc.get_mut(r).and_then(|a| a.get_mut(h)) {
                                     *a = $dpbusd(*a, x, wv);
@@ -231,17 +298,15 @@ macro_rules! vnni_arch {
             #[target_feature(enable = $features)]
             unsafe fn rows(w: &[i8], groups: &Groups<Dword>, out: &mut [i32]) {
                 let block = TILE_ROWS * groups.cols();
-                let entries = groups.entries();
-                let (panels, rest) = out.as_chunks_mut::<{ TILE_ROWS * $panel }>();
-                let done = panels.len() * $panel;
-                for (p, out) in panels.iter_mut().enumerate() {
-                    // SAFETY: row blocks `$panel·p..` are inside `w` (`Arch::rows` contract).
-                    unsafe { Self::panel::<$panel>(w, block, $panel * p, entries, out) };
-                }
-                for (r, out) in rest.chunks_exact_mut(TILE_ROWS).enumerate() {
-                    // SAFETY: as above.
-                    unsafe { Self::single(w, block, done + r, entries, out) };
-                }
+                // SAFETY: the caller's guarantee, for 8-bit tiles.
+                unsafe { Self::walk::<false>(w.as_ptr().cast(), block, groups.entries(), out) }
+            }
+
+            #[target_feature(enable = $features)]
+            unsafe fn rows4(w: &[u8], groups: &Groups<Dword>, out: &mut [i32]) {
+                let block = TILE_ROWS / 2 * groups.cols();
+                // SAFETY: the caller's guarantee, for 4-bit tiles.
+                unsafe { Self::walk::<true>(w.as_ptr(), block, groups.entries(), out) }
             }
 
             #[target_feature(enable = $features)]
@@ -262,17 +327,15 @@ macro_rules! vnni_arch {
             #[target_feature(enable = $features)]
             unsafe fn rows_x4(w: &[i8], groups: &Groups<Dword4>, mut outs: [&mut [i32]; 4]) {
                 let block = TILE_ROWS * groups.cols();
-                let entries = groups.entries();
-                let blocks = outs.iter().map(|o| o.len()).min().unwrap_or(0) / TILE_ROWS;
-                let panels = blocks / $panel4;
-                for p in 0..panels {
-                    // SAFETY: row blocks `$panel4·p..` are inside `w` and every `outs[i]`.
-                    unsafe { Self::panel_x4::<$panel4>(w, block, $panel4 * p, entries, &mut outs) };
-                }
-                for r in panels * $panel4..blocks {
-                    // SAFETY: as above.
-                    unsafe { Self::panel_x4::<1>(w, block, r, entries, &mut outs) };
-                }
+                // SAFETY: the caller's guarantee, for 8-bit tiles.
+                unsafe { Self::walk_x4::<false>(w.as_ptr().cast(), block, groups.entries(), &mut outs) }
+            }
+
+            #[target_feature(enable = $features)]
+            unsafe fn rows4_x4(w: &[u8], groups: &Groups<Dword4>, mut outs: [&mut [i32]; 4]) {
+                let block = TILE_ROWS / 2 * groups.cols();
+                // SAFETY: the caller's guarantee, for 4-bit tiles.
+                unsafe { Self::walk_x4::<true>(w.as_ptr(), block, groups.entries(), &mut outs) }
             }
         }
     };
@@ -291,7 +354,8 @@ vnni_arch!(
     _mm512_loadu_si512,
     _mm512_storeu_si512,
     _mm512_dpbusd_epi32,
-    _mm512_add_epi32
+    _mm512_add_epi32,
+    unpack4: unpack4_512
 );
 
 vnni_arch!(
@@ -308,8 +372,39 @@ vnni_arch!(
     _mm256_loadu_si256,
     _mm256_storeu_si256,
     _mm256_dpbusd_avx_epi32,
-    _mm256_add_epi32
+    _mm256_add_epi32,
+    unpack4: unpack4_256
 );
+
+/// A 4-bit tile as one vector of bytes: the low nibbles (rows 0–7) in the low half, the high
+/// nibbles (rows 8–15) in the high half.
+///
+/// # Safety
+/// The CPU has AVX-512 F and BW; 32 bytes are readable at `p`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn unpack4_512(p: *const u8) -> [__m512i; 1] {
+    // SAFETY: the caller's guarantee; unaligned load.
+    let v = unsafe { _mm256_loadu_si256(p.cast()) };
+    let both = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(v), _mm256_srli_epi16::<4>(v));
+    [_mm512_and_si512(both, _mm512_set1_epi8(0x0f))]
+}
+
+/// A 4-bit tile as two vectors of bytes: the low nibbles (rows 0–7), then the high ones (8–15).
+///
+/// # Safety
+/// The CPU has AVX2; 32 bytes are readable at `p`.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn unpack4_256(p: *const u8) -> [__m256i; 2] {
+    // SAFETY: the caller's guarantee; unaligned load.
+    let v = unsafe { _mm256_loadu_si256(p.cast()) };
+    let mask = _mm256_set1_epi8(0x0f);
+    [
+        _mm256_and_si256(v, mask),
+        _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask),
+    ]
+}
 
 /// Stores whole vectors into `out`, as many as fit.
 #[inline(always)]
@@ -324,10 +419,12 @@ fn store<V: Copy>(acc: &[V], out: &mut [i32]) {
 /// AVX2: quarter tiles sign-extended to 16 × i16 meet the group's inputs as 4 × i16 repeated.
 pub(crate) struct Avx2;
 
-/// A live group for `vpmaddwd`: its offset and its inputs widened to 4 × i16.
+/// A live group for `vpmaddwd`: its offset and its inputs widened to 4 × i16 (and as bytes,
+/// for `vpmaddubsw` on 4-bit tiles).
 #[derive(Clone, Copy)]
 pub(crate) struct Halfwords {
     offset: u32,
+    bytes: i32,
     x: i64,
 }
 
@@ -337,7 +434,31 @@ impl Arch for Avx2 {
     fn group(offset: u32, x: [u8; 4]) -> Halfwords {
         Halfwords {
             offset,
+            bytes: i32::from_le_bytes(x),
             x: super::halfwords(x) as i64,
+        }
+    }
+
+    /// Each half of a 4-bit tile (8 rows × 4 nibbles) meets the group's bytes in `vpmaddubsw`
+    /// (u8 × non-negative nibble: pairs sum to at most 7,650, no saturation), then `vpmaddwd`
+    /// by ones gives each row's sum of four.
+    #[target_feature(enable = "avx2")]
+    unsafe fn rows4(w: &[u8], groups: &Groups<Halfwords>, out: &mut [i32]) {
+        let block = TILE_ROWS / 2 * groups.cols();
+        let base = w.as_ptr();
+        let ones = _mm256_set1_epi16(1);
+        for (b, out) in out.chunks_exact_mut(TILE_ROWS).enumerate() {
+            let mut acc = [_mm256_setzero_si256(); 2];
+            for e in groups.entries() {
+                let x = _mm256_set1_epi32(e.bytes);
+                // SAFETY: the tile's 32 bytes are inside `w` (`Arch::rows4` contract).
+                let halves = unsafe { unpack4_256(base.add(b * block + e.offset as usize / 2)) };
+                for (acc, h) in acc.iter_mut().zip(halves) {
+                    let pairs = _mm256_maddubs_epi16(x, h);
+                    *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(pairs, ones));
+                }
+            }
+            add_store(acc, out);
         }
     }
 
@@ -363,15 +484,20 @@ impl Arch for Avx2 {
             // Pairs to rows: hadd gives (rows 0, 1, 4, 5 | 2, 3, 6, 7); the permute orders them.
             let rows_0_7 = _mm256_permute4x64_epi64::<0xD8>(_mm256_hadd_epi32(acc[0], acc[1]));
             let rows_8_15 = _mm256_permute4x64_epi64::<0xD8>(_mm256_hadd_epi32(acc[2], acc[3]));
-            let mut sums = [rows_0_7, rows_8_15];
-            for (h, sum) in sums.iter_mut().enumerate() {
-                if let Some(init) = out.get(8 * h..8 * h + 8) {
-                    // SAFETY: 8 i32s; unaligned load.
-                    *sum =
-                        _mm256_add_epi32(*sum, unsafe { _mm256_loadu_si256(init.as_ptr().cast()) });
-                }
-            }
-            store(&sums, out);
+            add_store([rows_0_7, rows_8_15], out);
         }
     }
+}
+
+/// `out[..16] += ` rows 0–7 and 8–15.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn add_store(mut sums: [__m256i; 2], out: &mut [i32]) {
+    for (h, sum) in sums.iter_mut().enumerate() {
+        if let Some(init) = out.get(8 * h..8 * h + 8) {
+            // SAFETY: 8 i32s; unaligned load.
+            *sum = _mm256_add_epi32(*sum, unsafe { _mm256_loadu_si256(init.as_ptr().cast()) });
+        }
+    }
+    store(&sums, out);
 }
