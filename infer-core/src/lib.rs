@@ -5,12 +5,13 @@
 //! bit for bit on every CPU for the int8 model.
 //!
 //! - [`format`]: the model file, validated once by [`Int8Model::from_bytes`] /
-//!   [`F32Model::from_bytes`] and then read in place (zero-copy: a `&'static [u8]` in flash works);
-//! - [`quant`]: the integer arithmetic of the int8 network;
-//! - [`kernels`]: the int8 matrix–vector product over the non-zero inputs only — one algorithm,
-//!   with a scalar reference and AVX2, AVX-VNNI, AVX-512 VNNI, Cortex-M DSP and NEON inner steps,
-//!   all bit-exact with the reference;
-//! - the forward passes, [`Int8Model::predict`] and [`F32Model::logits`].
+//!   [`Int4Model::from_bytes`] / [`F32Model::from_bytes`] and then read in place (zero-copy: a
+//!   `&'static [u8]` in flash works);
+//! - [`quant`]: the integer arithmetic of the int8 and int4 networks;
+//! - [`kernels`]: the int8 and int4 matrix–vector products over the non-zero inputs only — one
+//!   algorithm, with a scalar reference and AVX2, AVX-VNNI, AVX-512 VNNI, Cortex-M DSP and NEON
+//!   inner steps, all bit-exact with the reference;
+//! - the forward passes, [`QuantModel::predict`] (int8 and int4) and [`F32Model::logits`].
 //!
 //! ## Example
 //!
@@ -43,6 +44,9 @@
 //! the class by comparing them at their classes' scales, exactly, in integers. No float is used
 //! up to the class; [`Int8Model::probabilities`] adds an
 //! optional f32 softmax (via `libm`).
+//!
+//! An [`Int4Model`] is the same network with 4-bit weights (−8…7, the trainer uses ±7), half the
+//! flash: the same biases, requantization and class comparison.
 //!
 //! ## f32 tolerance
 //!
@@ -90,7 +94,7 @@ pub mod kernels;
 mod model;
 pub mod quant;
 
-pub use format::{F32Model, FormatError, Int8Model};
+pub use format::{F32Model, FormatError, Int4Model, Int8Model, QuantModel};
 pub use kernels::Kernel;
 pub use model::Prediction;
 

@@ -1,7 +1,9 @@
-//! The forward passes: integer-only int8, written once over the kernels' architectures, and f32.
+//! The forward passes: integer-only (int8 or int4 weights), written once over the kernels'
+//! architectures and both weight widths, and f32.
 
-use crate::format::{CLASSES_PADDED, F32Model, Int8Model};
-use crate::kernels::{self, Arch, ArchOp, BatchArch, Groups, Kernel, KernelError, TILE_ROWS};
+use crate::format::{Bits, CLASSES_PADDED, F32Model, QuantModel};
+use crate::kernels::TILE_ROWS;
+use crate::kernels::{self, Arch, ArchOp, BatchArch, Groups, Kernel, KernelError, Matrix};
 use crate::{CLASSES, HIDDEN, INPUTS};
 
 /// Hidden rows computed per walk of the input's groups. On a microcontroller one tile of rows, so
@@ -13,7 +15,7 @@ const ROWS_PER_PASS: usize = if cfg!(target_os = "none") {
     HIDDEN
 };
 
-/// What the int8 network says about one image.
+/// What the integer network says about one image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Prediction {
@@ -23,7 +25,17 @@ pub struct Prediction {
     pub logits: [i32; CLASSES],
 }
 
-impl<'a> Int8Model<'a> {
+/// A weight section of `B` bits as the kernels take it.
+#[inline(always)]
+fn matrix<B: Bits>(w: &[u8]) -> Matrix<'_> {
+    if B::BITS == 4 {
+        Matrix::Int4(w)
+    } else {
+        Matrix::Int8(bytemuck::must_cast_slice(w))
+    }
+}
+
+impl<'a, B: Bits> QuantModel<'a, B> {
     /// Classifies one 28 × 28 image of raw pixels (0 = background) with the best kernel here.
     pub fn predict(&self, pixels: &[u8; INPUTS]) -> Prediction {
         // SAFETY: `best` returns an available kernel.
@@ -81,9 +93,10 @@ impl<'a> Int8Model<'a> {
             return; // Not reached: 784 inputs are 196 whole groups.
         }
         let mut acc = [0i32; ROWS_PER_PASS];
+        let excess = matrix::<B>(self.w1).excess(pixels);
         let passes = self
             .w1
-            .chunks_exact(ROWS_PER_PASS * INPUTS)
+            .chunks_exact(ROWS_PER_PASS * INPUTS * B::BITS / 8)
             .zip(hidden.chunks_exact_mut(ROWS_PER_PASS))
             .zip(self.b1.chunks_exact(ROWS_PER_PASS))
             .zip(self.m1.chunks_exact(ROWS_PER_PASS))
@@ -93,7 +106,7 @@ impl<'a> Int8Model<'a> {
             // SAFETY: `ROWS_PER_PASS` rows (a multiple of 16) of `INPUTS` weights each, and the
             // groups of `INPUTS` inputs; the CPU by the caller.
             unsafe {
-                A::rows(w, &groups, &mut acc);
+                matrix::<B>(w).rows::<A>(&groups, excess, &mut acc);
                 A::requantize(&acc, m, s, h);
             }
         }
@@ -109,8 +122,9 @@ impl<'a> Int8Model<'a> {
         set_bias(&mut acc, self.b2);
         let mut groups = Groups::new();
         if groups.gather::<A>(hidden).is_ok() {
+            let w2 = matrix::<B>(self.w2);
             // SAFETY: `CLASSES_PADDED` rows of `HIDDEN` weights, groups of `HIDDEN` inputs.
-            unsafe { A::rows(self.w2, &groups, &mut acc) };
+            unsafe { w2.rows::<A>(&groups, w2.excess(hidden), &mut acc) };
         }
         acc
     }
@@ -132,8 +146,11 @@ impl<'a> Int8Model<'a> {
             .gather4::<A>(images.each_ref().map(|x| &x[..]))
             .is_ok()
         {
+            let w1 = matrix::<B>(self.w1);
+            let excess = images.each_ref().map(|x| w1.excess(x));
+            let acc = acc.each_mut().map(|a| &mut a[..]);
             // SAFETY: `HIDDEN` rows of `INPUTS` weights for each image; the CPU by the caller.
-            unsafe { A::rows_x4(self.w1, &groups, acc.each_mut().map(|a| &mut a[..])) };
+            unsafe { w1.rows_x4::<A>(&groups, excess, acc) };
         }
         for (h, acc) in hidden.iter_mut().zip(&acc) {
             // SAFETY: the CPU by the caller.
@@ -147,8 +164,11 @@ impl<'a> Int8Model<'a> {
             .gather4::<A>(hidden.each_ref().map(|h| &h[..]))
             .is_ok()
         {
+            let w2 = matrix::<B>(self.w2);
+            let excess = hidden.each_ref().map(|h| w2.excess(h));
+            let logits = logits.each_mut().map(|l| &mut l[..]);
             // SAFETY: `CLASSES_PADDED` rows of `HIDDEN` weights for each image.
-            unsafe { A::rows_x4(self.w2, &groups, logits.each_mut().map(|l| &mut l[..])) };
+            unsafe { w2.rows_x4::<A>(&groups, excess, logits) };
         }
         logits.map(|acc| prediction(&acc, self.w2_scale))
     }
@@ -160,7 +180,8 @@ impl<'a> Int8Model<'a> {
             .map_or(0.0, |s| s * self.hidden_scale)
     }
 
-    /// Softmax probabilities of a prediction, in f32 (the only float on the int8 path, optional).
+    /// Softmax probabilities of a prediction, in f32 (the only float on the integer path,
+    /// optional).
     pub fn probabilities(&self, prediction: &Prediction) -> [f32; CLASSES] {
         let mut z = [0.0f32; CLASSES];
         for ((z, &l), s) in z.iter_mut().zip(&prediction.logits).zip(self.w2_scales()) {
@@ -170,10 +191,10 @@ impl<'a> Int8Model<'a> {
     }
 }
 
-/// One image through the int8 network on the dispatched architecture.
-struct Predict<'m, 'a>(&'m Int8Model<'a>, &'m [u8; INPUTS]);
+/// One image through the integer network on the dispatched architecture.
+struct Predict<'m, 'a, B: Bits>(&'m QuantModel<'a, B>, &'m [u8; INPUTS]);
 
-impl ArchOp for Predict<'_, '_> {
+impl<B: Bits> ArchOp for Predict<'_, '_, B> {
     type Output = Prediction;
     unsafe fn run<A: Arch>(self) -> Prediction {
         let Predict(model, pixels) = self;
@@ -187,10 +208,10 @@ impl ArchOp for Predict<'_, '_> {
     }
 }
 
-/// Four images through the int8 network: in one pass where the architecture has a batch form.
-struct PredictX4<'m, 'a>(&'m Int8Model<'a>, &'m [[u8; INPUTS]; 4]);
+/// Four images through the integer network: in one pass where the architecture has a batch form.
+struct PredictX4<'m, 'a, B: Bits>(&'m QuantModel<'a, B>, &'m [[u8; INPUTS]; 4]);
 
-impl ArchOp for PredictX4<'_, '_> {
+impl<B: Bits> ArchOp for PredictX4<'_, '_, B> {
     type Output = [Prediction; 4];
     unsafe fn run<A: Arch>(self) -> [Prediction; 4] {
         let PredictX4(model, images) = self;

@@ -5,7 +5,7 @@ use infer_core::format::{
     FormatError, MAX_F32_WEIGHT, MAX_SCALE, ModelKind, VERSION, checksum, peek_kind, write,
 };
 use infer_core::quant::requantize;
-use infer_core::{CLASSES, F32Model, HIDDEN, INPUTS, Int8Model, Kernel};
+use infer_core::{CLASSES, F32Model, HIDDEN, INPUTS, Int4Model, Int8Model, Kernel};
 
 /// A valid int8 file with varied weights, in 16-byte-aligned memory (as `Vec<u128>`).
 struct File {
@@ -50,8 +50,8 @@ struct Parts {
 }
 
 impl Parts {
-    fn view(&self) -> write::Int8Parts<'_> {
-        write::Int8Parts {
+    fn view(&self) -> write::QuantParts<'_> {
+        write::QuantParts {
             hidden_scale: self.hidden_scale,
             w1_scale: &self.w1_scale,
             b1: &self.b1,
@@ -303,7 +303,7 @@ fn misaligned_buffers_are_refused_not_misread() {
 #[test]
 fn writer_rejects_wrong_lengths_and_small_buffers() {
     let p = Parts::default();
-    let parts = write::Int8Parts {
+    let parts = write::QuantParts {
         w1_scale: &p.w1_scale[1..],
         ..p.view()
     };
@@ -315,7 +315,7 @@ fn writer_rejects_wrong_lengths_and_small_buffers() {
             ..
         })
     ));
-    let parts = write::Int8Parts {
+    let parts = write::QuantParts {
         w1_scale: &p.w1_scale,
         ..parts
     };
@@ -385,42 +385,129 @@ fn forward_by_definition(p: &Parts, image: &[u8; INPUTS]) -> [i32; CLASSES] {
     })
 }
 
-#[test]
-fn row_major_parts_are_tiled_so_every_kernel_computes_the_definition() {
+/// Parts with varied, sign-mixed weights (`w(i)` maps an index to a weight) and requantization,
+/// and classes on different scales, so that any misplaced weight or raw-accumulator comparison
+/// shows.
+fn varied_parts(w: impl Fn(usize) -> i8) -> Parts {
     let mut p = Parts::default();
-    // Varied, sign-mixed weights and requantization, so any misplaced weight shows.
-    for (i, w) in p.w1.iter_mut().enumerate() {
-        *w = ((i * 2_654_435_761) >> 7) as u8 as i8;
+    for (i, v) in p.w1.iter_mut().enumerate() {
+        *v = w((i * 2_654_435_761) >> 7);
     }
-    for (i, w) in p.w2.iter_mut().enumerate() {
-        *w = ((i * 40_503) >> 3) as u8 as i8;
+    for (i, v) in p.w2.iter_mut().enumerate() {
+        *v = w((i * 40_503) >> 3);
     }
     for (j, (m, s)) in p.m1.iter_mut().zip(&mut p.s1).enumerate() {
         *m = (1 << 30) + (j as i32) * 999_983;
         *s = 44 + (j % 8) as u8;
     }
-    // Classes on different scales: the class is the largest real logit, not raw accumulator.
     for (c, scale) in p.w2_scale.iter_mut().enumerate() {
         *scale = 0.004 * (1.0 + 0.37 * c as f32);
     }
-    let mut out = vec![0; write::MAX_INT8_LEN];
-    let len = write::int8(&p.view(), &mut out).unwrap();
-    let file = File::new(&out[..len]);
-    let model = load(file.bytes()).unwrap();
-    for seed in 0..40usize {
-        let image: [u8; INPUTS] = std::array::from_fn(|i| {
-            let v = (i * 7 + seed * 131) % 256;
-            if (i / 28 + seed) % 3 == 0 { v as u8 } else { 0 }
-        });
-        let expected = forward_by_definition(&p, &image);
+    p
+}
+
+/// Every kernel's predictions, one at a time and in batches, against the definition.
+fn check_every_kernel<B: infer_core::format::Bits>(
+    p: &Parts,
+    model: &infer_core::QuantModel<'_, B>,
+) {
+    let images: Vec<[u8; INPUTS]> = (0..40usize)
+        .map(|seed| {
+            std::array::from_fn(|i| {
+                let v = (i * 7 + seed * 131) % 256;
+                if (i / 28 + seed) % 3 == 0 { v as u8 } else { 0 }
+            })
+        })
+        .collect();
+    for (seed, image) in images.iter().enumerate() {
+        let expected = forward_by_definition(p, image);
         let real = |c: usize| f64::from(expected[c]) * f64::from(p.w2_scale[c]);
         let class = (0..CLASSES).fold(0, |best, c| if real(c) > real(best) { c } else { best });
         for kernel in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
-            let got = model.predict_with(kernel, &image).unwrap();
+            let got = model.predict_with(kernel, image).unwrap();
             assert_eq!(got.logits, expected, "{kernel}, image {seed}");
             assert_eq!(usize::from(got.class), class, "{kernel}, image {seed}");
         }
     }
+    let mut batch = vec![model.predict(&images[0]); images.len()];
+    model.predict_batch(&images, &mut batch);
+    for (image, got) in images.iter().zip(&batch) {
+        assert_eq!(*got, model.predict(image));
+    }
+}
+
+#[test]
+fn row_major_parts_are_tiled_so_every_kernel_computes_the_definition() {
+    let p = varied_parts(|i| i as u8 as i8);
+    let mut out = vec![0; write::MAX_INT8_LEN];
+    let len = write::int8(&p.view(), &mut out).unwrap();
+    let file = File::new(&out[..len]);
+    check_every_kernel(&p, &load(file.bytes()).unwrap());
+}
+
+#[test]
+fn int4_parts_are_packed_so_every_kernel_computes_the_definition() {
+    // Every value of −8…7, in varied places.
+    let p = varied_parts(|i| (i % 16) as i8 - 8);
+    let mut out = vec![0; write::MAX_INT4_LEN];
+    let len = write::int4(&p.view(), &mut out).unwrap();
+    let file = File::new(&out[..len]);
+    let model = Int4Model::from_bytes(file.bytes()).unwrap();
+    check_every_kernel(&p, &model);
+    // Half the weight bytes of the int8 file.
+    let int8_len = int8_file(|_| {}).len();
+    assert_eq!(int8_len - len, (HIDDEN * INPUTS + 16 * HIDDEN) / 2);
+    // Each kind reads only its own files.
+    assert_eq!(
+        Int8Model::from_bytes(file.bytes()).unwrap_err(),
+        FormatError::WrongKind(3)
+    );
+    assert_eq!(peek_kind(file.bytes()), Ok(ModelKind::Int4));
+    let int8 = File::new(&int8_file(|_| {}));
+    assert_eq!(
+        Int4Model::from_bytes(int8.bytes()).unwrap_err(),
+        FormatError::WrongKind(1)
+    );
+    // Damage is caught as in an int8 file: every truncation, a flipped bit.
+    let bytes = &out[..len];
+    for cut in (0..len).step_by(997) {
+        assert!(Int4Model::from_bytes(File::new(&bytes[..cut]).bytes()).is_err());
+    }
+    let mut flipped = bytes.to_vec();
+    flipped[len / 2] ^= 0x10;
+    assert!(matches!(
+        Int4Model::from_bytes(File::new(&flipped).bytes()),
+        Err(FormatError::CrcMismatch { .. })
+    ));
+}
+
+#[test]
+fn int4_writer_refuses_weights_beyond_four_bits() {
+    let mut out = vec![0; write::MAX_INT4_LEN];
+    let mut p = Parts {
+        w1: vec![0; HIDDEN * INPUTS],
+        w2: vec![0; CLASSES * HIDDEN],
+        ..Default::default()
+    };
+    p.w2[77] = 8;
+    assert_eq!(
+        write::int4(&p.view(), &mut out),
+        Err(FormatError::BadWeight {
+            section: "w2",
+            index: 77
+        })
+    );
+    p.w2[77] = -8;
+    p.w1[5] = -9;
+    assert_eq!(
+        write::int4(&p.view(), &mut out),
+        Err(FormatError::BadWeight {
+            section: "w1",
+            index: 5
+        })
+    );
+    p.w1[5] = 7;
+    assert!(write::int4(&p.view(), &mut out).is_ok());
 }
 
 fn f32_file(w1: &[f32], b1: &[f32], w2: &[f32], b2: &[f32]) -> File {

@@ -134,7 +134,7 @@ fn round_i32(v: f64) -> i32 {
 
 /// The int8 model file.
 pub fn encode_int8(q: &Int8Weights) -> Result<Vec<u8>> {
-    let parts = write::Int8Parts {
+    let parts = write::QuantParts {
         hidden_scale: q.hidden_scale,
         w1_scale: &q.w1_scale,
         b1: &q.b1,

@@ -1,5 +1,5 @@
 //! The model file: written once by [`write`](mod@write) (the trainer's side), validated once by
-//! [`Int8Model::from_bytes`] or [`F32Model::from_bytes`], then read in place (zero-copy, O(1) RAM,
+//! [`Int8Model::from_bytes`], [`Int4Model::from_bytes`] or [`F32Model::from_bytes`], then read in place (zero-copy, O(1) RAM,
 //! works on `&'static [u8]` in flash). After validation no accessor can fail or panic.
 //! [`peek_kind`] tells a file's kind without validating it.
 //!
@@ -15,7 +15,7 @@
 //! | --- | --- | --- |
 //! | 0 | magic | `b"MNML"` |
 //! | 4 | format version | u8, `2` |
-//! | 5 | kind | u8: `1` int8, `2` f32 |
+//! | 5 | kind | u8: `1` int8, `2` f32, `3` int4 |
 //! | 6 | inputs, hidden, classes | three varints: 784, 512, 10 |
 //! | … | sections | see below, each `varint length ‖ bytes` |
 //! | end − 4 | CRC-32 of bytes `0..end−4` | u32 little-endian |
@@ -38,6 +38,11 @@
 //! | `pad` | 0–63 | zeros |
 //! | `w2` | P·512 | i8 weights, tiled |
 //!
+//! An **int4** file (kind 3) has the int8 file's sections, with 4-bit weights: `w1` is H·784/2
+//! bytes and `w2` P·512/2, in the kernels' [4-bit tiles](crate::kernels#4-bit-weights) (each
+//! weight `w` in −8…7 stored as the nibble `w + 8`); the scales, biases and requantization mean
+//! the same (a weight's real value is `w · w1_scale`).
+//!
 //! Version 1 stored the weights in 4-row blocks, padded the classes to 12 and allowed shifts from
 //! 1; its files are refused with [`FormatError::UnsupportedVersion`] (re-export them with the
 //! trainer of this version).
@@ -56,7 +61,7 @@ pub mod write;
 
 use core::fmt;
 
-pub use read::{F32Model, Int8Model};
+pub use read::{Bits, Bits4, Bits8, F32Model, Int4Model, Int8Model, QuantModel};
 
 use crate::kernels::TILE_ROWS;
 use crate::{CLASSES, HIDDEN, INPUTS};
@@ -105,6 +110,8 @@ pub enum ModelKind {
     Int8,
     /// f32 weights (kind byte 2).
     F32,
+    /// Integer-only int4 weights (kind byte 3).
+    Int4,
 }
 
 impl ModelKind {
@@ -113,6 +120,7 @@ impl ModelKind {
         match self {
             ModelKind::Int8 => 1,
             ModelKind::F32 => 2,
+            ModelKind::Int4 => 3,
         }
     }
 
@@ -121,15 +129,17 @@ impl ModelKind {
         match byte {
             1 => Some(ModelKind::Int8),
             2 => Some(ModelKind::F32),
+            3 => Some(ModelKind::Int4),
             _ => None,
         }
     }
 
-    /// "int8" or "f32".
+    /// "int8", "f32" or "int4".
     pub const fn name(self) -> &'static str {
         match self {
             ModelKind::Int8 => "int8",
             ModelKind::F32 => "f32",
+            ModelKind::Int4 => "int4",
         }
     }
 }
@@ -150,8 +160,8 @@ pub enum FormatError {
     BadMagic,
     /// A format version this crate does not read.
     UnsupportedVersion(u8),
-    /// A valid file of the other kind (an f32 model where int8 was expected, or the reverse), or an
-    /// unknown kind byte.
+    /// A valid file of another kind (an f32 model where int8 was expected, …), or an unknown kind
+    /// byte.
     WrongKind(u8),
     /// The CRC-32 at the end does not match the contents.
     CrcMismatch {
@@ -188,7 +198,8 @@ pub enum FormatError {
         /// Position within it.
         index: usize,
     },
-    /// An f32 weight or bias that is NaN, infinite or beyond ±[`MAX_F32_WEIGHT`].
+    /// An f32 weight or bias that is NaN, infinite or beyond ±[`MAX_F32_WEIGHT`] (or, when
+    /// writing, an int4 weight outside −8…7).
     BadWeight {
         /// The section.
         section: &'static str,
@@ -254,7 +265,7 @@ impl fmt::Display for FormatError {
 impl core::error::Error for FormatError {}
 
 /// Magic, version and kind of a file, without validating the rest: which of
-/// [`Int8Model::from_bytes`] and [`F32Model::from_bytes`] applies.
+/// [`Int8Model::from_bytes`], [`Int4Model::from_bytes`] and [`F32Model::from_bytes`] applies.
 pub fn peek_kind(bytes: &[u8]) -> Result<ModelKind, FormatError> {
     let (Some(magic), Some(&version), Some(&kind)) = (bytes.get(..4), bytes.get(4), bytes.get(5))
     else {

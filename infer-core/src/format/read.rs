@@ -14,8 +14,9 @@ struct Shape {
     classes: u32,
 }
 
+/// The sections of an integer (int8 or int4) file.
 #[derive(Deserialize)]
-struct Int8Sections<'a> {
+struct QuantSections<'a> {
     shape: Shape,
     hidden_scale: f32,
     w1_scale: &'a [u8],
@@ -137,9 +138,42 @@ fn check_scales(name: &'static str, scales: &[[u8; 4]]) -> Result<(), FormatErro
     }
 }
 
-/// A validated int8 model, borrowing the file's bytes.
+/// The weight width of a [`QuantModel`]: [`Bits8`] or [`Bits4`] (sealed: no other).
+pub trait Bits: sealed::Sealed + Copy + core::fmt::Debug {
+    /// The file kind of such a model.
+    const KIND: ModelKind;
+    /// Bits per weight.
+    const BITS: usize;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Bits8 {}
+    impl Sealed for super::Bits4 {}
+}
+
+/// int8 weights, one per byte ([`Int8Model`]).
 #[derive(Debug, Clone, Copy)]
-pub struct Int8Model<'a> {
+pub struct Bits8;
+
+/// int4 weights, two per byte ([`Int4Model`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Bits4;
+
+impl Bits for Bits8 {
+    const KIND: ModelKind = ModelKind::Int8;
+    const BITS: usize = 8;
+}
+
+impl Bits for Bits4 {
+    const KIND: ModelKind = ModelKind::Int4;
+    const BITS: usize = 4;
+}
+
+/// A validated integer-only model with `B`-bit weights, borrowing the file's bytes:
+/// [`Int8Model`] or [`Int4Model`]. Both run the same forward pass; only the weight tiles differ.
+#[derive(Debug, Clone, Copy)]
+pub struct QuantModel<'a, B: Bits> {
     pub(crate) hidden_scale: f32,
     pub(crate) w1_scale: &'a [[u8; 4]; HIDDEN],
     pub(crate) b1: &'a [[u8; 4]; HIDDEN],
@@ -147,14 +181,45 @@ pub struct Int8Model<'a> {
     pub(crate) s1: &'a [u8; HIDDEN],
     pub(crate) w2_scale: &'a [[u8; 4]; CLASSES_PADDED],
     pub(crate) b2: &'a [[u8; 4]; CLASSES_PADDED],
-    pub(crate) w1: &'a [i8; HIDDEN * INPUTS],
-    pub(crate) w2: &'a [i8; CLASSES_PADDED * HIDDEN],
+    /// `HIDDEN × INPUTS` weights of `B` bits, tiled.
+    pub(crate) w1: &'a [u8],
+    /// `CLASSES_PADDED × HIDDEN` weights of `B` bits, tiled.
+    pub(crate) w2: &'a [u8],
+    pub(crate) bits: core::marker::PhantomData<B>,
 }
 
-impl<'a> Int8Model<'a> {
-    /// Validates an int8 model file and borrows its sections; see the [format docs](crate::format).
+/// A validated int8 model (file kind 1).
+pub type Int8Model<'a> = QuantModel<'a, Bits8>;
+
+/// A validated int4 model (file kind 3): half the weight bytes of an int8 one.
+pub type Int4Model<'a> = QuantModel<'a, Bits4>;
+
+/// A weight section of `elements` weights of `bits` bits, 4-byte aligned in memory.
+fn packed<'a>(
+    name: &'static str,
+    bytes: &'a [u8],
+    elements: usize,
+    bits: usize,
+) -> Result<&'a [u8], FormatError> {
+    let expected = elements * bits / 8;
+    if bytes.len() != expected {
+        return Err(FormatError::SectionLength {
+            section: name,
+            expected,
+            got: bytes.len(),
+        });
+    }
+    if bytes.as_ptr().align_offset(4) != 0 {
+        return Err(FormatError::Misaligned { section: name });
+    }
+    Ok(bytes)
+}
+
+impl<'a, B: Bits> QuantModel<'a, B> {
+    /// Validates an int8 (or, for [`Int4Model`], int4) model file and borrows its sections; see
+    /// the [format docs](crate::format).
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, FormatError> {
-        let s: Int8Sections<'a> = decode(open(bytes, ModelKind::Int8)?)?;
+        let s: QuantSections<'a> = decode(open(bytes, B::KIND)?)?;
         check_shape(&s.shape)?;
         let model = Self {
             hidden_scale: s.hidden_scale,
@@ -167,8 +232,9 @@ impl<'a> Int8Model<'a> {
                 .map_err(|_| FormatError::Malformed)?,
             w2_scale: section("w2_scale", s.w2_scale)?,
             b2: section("b2", s.b2)?,
-            w1: weights("w1", s.w1)?,
-            w2: weights("w2", s.w2)?,
+            w1: packed("w1", s.w1, HIDDEN * INPUTS, B::BITS)?,
+            w2: packed("w2", s.w2, CLASSES_PADDED * HIDDEN, B::BITS)?,
+            bits: core::marker::PhantomData,
         };
         if !(model.hidden_scale > 0.0 && model.hidden_scale <= MAX_SCALE) {
             return Err(FormatError::BadScale {

@@ -3,13 +3,14 @@
 //! kernels' [tiles](crate::kernels#weight-layout).
 
 use super::{CLASSES_PADDED, CRC, FormatError, MAGIC, ModelKind, SECTION_ALIGN, VERSION};
-use crate::kernels::{GROUP, TILE_BYTES, TILE_ROWS};
+use crate::kernels::{GROUP, NIBBLE_OFFSET, TILE_BYTES, TILE_ROWS, TILE4_BYTES};
 use crate::{CLASSES, HIDDEN, INPUTS};
 
-/// What an int8 file holds, unpacked, in row-major order; the writer pads the output layer to
-/// [`CLASSES_PADDED`] rows (zero weights and biases, scale 1) and tiles the weights.
+/// What an int8 or int4 file holds, unpacked, in row-major order; the writer pads the output
+/// layer to [`CLASSES_PADDED`] rows (zero weights and biases, scale 1) and tiles the weights
+/// (packing them two per byte for [`int4`]).
 #[derive(Debug, Clone, Copy)]
-pub struct Int8Parts<'p> {
+pub struct QuantParts<'p> {
     /// See the format table.
     pub hidden_scale: f32,
     /// `HIDDEN` weight scales.
@@ -24,7 +25,8 @@ pub struct Int8Parts<'p> {
     pub w2_scale: &'p [f32],
     /// `CLASSES` biases.
     pub b2: &'p [i32],
-    /// `HIDDEN × INPUTS`, row-major: `w1[j·INPUTS + k]` weighs input `k` for hidden unit `j`.
+    /// `HIDDEN × INPUTS`, row-major: `w1[j·INPUTS + k]` weighs input `k` for hidden unit `j`
+    /// (−8…7 for [`int4`]).
     pub w1: &'p [i8],
     /// `CLASSES × HIDDEN`, row-major: `w2[c·HIDDEN + j]`.
     pub w2: &'p [i8],
@@ -163,6 +165,8 @@ pub const MAX_INT8_LEN: usize = 64
     + HIDDEN * INPUTS
     + CLASSES_PADDED * HIDDEN
     + 40;
+/// Upper bound of an encoded int4 file's size.
+pub const MAX_INT4_LEN: usize = MAX_INT8_LEN - (HIDDEN * INPUTS + CLASSES_PADDED * HIDDEN) / 2;
 /// Upper bound of an encoded f32 file's size.
 pub const MAX_F32_LEN: usize =
     64 + 4 * SECTION_ALIGN + 4 * (HIDDEN + CLASSES + INPUTS * HIDDEN + CLASSES * HIDDEN) + 40;
@@ -184,8 +188,45 @@ fn tiled(w: &[i8], rows: usize, cols: usize) -> impl Iterator<Item = i8> + '_ {
     })
 }
 
+/// `rows × cols` row-major 4-bit weights (−8…7, checked by the caller), padded to whole tiles of
+/// rows with zeros, packed in the kernels' [4-bit tiles](crate::kernels#4-bit-weights).
+fn tiled4(w: &[i8], rows: usize, cols: usize) -> impl Iterator<Item = u8> + '_ {
+    let padded = rows.div_ceil(TILE_ROWS) * TILE_ROWS;
+    let nibble = move |row: usize, col: usize| {
+        let w = if row < rows {
+            w.get(row * cols + col).copied().unwrap_or(0)
+        } else {
+            0
+        };
+        (i32::from(w) + NIBBLE_OFFSET) as u8 & 0x0f
+    };
+    (0..padded * cols / 2).map(move |i| {
+        let (block, in_block) = (i / (TILE_ROWS / 2 * cols), i % (TILE_ROWS / 2 * cols));
+        let (group, in_tile) = (in_block / TILE4_BYTES, in_block % TILE4_BYTES);
+        let row = block * TILE_ROWS + in_tile / GROUP;
+        let col = group * GROUP + in_tile % GROUP;
+        nibble(row, col) | nibble(row + TILE_ROWS / 2, col) << 4
+    })
+}
+
 /// Encodes an int8 model into `out`; returns the bytes written.
-pub fn int8(parts: &Int8Parts<'_>, out: &mut [u8]) -> Result<usize, FormatError> {
+pub fn int8(parts: &QuantParts<'_>, out: &mut [u8]) -> Result<usize, FormatError> {
+    quant(parts, ModelKind::Int8, out)
+}
+
+/// Encodes an int4 model into `out` (every weight in −8…7, else [`FormatError::BadWeight`]);
+/// returns the bytes written.
+pub fn int4(parts: &QuantParts<'_>, out: &mut [u8]) -> Result<usize, FormatError> {
+    for (section, w) in [("w1", parts.w1), ("w2", parts.w2)] {
+        if let Some(index) = w.iter().position(|v| !(-8..=7).contains(v)) {
+            return Err(FormatError::BadWeight { section, index });
+        }
+    }
+    quant(parts, ModelKind::Int4, out)
+}
+
+/// An int8 or int4 file: the same sections, the weights tiled for their width.
+fn quant(parts: &QuantParts<'_>, kind: ModelKind, out: &mut [u8]) -> Result<usize, FormatError> {
     check_len("w1_scale", parts.w1_scale.len(), HIDDEN)?;
     check_len("b1", parts.b1.len(), HIDDEN)?;
     check_len("m1", parts.m1.len(), HIDDEN)?;
@@ -196,7 +237,7 @@ pub fn int8(parts: &Int8Parts<'_>, out: &mut [u8]) -> Result<usize, FormatError>
     check_len("w2", parts.w2.len(), CLASSES * HIDDEN)?;
     let padding = CLASSES_PADDED - CLASSES;
     let mut w = Writer { buf: out, pos: 0 };
-    w.preamble(ModelKind::Int8)?;
+    w.preamble(kind)?;
     w.raw(&parts.hidden_scale.to_le_bytes())?;
     w.section(parts.w1_scale)?;
     w.section(parts.b1)?;
@@ -209,10 +250,18 @@ pub fn int8(parts: &Int8Parts<'_>, out: &mut [u8]) -> Result<usize, FormatError>
     )?;
     let b2 = parts.b2.iter().copied();
     w.section_from(CLASSES_PADDED, b2.chain(core::iter::repeat_n(0, padding)))?;
-    w.pad_for(HIDDEN * INPUTS)?;
-    w.section_from(HIDDEN * INPUTS, tiled(parts.w1, HIDDEN, INPUTS))?;
-    w.pad_for(CLASSES_PADDED * HIDDEN)?;
-    w.section_from(CLASSES_PADDED * HIDDEN, tiled(parts.w2, CLASSES, HIDDEN))?;
+    let (w1_len, w2_len) = (HIDDEN * INPUTS, CLASSES_PADDED * HIDDEN);
+    if kind == ModelKind::Int4 {
+        w.pad_for(w1_len / 2)?;
+        w.section_from(w1_len / 2, tiled4(parts.w1, HIDDEN, INPUTS))?;
+        w.pad_for(w2_len / 2)?;
+        w.section_from(w2_len / 2, tiled4(parts.w2, CLASSES, HIDDEN))?;
+    } else {
+        w.pad_for(w1_len)?;
+        w.section_from(w1_len, tiled(parts.w1, HIDDEN, INPUTS))?;
+        w.pad_for(w2_len)?;
+        w.section_from(w2_len, tiled(parts.w2, CLASSES, HIDDEN))?;
+    }
     w.finish()
 }
 
