@@ -50,9 +50,11 @@
 //! - AVX-VNNI, AVX2: a low and a high 256-bit half (`vpdpbusd`; `vpmaddubsw` + `vpmaddwd`);
 //! - Cortex-M4 DSP: a word holds rows `i` and `i + 8`; `and` with `0x000F000F` (and the word
 //!   shifted by 4, 8, 12, in the same instruction) gives each row's nibble pairs for `smlad`;
-//! - NEON: `vmull_u8` + `vpadalq_u16` on the unpacked bytes.
+//! - NEON: `vmull_u8` + `vpadalq_u16` on the unpacked bytes;
+//! - no SIMD (Cortex-M0, M3): two products per 32-bit multiply (`swar`).
 
 mod scalar;
+mod swar;
 
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
@@ -400,6 +402,9 @@ macro_rules! kernels {
 kernels! {
     /// Portable reference, always available.
     Scalar = "scalar", cfg(all()), scalar::Scalar, available: true, batch: no;
+    /// Portable 32-bit pair multiplies for 4-bit weights (the reference's walk for int8): the
+    /// kernel of cores without SIMD, such as the Cortex-M0 (Thumb-1) and M3. Always available.
+    Swar = "swar", cfg(all()), swar::Swar, available: true, batch: no;
     /// aarch64 NEON: `sxtl` + `smlal` on quarter tiles.
     Neon = "neon", cfg(target_arch = "aarch64"), aarch64::Neon, available: true, batch: no;
     /// Cortex-M4/M7/M33 DSP extension: `sxtb16` + `smlad` on quarter tiles.

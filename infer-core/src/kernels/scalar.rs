@@ -13,30 +13,43 @@ pub(crate) struct Group {
     x: [u8; 4],
 }
 
+impl Group {
+    /// The group at byte `offset` of each row block (8-bit tiles), with inputs `x`.
+    pub(super) fn new(offset: u32, x: [u8; 4]) -> Self {
+        Self { offset, x }
+    }
+}
+
 impl Arch for Scalar {
     type Group = Group;
 
     fn group(offset: u32, x: [u8; 4]) -> Group {
-        Group { offset, x }
+        Group::new(offset, x)
     }
 
     unsafe fn rows(w: &[i8], groups: &Groups<Group>, out: &mut [i32]) {
-        rows(w, groups, out);
+        rows_of(w, groups.cols(), groups.entries().iter().copied(), out);
     }
 
     unsafe fn rows4(w: &[u8], groups: &Groups<Group>, out: &mut [i32]) {
-        rows4(w, groups, out);
+        rows4_of(w, groups.cols(), groups.entries().iter().copied(), out);
     }
 }
 
-/// [`Arch::rows`] in safe code: a bad shape only gives wrong numbers.
-fn rows(w: &[i8], groups: &Groups<Group>, out: &mut [i32]) {
-    let block = TILE_ROWS * groups.cols();
+/// [`Arch::rows`] in safe code over `entries` of a vector of `cols` inputs: a bad shape only
+/// gives wrong numbers.
+pub(super) fn rows_of(
+    w: &[i8],
+    cols: usize,
+    entries: impl Iterator<Item = Group> + Clone,
+    out: &mut [i32],
+) {
+    let block = TILE_ROWS * cols;
     if block == 0 {
         return;
     }
     for (w, out) in w.chunks_exact(block).zip(out.chunks_exact_mut(TILE_ROWS)) {
-        for g in groups.entries() {
+        for g in entries.clone() {
             let start = g.offset as usize;
             let Some(tile) = w.get(start..start + TILE_BYTES) else {
                 continue;
@@ -56,14 +69,19 @@ pub(super) fn add_tile(acc: &mut [i32], tile: &[i8], x: [u8; 4]) {
     }
 }
 
-/// [`Arch::rows4`] in safe code.
-fn rows4(w: &[u8], groups: &Groups<Group>, out: &mut [i32]) {
-    let block = TILE_ROWS / 2 * groups.cols();
+/// [`Arch::rows4`] in safe code over `entries` of a vector of `cols` inputs.
+pub(super) fn rows4_of(
+    w: &[u8],
+    cols: usize,
+    entries: impl Iterator<Item = Group> + Clone,
+    out: &mut [i32],
+) {
+    let block = TILE_ROWS / 2 * cols;
     if block == 0 {
         return;
     }
     for (w, out) in w.chunks_exact(block).zip(out.chunks_exact_mut(TILE_ROWS)) {
-        for g in groups.entries() {
+        for g in entries.clone() {
             let start = g.offset as usize / 2;
             let Some(tile) = w.get(start..start + TILE4_BYTES) else {
                 continue;

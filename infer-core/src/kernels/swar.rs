@@ -1,0 +1,189 @@
+//! The walk for cores without SIMD (Cortex-M0/M0+, M3): plain 32-bit integer arithmetic, so it
+//! compiles to Thumb-1 as well as anything else, and runs (and is tested) everywhere.
+//!
+//! 4-bit weights: two products per 32-bit multiply. A live group's inputs are paired once, when
+//! gathered, as `x20 = x2 | x0 << 16` and `x31 = x3 | x1 << 16`. A weight word of a 4-bit tile
+//! holds rows `i` and `i + 8`; masked with `0x000F000F` (after a shift of 0 or 4) it is
+//! `p = n0 | n2 << 16`, and (after 8 or 12) `q = n1 | n3 << 16`. Then
+//! `p · x20 = n0·x2 + (n0·x0 + n2·x2) · 2^16 (mod 2^32)`, and with `q · x31` the upper halfword of
+//! the sum is the row's four products exactly: the lower terms stay below 2 · 15 · 255 < 2^16 and
+//! never carry, the upper ones below 4 · 15 · 255 < 2^16. Four entries' sums still fit (below
+//! 2^16 each part), so the shift that extracts the row is paid once per four groups.
+//!
+//! On Armv6-M (Cortex-M0/M0+: Thumb-1, eight low registers) the walk is `asm!`, two rows per pass
+//! over the entries: per entry one `ldm` (the pair products' inputs and the offset), one `ldr` of
+//! the weight word, and per row half (a nibble pair) `lsrs`/`movs`, `ands`, `muls`, `lsrs #16`
+//! and an `add` into a high-register accumulator — each product's upper halfword is exact on its
+//! own (its lower one stays below 2^16): 26 instructions per entry and 8 multiply-accumulates. The
+//! same arithmetic in Rust is the walk everywhere else (and where LLVM, out of low registers on
+//! Thumb-1, would spill).
+//!
+//! int8 weights take the reference's walk.
+
+use super::{Arch, Groups, TILE_ROWS, scalar};
+
+/// Pair multiplies on general-purpose registers.
+pub(crate) struct Swar;
+
+/// A live group: its inputs paired for the multiply and its offset (8-bit tiles), in the order
+/// one Thumb-1 `ldm` loads them.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) struct Paired {
+    x20: u32,
+    x31: u32,
+    offset: u32,
+}
+
+impl Paired {
+    /// The group as the reference takes it.
+    fn plain(self) -> scalar::Group {
+        let x = [self.x20 >> 16, self.x31 >> 16, self.x20, self.x31].map(|v| v as u8);
+        scalar::Group::new(self.offset, x)
+    }
+}
+
+/// `0x000F000F`: a row's nibbles 0 and 2 (or 1 and 3) of a weight word, as halfwords.
+const PAIR_MASK: u32 = 0x000f_000f;
+
+impl Arch for Swar {
+    type Group = Paired;
+
+    fn group(offset: u32, x: [u8; 4]) -> Paired {
+        let [x0, x1, x2, x3] = x.map(u32::from);
+        Paired {
+            x20: x2 | x0 << 16,
+            x31: x3 | x1 << 16,
+            offset,
+        }
+    }
+
+    unsafe fn rows(w: &[i8], groups: &Groups<Paired>, out: &mut [i32]) {
+        scalar::rows_of(
+            w,
+            groups.cols(),
+            groups.entries().iter().map(|e| e.plain()),
+            out,
+        );
+    }
+
+    unsafe fn rows4(w: &[u8], groups: &Groups<Paired>, out: &mut [i32]) {
+        // Whole words, one load each (the model format aligns its sections); `matvec4` with a
+        // misaligned slice takes the reference's walk.
+        let Ok(words) = bytemuck::try_cast_slice::<u8, u32>(w) else {
+            let entries = groups.entries().iter().map(|e| e.plain());
+            return scalar::rows4_of(w, groups.cols(), entries, out);
+        };
+        let block = TILE_ROWS / 8 * groups.cols();
+        if block == 0 {
+            return;
+        }
+        let entries = groups.entries();
+        for (w, out) in words
+            .chunks_exact(block)
+            .zip(out.chunks_exact_mut(TILE_ROWS))
+        {
+            let (low, high) = out.split_at_mut(TILE_ROWS / 2);
+            for (i, (lo, hi)) in low.iter_mut().zip(high).enumerate() {
+                let [sum_lo, sum_hi] = walk(w, i, entries);
+                *lo = lo.wrapping_add(sum_lo as i32);
+                *hi = hi.wrapping_add(sum_hi as i32);
+            }
+        }
+    }
+}
+
+/// Rows `i` (low nibbles) and `i + 8` (high nibbles) of one row block of 4-bit tiles (`w`, as
+/// words), summed over the entries.
+#[cfg(not(all(target_arch = "arm", not(cortex_m_dsp))))]
+#[inline(always)]
+fn walk(w: &[u32], i: usize, entries: &[Paired]) -> [u32; 2] {
+    let mut sums = [0u32; 2];
+    for four in entries.chunks(4) {
+        // Below 2^16 in each halfword for up to four entries (see the module docs).
+        let mut parts = [0u32; 2];
+        for e in four {
+            let Some(&word) = w.get((e.offset / 8) as usize + i) else {
+                continue;
+            };
+            let pair = |shift: u32| {
+                let p = (word >> shift) & PAIR_MASK;
+                let q = (word >> (shift + 8)) & PAIR_MASK;
+                p.wrapping_mul(e.x20).wrapping_add(q.wrapping_mul(e.x31))
+            };
+            parts[0] = parts[0].wrapping_add(pair(0));
+            parts[1] = parts[1].wrapping_add(pair(4));
+        }
+        for (sum, part) in sums.iter_mut().zip(parts) {
+            *sum = sum.wrapping_add(part >> 16);
+        }
+    }
+    sums
+}
+
+/// [`walk`] in Thumb-1 assembly (see the module docs).
+#[cfg(all(target_arch = "arm", not(cortex_m_dsp)))]
+#[inline(never)]
+fn walk(w: &[u32], i: usize, entries: &[Paired]) -> [u32; 2] {
+    let (lo, hi): (u32, u32);
+    if entries.is_empty() {
+        return [0, 0];
+    }
+    // Every entry's word is inside `w`: offsets come from `Groups::gather` over the vector the
+    // tiles were shaped for (the `Arch::rows4` contract), and `i < 8`.
+    let base = w.as_ptr().wrapping_add(i);
+    let end = entries.as_ptr_range().end;
+    // SAFETY: reads the entries (three words each, `repr(C)`) up to `end`, and one word of `w` at
+    // `base + offset / 8` words for each (inside `w`, above). Only the named registers change.
+    unsafe {
+        core::arch::asm!(
+            // High registers hold what the loop only adds to or compares with.
+            "mov r9, r0",
+            "mov r10, r1",
+            "movs r4, #0",
+            "mov r8, r4",
+            "mov r11, r4",
+            "2:",
+            "ldm r5!, {{r0, r1, r4}}",
+            "lsrs r4, r4, #1",
+            "add r4, r9",
+            "ldr r2, [r4]",
+            "movs r4, r2",
+            "ands r4, r3",
+            "muls r4, r0, r4",
+            "lsrs r4, r4, #16",
+            "add r8, r4",
+            "lsrs r4, r2, #8",
+            "ands r4, r3",
+            "muls r4, r1, r4",
+            "lsrs r4, r4, #16",
+            "add r8, r4",
+            "lsrs r4, r2, #4",
+            "ands r4, r3",
+            "muls r4, r0, r4",
+            "lsrs r4, r4, #16",
+            "add r11, r4",
+            "lsrs r4, r2, #12",
+            "ands r4, r3",
+            "muls r4, r1, r4",
+            "lsrs r4, r4, #16",
+            "add r11, r4",
+            "cmp r5, r10",
+            "bne 2b",
+            "mov r0, r8",
+            "mov r1, r11",
+            inout("r5") entries.as_ptr() => _,
+            inout("r0") base => lo,
+            inout("r1") end => hi,
+            in("r3") PAIR_MASK,
+            out("r2") _,
+            out("r4") _,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+            options(nostack, readonly),
+        );
+    }
+    [lo, hi]
+}
