@@ -4,11 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use infer_core::{CLASSES, F32Model, HIDDEN, INPUTS, Int8Model};
+use infer_core::{CLASSES, F32Model, HIDDEN, INPUTS, Int4Model, Int8Model};
 use nalgebra::{DMatrix, DVector};
 use trainer::idx::{Mnist, load_mnist};
 use trainer::output::AlignedBytes;
-use trainer::quantize::{encode_f32, encode_int8, quantize};
+use trainer::quantize::calibrate_hidden_scale;
+use trainer::quantize::{Width, encode_f32, encode_quant, quantize_with_hidden_scale};
 use trainer::train::{HeldOut, TrainConfig, fit};
 
 /// The repository root.
@@ -22,10 +23,12 @@ pub fn mnist() -> Result<Mnist> {
     Ok(load_mnist(&repo().join("data/mnist"))?)
 }
 
-/// Both model files of one trained network.
+/// The model files of one trained network.
 pub struct Models {
     /// The int8 file.
     pub int8: AlignedBytes,
+    /// The int4 file.
+    pub int4: AlignedBytes,
     /// The f32 file.
     pub f32: AlignedBytes,
 }
@@ -35,16 +38,18 @@ pub struct Models {
 /// weights.
 pub fn models(mnist: &Mnist) -> Result<Models> {
     let out = repo().join("out");
-    let (int8, f32) = (out.join("mlp-int8.bin"), out.join("mlp-f32.bin"));
-    if int8.is_file() && f32.is_file() {
+    let [int8, int4, f32] = ["mlp-int8.bin", "mlp-int4.bin", "mlp-f32.bin"].map(|f| out.join(f));
+    if int8.is_file() && int4.is_file() && f32.is_file() {
         eprintln!("benches: using the trained models in {}", out.display());
         return Ok(Models {
             int8: AlignedBytes::read(&int8)?,
+            int4: AlignedBytes::read(&int4)?,
             f32: AlignedBytes::read(&f32)?,
         });
     }
     eprintln!(
-        "benches: no models in {}; training one epoch first",
+        "benches: no int8, int4 and f32 models in {} (`cargo run -p trainer -- --weights both`); \
+         training one epoch first",
         out.display()
     );
     let config = TrainConfig {
@@ -52,19 +57,29 @@ pub fn models(mnist: &Mnist) -> Result<Models> {
         ..TrainConfig::default()
     };
     let net = fit(&mnist.train, HeldOut::default(), &config, |_| {})?.net;
-    let q = quantize(&net, &mnist.train.head(10_000))?;
+    let scale = calibrate_hidden_scale(&net, &mnist.train.head(10_000));
+    let file = |width| -> Result<AlignedBytes> {
+        let q = quantize_with_hidden_scale(&net, scale, width)?;
+        Ok(AlignedBytes::new(&encode_quant(&q)?))
+    };
     Ok(Models {
-        int8: AlignedBytes::new(&encode_int8(&q)?),
+        int8: file(Width::Int8)?,
+        int4: file(Width::Int4)?,
         f32: AlignedBytes::new(&encode_f32(&net)?),
     })
 }
 
-/// Loads both views (validation once).
+/// Loads the int8 and f32 views (validation once).
 pub fn views(models: &Models) -> Result<(Int8Model<'_>, F32Model<'_>)> {
     Ok((
         Int8Model::from_bytes(models.int8.as_bytes()).context("int8 model")?,
         F32Model::from_bytes(models.f32.as_bytes()).context("f32 model")?,
     ))
+}
+
+/// Loads the int4 view.
+pub fn int4_view(models: &Models) -> Result<Int4Model<'_>> {
+    Int4Model::from_bytes(models.int4.as_bytes()).context("int4 model")
 }
 
 /// The first `n` test digits.

@@ -7,14 +7,16 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use infer_core::{F32Model, INPUTS, Int8Model, Kernel};
+use infer_core::format::Bits;
+use infer_core::{F32Model, INPUTS, Int4Model, Int8Model, Kernel, QuantModel};
 use trainer::idx::{Dataset, load_mnist};
 use trainer::metrics::Confusion;
 use trainer::model_file::{Classifier, ModelFile};
 use trainer::output::{AlignedBytes, ModelReport, Report, TestStats, write_atomic};
 use trainer::plots::{self, Miss};
 use trainer::quantize::{
-    CALIBRATION_IMAGES, encode_f32, encode_int8, quantize, quantize_with_hidden_scale,
+    CALIBRATION_IMAGES, Width, calibrate_hidden_scale, encode_f32, encode_quant,
+    quantize_with_hidden_scale,
 };
 use trainer::train::{
     HeldOut, Progress, Recipe, TrainConfig, default_validation_split, evaluate, fit,
@@ -22,6 +24,8 @@ use trainer::train::{
 
 /// The int8 model, as the firmware embeds it.
 const INT8_FILE: &str = "mlp-int8.bin";
+/// The int4 model, as the firmware embeds it for 256 KB parts.
+const INT4_FILE: &str = "mlp-int4.bin";
 /// The f32 model.
 const F32_FILE: &str = "mlp-f32.bin";
 
@@ -31,6 +35,7 @@ Examples:
   trainer --recipe best                    the most accurate model the network holds (about a minute)
   trainer train --epochs 10 --seed 7       train longer, with another seed
   trainer --validation-split 0.1           hold out the last 10 % of the training set, as Keras does
+  trainer --recipe best --weights both     also write the int4 model (half the flash), trained for it
   trainer train --plots plots/             and draw the history, confusion matrix, misclassified digits
   trainer eval out/mlp-int8.bin            accuracy, confusion matrix, precision and recall on the test set
   trainer predict out/mlp-int8.bin my-7.png   classify your own handwriting
@@ -52,7 +57,7 @@ enum Command {
     /// Train, quantize, write both model files and the report (the default).
     #[command(after_help = "Example:\n  trainer train --epochs 5 --batch-size 128 --out out/")]
     Train(TrainArgs),
-    /// Accuracy of an int8 or f32 model file on a test set, with the confusion matrix.
+    /// Accuracy of an int8, int4 or f32 model file on a test set, with the confusion matrix.
     #[command(after_help = "Example:\n  trainer eval out/mlp-int8.bin --data data/mnist")]
     Eval(EvalArgs),
     /// Classify your own digit images (PNG, JPEG, PGM; any size; dark ink on light or the reverse).
@@ -63,6 +68,35 @@ enum Command {
     /// Show a model file's format version, shape, quantization parameters, sizes and CRC status.
     #[command(after_help = "Example:\n  trainer inspect out/mlp-int8.bin")]
     Inspect(InspectArgs),
+}
+
+/// Which integer model files a run writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Weights {
+    /// mlp-int8.bin.
+    Int8,
+    /// mlp-int4.bin: half the bytes, for 256 KB parts.
+    Int4,
+    /// Both.
+    Both,
+}
+
+impl Weights {
+    fn widths(self) -> &'static [Width] {
+        match self {
+            Weights::Int8 => &[Width::Int8],
+            Weights::Int4 => &[Width::Int4],
+            Weights::Both => &[Width::Int8, Width::Int4],
+        }
+    }
+
+    /// What quantization-aware epochs train for: the coarsest width written.
+    fn qat_width(self) -> Width {
+        match self {
+            Weights::Int8 => Width::Int8,
+            Weights::Int4 | Weights::Both => Width::Int4,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +126,11 @@ struct TrainArgs {
     /// Folder with the four MNIST IDX files (`.gz` or raw) [default: data/mnist]
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Integer model files to write: int8 (mlp-int8.bin), int4 (mlp-int4.bin, half the size) or
+    /// both; the `best` recipe's quantization-aware epochs train for int4 when it is written. The
+    /// f32 model (mlp-f32.bin) is always written.
+    #[arg(long, value_enum, default_value_t = Weights::Int8)]
+    weights: Weights,
     /// Folder for the trained model files.
     #[arg(long, default_value = "out")]
     out: PathBuf,
@@ -113,7 +152,7 @@ struct TrainArgs {
 
 #[derive(Debug, Args)]
 struct EvalArgs {
-    /// An int8 or f32 model file written by `trainer train`.
+    /// An int8, int4 or f32 model file written by `trainer train`.
     model: PathBuf,
     /// Folder with the test set's IDX files [default: data/mnist]
     #[arg(long)]
@@ -122,7 +161,7 @@ struct EvalArgs {
 
 #[derive(Debug, Args)]
 struct PredictArgs {
-    /// An int8 or f32 model file written by `trainer train`.
+    /// An int8, int4 or f32 model file written by `trainer train`.
     model: PathBuf,
     /// Images of single digits.
     #[arg(required = true)]
@@ -188,6 +227,11 @@ fn predictions(data: &Dataset, classify: impl Fn(&[u8; INPUTS]) -> u8) -> Vec<u8
         .iter()
         .map(classify)
         .collect()
+}
+
+/// What an integer model says about every test image.
+fn classify_test<B: Bits>(model: &QuantModel<'_, B>, test: &Dataset) -> Vec<u8> {
+    predictions(test, |image| model.predict(image).class)
 }
 
 /// Writes a model file atomically, then loads it back from disk, as a user would, and classifies
@@ -308,6 +352,7 @@ fn train(args: TrainArgs) -> Result<()> {
         batch_size: args.batch_size as usize,
         learning_rate: args.learning_rate.unwrap_or(recipe.learning_rate),
         seed: args.seed,
+        qat_width: args.weights.qat_width(),
         ..recipe
     };
     let validation_split = args
@@ -351,19 +396,10 @@ fn train(args: TrainArgs) -> Result<()> {
     )?;
 
     // After quantization-aware training, the hidden scale it trained with; else calibrated now.
-    let quantized = match fitted.hidden_scale {
-        Some(scale) => quantize_with_hidden_scale(&net, scale)?,
-        None => quantize(&net, &mnist.train.head(CALIBRATION_IMAGES))?,
+    let hidden_scale = match fitted.hidden_scale {
+        Some(scale) => scale,
+        None => calibrate_hidden_scale(&net, &mnist.train.head(CALIBRATION_IMAGES)),
     };
-    let (int8, int8_predictions) = write_model(
-        &args.out.join(INT8_FILE),
-        &encode_int8(&quantized)?,
-        &mnist.test,
-        |bytes| {
-            let model = Int8Model::from_bytes(bytes)?;
-            Ok(predictions(&mnist.test, |image| model.predict(image).class))
-        },
-    )?;
     let (f32, _) = write_model(
         &args.out.join(F32_FILE),
         &encode_f32(&net)?,
@@ -373,22 +409,44 @@ fn train(args: TrainArgs) -> Result<()> {
             Ok(predictions(&mnist.test, |image| model.predict(image)))
         },
     )?;
-    say!(
-        "int8 test accuracy: {:.4} (f32 {:.4}, {:+.2} pp) - {} bytes, {} kernel",
-        int8.test_accuracy,
-        f32.test_accuracy,
-        100.0 * (int8.test_accuracy - f32.test_accuracy),
-        int8.model_bytes,
-        Kernel::best()
-    )?;
+    let (mut int8, mut int4, mut integer_predictions) = (None, None, Vec::new());
+    for &width in args.weights.widths() {
+        let quantized = quantize_with_hidden_scale(&net, hidden_scale, width)?;
+        let (file, slot) = match width {
+            Width::Int8 => (INT8_FILE, &mut int8),
+            Width::Int4 => (INT4_FILE, &mut int4),
+        };
+        let (written, predicted) = write_model(
+            &args.out.join(file),
+            &encode_quant(&quantized)?,
+            &mnist.test,
+            |bytes| match width {
+                Width::Int8 => Int8Model::from_bytes(bytes).map(|m| classify_test(&m, &mnist.test)),
+                Width::Int4 => Int4Model::from_bytes(bytes).map(|m| classify_test(&m, &mnist.test)),
+            },
+        )?;
+        say!(
+            "{} test accuracy: {:.4} (f32 {:.4}, {:+.2} pp) - {} bytes, {} kernel",
+            width.name(),
+            written.test_accuracy,
+            f32.test_accuracy,
+            100.0 * (written.test_accuracy - f32.test_accuracy),
+            written.model_bytes,
+            Kernel::best()
+        )?;
+        if integer_predictions.is_empty() {
+            integer_predictions = predicted;
+        }
+        *slot = Some(written);
+    }
 
     if let Some(dir) = &args.plots {
-        // The int8 model's predictions, made when its file was read back.
+        // The (first) integer model's predictions, made when its file was read back.
         let images = mnist.test.images.as_chunks::<INPUTS>().0;
         let misses: Vec<Miss<'_>> = images
             .iter()
             .zip(&mnist.test.labels)
-            .zip(&int8_predictions)
+            .zip(&integer_predictions)
             .filter(|((_, t), p)| t != p)
             .map(|((pixels, &truth), &predicted)| Miss {
                 pixels,
@@ -396,7 +454,7 @@ fn train(args: TrainArgs) -> Result<()> {
                 predicted,
             })
             .collect();
-        let confusion = Confusion::new(&mnist.test.labels, &int8_predictions);
+        let confusion = Confusion::new(&mnist.test.labels, &integer_predictions);
         for path in plots::write_all(dir, &epochs, &confusion, &misses)? {
             say!("plotted {}", path.display())?;
         }
@@ -417,14 +475,21 @@ fn train(args: TrainArgs) -> Result<()> {
         data_dir: data_dir.display().to_string(),
         batch_size: config.batch_size,
         learning_rate: config.learning_rate,
+        weights: args.weights.widths().to_vec(),
         int8,
+        int4,
         f32,
     };
     write_atomic(&args.report, &serde_json::to_vec_pretty(&report)?)?;
+    let written: Vec<&str> = [&report.int8, &report.int4]
+        .into_iter()
+        .flatten()
+        .chain([&report.f32])
+        .map(|m| m.path.as_str())
+        .collect();
     say!(
-        "wrote {}, {} and {} (fit {:.2} s, total {:.2} s)",
-        report.int8.path,
-        report.f32.path,
+        "wrote {} and {} (fit {:.2} s, total {:.2} s)",
+        written.join(", "),
         args.report.display(),
         fit_seconds,
         report.total_seconds
@@ -512,28 +577,31 @@ fn inspect(args: InspectArgs) -> Result<()> {
         infer_core::CLASSES
     )?;
     match model {
-        Classifier::Int8(m) => {
-            let range = |v: Vec<f32>| {
-                let min = v.iter().copied().fold(f32::INFINITY, f32::min);
-                let max = v.iter().copied().fold(0.0f32, f32::max);
-                format!("{min:.3e} … {max:.3e}")
-            };
-            say!("kind:     int8 (integer-only inference)")?;
-            say!("input:    u8 pixels, scale 1/255, zero point 0")?;
-            say!("hidden:   u8 activations, scale {:.4e}", m.hidden_scale())?;
-            say!(
-                "w1:       int8 per hidden unit, scales {}",
-                range(m.w1_scales().collect())
-            )?;
-            say!(
-                "w2:       int8 per class, scales {}",
-                range(m.w2_scales().collect())
-            )?;
-            say!("kernel:   {} on this machine", Kernel::best())?;
-        }
-        Classifier::F32(_) => say!("kind:     f32")?,
+        Classifier::Int8(m) => describe_quant(&m, "int8"),
+        Classifier::Int4(m) => describe_quant(&m, "int4"),
+        Classifier::F32(_) => say!("kind:     f32"),
     }
-    Ok(())
+}
+
+/// `inspect`'s lines about an integer model.
+fn describe_quant<B: Bits>(m: &QuantModel<'_, B>, width: &str) -> Result<()> {
+    let range = |v: Vec<f32>| {
+        let min = v.iter().copied().fold(f32::INFINITY, f32::min);
+        let max = v.iter().copied().fold(0.0f32, f32::max);
+        format!("{min:.3e} … {max:.3e}")
+    };
+    say!("kind:     {width} (integer-only inference)")?;
+    say!("input:    u8 pixels, scale 1/255, zero point 0")?;
+    say!("hidden:   u8 activations, scale {:.4e}", m.hidden_scale())?;
+    say!(
+        "w1:       {width} per hidden unit, scales {}",
+        range(m.w1_scales().collect())
+    )?;
+    say!(
+        "w2:       {width} per class, scales {}",
+        range(m.w2_scales().collect())
+    )?;
+    say!("kernel:   {} on this machine", Kernel::best())
 }
 
 fn main() -> ExitCode {

@@ -1,10 +1,10 @@
-//! A model file from disk, int8 or f32 (told apart by its kind byte), as one classifier.
+//! A model file from disk, int8, int4 or f32 (told apart by its kind byte), as one classifier.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use infer_core::format::{FormatError, ModelKind, peek_kind};
-use infer_core::{CLASSES, F32Model, INPUTS, Int8Model};
+use infer_core::{CLASSES, F32Model, INPUTS, Int4Model, Int8Model};
 
 use crate::output::AlignedBytes;
 
@@ -17,8 +17,10 @@ pub struct ModelFile {
 /// A validated model of either kind.
 #[derive(Debug, Clone, Copy)]
 pub enum Classifier<'a> {
-    /// The integer-only network.
+    /// The integer-only network, int8 weights.
     Int8(Int8Model<'a>),
+    /// The integer-only network, int4 weights.
+    Int4(Int4Model<'a>),
     /// The float network.
     F32(F32Model<'a>),
 }
@@ -40,6 +42,7 @@ impl ModelFile {
     pub fn classifier(&self) -> Result<Classifier<'_>, FormatError> {
         match peek_kind(self.bytes())? {
             ModelKind::F32 => F32Model::from_bytes(self.bytes()).map(Classifier::F32),
+            ModelKind::Int4 => Int4Model::from_bytes(self.bytes()).map(Classifier::Int4),
             // `ModelKind` may grow: an int8 reader reports any other kind itself.
             _ => Int8Model::from_bytes(self.bytes()).map(Classifier::Int8),
         }
@@ -53,10 +56,11 @@ impl ModelFile {
 }
 
 impl Classifier<'_> {
-    /// "int8" or "f32".
+    /// "int8", "int4" or "f32".
     pub fn kind(&self) -> &'static str {
         match self {
             Classifier::Int8(_) => "int8",
+            Classifier::Int4(_) => "int4",
             Classifier::F32(_) => "f32",
         }
     }
@@ -65,6 +69,7 @@ impl Classifier<'_> {
     pub fn classify(&self, image: &[u8; INPUTS]) -> u8 {
         match self {
             Classifier::Int8(m) => m.predict(image).class,
+            Classifier::Int4(m) => m.predict(image).class,
             Classifier::F32(m) => m.predict(image),
         }
     }
@@ -73,6 +78,10 @@ impl Classifier<'_> {
     pub fn probabilities(&self, image: &[u8; INPUTS]) -> (u8, [f32; CLASSES]) {
         match self {
             Classifier::Int8(m) => {
+                let p = m.predict(image);
+                (p.class, m.probabilities(&p))
+            }
+            Classifier::Int4(m) => {
                 let p = m.predict(image);
                 (p.class, m.probabilities(&p))
             }

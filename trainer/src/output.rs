@@ -132,8 +132,14 @@ pub struct Report {
     pub batch_size: usize,
     /// RMSprop step size.
     pub learning_rate: f32,
-    /// The int8 model file, evaluated through infer-core.
-    pub int8: ModelReport,
+    /// The integer model widths written (`--weights`).
+    pub weights: Vec<crate::quantize::Width>,
+    /// The int8 model file, evaluated through infer-core (absent with `--weights int4`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub int8: Option<ModelReport>,
+    /// The int4 model file, evaluated through infer-core (with `--weights int4` or `both`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub int4: Option<ModelReport>,
     /// The f32 model file, evaluated through infer-core.
     pub f32: ModelReport,
 }

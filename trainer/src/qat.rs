@@ -1,10 +1,11 @@
 //! Quantization-aware fine-tuning: during the last epochs of the `best` recipe, a training step's
-//! forward pass is the int8 model's, integer for integer as infer-core computes it (weights
-//! quantized as they will be exported, hidden activations requantized by
+//! forward pass is the integer model's (int8 or int4 weights), integer for integer as infer-core
+//! computes it (weights quantized as they will be exported, hidden activations requantized by
 //! [`infer_core::quant::requantize`] at a hidden scale fixed when fine-tuning starts); the
 //! backward pass runs on the same rounded output weights in float, and its gradients update the
-//! float weights straight through the rounding. So the int8 model keeps the float model's
-//! accuracy.
+//! float weights straight through the rounding. So the integer model keeps the float model's
+//! accuracy. (infer-core's int4 kernels multiply offset nibbles and take the offset off once; the
+//! sums are the same integers as these.)
 
 use nalgebra::DMatrix;
 use rayon::prelude::*;
@@ -13,20 +14,20 @@ use infer_core::quant::requantize;
 use infer_core::{CLASSES, HIDDEN, INPUTS};
 
 use crate::mlp::{BatchStats, Mlp};
-use crate::quantize::Int8Weights;
+use crate::quantize::QuantWeights;
 use crate::sparse::{SparseBatch, SparseRows};
 
-/// The int8 network ready for training steps: its integers, `w1` also input-major.
+/// The integer network ready for training steps: its integers, `w1` also input-major.
 #[derive(Debug, Clone)]
 pub struct Quantized<'q> {
-    q: &'q Int8Weights,
+    q: &'q QuantWeights,
     /// `w1` input-major (`w1t[k·HIDDEN + j]`), so each input adds one contiguous column.
     w1t: Vec<i8>,
 }
 
 impl<'q> Quantized<'q> {
     /// Prepares `q` for forward passes.
-    pub fn new(q: &'q Int8Weights) -> Self {
+    pub fn new(q: &'q QuantWeights) -> Self {
         let mut w1t = vec![0i8; HIDDEN * INPUTS];
         for (j, row) in q.w1.chunks_exact(INPUTS).enumerate() {
             for (k, &w) in row.iter().enumerate() {
@@ -45,7 +46,7 @@ impl<'q> Quantized<'q> {
         })
     }
 
-    /// One image through the int8 network: the u8 hidden activations and the output layer's
+    /// One image through the integer network: the u8 hidden activations and the output layer's
     /// accumulators, exactly infer-core's `Prediction::logits`. `pixels` are (index, value/255).
     pub fn image(
         &self,
@@ -70,7 +71,7 @@ impl<'q> Quantized<'q> {
         (hidden, logits)
     }
 
-    /// A batch through the int8 network: hidden activations and logits in real units
+    /// A batch through the integer network: hidden activations and logits in real units
     /// (`h · hidden_scale`, `logit · hidden_scale · w2_scale`), one column per image.
     pub fn forward(&self, rows: &SparseRows) -> (DMatrix<f32>, DMatrix<f32>) {
         let q = self.q;
@@ -93,7 +94,7 @@ impl<'q> Quantized<'q> {
         (h, z)
     }
 
-    /// One training step's loss and gradients (into `grads`), the forward pass the int8 one.
+    /// One training step's loss and gradients (into `grads`), the forward pass the integer one.
     pub fn backprop(&self, x: &SparseBatch, labels: &[u8], grads: &mut Mlp) -> BatchStats {
         let (h, logits) = self.forward(x.rows());
         Mlp::backward(&self.rounded_w2(), x, &h, logits, labels, grads)

@@ -1,6 +1,8 @@
-//! Post-training quantization to infer-core's int8 model, and the model files of both kinds.
+//! Post-training quantization to infer-core's integer models (int8 or int4 weights), and the model
+//! files of every kind.
 //!
-//! Weights: symmetric int8 per output unit (`scale = max|w| / 127`). Biases: i32 at
+//! Weights: symmetric per output unit, int8 (`scale = max|w| / 127`) or int4 (`max|w| / 7`, the
+//! values −7…7). Biases: i32 at
 //! `input scale × weight scale`. Hidden activations: u8 at a scale calibrated on training images
 //! (see [`calibrate_hidden_scale`]), reached from the i32 accumulators by a fixed-point multiplier
 //! per hidden unit. See `infer_core::quant` for the arithmetic the device runs.
@@ -9,6 +11,8 @@ use anyhow::{Context, Result, anyhow};
 use infer_core::format::write;
 use infer_core::quant::quantize_multiplier;
 use infer_core::{CLASSES, HIDDEN, INPUTS};
+use rayon::prelude::*;
+use serde::Serialize;
 
 use crate::idx::Dataset;
 use crate::mlp::Mlp;
@@ -22,9 +26,39 @@ pub const CALIBRATION_IMAGES: usize = 10_000;
 /// range would cost every other activation precision.
 const CLIP_FRACTION: f64 = 1e-5;
 
-/// The int8 network, unpacked: what the file's sections hold.
+/// The weight width of an integer model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Width {
+    /// int8 weights, −127…127.
+    Int8,
+    /// int4 weights, −7…7: half the bytes.
+    Int4,
+}
+
+impl Width {
+    /// The largest weight magnitude.
+    pub fn levels(self) -> f32 {
+        match self {
+            Width::Int8 => 127.0,
+            Width::Int4 => 7.0,
+        }
+    }
+
+    /// "int8" or "int4".
+    pub fn name(self) -> &'static str {
+        match self {
+            Width::Int8 => "int8",
+            Width::Int4 => "int4",
+        }
+    }
+}
+
+/// The integer network, unpacked: what the file's sections hold.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Int8Weights {
+pub struct QuantWeights {
+    /// The weights' width.
+    pub width: Width,
     /// Real value of one step of the u8 hidden activations.
     pub hidden_scale: f32,
     /// Per hidden unit.
@@ -64,39 +98,66 @@ pub fn calibrate_hidden_scale(net: &Mlp, data: &Dataset) -> f32 {
     threshold.max(f32::MIN_POSITIVE) / 255.0
 }
 
-/// Per-row symmetric scales and int8 values of a row-major matrix given by `weight(row, col)`.
+/// Per-row symmetric scales and integer values (±`width.levels()`) of a row-major matrix given by
+/// `weight(row, col)`.
+///
+/// int8 rows use their largest magnitude as the range. int4 has only 15 values, where one outlier
+/// weight would cost all the others their precision: its range is clipped where the row's squared
+/// rounding error is least (tried from the whole range down to half of it).
 fn quantize_rows(
     rows: usize,
     cols: usize,
-    weight: impl Fn(usize, usize) -> f32,
+    width: Width,
+    weight: impl Fn(usize, usize) -> f32 + Sync,
 ) -> (Vec<f32>, Vec<i8>) {
-    let mut scales = Vec::with_capacity(rows);
-    let mut q = vec![0i8; rows * cols];
-    for r in 0..rows {
-        let max = (0..cols).map(|c| weight(r, c).abs()).fold(0.0f32, f32::max);
-        // A dead unit (all weights zero) still needs a positive scale.
-        let scale = (max / 127.0).max(f32::MIN_POSITIVE);
-        for c in 0..cols {
-            q[r * cols + c] = (weight(r, c) / scale).round().clamp(-127.0, 127.0) as i8;
-        }
-        scales.push(scale);
-    }
+    let levels = width.levels();
+    let clips: &[f32] = match width {
+        Width::Int8 => &[1.0],
+        Width::Int4 => &[1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5],
+    };
+    let round = |w: f32, scale: f32| (w / scale).round().clamp(-levels, levels);
+    let quantized: Vec<(f32, Vec<i8>)> = (0..rows)
+        .into_par_iter()
+        .map(|r| {
+            let row: Vec<f32> = (0..cols).map(|c| weight(r, c)).collect();
+            let max = row.iter().map(|w| w.abs()).fold(0.0f32, f32::max);
+            let error = |scale: f32| -> f32 {
+                row.iter()
+                    .map(|&w| (w - round(w, scale) * scale).powi(2))
+                    .sum()
+            };
+            // A dead unit (all weights zero) still needs a positive scale.
+            let scale = clips
+                .iter()
+                .map(|clip| (max * clip / levels).max(f32::MIN_POSITIVE))
+                .min_by(|&a, &b| error(a).total_cmp(&error(b)))
+                .unwrap_or(f32::MIN_POSITIVE);
+            (scale, row.iter().map(|&w| round(w, scale) as i8).collect())
+        })
+        .collect();
+    let scales = quantized.iter().map(|(s, _)| *s).collect();
+    let q = quantized.into_iter().flat_map(|(_, q)| q).collect();
     (scales, q)
 }
 
-/// Quantizes `net` (784-512-10), calibrating the hidden scale on `calibration`.
-pub fn quantize(net: &Mlp, calibration: &Dataset) -> Result<Int8Weights> {
-    quantize_with_hidden_scale(net, calibrate_hidden_scale(net, calibration))
+/// Quantizes `net` (784-512-10) to `width`, calibrating the hidden scale on `calibration`.
+pub fn quantize(net: &Mlp, calibration: &Dataset, width: Width) -> Result<QuantWeights> {
+    quantize_with_hidden_scale(net, calibrate_hidden_scale(net, calibration), width)
 }
 
-/// Quantizes `net` (784-512-10) with a given hidden activation scale (quantization-aware training
-/// fixes it when it starts, so that what it trains is what is exported).
-pub fn quantize_with_hidden_scale(net: &Mlp, hidden_scale: f32) -> Result<Int8Weights> {
+/// Quantizes `net` (784-512-10) to `width` with a given hidden activation scale
+/// (quantization-aware training fixes it when it starts, so that what it trains is what is
+/// exported).
+pub fn quantize_with_hidden_scale(
+    net: &Mlp,
+    hidden_scale: f32,
+    width: Width,
+) -> Result<QuantWeights> {
     anyhow::ensure!(
         (net.w1.ncols(), net.w1.nrows(), net.w2.ncols()) == (INPUTS, HIDDEN, CLASSES),
         "only the {INPUTS}-{HIDDEN}-{CLASSES} network can be exported"
     );
-    let (w1_scale, w1) = quantize_rows(HIDDEN, INPUTS, |j, k| net.w1[(j, k)]);
+    let (w1_scale, w1) = quantize_rows(HIDDEN, INPUTS, width, |j, k| net.w1[(j, k)]);
     let mut b1 = Vec::with_capacity(HIDDEN);
     let (mut m1, mut s1) = (Vec::with_capacity(HIDDEN), Vec::with_capacity(HIDDEN));
     for (j, &scale) in w1_scale.iter().enumerate() {
@@ -109,13 +170,14 @@ pub fn quantize_with_hidden_scale(net: &Mlp, hidden_scale: f32) -> Result<Int8We
         s1.push(s);
     }
 
-    let (w2_scale, w2) = quantize_rows(CLASSES, HIDDEN, |c, j| net.w2[(j, c)]);
+    let (w2_scale, w2) = quantize_rows(CLASSES, HIDDEN, width, |c, j| net.w2[(j, c)]);
     let b2: Vec<i32> = (0..CLASSES)
         .map(|c| {
             round_i32(f64::from(net.b2[c]) / (f64::from(hidden_scale) * f64::from(w2_scale[c])))
         })
         .collect();
-    Ok(Int8Weights {
+    Ok(QuantWeights {
+        width,
         hidden_scale,
         w1_scale,
         b1,
@@ -132,8 +194,8 @@ fn round_i32(v: f64) -> i32 {
     v.round().clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32
 }
 
-/// The int8 model file.
-pub fn encode_int8(q: &Int8Weights) -> Result<Vec<u8>> {
+/// The int8 or int4 model file, by `q`'s width.
+pub fn encode_quant(q: &QuantWeights) -> Result<Vec<u8>> {
     let parts = write::QuantParts {
         hidden_scale: q.hidden_scale,
         w1_scale: &q.w1_scale,
@@ -146,7 +208,11 @@ pub fn encode_int8(q: &Int8Weights) -> Result<Vec<u8>> {
         w2: &q.w2,
     };
     let mut bytes = vec![0u8; write::MAX_INT8_LEN];
-    let len = write::int8(&parts, &mut bytes).context("cannot encode the int8 model")?;
+    let len = match q.width {
+        Width::Int8 => write::int8(&parts, &mut bytes),
+        Width::Int4 => write::int4(&parts, &mut bytes),
+    }
+    .with_context(|| format!("cannot encode the {} model", q.width.name()))?;
     bytes.truncate(len);
     Ok(bytes)
 }

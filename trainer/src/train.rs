@@ -14,7 +14,9 @@ use crate::augment::{Augment, Fields, distort, image_rng};
 use crate::idx::{Dataset, PIXELS};
 use crate::mlp::{BatchStats, Mlp, RmsProp};
 use crate::qat::Quantized;
-use crate::quantize::{CALIBRATION_IMAGES, calibrate_hidden_scale, quantize_with_hidden_scale};
+use crate::quantize::{
+    CALIBRATION_IMAGES, Width, calibrate_hidden_scale, quantize_with_hidden_scale,
+};
 use crate::sparse::{SparseBatch, SparseRows};
 
 /// A named set of training choices.
@@ -74,8 +76,10 @@ pub struct TrainConfig {
     /// With a validation set, end with the weights of the epoch of lowest validation loss (Keras's
     /// `EarlyStopping(restore_best_weights=True)` without the early stop).
     pub restore_best: bool,
-    /// The last epochs train through the int8 arithmetic (quantization-aware fine-tuning).
+    /// The last epochs train through the integer arithmetic (quantization-aware fine-tuning).
     pub qat_epochs: usize,
+    /// The weight width those epochs train for.
+    pub qat_width: Width,
 }
 
 impl Default for TrainConfig {
@@ -97,6 +101,7 @@ impl TrainConfig {
             augment: None,
             restore_best: false,
             qat_epochs: 0,
+            qat_width: Width::Int8,
         };
         match recipe {
             Recipe::Tutorial => tutorial,
@@ -269,10 +274,9 @@ pub fn fit(
             let batch_stats = match hidden_scale {
                 None => net.backprop(&x, &labels, &mut grads),
                 Some(scale) => {
-                    let q = quantize_with_hidden_scale(&net, scale)
+                    let q = quantize_with_hidden_scale(&net, scale, config.qat_width)
                         .map_err(|e| TrainError::Quantization(format!("{e:#}")))?;
-                    let int8 = Quantized::new(&q);
-                    int8.backprop(&x, &labels, &mut grads)
+                    Quantized::new(&q).backprop(&x, &labels, &mut grads)
                 }
             };
             if !batch_stats.loss_sum.is_finite() {
@@ -296,18 +300,18 @@ pub fn fit(
             });
         }
         let seconds = start.elapsed().as_secs_f64();
-        // During quantization-aware epochs the held-out figures are the int8 network's.
+        // During quantization-aware epochs the held-out figures are the integer network's.
         let q = match hidden_scale {
             Some(scale) => Some(
-                quantize_with_hidden_scale(&net, scale)
+                quantize_with_hidden_scale(&net, scale, config.qat_width)
                     .map_err(|e| TrainError::Quantization(format!("{e:#}")))?,
             ),
             None => None,
         };
-        let int8 = q.as_ref().map(Quantized::new);
+        let quantized = q.as_ref().map(Quantized::new);
         let on = |set: &Option<(SparseRows, &[u8])>| {
-            set.as_ref().map(|(inputs, labels)| match &int8 {
-                Some(int8) => evaluate_with(inputs, labels, |rows| int8.forward(&rows).1).stats,
+            set.as_ref().map(|(inputs, labels)| match &quantized {
+                Some(q) => evaluate_with(inputs, labels, |rows| q.forward(&rows).1).stats,
                 None => evaluate_inputs(&net, inputs, labels).stats,
             })
         };

@@ -3,7 +3,7 @@
 
 use infer_core::{F32Model, Int8Model, Kernel};
 use trainer::output::AlignedBytes;
-use trainer::quantize::{encode_f32, encode_int8, quantize};
+use trainer::quantize::{Width, encode_f32, encode_quant, quantize};
 use trainer::sparse::SparseBatch;
 use trainer::train::network_inputs;
 
@@ -18,8 +18,9 @@ fn trained_model_round_trips_through_infer_core() {
     let test = mnist.test.head(1000);
     let images = test.images.as_chunks::<784>().0;
 
-    let int8_file =
-        AlignedBytes::new(&encode_int8(&quantize(&net, &mnist.train.head(2000)).unwrap()).unwrap());
+    let int8_file = AlignedBytes::new(
+        &encode_quant(&quantize(&net, &mnist.train.head(2000), Width::Int8).unwrap()).unwrap(),
+    );
     assert!(
         int8_file.as_bytes().len() <= 420_000,
         "{} bytes",

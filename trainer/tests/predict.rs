@@ -7,7 +7,7 @@ use std::process::Command;
 use image::{GrayImage, Luma};
 use trainer::idx::load_mnist;
 use trainer::output::write_atomic;
-use trainer::quantize::{encode_int8, quantize};
+use trainer::quantize::{Width, encode_quant, quantize};
 use trainer::train::{HeldOut, TrainConfig, fit};
 
 /// Pen strokes of each digit in a 100 × 140 box (y down).
@@ -98,7 +98,7 @@ fn trained_model(dir: &Path) -> PathBuf {
     let path = dir.join("mlp-int8.bin");
     write_atomic(
         &path,
-        &encode_int8(&quantize(&net, &mnist.train.head(5000)).unwrap()).unwrap(),
+        &encode_quant(&quantize(&net, &mnist.train.head(5000), Width::Int8).unwrap()).unwrap(),
     )
     .unwrap();
     path

@@ -2,13 +2,14 @@
 //! distortions that keep a digit that digit, quantization-aware training whose forward pass is
 //! infer-core's, and one seed giving one network for both recipes.
 
-use infer_core::Int8Model;
+use infer_core::format::Bits;
+use infer_core::{Int4Model, Int8Model, QuantModel};
 use trainer::augment::{Augment, Fields, distort, image_rng};
 use trainer::digit::to_mnist;
 use trainer::idx::{Dataset, PIXELS};
 use trainer::output::AlignedBytes;
 use trainer::qat::Quantized;
-use trainer::quantize::{encode_int8, quantize};
+use trainer::quantize::{Width, encode_quant, quantize};
 use trainer::sparse::SparseRows;
 use trainer::train::{HeldOut, Recipe, TrainConfig, evaluate, fit};
 
@@ -79,18 +80,34 @@ fn distorted_digits_stay_the_same_digits() {
 fn the_quantization_aware_forward_pass_is_infer_cores() {
     let mnist = mnist();
     let net = tutorial_net(&mnist.train.head(10_000), 1);
-    let q = quantize(&net, &mnist.train.head(2000)).unwrap();
-    let file = AlignedBytes::new(&encode_int8(&q).unwrap());
-    let model = Int8Model::from_bytes(file.as_bytes()).unwrap();
-    let int8 = Quantized::new(&q);
     let test = mnist.test.head(300);
     let rows = SparseRows::from_dense(PIXELS, test.images.chunks_exact(PIXELS), |p| {
         f32::from(p) / 255.0
     });
-    for (i, image) in test.images.as_chunks::<PIXELS>().0.iter().enumerate() {
-        let (_, logits) = int8.image(rows.row(i));
-        assert_eq!(logits, model.predict(image).logits, "image {i}");
+    // The training forward pass against the model file infer-core runs, for both widths.
+    fn check<B: Bits>(q: &trainer::quantize::QuantWeights, test: &Dataset, rows: &SparseRows) {
+        let file = AlignedBytes::new(&encode_quant(q).unwrap());
+        let model = QuantModel::<B>::from_bytes(file.as_bytes()).unwrap();
+        let quantized = Quantized::new(q);
+        for (i, image) in test.images.as_chunks::<PIXELS>().0.iter().enumerate() {
+            let (_, logits) = quantized.image(rows.row(i));
+            assert_eq!(
+                logits,
+                model.predict(image).logits,
+                "{:?}, image {i}",
+                q.width
+            );
+        }
     }
+    let int8 = quantize(&net, &mnist.train.head(2000), Width::Int8).unwrap();
+    check::<infer_core::format::Bits8>(&int8, &test, &rows);
+    let int4 = quantize(&net, &mnist.train.head(2000), Width::Int4).unwrap();
+    assert!(int4.w1.iter().chain(&int4.w2).all(|w| (-7..=7).contains(w)));
+    check::<infer_core::format::Bits4>(&int4, &test, &rows);
+    // Both load as their own kind only.
+    let file = AlignedBytes::new(&encode_quant(&int4).unwrap());
+    assert!(Int4Model::from_bytes(file.as_bytes()).is_ok());
+    assert!(Int8Model::from_bytes(file.as_bytes()).is_err());
 }
 
 #[test]

@@ -167,3 +167,76 @@ fn a_reader_that_stops_early_ends_the_output_not_the_program() {
     // The training run went on to write its models.
     assert!(out.join("mlp-int8.bin").is_file());
 }
+
+#[test]
+fn weights_choose_the_integer_files_and_every_command_reads_them() {
+    let out = temp_dir("weights");
+    let report = out.join("report.json");
+    let (out_s, report_s) = (out.to_str().unwrap(), report.to_str().unwrap());
+    let run = trainer(&[
+        "--epochs",
+        "1",
+        "--weights",
+        "int4",
+        "--out",
+        out_s,
+        "--report",
+        report_s,
+        "-q",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let int4 = out.join("mlp-int4.bin");
+    assert!(int4.is_file() && !out.join("mlp-int8.bin").exists());
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert!(json.get("int8").is_none());
+    let entry = &json["int4"];
+    assert!(entry["test_accuracy"].as_f64().unwrap() > 0.9, "{json}");
+    assert_eq!(
+        entry["model_bytes"].as_u64().unwrap(),
+        std::fs::metadata(&int4).unwrap().len()
+    );
+    assert_eq!(entry["path"].as_str().unwrap(), int4.to_str().unwrap());
+    assert_eq!(json["weights"], serde_json::json!(["int4"]));
+
+    // eval, inspect and predict take it like any other model file.
+    let eval = trainer(&["eval", int4.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&eval.stdout);
+    assert!(
+        eval.status.success() && text.contains("int4 model"),
+        "{text}"
+    );
+    let accuracy: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("accuracy: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((accuracy - entry["test_accuracy"].as_f64().unwrap()).abs() < 1e-9);
+    let inspect = trainer(&["inspect", int4.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(
+        text.contains("int4 model") && text.contains("w1:       int4"),
+        "{text}"
+    );
+
+    // `both` writes both, each its own kind.
+    let run = trainer(&[
+        "--epochs",
+        "1",
+        "--weights",
+        "both",
+        "--out",
+        out_s,
+        "--report",
+        report_s,
+        "-q",
+    ]);
+    assert!(run.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert!(json["int8"]["model_bytes"].as_u64().unwrap() > 2 * 200_000);
+    assert!(json["int4"]["model_bytes"].as_u64().unwrap() < 215_040);
+}
