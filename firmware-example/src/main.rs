@@ -1,30 +1,44 @@
-//! Classifies real MNIST test digits with infer-core's int8 model on a Cortex-M4F, checks that
-//! every prediction equals the host's, and reports what it costs: per-inference time, flash, static
-//! RAM and peak stack.
+//! Classifies real MNIST test digits with infer-core's int8 (or int4) model on a Cortex-M, checks
+//! that every prediction equals the host's, and reports what it costs: per-inference time, flash,
+//! static RAM and peak stack.
 //!
-//! Platforms (Cargo features, exactly one): `qemu` (default; `cargo run --release`) and
-//! `nrf52840` (`cargo board`). Exit status 0 only if the model is valid and host and MCU agree on
-//! every image.
+//! Platforms (Cargo features, exactly one): `qemu` (default, QEMU mps2-an386, Cortex-M4F;
+//! `cargo run --release`), `nrf52840` (`cargo board`) and `microbit` (QEMU micro:bit, nRF51822
+//! Cortex-M0 with 256 KB of flash, the int4 model; `cargo microbit`). Exit status 0 only if the
+//! model is valid and host and MCU agree on every image.
 #![no_std]
 #![no_main]
 
-#[cfg(all(feature = "qemu", feature = "nrf52840"))]
-compile_error!("choose one platform feature: `qemu` or `nrf52840`");
-#[cfg(not(any(feature = "qemu", feature = "nrf52840")))]
-compile_error!("choose a platform feature: `qemu` (default) or `nrf52840`");
+#[cfg(any(
+    all(feature = "qemu", feature = "nrf52840"),
+    all(feature = "qemu", feature = "microbit"),
+    all(feature = "nrf52840", feature = "microbit"),
+))]
+compile_error!("choose one platform feature: `qemu`, `nrf52840` or `microbit`");
+#[cfg(not(any(feature = "qemu", feature = "nrf52840", feature = "microbit")))]
+compile_error!("choose a platform feature: `qemu` (default), `nrf52840` or `microbit`");
 
 mod platform;
 
 use cortex_m_rt::entry;
-use infer_core::{INPUTS, Int8Model, Kernel, Prediction, include_model};
+use infer_core::{INPUTS, Kernel, Prediction, include_model};
 
 use platform::{Timer, exit, log};
 
+/// The embedded model's kind, as build.rs found it in the file.
+#[cfg(not(model_int4))]
+type Model<'a> = infer_core::Int8Model<'a>;
+/// The embedded model's kind, as build.rs found it in the file.
+#[cfg(model_int4)]
+type Model<'a> = infer_core::Int4Model<'a>;
+const MODEL_KIND: &str = if cfg!(model_int4) { "int4" } else { "int8" };
+
 /// The model file, aligned as its weight sections need (the kernels load words).
 static MODEL: &[u8] = include_model!(concat!(env!("OUT_DIR"), "/model.bin"));
-static IMAGES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/images.bin"));
+/// The test digits, run-length encoded by build.rs (see [`decode`]).
+static IMAGES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/images.rle"));
 static LABELS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/labels.bin"));
-/// The host's int8 prediction for each image, computed by infer-core when the firmware was built.
+/// The host's prediction for each image, computed by infer-core when the firmware was built.
 static EXPECTED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/expected.bin"));
 
 /// What unused stack holds until something writes it.
@@ -44,29 +58,40 @@ fn main() -> ! {
     let timer = Timer::start();
 
     log!(
-        "infer-core MNIST demo: {} model bytes, kernel {}",
+        "infer-core MNIST demo: {} model bytes ({}), kernel {}",
         MODEL.len(),
+        MODEL_KIND,
         Kernel::best().name()
     );
     let boot = timer.now();
-    let model = match Int8Model::from_bytes(MODEL) {
+    let model = match Model::from_bytes(MODEL) {
         Ok(model) => model,
         Err(e) => {
             log!("the embedded model is invalid: {}", e);
             exit(1)
         }
     };
-    log!(
-        "model validated (CRC-32 and every section) in {} {}",
-        timer.cost_since(boot),
-        Timer::UNIT
-    );
+    if Timer::MEASURES {
+        log!(
+            "model validated (CRC-32 and every section) in {} {}",
+            timer.cost_since(boot),
+            Timer::UNIT
+        );
+    } else {
+        log!("model validated (CRC-32 and every section)");
+    }
 
-    let images = IMAGES.as_chunks::<INPUTS>().0;
-    let (mut correct, mut disagree) = (0usize, 0usize);
+    let mut encoded = IMAGES;
+    let mut image = [0u8; INPUTS];
+    let (mut correct, mut disagree, mut n) = (0usize, 0usize, 0usize);
     let mut cost = Cost::default();
-    for (i, ((image, &label), &expected)) in images.iter().zip(LABELS).zip(EXPECTED).enumerate() {
-        let (prediction, spent) = measure(&timer, &model, image);
+    for (i, (&label, &expected)) in LABELS.iter().zip(EXPECTED).enumerate() {
+        if !decode(&mut encoded, &mut image) {
+            log!("image {}: the embedded digits are malformed", i);
+            exit(2)
+        }
+        n += 1;
+        let (prediction, spent) = measure(&timer, &model, &image);
         cost.add(spent);
         if prediction.class == label {
             correct += 1;
@@ -89,29 +114,32 @@ fn main() -> ! {
         }
     }
 
-    let n = images.len();
     log!(
         "accuracy: {}/{} correct ({} per 10000)",
         correct,
         n,
         correct * 10_000 / n.max(1)
     );
-    log!(
-        "per inference: mean {}, min {}, max {} {}",
-        cost.total / n.max(1) as u32,
-        cost.min,
-        cost.max,
-        Timer::UNIT
-    );
     // The bound: no group of inputs can be skipped. (Filled at run time: as a constant it would
     // take 784 bytes of flash.)
     let every_pixel = [core::hint::black_box(u8::MAX); INPUTS];
     let (_, worst) = measure(&timer, &model, &every_pixel);
-    log!(
-        "worst case (every pixel non-zero): {} {}",
-        worst,
-        Timer::UNIT
-    );
+    if Timer::MEASURES {
+        log!(
+            "per inference: mean {}, min {}, max {} {}",
+            cost.total / n.max(1) as u32,
+            cost.min,
+            cost.max,
+            Timer::UNIT
+        );
+        log!(
+            "worst case (every pixel non-zero): {} {}",
+            worst,
+            Timer::UNIT
+        );
+    } else {
+        log!("per inference: {}", Timer::UNIT);
+    }
     report_memory();
     if disagree == 0 {
         log!("host and MCU agree on all {} images", n);
@@ -123,12 +151,37 @@ fn main() -> ! {
 }
 
 /// One inference and what it cost, in [`Timer::UNIT`]s.
-fn measure(timer: &Timer, model: &Int8Model<'_>, image: &[u8; INPUTS]) -> (Prediction, u32) {
+fn measure(timer: &Timer, model: &Model<'_>, image: &[u8; INPUTS]) -> (Prediction, u32) {
     let start = timer.now();
     marker::<6>();
     let prediction = model.predict(image);
     marker::<7>();
     (prediction, timer.cost_since(start))
+}
+
+/// The next image of the run-length stream `encoded` into `image`; `false` if the stream is
+/// malformed (it runs out, or its runs do not cover exactly the 784 pixels).
+///
+/// The stream is, per image, runs of `zeros: u8, count: u8` followed by `count` pixel bytes: the
+/// zero pixels and then the ink of each run. A digit takes about a quarter of its 784 bytes.
+fn decode(encoded: &mut &[u8], image: &mut [u8; INPUTS]) -> bool {
+    let mut p = 0;
+    while p < INPUTS {
+        let Some((&[zeros, count], rest)) = encoded.split_first_chunk::<2>() else {
+            return false;
+        };
+        let (zeros, count) = (usize::from(zeros), usize::from(count));
+        let (Some(ink), Some(run)) = (rest.get(..count), image.get_mut(p..p + zeros + count))
+        else {
+            return false;
+        };
+        let (dark, lit) = run.split_at_mut(zeros);
+        dark.fill(0);
+        lit.copy_from_slice(ink);
+        p += zeros + count;
+        *encoded = rest.get(count..).unwrap_or(&[]);
+    }
+    true
 }
 
 /// Sum (saturating), minimum and maximum of the inferences' costs.
@@ -157,13 +210,23 @@ impl Cost {
 }
 
 /// `hint #6` (start) and `hint #7` (end) bracket exactly one inference, so that an emulator plugin
-/// can count its instructions; both are NOPs on real cores. Armv6-M has no such encodings.
+/// can count its instructions; both are NOPs on real cores. Armv6-M has no such encodings: there
+/// the markers are `mov r10, r10` (start) and `mov r11, r11` (end), no-ops compilers never emit.
 #[inline(always)]
 fn marker<const N: u32>() {
     #[cfg(not(armv6m))]
     // SAFETY: `hint` instructions have no architectural effect.
     unsafe {
         core::arch::asm!("hint #{n}", n = const N, options(nomem, nostack, preserves_flags))
+    };
+    #[cfg(armv6m)]
+    // SAFETY: moving a register to itself has no effect.
+    unsafe {
+        if N == 6 {
+            core::arch::asm!("mov r10, r10", options(nomem, nostack, preserves_flags));
+        } else {
+            core::arch::asm!("mov r11, r11", options(nomem, nostack, preserves_flags));
+        }
     };
 }
 

@@ -10,16 +10,20 @@ unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
     exit(3)
 }
 
-#[cfg(feature = "qemu")]
+#[cfg(any(feature = "qemu", feature = "microbit"))]
 pub use qemu::*;
+
+#[cfg(feature = "qemu")]
+pub use systick::Timer;
+
+#[cfg(feature = "microbit")]
+pub use untimed::Timer;
 
 #[cfg(feature = "nrf52840")]
 pub use board::*;
 
-#[cfg(feature = "qemu")]
+#[cfg(any(feature = "qemu", feature = "microbit"))]
 mod qemu {
-    use cortex_m::peripheral::{SYST, syst::SystClkSource};
-
     /// Prints a line on the host's stdout through semihosting.
     macro_rules! log {
         ($($arg:tt)*) => { cortex_m_semihosting::hprintln!($($arg)*) };
@@ -39,6 +43,19 @@ mod qemu {
         }
     }
 
+    #[panic_handler]
+    fn panic(info: &core::panic::PanicInfo) -> ! {
+        log!("panic: {}", info);
+        exit(101)
+    }
+}
+
+#[cfg(feature = "qemu")]
+mod systick {
+    use cortex_m::peripheral::{SYST, syst::SystClkSource};
+
+    use super::exit;
+
     /// SysTick on the core clock. QEMU has no cycle model (DWT reads 0), but under
     /// `-icount shift=0` one instruction takes 1 ns and mps2-an386's 25 MHz SysTick ticks every
     /// 40 ns: one tick is 40 executed instructions.
@@ -50,6 +67,8 @@ mod qemu {
     const INSTRUCTIONS_PER_TICK: u32 = 40;
 
     impl Timer {
+        /// Whether [`Timer::cost_since`] measures anything.
+        pub const MEASURES: bool = true;
         /// What [`Timer::cost_since`] counts.
         pub const UNIT: &str = "instructions (SysTick x40 under -icount shift=0, to 40)";
 
@@ -76,11 +95,35 @@ mod qemu {
             (start.wrapping_sub(self.now()) & 0x00ff_ffff) * INSTRUCTIONS_PER_TICK
         }
     }
+}
 
-    #[panic_handler]
-    fn panic(info: &core::panic::PanicInfo) -> ! {
-        log!("panic: {}", info);
-        exit(101)
+#[cfg(feature = "microbit")]
+mod untimed {
+    /// No timer: the nRF51's Cortex-M0 has no SysTick (and QEMU's micro:bit no cycle model).
+    /// The inference is bracketed by markers for an instruction counter instead.
+    pub struct Timer;
+
+    impl Timer {
+        /// Whether [`Timer::cost_since`] measures anything.
+        pub const MEASURES: bool = false;
+        /// What to use instead.
+        pub const UNIT: &str = "not timed (the Cortex-M0 has no SysTick): count its instructions \
+            between the `mov r10, r10` and `mov r11, r11` markers with an emulator plugin";
+
+        /// No timer to start.
+        pub fn start() -> Self {
+            Self
+        }
+
+        /// Always 0.
+        pub fn now(&self) -> u32 {
+            0
+        }
+
+        /// Always 0.
+        pub fn cost_since(&self, _start: u32) -> u32 {
+            0
+        }
     }
 }
 
@@ -113,6 +156,8 @@ mod board {
     }
 
     impl Timer {
+        /// Whether [`Timer::cost_since`] measures anything.
+        pub const MEASURES: bool = true;
         /// What [`Timer::cost_since`] counts.
         pub const UNIT: &str = "CPU cycles";
 
