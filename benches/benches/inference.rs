@@ -1,12 +1,13 @@
-//! Inference latency and throughput: infer-core's int8 kernels and f32 path against nalgebra and
-//! candle running the same trained weights on the same real test digits, one core each.
+//! Inference latency and throughput: infer-core's int8 and int4 kernels and f32 path against
+//! nalgebra and candle running the same trained weights on the same real test digits, one core
+//! each.
 
 use std::hint::black_box;
 use std::time::Duration;
 
-use benches::{CandleNet, NalgebraNet, mnist, models, test_images, views};
+use benches::{CandleNet, NalgebraNet, int4_view, mnist, models, test_images, views};
 use criterion::{BenchmarkId, Criterion, Throughput};
-use infer_core::{F32Model, Int8Model, Kernel, Prediction};
+use infer_core::{F32Model, Int4Model, Int8Model, Kernel, Prediction};
 
 const IMAGES: usize = 256;
 const BATCHES: [usize; 4] = [1, 8, 64, 256];
@@ -15,6 +16,7 @@ fn inference(c: &mut Criterion) {
     let mnist = mnist().expect("MNIST in data/mnist");
     let models = models(&mnist).expect("a trained model");
     let (int8, f32_model) = views(&models).expect("valid models");
+    let int4 = int4_view(&models).expect("a valid int4 model");
     let images = test_images(&mnist, IMAGES);
     let nalgebra = NalgebraNet::new(&models).expect("nalgebra weights");
     let candle = CandleNet::new(&models).expect("candle weights");
@@ -28,6 +30,15 @@ fn inference(c: &mut Criterion) {
             b.iter(|| {
                 i = (i + 1) % IMAGES;
                 black_box(int8.predict_with(kernel, black_box(&images[i])))
+            })
+        });
+    }
+    for kernel in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+        let mut i = 0;
+        one.bench_function(format!("int4/{kernel}/batch-1"), |b| {
+            b.iter(|| {
+                i = (i + 1) % IMAGES;
+                black_box(int4.predict_with(kernel, black_box(&images[i])))
             })
         });
     }
@@ -71,6 +82,10 @@ fn inference(c: &mut Criterion) {
             |b| b.iter(|| int8.predict_batch(black_box(imgs), &mut out)),
         );
         batch.bench_function(
+            BenchmarkId::new(format!("int4/{}", Kernel::best()), format!("batch-{n}")),
+            |b| b.iter(|| int4.predict_batch(black_box(imgs), &mut out)),
+        );
+        batch.bench_function(
             BenchmarkId::new("f32/infer-core", format!("batch-{n}")),
             |b| {
                 b.iter(|| {
@@ -94,6 +109,9 @@ fn inference(c: &mut Criterion) {
     let mut load = c.benchmark_group("load");
     load.bench_function("int8/from_bytes", |b| {
         b.iter(|| black_box(Int8Model::from_bytes(black_box(models.int8.as_bytes())).is_ok()))
+    });
+    load.bench_function("int4/from_bytes", |b| {
+        b.iter(|| black_box(Int4Model::from_bytes(black_box(models.int4.as_bytes())).is_ok()))
     });
     load.bench_function("f32/from_bytes", |b| {
         b.iter(|| black_box(F32Model::from_bytes(black_box(models.f32.as_bytes())).is_ok()))

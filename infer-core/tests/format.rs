@@ -454,9 +454,23 @@ fn int4_parts_are_packed_so_every_kernel_computes_the_definition() {
     let file = File::new(&out[..len]);
     let model = Int4Model::from_bytes(file.bytes()).unwrap();
     check_every_kernel(&p, &model);
-    // Half the weight bytes of the int8 file.
+    // Half the weight bytes of the int8 file, and no stored weight scales: they follow from the
+    // requantization.
     let int8_len = int8_file(|_| {}).len();
-    assert_eq!(int8_len - len, (HIDDEN * INPUTS + 16 * HIDDEN) / 2);
+    let saved = int8_len - len;
+    let expected = (HIDDEN * INPUTS + 16 * HIDDEN) / 2 + 4 * HIDDEN;
+    assert!((expected..expected + 64).contains(&saved), "{saved}");
+    let derived: Vec<f32> = model.w1_scales().collect();
+    assert_eq!(derived.len(), HIDDEN);
+    for (j, &d) in derived.iter().enumerate() {
+        let factor = f64::from(p.m1[j]) / 2f64.powi(i32::from(p.s1[j]));
+        let expected = factor * f64::from(p.hidden_scale) * 255.0;
+        assert!(
+            (f64::from(d) / expected - 1.0).abs() < 1e-6,
+            "{j}: {d} {expected}"
+        );
+    }
+
     // Each kind reads only its own files.
     assert_eq!(
         Int8Model::from_bytes(file.bytes()).unwrap_err(),

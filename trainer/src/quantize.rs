@@ -121,17 +121,29 @@ fn quantize_rows(
         .map(|r| {
             let row: Vec<f32> = (0..cols).map(|c| weight(r, c)).collect();
             let max = row.iter().map(|w| w.abs()).fold(0.0f32, f32::max);
+            // A dead unit (all weights zero) still needs a positive scale.
+            let candidates = clips
+                .iter()
+                .map(|clip| (max * clip / levels).max(f32::MIN_POSITIVE));
+            // Each candidate's squared rounding error, in one vectorizable pass (rounding to
+            // nearest by the 1.5 · 2^23 trick: the values are far below 2^22).
             let error = |scale: f32| -> f32 {
+                let inv = 1.0 / scale;
+                let nearest = |x: f32| (x + 12_582_912.0) - 12_582_912.0;
                 row.iter()
-                    .map(|&w| (w - round(w, scale) * scale).powi(2))
+                    .map(|&w| (w - nearest(w * inv).clamp(-levels, levels) * scale).powi(2))
                     .sum()
             };
-            // A dead unit (all weights zero) still needs a positive scale.
-            let scale = clips
-                .iter()
-                .map(|clip| (max * clip / levels).max(f32::MIN_POSITIVE))
-                .min_by(|&a, &b| error(a).total_cmp(&error(b)))
-                .unwrap_or(f32::MIN_POSITIVE);
+            let scale = if clips.len() == 1 {
+                candidates.last().unwrap_or(f32::MIN_POSITIVE)
+            } else {
+                candidates
+                    .map(|scale| (error(scale), scale))
+                    .fold((f32::INFINITY, f32::MIN_POSITIVE), |best, c| {
+                        if c.0 < best.0 { c } else { best }
+                    })
+                    .1
+            };
             (scale, row.iter().map(|&w| round(w, scale) as i8).collect())
         })
         .collect();

@@ -171,7 +171,7 @@ fn render(est: &BTreeMap<String, Estimate>, tflite: Option<&Value>) -> String {
                 md,
                 "| infer-core kernel | median per image | time relative to TFLite int8 (net) |\n| --- | ---: | ---: |"
             );
-            for (id, e) in est.iter().filter(|(id, _)| id.starts_with("forward/int8/")) {
+            for (id, e) in est.iter().filter(|(id, _)| id.starts_with("forward/int")) {
                 let _ = writeln!(
                     md,
                     "| `{id}` | {} | {:.2}× |",

@@ -41,7 +41,10 @@
 //! An **int4** file (kind 3) has the int8 file's sections, with 4-bit weights: `w1` is H·784/2
 //! bytes and `w2` P·512/2, in the kernels' [4-bit tiles](crate::kernels#4-bit-weights) (each
 //! weight `w` in −8…7 stored as the nibble `w + 8`); the scales, biases and requantization mean
-//! the same (a weight's real value is `w · w1_scale`).
+//! the same (a weight's real value is `w · w1_scale`). Its `w1_scale` section is empty: the
+//! weight scales follow from what the integer path uses, `w1_scale = m1 · 2^−s1 ·
+//! hidden_scale · 255` (to the multiplier's 31 bits), and the 2 KB they would take keep the file
+//! under 210 kB, for 256 KB parts.
 //!
 //! Version 1 stored the weights in 4-row blocks, padded the classes to 12 and allowed shifts from
 //! 1; its files are refused with [`FormatError::UnsupportedVersion`] (re-export them with the

@@ -175,7 +175,8 @@ impl Bits for Bits4 {
 #[derive(Debug, Clone, Copy)]
 pub struct QuantModel<'a, B: Bits> {
     pub(crate) hidden_scale: f32,
-    pub(crate) w1_scale: &'a [[u8; 4]; HIDDEN],
+    /// `HIDDEN` scales in an int8 file; none in an int4 one (derived, see the format docs).
+    pub(crate) w1_scale: &'a [[u8; 4]],
     pub(crate) b1: &'a [[u8; 4]; HIDDEN],
     pub(crate) m1: &'a [[u8; 4]; HIDDEN],
     pub(crate) s1: &'a [u8; HIDDEN],
@@ -223,7 +224,11 @@ impl<'a, B: Bits> QuantModel<'a, B> {
         check_shape(&s.shape)?;
         let model = Self {
             hidden_scale: s.hidden_scale,
-            w1_scale: section("w1_scale", s.w1_scale)?,
+            w1_scale: if B::BITS == 4 {
+                section::<4, 0>("w1_scale", s.w1_scale)?
+            } else {
+                section::<4, HIDDEN>("w1_scale", s.w1_scale)?
+            },
             b1: section("b1", s.b1)?,
             m1: section("m1", s.m1)?,
             s1: section::<1, HIDDEN>("s1", s.s1)?
@@ -260,9 +265,23 @@ impl<'a, B: Bits> QuantModel<'a, B> {
         self.hidden_scale
     }
 
-    /// Per hidden unit weight scales.
+    /// Per hidden unit weight scales: stored in an int8 file, derived from the requantization in
+    /// an int4 one (`m1 · 2^−s1 · hidden_scale · 255`).
     pub fn w1_scales(&self) -> impl Iterator<Item = f32> + '_ {
-        self.w1_scale.iter().map(|s| f32::from_le_bytes(*s))
+        let stored = self.w1_scale.iter().map(|s| f32::from_le_bytes(*s));
+        let derived = self.m1.iter().zip(self.s1).map(|(m, &s)| {
+            let factor = f64::from(i32::from_le_bytes(*m)) / libm::exp2(f64::from(s));
+            (factor * f64::from(self.hidden_scale) * 255.0) as f32
+        });
+        let (stored, derived) = if self.w1_scale.is_empty() {
+            (None, Some(derived))
+        } else {
+            (Some(stored), None)
+        };
+        stored
+            .into_iter()
+            .flatten()
+            .chain(derived.into_iter().flatten())
     }
 
     /// Per class weight scales.

@@ -166,7 +166,8 @@ pub const MAX_INT8_LEN: usize = 64
     + CLASSES_PADDED * HIDDEN
     + 40;
 /// Upper bound of an encoded int4 file's size.
-pub const MAX_INT4_LEN: usize = MAX_INT8_LEN - (HIDDEN * INPUTS + CLASSES_PADDED * HIDDEN) / 2;
+pub const MAX_INT4_LEN: usize =
+    MAX_INT8_LEN - (HIDDEN * INPUTS + CLASSES_PADDED * HIDDEN) / 2 - 4 * HIDDEN;
 /// Upper bound of an encoded f32 file's size.
 pub const MAX_F32_LEN: usize =
     64 + 4 * SECTION_ALIGN + 4 * (HIDDEN + CLASSES + INPUTS * HIDDEN + CLASSES * HIDDEN) + 40;
@@ -239,7 +240,12 @@ fn quant(parts: &QuantParts<'_>, kind: ModelKind, out: &mut [u8]) -> Result<usiz
     let mut w = Writer { buf: out, pos: 0 };
     w.preamble(kind)?;
     w.raw(&parts.hidden_scale.to_le_bytes())?;
-    w.section(parts.w1_scale)?;
+    // An int4 file derives the weight scales from the requantization (see the format docs).
+    w.section(if kind == ModelKind::Int4 {
+        &[]
+    } else {
+        parts.w1_scale
+    })?;
     w.section(parts.b1)?;
     w.section(parts.m1)?;
     w.section(parts.s1)?;
