@@ -135,7 +135,7 @@ fn quantize_rows(
                     .sum()
             };
             let scale = if clips.len() == 1 {
-                candidates.last().unwrap_or(f32::MIN_POSITIVE)
+                candidates.clone().next().unwrap_or(f32::MIN_POSITIVE)
             } else {
                 candidates
                     .map(|scale| (error(scale), scale))
