@@ -1,14 +1,19 @@
-//! Prepares what the firmware embeds, in `OUT_DIR`:
+//! Prepares what the firmware embeds, in `OUT_DIR`, for the board chosen by its feature:
 //!
-//! - `memory.x` for the chosen platform, and the linker arguments;
-//! - `model.bin`: the model, `model/mlp-int8.bin` (`model/mlp-int4.bin` on the 256 KB micro:bit)
-//!   or the file named by `FIRMWARE_MODEL`, int8 or int4 (the `model_int4` cfg tells the firmware
-//!   which);
-//! - `images.rle`, `labels.bin`: the first `FIRMWARE_IMAGES` (default 200; 180 on the micro:bit)
+//! - the board: `boards/<feature>.toml` declares it (see `boards/README.md`); from it come
+//!   `memory.x`, `board.rs` (its name and clock, for the firmware), the cfgs that pick its I/O,
+//!   timer and boot-time needs, and the QEMU command `qemu-run` starts the ELF with;
+//! - `model.bin`: the board's model (`model/mlp-int8.bin`, or `mlp-int4.bin` where flash is
+//!   short) or the file named by `FIRMWARE_MODEL`, int8 or int4 (the `model_int4` cfg tells the
+//!   firmware which);
+//! - `images.rle`, `labels.bin`: the first `FIRMWARE_IMAGES` (default: the board's `digits`)
 //!   MNIST test digits, the images run-length encoded (see `decode` in main.rs): about a quarter
 //!   of their 784 bytes;
 //! - `expected.bin`: the host's predictions for those digits, computed here by infer-core,
 //!   which the firmware must reproduce image for image.
+//!
+//! It stops with a message naming the sizes when the model and digits cannot fit the board's
+//! flash, or its RAM the stack.
 
 use std::env;
 use std::fs;
@@ -18,9 +23,12 @@ use std::path::{Path, PathBuf};
 use infer_core::format::{ModelKind, peek_kind};
 use infer_core::{INPUTS, Int4Model, Int8Model};
 
-const DEFAULT_IMAGES: usize = 200;
-/// Test digits beside the int4 model in the micro:bit's 256 KB.
-const MICROBIT_IMAGES: usize = 180;
+/// What the firmware's code and constants take besides the model and the digits (measured:
+/// 13.2 KB on a Cortex-M0, 15 KB on a Cortex-M4): the flash check's allowance, which the linker
+/// then makes exact.
+const CODE_BUDGET: usize = 16 * 1024;
+/// Peak stack of an inference with its gathered lists, and the decoded digit (measured: 5.1 KB).
+const STACK_BUDGET: usize = 7 * 1024;
 
 fn main() {
     if let Err(message) = run() {
@@ -29,50 +37,233 @@ fn main() {
     }
 }
 
+/// A board's declaration, `boards/<name>.toml`.
+struct Board {
+    name: String,
+    description: String,
+    /// The first is the board's own; the others run on it too (an Armv6-M build on a Cortex-M4).
+    targets: Vec<String>,
+    flash: (u64, u64),
+    ram: (u64, u64),
+    io: String,
+    timer: String,
+    systick_hz: u64,
+    qemu: Option<String>,
+    approtect_open: bool,
+    boot2: Option<(u64, u64)>,
+    model: String,
+    digits: usize,
+}
+
+impl Board {
+    /// The board whose feature is on; exactly one must be.
+    fn chosen(here: &Path) -> Result<Board, String> {
+        let mut names: Vec<String> = fs::read_dir(here.join("boards"))
+            .map_err(|e| format!("boards/: {e}"))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.strip_suffix(".toml").map(str::to_owned)
+            })
+            .collect();
+        names.sort();
+        let on: Vec<&String> = names
+            .iter()
+            .filter(|n| {
+                let var = format!("CARGO_FEATURE_{}", n.to_uppercase().replace('-', "_"));
+                env::var_os(var).is_some()
+            })
+            .collect();
+        let [name] = on.as_slice() else {
+            return Err(format!(
+                "choose one board feature of {} (found {}): e.g. `--no-default-features \
+                 --features netduinoplus2`",
+                names.join(", "),
+                if on.is_empty() {
+                    "none".into()
+                } else {
+                    format!("{on:?}")
+                }
+            ));
+        };
+        let path = here.join("boards").join(format!("{name}.toml"));
+        println!("cargo:rerun-if-changed={}", path.display());
+        let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Board::parse(name, &text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    fn parse(name: &str, text: &str) -> Result<Board, String> {
+        let t: toml::Table = text.parse().map_err(|e| format!("{e}"))?;
+        let string = |key: &str| -> Result<String, String> {
+            t.get(key)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+                .ok_or(format!("`{key}` (a string) is missing"))
+        };
+        let region = |v: Option<&toml::Value>, key: &str| -> Result<(u64, u64), String> {
+            let get = |field: &str| {
+                v.and_then(|r| r.get(field))
+                    .and_then(|x| x.as_integer())
+                    .and_then(|x| u64::try_from(x).ok())
+                    .ok_or(format!("`{key}.{field}` (a number) is missing"))
+            };
+            Ok((get("origin")?, get("length")?))
+        };
+        let timer = t.get("timer");
+        let kind = timer
+            .and_then(|t| t.get("kind"))
+            .and_then(|k| k.as_str())
+            .unwrap_or("none")
+            .to_owned();
+        if !["systick", "dwt", "none"].contains(&kind.as_str()) {
+            return Err(format!("timer kind `{kind}` is not systick, dwt or none"));
+        }
+        let io = string("io")?;
+        if !["semihosting", "rtt"].contains(&io.as_str()) {
+            return Err(format!("io `{io}` is not semihosting or rtt"));
+        }
+        Ok(Board {
+            name: name.to_owned(),
+            description: string("description")?,
+            targets: t
+                .get("targets")
+                .and_then(|v| v.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .filter(|a: &Vec<String>| !a.is_empty())
+                .ok_or("`targets` (a list of target triples) is missing")?,
+            flash: region(t.get("flash"), "flash")?,
+            ram: region(t.get("ram"), "ram")?,
+            io,
+            systick_hz: timer
+                .and_then(|t| t.get("hz"))
+                .and_then(|h| h.as_integer())
+                .and_then(|h| u64::try_from(h).ok())
+                .unwrap_or(0),
+            timer: kind,
+            qemu: t.get("qemu").and_then(|q| q.as_str()).map(str::to_owned),
+            approtect_open: t.get("approtect").and_then(|a| a.as_str()) == Some("open"),
+            boot2: match t.get("boot2") {
+                Some(b) => Some(region(Some(b), "boot2")?),
+                None => None,
+            },
+            model: string("model")?,
+            digits: t
+                .get("digits")
+                .and_then(|d| d.as_integer())
+                .and_then(|d| usize::try_from(d).ok())
+                .ok_or("`digits` (a number) is missing")?,
+        })
+    }
+
+    /// The linker's memory map.
+    fn memory_x(&self) -> String {
+        let mut x = format!(
+            "/* {} (generated from boards/{}.toml) */\nMEMORY\n{{\n  FLASH : ORIGIN = {:#x}, \
+             LENGTH = {:#x}\n  RAM : ORIGIN = {:#x}, LENGTH = {:#x}\n",
+            self.description, self.name, self.flash.0, self.flash.1, self.ram.0, self.ram.1
+        );
+        if let Some((origin, length)) = self.boot2 {
+            x += &format!("  BOOT2 : ORIGIN = {origin:#x}, LENGTH = {length:#x}\n");
+        }
+        if self.approtect_open {
+            x += "  UICR_APPROTECT : ORIGIN = 0x10001208, LENGTH = 4\n";
+        }
+        x += "}\n";
+        if self.boot2.is_some() {
+            x += "SECTIONS {\n  .boot2 ORIGIN(BOOT2) : { KEEP(*(.boot2)); } > BOOT2\n} \
+                  INSERT BEFORE .text;\n";
+        }
+        if self.approtect_open {
+            x += "SECTIONS {\n  .uicr_approtect : { KEEP(*(.uicr_approtect)); } > \
+                  UICR_APPROTECT\n} INSERT AFTER .text;\n";
+        }
+        x
+    }
+}
+
 fn run() -> Result<(), String> {
     let out = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
     let here = PathBuf::from(env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
+    let target = env::var("TARGET").unwrap_or_default();
 
     // Armv6-M (Cortex-M0/M0+) has no `hint #n` encodings for the measurement markers.
     println!("cargo::rustc-check-cfg=cfg(armv6m)");
-    if env::var("TARGET").is_ok_and(|t| t.starts_with("thumbv6m")) {
+    if target.starts_with("thumbv6m") {
         println!("cargo::rustc-cfg=armv6m");
     }
+    for cfg in [
+        "model_int4",
+        "io_semihosting",
+        "io_rtt",
+        "timer_systick",
+        "timer_dwt",
+        "timer_none",
+        "approtect_open",
+        "boot2",
+    ] {
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+    }
+    println!("cargo:rerun-if-changed=boards");
 
-    println!("cargo::rustc-check-cfg=cfg(model_int4)");
-    let feature = |name: &str| env::var_os(format!("CARGO_FEATURE_{name}")).is_some();
-    let (qemu, board, microbit) = (feature("QEMU"), feature("NRF52840"), feature("MICROBIT"));
-    let memory = match (qemu, board, microbit) {
-        (true, false, false) => "memory-qemu.x",
-        (false, true, false) => "memory-nrf52840.x",
-        (false, false, true) => "memory-microbit.x",
-        _ => return Ok(()), // main.rs says what is wrong with a compile_error!
-    };
-    let target = env::var("TARGET").unwrap_or_default();
-    if microbit && !target.starts_with("thumbv6m") {
+    let board = Board::chosen(&here)?;
+    if !board.targets.contains(&target) {
         return Err(format!(
-            "the micro:bit's nRF51822 is a Cortex-M0: build it for thumbv6m-none-eabi, not \
-             {target} (`cargo microbit`, or add `--target thumbv6m-none-eabi`)"
+            "the {} board is built for {}, not {target}: add `--target {}`",
+            board.name,
+            board.targets.join(" or "),
+            board.targets[0]
         ));
     }
-    copy(&here.join(memory), &out.join("memory.x"))?;
+    println!("cargo::rustc-cfg=io_{}", board.io);
+    println!("cargo::rustc-cfg=timer_{}", board.timer);
+    if board.approtect_open {
+        println!("cargo::rustc-cfg=approtect_open");
+    }
+    if board.boot2.is_some() {
+        println!("cargo::rustc-cfg=boot2");
+    }
+    fs::write(out.join("memory.x"), board.memory_x()).map_err(|e| e.to_string())?;
+    fs::write(
+        out.join("board.rs"),
+        format!(
+            "/// What the board is.\npub const DESCRIPTION: &str = {:?};\n\
+             /// SysTick's clock (0 where the board times otherwise).\n\
+             pub const SYSTICK_HZ: u32 = {};\n",
+            board.description, board.systick_hz
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    // `qemu-run` (cargo's runner) reads the board's command next to the ELF: target/<triple>/
+    // <profile>/, three folders above OUT_DIR.
+    if let Some(profile) = out.ancestors().nth(3) {
+        let command = match &board.qemu {
+            Some(options) => format!(
+                "qemu-system-arm {options} -nographic -semihosting-config \
+                 enable=on,target=native -icount shift=0 -kernel"
+            ),
+            None => String::new(),
+        };
+        fs::write(
+            profile.join("qemu-board"),
+            format!("{}\n{command}\n", board.name),
+        )
+        .map_err(|e| e.to_string())?;
+    }
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rustc-link-arg=--nmagic");
     println!("cargo:rustc-link-arg=-Tlink.x");
-    if board {
+    if board.io == "rtt" {
         println!("cargo:rustc-link-arg=-Tdefmt.x");
     }
-    println!("cargo:rerun-if-changed={memory}");
 
     println!("cargo:rerun-if-env-changed=FIRMWARE_MODEL");
-    let default_model = if microbit {
-        "model/mlp-int4.bin"
-    } else {
-        "model/mlp-int8.bin"
-    };
     let model_path = env::var_os("FIRMWARE_MODEL")
         .map(PathBuf::from)
-        .unwrap_or_else(|| here.join(default_model));
+        .unwrap_or_else(|| here.join(&board.model));
     println!("cargo:rerun-if-changed={}", model_path.display());
     let model = fs::read(&model_path).map_err(|e| format!("{}: {e}", model_path.display()))?;
     fs::write(out.join("model.bin"), &model).map_err(|e| e.to_string())?;
@@ -82,8 +273,7 @@ fn run() -> Result<(), String> {
         Ok(v) => v
             .parse::<usize>()
             .map_err(|e| format!("FIRMWARE_IMAGES={v}: {e}"))?,
-        Err(_) if microbit => MICROBIT_IMAGES,
-        Err(_) => DEFAULT_IMAGES,
+        Err(_) => board.digits,
     };
     let data = here.join("../data/mnist");
     let images = read_idx(&data.join("t10k-images-idx3-ubyte.gz"), 16, count * INPUTS)?;
@@ -119,6 +309,26 @@ fn run() -> Result<(), String> {
         }
     };
     let encoded: Vec<u8> = digits.iter().flat_map(|d| run_length(d)).collect();
+    // The guard rails: what is embedded must fit the board, with room for the code.
+    let embedded = model.len() + encoded.len() + 2 * count;
+    if embedded + CODE_BUDGET > board.flash.1 as usize {
+        return Err(format!(
+            "the model ({} bytes) and {count} test digits ({} bytes) do not fit the {} board's \
+             {} bytes of flash with room for the code ({CODE_BUDGET} bytes): embed fewer digits \
+             (FIRMWARE_IMAGES) or a smaller model (the int4 one, `--weights int4`)",
+            model.len(),
+            encoded.len() + 2 * count,
+            board.name,
+            board.flash.1
+        ));
+    }
+    if STACK_BUDGET > board.ram.1 as usize {
+        return Err(format!(
+            "the {} board's {} bytes of RAM cannot hold the {STACK_BUDGET} bytes of stack an \
+             inference needs",
+            board.name, board.ram.1
+        ));
+    }
     fs::write(out.join("images.rle"), &encoded).map_err(|e| e.to_string())?;
     fs::write(out.join("labels.bin"), &labels).map_err(|e| e.to_string())?;
     fs::write(out.join("expected.bin"), &expected).map_err(|e| e.to_string())?;
@@ -139,12 +349,6 @@ fn run_length(image: &[u8]) -> Vec<u8> {
         p += ink;
     }
     out
-}
-
-fn copy(from: &Path, to: &Path) -> Result<(), String> {
-    fs::copy(from, to)
-        .map(|_| ())
-        .map_err(|e| format!("{}: {e}", from.display()))
 }
 
 /// The first `len` data bytes of a gzip-compressed IDX file whose header is `header` bytes.

@@ -2,21 +2,13 @@
 //! that every prediction equals the host's, and reports what it costs: per-inference time, flash,
 //! static RAM and peak stack.
 //!
-//! Platforms (Cargo features, exactly one): `qemu` (default, QEMU mps2-an386, Cortex-M4F;
-//! `cargo run --release`), `nrf52840` (`cargo board`) and `microbit` (QEMU micro:bit, nRF51822
-//! Cortex-M0 with 256 KB of flash, the int4 model; `cargo microbit`). Exit status 0 only if the
+//! Boards (Cargo features, exactly one; each declared in `boards/<feature>.toml`): `mps2-an386`
+//! (the default, QEMU, Cortex-M4F; `cargo run --release`), `netduinoplus2` (QEMU, STM32F405),
+//! `microbit` (QEMU, nRF51822 Cortex-M0 with 256 KB of flash, the int4 model; `cargo microbit`),
+//! `nrf52840` (the DK, `cargo board`) and `pico` (RP2040, build only). Exit status 0 only if the
 //! model is valid and host and MCU agree on every image.
 #![no_std]
 #![no_main]
-
-#[cfg(any(
-    all(feature = "qemu", feature = "nrf52840"),
-    all(feature = "qemu", feature = "microbit"),
-    all(feature = "nrf52840", feature = "microbit"),
-))]
-compile_error!("choose one platform feature: `qemu`, `nrf52840` or `microbit`");
-#[cfg(not(any(feature = "qemu", feature = "nrf52840", feature = "microbit")))]
-compile_error!("choose a platform feature: `qemu` (default), `nrf52840` or `microbit`");
 
 mod platform;
 
@@ -45,6 +37,7 @@ static EXPECTED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/expected.bin"
 const STACK_PAINT: u32 = 0xC0DE_5AFE;
 
 unsafe extern "C" {
+    static __vector_table: u32;
     static __sheap: u32;
     static _stack_start: u32;
     static __sdata: u32;
@@ -54,11 +47,13 @@ unsafe extern "C" {
 
 #[entry]
 fn main() -> ! {
+    platform::boot();
     paint_stack();
     let timer = Timer::start();
 
     log!(
-        "infer-core MNIST demo: {} model bytes ({}), kernel {}",
+        "infer-core MNIST demo on {}: {} model bytes ({}), kernel {}",
+        platform::board::DESCRIPTION,
         MODEL.len(),
         MODEL_KIND,
         Kernel::best().name()
@@ -252,8 +247,9 @@ fn paint_stack() {
 /// Flash and static RAM from the linker's symbols, peak stack from the paint.
 fn report_memory() {
     // SAFETY: linker symbols; only their addresses are used.
-    let (sheap, stack_top, sdata, edata, erodata) = unsafe {
+    let (flash_origin, sheap, stack_top, sdata, edata, erodata) = unsafe {
         (
+            addr(&__vector_table),
             addr(&__sheap),
             addr(&_stack_start),
             addr(&__sdata),
@@ -261,13 +257,13 @@ fn report_memory() {
             addr(&__erodata),
         )
     };
-    let ram_origin = 0x2000_0000;
+    // The memory map is the board's: flash from the vector table, RAM from the data.
     let mut p = sheap;
     // SAFETY: reads painted RAM below the live stack.
     while p < stack_top && unsafe { core::ptr::read_volatile(p as *const u32) } == STACK_PAINT {
         p += 4;
     }
-    let flash = erodata + (edata - sdata);
+    let flash = erodata - flash_origin + (edata - sdata);
     let embedded = MODEL.len() + IMAGES.len() + LABELS.len() + EXPECTED.len();
     log!(
         "flash: {} bytes in all, {} of them model + code (test digits excluded)",
@@ -276,7 +272,7 @@ fn report_memory() {
     );
     log!(
         "static RAM: {} bytes; peak stack: {} bytes",
-        sheap - ram_origin,
+        sheap - sdata,
         stack_top - p
     );
 }
