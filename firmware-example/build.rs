@@ -17,7 +17,6 @@
 
 use std::env;
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use infer_core::format::{ModelKind, peek_kind};
@@ -275,9 +274,18 @@ fn run() -> Result<(), String> {
             .map_err(|e| format!("FIRMWARE_IMAGES={v}: {e}"))?,
         Err(_) => board.digits,
     };
+    // The test digits through the trainer's reader: the same header, size and checksum checks.
     let data = here.join("../data/mnist");
-    let images = read_idx(&data.join("t10k-images-idx3-ubyte.gz"), 16, count * INPUTS)?;
-    let labels = read_idx(&data.join("t10k-labels-idx1-ubyte.gz"), 8, count)?;
+    println!("cargo:rerun-if-changed={}", data.display());
+    let test = mnist_idx::load_test(&data).map_err(|e| e.to_string())?;
+    if count > test.len() {
+        return Err(format!(
+            "FIRMWARE_IMAGES={count}: the test set has {} digits",
+            test.len()
+        ));
+    }
+    let images = test.images[..count * INPUTS].to_vec();
+    let labels = test.labels[..count].to_vec();
 
     // The host's answers, by the same crate the firmware runs (here on the host's kernel).
     let aligned = Aligned::new(&model);
@@ -349,21 +357,6 @@ fn run_length(image: &[u8]) -> Vec<u8> {
         p += ink;
     }
     out
-}
-
-/// The first `len` data bytes of a gzip-compressed IDX file whose header is `header` bytes.
-fn read_idx(path: &Path, header: usize, len: usize) -> Result<Vec<u8>, String> {
-    println!("cargo:rerun-if-changed={}", path.display());
-    let file = fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut bytes = Vec::with_capacity(header + len);
-    flate2::read::GzDecoder::new(file)
-        .take((header + len) as u64)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if bytes.len() < header + len {
-        return Err(format!("{}: fewer than {len} data bytes", path.display()));
-    }
-    Ok(bytes.split_off(header))
 }
 
 /// A copy of the model in aligned memory, as `Int8Model::from_bytes` requires.

@@ -1,9 +1,9 @@
-//! Any byte string given to the trainer's IDX reader, as images and as labels: an error or a
+//! Any byte string given to the IDX reader (the trainer's and the firmware build's), as images and as labels: an error or a
 //! consistent result, never a panic or an allocation that a header alone can make huge.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use trainer::idx::{PIXELS, parse_images, parse_labels};
+use mnist_idx::{PIXELS, parse_images, parse_labels};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(images) = parse_images(data) {

@@ -1,6 +1,7 @@
 //! Host-side training of the Keras-tutorial MNIST MLP (784 → 512 ReLU → 10 softmax) with nalgebra.
 //!
-//! - [`idx`] reads MNIST-style IDX datasets (gzip or raw) and rejects bad files with clear errors;
+//! - [`idx`] (the `mnist-idx` crate, which the firmware's build script shares) reads MNIST-style
+//!   IDX datasets (gzip or raw) and rejects bad files with clear errors;
 //! - [`kernels`] holds the vectorized inner loops;
 //! - [`sparse`] multiplies the mostly-zero images with the first layer;
 //! - [`mlp`] holds the network, its backprop and RMSprop;
@@ -15,7 +16,6 @@
 
 pub mod augment;
 pub mod digit;
-pub mod idx;
 pub mod kernels;
 pub mod metrics;
 pub mod mlp;
@@ -26,3 +26,5 @@ pub mod qat;
 pub mod quantize;
 pub mod sparse;
 pub mod train;
+
+pub use mnist_idx as idx;

@@ -501,7 +501,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     let file = ModelFile::read(&args.model)?;
     let model = file.open(&args.model)?;
     let data_dir = args.data.unwrap_or_else(default_data_dir);
-    let test = load_mnist(&data_dir)?.test;
+    let test = trainer::idx::load_test(&data_dir)?;
     let predictions: Vec<u8> = test
         .images
         .as_chunks::<INPUTS>()

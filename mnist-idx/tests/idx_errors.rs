@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use trainer::idx::{IdxError, load_mnist, parse_images, parse_labels};
+use mnist_idx::{IdxError, load_mnist, load_test, parse_images, parse_labels};
 
 fn idx(magic: u32, dims: &[u32], data: &[u8]) -> Vec<u8> {
     let mut bytes = magic.to_be_bytes().to_vec();
@@ -229,4 +229,15 @@ fn the_shipped_dataset_verifies_and_has_mnist_shape() {
     let mnist = load_mnist(&dir).unwrap();
     assert_eq!((mnist.train.len(), mnist.test.len()), (60_000, 10_000));
     assert_eq!(&mnist.test.labels[..5], &[7, 2, 1, 0, 4]);
+}
+
+#[test]
+fn the_test_set_alone_is_enough_to_evaluate() {
+    let dir = valid_dir("test-only");
+    std::fs::remove_file(dir.join("train-images-idx3-ubyte")).unwrap();
+    std::fs::remove_file(dir.join("train-labels-idx1-ubyte")).unwrap();
+    let test = load_test(&dir).unwrap();
+    assert_eq!((test.len(), test.labels[0]), (1, 0));
+    let err = load_mnist(&dir).unwrap_err();
+    assert!(matches!(err.kind, IdxError::Missing(_)), "{err}");
 }

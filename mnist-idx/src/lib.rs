@@ -1,4 +1,5 @@
-//! Reading MNIST-style datasets from IDX files, gzip-compressed or raw.
+//! Reading MNIST-style datasets from IDX files, gzip-compressed or raw: the trainer's reader, and
+//! the firmware's build script's (one reader, one set of checks).
 //!
 //! IDX layout: a big-endian u32 magic (`0x0000`, the element type, the number of dimensions), one
 //! big-endian u32 per dimension, then the elements row-major. Only unsigned bytes (type `0x08`) are
@@ -194,6 +195,13 @@ pub fn load_mnist(dir: &Path) -> Result<Mnist, DataError> {
         train: load_pair(dir, TRAIN_IMAGES, TRAIN_LABELS, &sums)?,
         test: load_pair(dir, TEST_IMAGES, TEST_LABELS, &sums)?,
     })
+}
+
+/// Loads only the test set's two files from `dir` (what evaluating a model needs), verified as
+/// [`load_mnist`] verifies them.
+pub fn load_test(dir: &Path) -> Result<Dataset, DataError> {
+    let sums = Checksums::read(dir)?;
+    load_pair(dir, TEST_IMAGES, TEST_LABELS, &sums)
 }
 
 fn load_pair(
