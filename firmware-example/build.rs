@@ -1,8 +1,9 @@
 //! Prepares what the firmware embeds, in `OUT_DIR`, for the board chosen by its feature:
 //!
 //! - the board: `boards/<feature>.toml` declares it (see `boards/README.md`); from it come
-//!   `memory.x`, `board.rs` (its name and clock, for the firmware), the cfgs that pick its I/O,
-//!   timer and boot-time needs, and the QEMU command `qemu-run` starts the ELF with;
+//!   `memory.x`, `board.rs` (its description and clock, for the firmware), the cfgs that pick its
+//!   I/O, timer and boot-time needs, and `qemu-board.txt`, the QEMU command `qemu-run` starts the
+//!   ELF with (embedded in the ELF, so that each ELF carries its own board's);
 //! - `model.bin`: the board's model (`model/mlp-int8.bin`, or `mlp-int4.bin` where flash is
 //!   short) or the file named by `FIRMWARE_MODEL`, int8 or int4 (the `model_int4` cfg tells the
 //!   firmware which);
@@ -236,22 +237,21 @@ fn run() -> Result<(), String> {
         ),
     )
     .map_err(|e| e.to_string())?;
-    // `qemu-run` (cargo's runner) reads the board's command next to the ELF: target/<triple>/
-    // <profile>/, three folders above OUT_DIR.
-    if let Some(profile) = out.ancestors().nth(3) {
-        let command = match &board.qemu {
-            Some(options) => format!(
-                "qemu-system-arm {options} -nographic -semihosting-config \
-                 enable=on,target=native -icount shift=0 -kernel"
-            ),
-            None => String::new(),
-        };
-        fs::write(
-            profile.join("qemu-board"),
-            format!("{}\n{command}\n", board.name),
-        )
-        .map_err(|e| e.to_string())?;
+    // `qemu-run` (cargo's runner) reads the board's QEMU command from the ELF, where the firmware
+    // puts this line in a section that is not loaded (see platform.rs).
+    let command = match &board.qemu {
+        Some(options) => format!(
+            "qemu-system-arm {options} -nographic -semihosting-config enable=on,target=native \
+             -icount shift=0 -kernel"
+        ),
+        None => format!("none {}", board.name),
+    };
+    if command.contains(['"', ']', '\\', '\n']) {
+        return Err(format!(
+            "`qemu` may not hold quotes, brackets or backslashes: {command}"
+        ));
     }
+    fs::write(out.join("qemu-board.txt"), &command).map_err(|e| e.to_string())?;
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rustc-link-arg=--nmagic");
     println!("cargo:rustc-link-arg=-Tlink.x");

@@ -11,6 +11,18 @@ pub mod board {
     include!(concat!(env!("OUT_DIR"), "/board.rs"));
 }
 
+// The board's QEMU command (or `none <board>`), for `qemu-run`: in a section the linker keeps in
+// the ELF but never loads onto the chip, so each ELF says how to run it.
+core::arch::global_asm!(
+    ".pushsection .qemu_board, \"\", %progbits",
+    concat!(
+        ".ascii \"QEMU-BOARD[",
+        include_str!(concat!(env!("OUT_DIR"), "/qemu-board.txt")),
+        "]\""
+    ),
+    ".popsection",
+);
+
 /// A fault ends the run with status 3 (in QEMU; a failure report on a board).
 #[exception]
 unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
