@@ -204,10 +204,22 @@ fn run() -> Result<(), String> {
         "timer_none",
         "approtect_open",
         "boot2",
+        "stray_interrupt",
     ] {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
     }
     println!("cargo:rerun-if-changed=boards");
+    // A self-test of the fault path: FIRMWARE_FAULT=interrupt raises an interrupt nothing handles.
+    println!("cargo:rerun-if-env-changed=FIRMWARE_FAULT");
+    match env::var("FIRMWARE_FAULT").as_deref() {
+        Ok("interrupt") => println!("cargo::rustc-cfg=stray_interrupt"),
+        Ok(other) => {
+            return Err(format!(
+                "FIRMWARE_FAULT={other}: the only fault is `interrupt`"
+            ));
+        }
+        Err(_) => {}
+    }
 
     let board = Board::chosen(&here)?;
     if !board.targets.contains(&target) {

@@ -48,6 +48,8 @@ unsafe extern "C" {
 #[entry]
 fn main() -> ! {
     platform::boot();
+    #[cfg(stray_interrupt)]
+    platform::raise_stray_interrupt();
     paint_stack();
     let timer = Timer::start();
 

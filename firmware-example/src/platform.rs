@@ -239,6 +239,28 @@ mod approtect {
     }
 }
 
+/// Raises interrupt 0, which nothing handles: the run must end in [`DefaultHandler`] (built with
+/// `FIRMWARE_FAULT=interrupt`, a self-test of the fault path).
+#[cfg(stray_interrupt)]
+pub fn raise_stray_interrupt() {
+    use cortex_m::interrupt::InterruptNumber;
+    use cortex_m::peripheral::NVIC;
+
+    #[derive(Clone, Copy)]
+    struct Irq0;
+    // SAFETY: 0 is a valid interrupt number on every Cortex-M.
+    unsafe impl InterruptNumber for Irq0 {
+        fn number(self) -> u16 {
+            0
+        }
+    }
+    // SAFETY: unmasking an interrupt whose handler is the default one is the point of the test.
+    unsafe { NVIC::unmask(Irq0) };
+    NVIC::pend(Irq0);
+    cortex_m::asm::dsb();
+    cortex_m::asm::isb();
+}
+
 /// What the board needs before anything else runs (nothing, on most).
 pub fn boot() {
     #[cfg(approtect_open)]
