@@ -12,10 +12,12 @@
 //! - [`output`] writes them and the JSON report, atomically;
 //! - [`plots`] draws the history, the confusion matrix and the misclassified digits;
 //! - [`model_file`], [`metrics`] and [`digit`] serve `eval`, `inspect` and `predict`: loading a
-//!   model of either kind, the confusion matrix, and MNIST-style preprocessing of a user's image.
+//!   model of any kind, the confusion matrix, and MNIST-style preprocessing of a user's image;
+//!   [`export`] writes a model file as a C header.
 
 pub mod augment;
 pub mod digit;
+pub mod export;
 pub mod kernels;
 pub mod metrics;
 pub mod mlp;

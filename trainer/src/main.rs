@@ -39,7 +39,8 @@ Examples:
   trainer train --plots plots/             and draw the history, confusion matrix, misclassified digits
   trainer eval out/mlp-int8.bin            accuracy, confusion matrix, precision and recall on the test set
   trainer predict out/mlp-int8.bin my-7.png   classify your own handwriting
-  trainer inspect out/mlp-int8.bin         what a model file holds";
+  trainer inspect out/mlp-int8.bin         what a model file holds
+  trainer export out/mlp-int8.bin --format c -o mlp_int8.h   the model as a C array";
 
 /// Trains the Keras-tutorial MNIST network (784 → 512 ReLU → 10 softmax), quantizes it to int8
 /// for microcontrollers, and checks models on test digits or your own images.
@@ -68,6 +69,32 @@ enum Command {
     /// Show a model file's format version, shape, quantization parameters, sizes and CRC status.
     #[command(after_help = "Example:\n  trainer inspect out/mlp-int8.bin")]
     Inspect(InspectArgs),
+    /// Write a model file in another form: a C header with its bytes (for a C, Zephyr or Arduino
+    /// project that links infer-core).
+    #[command(after_help = "Example:\n  trainer export out/mlp-int8.bin --format c -o mlp_int8.h")]
+    Export(ExportArgs),
+}
+
+/// What `export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExportFormat {
+    /// A C header: the file's bytes as a 16-byte-aligned `const uint8_t` array and its length.
+    C,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// A model file written by `trainer train` (validated before it is exported).
+    model: PathBuf,
+    /// What to write.
+    #[arg(long, value_enum)]
+    format: ExportFormat,
+    /// Where to write it.
+    #[arg(short, long, value_name = "FILE")]
+    out: PathBuf,
+    /// The C array's name [default: from the output file's name, e.g. mlp_int8]
+    #[arg(long)]
+    name: Option<String>,
 }
 
 /// Which integer model files a run writes.
@@ -604,6 +631,33 @@ fn describe_quant<B: Bits>(m: &QuantModel<'_, B>, width: &str) -> Result<()> {
     say!("kernel:   {} on this machine", Kernel::best())
 }
 
+fn export(args: ExportArgs) -> Result<()> {
+    let file = ModelFile::read(&args.model)?;
+    let model = file.open(&args.model)?;
+    let ExportFormat::C = args.format;
+    let stem = args
+        .out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned());
+    let name =
+        trainer::export::c_identifier(args.name.as_deref().or(stem.as_deref()).unwrap_or(""));
+    let about = format!(
+        "MNIST 784-512-10 {} model, {} bytes (infer-core model format version {}), from {}.",
+        model.kind(),
+        file.bytes().len(),
+        infer_core::format::VERSION,
+        args.model.display()
+    );
+    let header = trainer::export::c_header(file.bytes(), &name, &about);
+    write_atomic(&args.out, header.as_bytes())?;
+    say!(
+        "wrote {} ({} model as `{name}`, {} bytes, and `{name}_len`)",
+        args.out.display(),
+        model.kind(),
+        file.bytes().len()
+    )
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -612,6 +666,7 @@ fn main() -> ExitCode {
         Some(Command::Eval(args)) => eval(args),
         Some(Command::Predict(args)) => predict(args),
         Some(Command::Inspect(args)) => inspect(args),
+        Some(Command::Export(args)) => export(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,8 @@
 //! From the trained network to infer-core: the files written by the trainer load, every kernel
-//! gives identical int8 results on real digits, and the f32 file reproduces the trainer's forward.
+//! gives identical int8 results on real digits, the f32 file reproduces the trainer's forward,
+//! and a model exported as a C header compiles to the same bytes.
+
+use std::path::Path;
 
 use infer_core::{F32Model, Int8Model, Kernel};
 use trainer::output::AlignedBytes;
@@ -85,4 +88,62 @@ fn trained_model_round_trips_through_infer_core() {
         "int8 {int8_correct} vs f32 {f32_correct}"
     );
     assert!(agree >= 980, "int8 and f32 agree on {agree}/1000");
+}
+
+#[test]
+fn a_c_header_export_compiles_and_holds_the_file_byte_for_byte() {
+    let dir = std::env::temp_dir().join(format!("export-c-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware-example/model/mlp-int4.bin");
+    let header = dir.join("mlp-int4.h");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["export", model.to_str().unwrap(), "--format", "c", "-o"])
+        .arg(&header)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = std::fs::read_to_string(&header).unwrap();
+    let bytes = std::fs::read(&model).unwrap();
+    // The array's bytes, read back from the text, are the file's.
+    let body = &text[text.find("] = {").unwrap()..text.find("};").unwrap()];
+    let parsed: Vec<u8> = body
+        .split("0x")
+        .skip(1)
+        .map(|h| u8::from_str_radix(&h[..2], 16).unwrap())
+        .collect();
+    assert_eq!(parsed, bytes);
+    assert!(text.contains(&format!(
+        "static const size_t mlp_int4_len = {};",
+        bytes.len()
+    )));
+
+    // A C compiler takes it, with the array 16-byte aligned and of the file's length.
+    let source = dir.join("use.c");
+    std::fs::write(
+        &source,
+        format!(
+            "#include \"mlp-int4.h\"\n\
+             _Static_assert(sizeof(mlp_int4) == {}, \"length\");\n\
+             _Static_assert(_Alignof(mlp_int4) >= 16, \"alignment\");\n\
+             const uint8_t *model(size_t *len) {{ *len = mlp_int4_len; return mlp_int4; }}\n",
+            bytes.len()
+        ),
+    )
+    .unwrap();
+    let cc = std::process::Command::new("cc")
+        .args(["-std=c11", "-Wall", "-Werror", "-c", "-o"])
+        .arg(dir.join("use.o"))
+        .arg(&source)
+        .output()
+        .expect("a C compiler (`cc`), as Rust's own linking needs");
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
 }
