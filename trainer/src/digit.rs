@@ -1,12 +1,17 @@
 //! A user's own digit image turned into an MNIST input, the way MNIST's images were made: grey
 //! levels, ink bright on black, cropped to the ink, scaled to fit 20 × 20 keeping the aspect ratio,
 //! then placed in 28 × 28 with its centre of mass at the centre.
+//!
+//! What users hand in is not a clean scan: a drawing exported from a canvas keeps its ink in the
+//! alpha channel (composited here onto paper the strokes contrast with), and a phone photo has
+//! uneven light and tinted paper (the paper's own brightness is estimated around every pixel and
+//! taken out, so only what is darker than the paper nearby counts as ink).
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use image::imageops::{self, FilterType};
-use image::{GrayImage, Luma};
+use image::{DynamicImage, GrayImage, Luma};
 use infer_core::INPUTS;
 
 /// MNIST's digits fit a 20 × 20 box inside the 28 × 28 image.
@@ -14,12 +19,40 @@ const BOX: u32 = 20;
 const SIDE: u32 = 28;
 /// Ink fainter than this fraction of the strongest ink is background noise.
 const NOISE: f32 = 0.2;
+/// Largest side an image is worked at (a phone photo is scaled down first): plenty for a digit
+/// that ends up 20 pixels tall, and it bounds the work.
+const WORK: u32 = 512;
 
-/// Reads a PNG, JPEG or PGM/PPM file (any size, dark ink on light or the reverse).
+/// Reads a PNG, JPEG or PGM/PPM file (any size, dark ink on light or the reverse, ink in the
+/// alpha channel too).
 pub fn read(path: &Path) -> Result<[u8; INPUTS]> {
     let image = image::open(path)
         .with_context(|| format!("{}: not a readable PNG, JPEG or PGM image", path.display()))?;
-    to_mnist(&image.to_luma8()).with_context(|| format!("{}", path.display()))
+    to_mnist(&grey(&image)).with_context(|| format!("{}", path.display()))
+}
+
+/// An image's grey levels. Transparency is composited onto paper that contrasts with the opaque
+/// strokes — white under dark ones, black under light ones — so a drawing whose ink is only in
+/// the alpha channel (a browser canvas, a transparent layer) shows its ink.
+pub fn grey(image: &DynamicImage) -> GrayImage {
+    if !image.color().has_alpha() {
+        return image.to_luma8();
+    }
+    let la = image.to_luma_alpha8();
+    let (sum, opaque) = la
+        .pixels()
+        .filter(|p| p.0[1] >= 128)
+        .fold((0u64, 0u64), |(s, n), p| (s + u64::from(p.0[0]), n + 1));
+    let paper = if opaque == 0 || sum / opaque < 128 {
+        255.0
+    } else {
+        0.0
+    };
+    GrayImage::from_fn(la.width(), la.height(), |x, y| {
+        let [luma, alpha] = la.get_pixel(x, y).0;
+        let a = f32::from(alpha) / 255.0;
+        Luma([(f32::from(luma) * a + paper * (1.0 - a)).round() as u8])
+    })
 }
 
 /// The MNIST-style 28 × 28 input of a grey image, row by row.
@@ -28,35 +61,33 @@ pub fn to_mnist(image: &GrayImage) -> Result<[u8; INPUTS]> {
     if w == 0 || h == 0 {
         bail!("the image is empty");
     }
+    let scaled;
+    let image = if w.max(h) > WORK {
+        let s = WORK as f32 / w.max(h) as f32;
+        let size = |v: u32| ((v as f32 * s).round() as u32).max(1);
+        scaled = imageops::resize(image, size(w), size(h), FilterType::Triangle);
+        &scaled
+    } else {
+        image
+    };
+    let (w, h) = image.dimensions();
     // Ink is what differs from the background; the border tells which the background is.
     let border: Vec<f32> = image
         .enumerate_pixels()
         .filter(|(x, y, _)| *x == 0 || *y == 0 || *x == w - 1 || *y == h - 1)
         .map(|(_, _, p)| f32::from(p.0[0]))
         .collect();
-    let background = median(border);
-    let light_background = background > 127.0;
-    let ink = |p: u8| {
-        let v = f32::from(p);
-        let v = if light_background {
-            background - v
-        } else {
-            v - background
-        };
-        v.max(0.0)
-    };
-    let strongest = image.pixels().map(|p| ink(p.0[0])).fold(0.0f32, f32::max);
+    let light_background = median(border) > 127.0;
+    let ink = ink_map(image, light_background);
+    let strongest = ink.iter().copied().fold(0.0f32, f32::max);
     if strongest < 16.0 {
         bail!("no digit found: the image has no ink that stands out from its background");
     }
-    let level = |p: u8| {
-        let v = ink(p) / strongest;
+    let level = |v: f32| {
+        let v = v / strongest;
         if v < NOISE { 0.0 } else { v * 255.0 }
     };
-    let mut ink_image = GrayImage::new(w, h);
-    for (x, y, p) in image.enumerate_pixels() {
-        ink_image.put_pixel(x, y, Luma([level(p.0[0]) as u8]));
-    }
+    let ink_image = GrayImage::from_fn(w, h, |x, y| Luma([level(ink[(y * w + x) as usize]) as u8]));
 
     // Crop to the ink.
     let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
@@ -95,6 +126,73 @@ pub fn to_mnist(image: &GrayImage) -> Result<[u8; INPUTS]> {
     let mut out = [0u8; INPUTS];
     out.copy_from_slice(field.as_raw());
     Ok(out)
+}
+
+/// Ink strength per pixel, 0–255, with the paper's own level taken out: the paper around each
+/// pixel is the brightest level (the darkest, for light ink) within a window wider than half a
+/// stroke, smoothed; ink is how much darker (lighter) than that paper the pixel is. Uneven light,
+/// a shadow or a tinted sheet then leave the paper at zero ink. (A difference, not a ratio: in a
+/// dark corner a ratio would make sensor noise look like ink.)
+fn ink_map(image: &GrayImage, light_background: bool) -> Vec<f32> {
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    let pixels: Vec<f32> = image.pixels().map(|p| f32::from(p.0[0])).collect();
+    // Wider than half a pen stroke at the sizes people photograph digits, narrow enough that a
+    // light gradient barely moves within it.
+    let radius = (w.max(h) / 20).max(4);
+    let pick = if light_background { f32::max } else { f32::min };
+    let mean = |line: &[f32], i: usize, r: usize| {
+        let window = &line[i.saturating_sub(r)..(i + r + 1).min(line.len())];
+        window.iter().sum::<f32>() / window.len() as f32
+    };
+    // Noise first smoothed away (the extreme of noisy pixels would overstate the paper), then
+    // the paper's level around each pixel, then smoothed.
+    let mut paper = pixels.clone();
+    for horizontal in [true, false] {
+        paper = pass(&paper, w, h, horizontal, |line, i| mean(line, i, 1));
+    }
+    for horizontal in [true, false] {
+        paper = pass(&paper, w, h, horizontal, |line, i| {
+            let window = &line[i.saturating_sub(radius)..(i + radius + 1).min(line.len())];
+            window.iter().copied().reduce(pick).unwrap_or(0.0)
+        });
+    }
+    for horizontal in [true, false] {
+        paper = pass(&paper, w, h, horizontal, |line, i| mean(line, i, radius));
+    }
+    pixels
+        .iter()
+        .zip(&paper)
+        .map(|(&p, &b)| {
+            if light_background {
+                (b - p).max(0.0)
+            } else {
+                (p - b).max(0.0)
+            }
+        })
+        .collect()
+}
+
+/// `f(line, i)` for every pixel, over the rows (`horizontal`) or the columns of a `w × h` image.
+fn pass(
+    values: &[f32],
+    w: usize,
+    h: usize,
+    horizontal: bool,
+    f: impl Fn(&[f32], usize) -> f32,
+) -> Vec<f32> {
+    let mut out = vec![0.0; values.len()];
+    let (lines, len) = if horizontal { (h, w) } else { (w, h) };
+    let mut line = vec![0.0; len];
+    for l in 0..lines {
+        let at = |i: usize| if horizontal { l * w + i } else { i * w + l };
+        for (i, v) in line.iter_mut().enumerate() {
+            *v = values[at(i)];
+        }
+        for i in 0..len {
+            out[at(i)] = f(&line, i);
+        }
+    }
+    out
 }
 
 fn median(mut values: Vec<f32>) -> f32 {

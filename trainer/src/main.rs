@@ -61,7 +61,9 @@ enum Command {
     /// Accuracy of an int8, int4 or f32 model file on a test set, with the confusion matrix.
     #[command(after_help = "Example:\n  trainer eval out/mlp-int8.bin --data data/mnist")]
     Eval(EvalArgs),
-    /// Classify your own digit images (PNG, JPEG, PGM; any size; dark ink on light or the reverse).
+    /// Classify your own digit images (PNG, JPEG, PGM; any size; dark ink on light or the reverse;
+    /// photos with uneven light; ink in the alpha channel). Each image gets its own answer or its
+    /// own error; the status is 1 if any failed.
     #[command(
         after_help = "Example:\n  trainer predict out/mlp-int8.bin photo-of-a-7.jpg scan.png --json"
     )]
@@ -193,7 +195,8 @@ struct PredictArgs {
     /// Images of single digits.
     #[arg(required = true)]
     images: Vec<PathBuf>,
-    /// One JSON document on stdout instead of text, for scripts.
+    /// One JSON document on stdout instead of text, for scripts: per image `digit`,
+    /// `probabilities` and, when the answer is unsure, `warning`; or `error`.
     #[arg(long)]
     json: bool,
 }
@@ -548,35 +551,71 @@ fn eval(args: EvalArgs) -> Result<()> {
     ))
 }
 
-fn predict(args: PredictArgs) -> Result<()> {
+/// A prediction is flagged as unsure below this top probability…
+const LOW_TOP: f32 = 0.6;
+/// …or below this lead over the runner-up.
+const LOW_MARGIN: f32 = 0.2;
+
+fn predict(args: PredictArgs) -> Result<ExitCode> {
     let file = ModelFile::read(&args.model)?;
     let model = file.open(&args.model)?;
     let mut results = Vec::with_capacity(args.images.len());
+    let mut failed = 0;
+    // Every image gets its own answer or its own error; one bad file does not stop the others.
     for path in &args.images {
-        let image = trainer::digit::read(path)?;
-        let (digit, probabilities) = model.probabilities(&image);
-        if !args.json {
-            let listed: Vec<String> = probabilities
-                .iter()
-                .enumerate()
-                .map(|(d, p)| format!("{d}: {p:.3}"))
-                .collect();
-            emit(&format!(
-                "{}: {digit}   ({})\n",
-                path.display(),
-                listed.join("  ")
-            ))?;
+        let mut entry = serde_json::json!({ "image": path.display().to_string() });
+        match trainer::digit::read(path) {
+            Ok(image) => {
+                let (digit, probabilities) = model.probabilities(&image);
+                let mut sorted = probabilities;
+                sorted.sort_by(|a, b| b.total_cmp(a));
+                let (top, next) = (sorted[0], sorted[1]);
+                let warning = (top < LOW_TOP || top - next < LOW_MARGIN).then(|| {
+                    format!(
+                        "low confidence: top probability {top:.2}, {:.2} ahead of the next",
+                        top - next
+                    )
+                });
+                if !args.json {
+                    let listed: Vec<String> = probabilities
+                        .iter()
+                        .enumerate()
+                        .map(|(d, p)| format!("{d}: {p:.3}"))
+                        .collect();
+                    let note = warning
+                        .as_ref()
+                        .map_or(String::new(), |w| format!("  ({w})"));
+                    emit(&format!(
+                        "{}: {digit}   ({}){note}\n",
+                        path.display(),
+                        listed.join("  ")
+                    ))?;
+                }
+                entry["digit"] = digit.into();
+                entry["probabilities"] = serde_json::json!(probabilities);
+                if let Some(w) = warning {
+                    entry["warning"] = w.into();
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                if !args.json {
+                    eprintln!("error: {e:#}");
+                }
+                entry["error"] = format!("{e:#}").into();
+            }
         }
-        results.push(serde_json::json!({
-            "image": path.display().to_string(),
-            "digit": digit,
-            "probabilities": probabilities,
-        }));
+        results.push(entry);
     }
     if args.json {
         emit(&format!("{}\n", serde_json::to_string_pretty(&results)?))?;
     }
-    Ok(())
+    // Status 1 if any image could not be read (each one's error is in the output).
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn inspect(args: InspectArgs) -> Result<()> {
@@ -664,7 +703,10 @@ fn main() -> ExitCode {
         None => train(cli.train),
         Some(Command::Train(args)) => train(args),
         Some(Command::Eval(args)) => eval(args),
-        Some(Command::Predict(args)) => predict(args),
+        Some(Command::Predict(args)) => match predict(args) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
         Some(Command::Inspect(args)) => inspect(args),
         Some(Command::Export(args)) => export(args),
     };

@@ -1,10 +1,11 @@
 //! `trainer predict` on digits drawn here like handwriting (thick pen strokes, dark ink on white
-//! paper, off centre, at photo sizes), never MNIST rows.
+//! paper, off centre, at photo sizes), never MNIST rows; and as users hand them in: ink only in the
+//! alpha channel, photos of tinted paper under uneven light, a batch with an unreadable file.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use image::{GrayImage, Luma};
+use image::{GrayImage, Luma, Rgb, RgbImage, Rgba, RgbaImage};
 use trainer::idx::load_mnist;
 use trainer::output::write_atomic;
 use trainer::quantize::{Width, encode_quant, quantize};
@@ -179,4 +180,129 @@ fn unreadable_images_fail_with_the_file_named() {
         stderr.contains("notes.png") && !stderr.contains("panicked"),
         "{stderr}"
     );
+}
+
+/// The model trained once for the tests of this file that need one.
+fn shared_model() -> &'static Path {
+    static MODEL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    MODEL.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("predict-model-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        trained_model(&dir)
+    })
+}
+
+/// `trainer predict MODEL IMAGES --json`: the status and the parsed results.
+fn predict_json(images: &[PathBuf]) -> (Option<i32>, Vec<serde_json::Value>) {
+    let run = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .arg("predict")
+        .arg(shared_model())
+        .args(images)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let results: serde_json::Value = serde_json::from_slice(&run.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&run.stderr)));
+    (run.status.code(), results.as_array().unwrap().clone())
+}
+
+/// How many of the images of digits 0–9 (in that order) were read as themselves.
+fn correct(results: &[serde_json::Value]) -> usize {
+    let read: Vec<_> = results.iter().map(|r| r["digit"].as_u64()).collect();
+    eprintln!("digits 0-9 read as {read:?}");
+    results
+        .iter()
+        .enumerate()
+        .filter(|(d, r)| r["digit"].as_u64() == Some(*d as u64))
+        .count()
+}
+
+#[test]
+fn ink_only_in_the_alpha_channel_is_read() {
+    let dir = std::env::temp_dir().join(format!("predict-alpha-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A browser canvas's export: black (or white) everywhere, the strokes opaque, the rest clear.
+    let mut images = Vec::new();
+    for digit in 0..10u8 {
+        let drawn = draw(digit);
+        let colour = if digit % 2 == 0 { 0 } else { 255 };
+        let canvas = RgbaImage::from_fn(drawn.width(), drawn.height(), |x, y| {
+            let ink = drawn.get_pixel(x, y).0[0] < 128;
+            Rgba([colour, colour, colour, if ink { 255 } else { 0 }])
+        });
+        let png = dir.join(format!("canvas-{digit}.png"));
+        canvas.save(&png).unwrap();
+        images.push(png);
+    }
+    let (status, results) = predict_json(&images);
+    assert_eq!(status, Some(0));
+    let read = correct(&results);
+    assert!(read >= 8, "{read}/10 canvas digits read: {results:?}");
+}
+
+#[test]
+fn a_photo_under_uneven_light_on_tinted_paper_is_read() {
+    let dir = std::env::temp_dir().join(format!("predict-photo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut images = Vec::new();
+    for digit in 0..10u8 {
+        let drawn = draw(digit);
+        let (w, h) = drawn.dimensions();
+        // Light falls from 100 % at the top left to 30 % at the bottom right, on cream paper,
+        // with a little sensor noise; the ink reflects a quarter of what the paper does.
+        let photo = RgbImage::from_fn(w, h, |x, y| {
+            let light = 1.0 - 0.7 * (x as f32 / w as f32 + y as f32 / h as f32) / 2.0;
+            let ink = drawn.get_pixel(x, y).0[0] < 128;
+            let reflect = if ink { 0.25 } else { 1.0 };
+            let noise = ((x * 7919 + y * 104_729) % 13) as f32 - 6.0;
+            let channel = |paper: f32| (paper * light * reflect + noise).clamp(0.0, 255.0) as u8;
+            Rgb([channel(245.0), channel(235.0), channel(200.0)])
+        });
+        let jpeg = dir.join(format!("photo-{digit}.jpg"));
+        photo.save(&jpeg).unwrap();
+        images.push(jpeg);
+    }
+    let (status, results) = predict_json(&images);
+    assert_eq!(status, Some(0));
+    let read = correct(&results);
+    assert!(read >= 8, "{read}/10 photographed digits read: {results:?}");
+}
+
+#[test]
+fn each_image_gets_its_own_answer_or_error_and_the_status_tells() {
+    let dir = std::env::temp_dir().join(format!("predict-mixed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (two, bad, blank, seven) = (
+        dir.join("2.png"),
+        dir.join("bad.png"),
+        dir.join("blank.png"),
+        dir.join("7.png"),
+    );
+    draw(2).save(&two).unwrap();
+    std::fs::write(&bad, b"not a picture").unwrap();
+    GrayImage::from_pixel(60, 60, Luma([230]))
+        .save(&blank)
+        .unwrap();
+    draw(7).save(&seven).unwrap();
+    let (status, results) = predict_json(&[two, bad, blank, seven]);
+    assert_eq!(status, Some(1), "a failed image makes the status 1");
+    assert_eq!(results.len(), 4);
+    assert!(results[0]["digit"].is_u64() && results[3]["digit"].is_u64());
+    for (i, needle) in [(1, "bad.png"), (2, "no digit found")] {
+        let error = results[i]["error"].as_str().unwrap();
+        assert!(error.contains(needle), "{error}");
+        assert!(results[i].get("digit").is_none());
+    }
+    // A warning exactly where the answer is unsure.
+    for r in results.iter().filter(|r| r["probabilities"].is_array()) {
+        let mut p: Vec<f64> = r["probabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        p.sort_by(|a, b| b.total_cmp(a));
+        let unsure = p[0] < 0.6 || p[0] - p[1] < 0.2;
+        assert_eq!(r.get("warning").is_some(), unsure, "{r}");
+    }
 }
