@@ -496,6 +496,38 @@ fn int4_parts_are_packed_so_every_kernel_computes_the_definition() {
 }
 
 #[test]
+fn weights_and_biases_read_back_as_written_for_both_widths() {
+    let p8 = varied_parts(|i| i as u8 as i8);
+    let p4 = varied_parts(|i| (i % 16) as i8 - 8);
+    let mut out8 = vec![0; write::MAX_INT8_LEN];
+    let len8 = write::int8(&p8.view(), &mut out8).unwrap();
+    let mut out4 = vec![0; write::MAX_INT4_LEN];
+    let len4 = write::int4(&p4.view(), &mut out4).unwrap();
+    let (f8, f4) = (File::new(&out8[..len8]), File::new(&out4[..len4]));
+    let (m8, m4) = (
+        Int8Model::from_bytes(f8.bytes()).unwrap(),
+        Int4Model::from_bytes(f4.bytes()).unwrap(),
+    );
+    for (j, k) in [(0, 0), (7, 3), (8, 4), (15, 783), (511, 783), (300, 401)] {
+        assert_eq!(m8.weight(1, j, k), Some(i32::from(p8.w1[j * INPUTS + k])));
+        assert_eq!(m4.weight(1, j, k), Some(i32::from(p4.w1[j * INPUTS + k])));
+    }
+    for c in 0..CLASSES {
+        for j in [0, 9, 255, 511] {
+            assert_eq!(m8.weight(2, c, j), Some(i32::from(p8.w2[c * HIDDEN + j])));
+            assert_eq!(m4.weight(2, c, j), Some(i32::from(p4.w2[c * HIDDEN + j])));
+        }
+        assert_eq!(m8.bias(2, c), Some(p8.b2[c]));
+    }
+    assert_eq!(m8.bias(1, 77), Some(p8.b1[77]));
+    // Outside the network: none (the padding rows of the output layer included).
+    assert_eq!(m8.weight(2, 10, 0), None);
+    assert_eq!(m8.weight(1, 512, 0), None);
+    assert_eq!(m4.weight(3, 0, 0), None);
+    assert_eq!(m8.bias(2, 12), None);
+}
+
+#[test]
 fn int4_writer_refuses_weights_beyond_four_bits() {
     let mut out = vec![0; write::MAX_INT4_LEN];
     let mut p = Parts {

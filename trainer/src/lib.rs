@@ -13,7 +13,7 @@
 //! - [`plots`] draws the history, the confusion matrix and the misclassified digits;
 //! - [`model_file`], [`metrics`] and [`digit`] serve `eval`, `inspect` and `predict`: loading a
 //!   model of any kind, the confusion matrix, and MNIST-style preprocessing of a user's image;
-//!   [`export`] writes a model file as a C header.
+//!   [`export`] writes a model file as a C header, [`onnx`] models as ONNX and reads them back.
 
 pub mod augment;
 pub mod digit;
@@ -22,6 +22,7 @@ pub mod kernels;
 pub mod metrics;
 pub mod mlp;
 pub mod model_file;
+pub mod onnx;
 pub mod output;
 pub mod plots;
 pub mod qat;

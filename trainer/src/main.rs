@@ -40,7 +40,9 @@ Examples:
   trainer eval out/mlp-int8.bin            accuracy, confusion matrix, precision and recall on the test set
   trainer predict out/mlp-int8.bin my-7.png   classify your own handwriting
   trainer inspect out/mlp-int8.bin         what a model file holds
-  trainer export out/mlp-int8.bin --format c -o mlp_int8.h   the model as a C array";
+  trainer export out/mlp-int8.bin --format onnx -o mlp-int8.onnx   for Netron, ONNX Runtime
+  trainer export out/mlp-int8.bin --format c -o mlp_int8.h   the model as a C array
+  trainer import keras-mnist.onnx          a model trained elsewhere, quantized and evaluated";
 
 /// Trains the Keras-tutorial MNIST network (784 → 512 ReLU → 10 softmax), quantizes it to int8
 /// for microcontrollers, and checks models on test digits or your own images.
@@ -71,15 +73,24 @@ enum Command {
     /// Show a model file's format version, shape, quantization parameters, sizes and CRC status.
     #[command(after_help = "Example:\n  trainer inspect out/mlp-int8.bin")]
     Inspect(InspectArgs),
-    /// Write a model file in another form: a C header with its bytes (for a C, Zephyr or Arduino
-    /// project that links infer-core).
-    #[command(after_help = "Example:\n  trainer export out/mlp-int8.bin --format c -o mlp_int8.h")]
+    /// Write a model file in another form: ONNX (for Netron, ONNX Runtime, other toolchains), or
+    /// a C header with its bytes (for a C, Zephyr or Arduino project that links infer-core).
+    #[command(
+        after_help = "Examples:\n  trainer export out/mlp-int8.bin --format onnx -o mlp-int8.onnx\n  trainer export out/mlp-int8.bin --format c -o mlp_int8.h"
+    )]
     Export(ExportArgs),
+    /// Bring a 784-512-10 MLP trained elsewhere (ONNX from Keras or PyTorch): quantized with the
+    /// same calibration, written as int8 and f32 model files, evaluated.
+    #[command(after_help = "Example:\n  trainer import keras-mnist.onnx --out out/")]
+    Import(ImportArgs),
 }
 
 /// What `export` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum ExportFormat {
+    /// ONNX (opset 13): the f32 model as MatMul/Add/Relu, an int8 or int4 model as a QDQ graph
+    /// with infer-core's exact scales; input `pixels` [N, 784] in 0–1, output `logits`.
+    Onnx,
     /// A C header: the file's bytes as a 16-byte-aligned `const uint8_t` array and its length.
     C,
 }
@@ -184,6 +195,24 @@ struct EvalArgs {
     /// An int8, int4 or f32 model file written by `trainer train`.
     model: PathBuf,
     /// Folder with the test set's IDX files [default: data/mnist]
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Also write every test image's ten logits (real units, f32 little-endian, image after
+    /// image) to FILE: for comparing with another runtime.
+    #[arg(long, value_name = "FILE")]
+    logits: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    /// An ONNX file of a 784-512-10 MLP (Gemm or MatMul+Add, Relu, optional Softmax), as
+    /// tf2onnx exports the Keras tutorial's model or torch.onnx.export a PyTorch one.
+    model: PathBuf,
+    /// Folder for the model files (mlp-int8.bin, mlp-f32.bin).
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+    /// Folder with the MNIST IDX files: training images calibrate the int8 model, test images
+    /// evaluate both [default: data/mnist]
     #[arg(long)]
     data: Option<PathBuf>,
 }
@@ -539,6 +568,17 @@ fn eval(args: EvalArgs) -> Result<()> {
         .iter()
         .map(|image| model.classify(image))
         .collect();
+    if let Some(path) = &args.logits {
+        let bytes: Vec<u8> = test
+            .images
+            .as_chunks::<INPUTS>()
+            .0
+            .iter()
+            .flat_map(|image| model.logits(image))
+            .flat_map(f32::to_le_bytes)
+            .collect();
+        write_atomic(path, &bytes)?;
+    }
     let confusion = Confusion::new(&test.labels, &predictions);
     emit(&format!(
         "{} ({} model, {} bytes) on {} test images from {}\naccuracy: {:.4}\n\n{confusion}",
@@ -673,27 +713,76 @@ fn describe_quant<B: Bits>(m: &QuantModel<'_, B>, width: &str) -> Result<()> {
 fn export(args: ExportArgs) -> Result<()> {
     let file = ModelFile::read(&args.model)?;
     let model = file.open(&args.model)?;
-    let ExportFormat::C = args.format;
-    let stem = args
-        .out
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned());
-    let name =
-        trainer::export::c_identifier(args.name.as_deref().or(stem.as_deref()).unwrap_or(""));
-    let about = format!(
-        "MNIST 784-512-10 {} model, {} bytes (infer-core model format version {}), from {}.",
-        model.kind(),
-        file.bytes().len(),
-        infer_core::format::VERSION,
-        args.model.display()
-    );
-    let header = trainer::export::c_header(file.bytes(), &name, &about);
-    write_atomic(&args.out, header.as_bytes())?;
+    let bytes = match args.format {
+        ExportFormat::Onnx => match model {
+            Classifier::F32(m) => trainer::onnx::export_f32(&m),
+            Classifier::Int8(m) => trainer::onnx::export_quant(&m)?,
+            Classifier::Int4(m) => trainer::onnx::export_quant(&m)?,
+        },
+        ExportFormat::C => {
+            let stem = args
+                .out
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned());
+            let name = args.name.as_deref().or(stem.as_deref()).unwrap_or("");
+            let name = trainer::export::c_identifier(name);
+            let about = format!(
+                "MNIST 784-512-10 {} model, {} bytes (infer-core model format version {}), from {}.",
+                model.kind(),
+                file.bytes().len(),
+                infer_core::format::VERSION,
+                args.model.display()
+            );
+            trainer::export::c_header(file.bytes(), &name, &about).into_bytes()
+        }
+    };
+    write_atomic(&args.out, &bytes)?;
     say!(
-        "wrote {} ({} model as `{name}`, {} bytes, and `{name}_len`)",
+        "wrote {} ({} bytes): the {} model as {}",
         args.out.display(),
+        bytes.len(),
         model.kind(),
-        file.bytes().len()
+        match args.format {
+            ExportFormat::Onnx => "ONNX",
+            ExportFormat::C => "a C array",
+        }
+    )
+}
+
+fn import(args: ImportArgs) -> Result<()> {
+    let bytes = std::fs::read(&args.model)
+        .with_context(|| format!("cannot read {}", args.model.display()))?;
+    let net = trainer::onnx::import(&bytes)
+        .with_context(|| format!("{} is not a usable 784-512-10 model", args.model.display()))?;
+    let data_dir = args.data.unwrap_or_else(default_data_dir);
+    let mnist = load_mnist(&data_dir)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create output folder {}", args.out.display()))?;
+    let scale = calibrate_hidden_scale(&net, &mnist.train.head(CALIBRATION_IMAGES));
+    let quantized = quantize_with_hidden_scale(&net, scale, Width::Int8)?;
+    let (f32, _) = write_model(
+        &args.out.join(F32_FILE),
+        &encode_f32(&net)?,
+        &mnist.test,
+        |b| {
+            let model = F32Model::from_bytes(b)?;
+            Ok(predictions(&mnist.test, |image| model.predict(image)))
+        },
+    )?;
+    let (int8, _) = write_model(
+        &args.out.join(INT8_FILE),
+        &encode_quant(&quantized)?,
+        &mnist.test,
+        |b| Int8Model::from_bytes(b).map(|m| classify_test(&m, &mnist.test)),
+    )?;
+    say!(
+        "imported {}: f32 test accuracy {:.4}, int8 {:.4} ({:+.2} pp) - wrote {} and {}",
+        args.model.display(),
+        f32.test_accuracy,
+        int8.test_accuracy,
+        100.0 * (int8.test_accuracy - f32.test_accuracy),
+        f32.path,
+        int8.path
     )
 }
 
@@ -709,6 +798,7 @@ fn main() -> ExitCode {
         },
         Some(Command::Inspect(args)) => inspect(args),
         Some(Command::Export(args)) => export(args),
+        Some(Command::Import(args)) => import(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -74,6 +74,23 @@ impl Classifier<'_> {
         }
     }
 
+    /// The ten logits in real units (for an integer model, each class's accumulator at its
+    /// scale).
+    pub fn logits(&self, image: &[u8; INPUTS]) -> [f32; CLASSES] {
+        fn real<B: infer_core::format::Bits>(
+            m: &infer_core::QuantModel<'_, B>,
+            image: &[u8; INPUTS],
+        ) -> [f32; CLASSES] {
+            let p = m.predict(image);
+            std::array::from_fn(|c| p.logits[c] as f32 * m.logit_scale(c))
+        }
+        match self {
+            Classifier::Int8(m) => real(m, image),
+            Classifier::Int4(m) => real(m, image),
+            Classifier::F32(m) => m.logits(image),
+        }
+    }
+
     /// The digit and the ten probabilities.
     pub fn probabilities(&self, image: &[u8; INPUTS]) -> (u8, [f32; CLASSES]) {
         match self {

@@ -284,6 +284,40 @@ impl<'a, B: Bits> QuantModel<'a, B> {
             .chain(derived.into_iter().flatten())
     }
 
+    /// The integer weight of `row` (hidden unit, or class) for input `col` of layer 1 or 2, as
+    /// the kernels multiply it (int8, or the int4 value −8…7); `None` outside the network or
+    /// beyond the 10 classes. For exporters and inspection: the forward pass reads the tiles
+    /// directly.
+    pub fn weight(&self, layer: u8, row: usize, col: usize) -> Option<i32> {
+        let (w, rows, cols) = match layer {
+            1 => (self.w1, HIDDEN, INPUTS),
+            2 => (self.w2, CLASSES, HIDDEN),
+            _ => return None,
+        };
+        if row >= rows || col >= cols {
+            return None;
+        }
+        if B::BITS == 4 {
+            let (byte, shift) = crate::kernels::nibble_index(row, col, cols);
+            let nibble = (w.get(byte)? >> shift) & 0x0f;
+            Some(i32::from(nibble) - crate::kernels::NIBBLE_OFFSET)
+        } else {
+            let byte = *w.get(crate::kernels::tiled_index(row, col, cols))?;
+            Some(i32::from(byte as i8))
+        }
+    }
+
+    /// The i32 bias of `row` of layer 1 (at scale `w1_scale / 255`) or 2 (at scale
+    /// `hidden_scale · w2_scale`); `None` outside the network.
+    pub fn bias(&self, layer: u8, row: usize) -> Option<i32> {
+        let b = match layer {
+            1 => self.b1.get(row)?,
+            2 if row < CLASSES => self.b2.get(row)?,
+            _ => return None,
+        };
+        Some(i32::from_le_bytes(*b))
+    }
+
     /// Per class weight scales.
     pub fn w2_scales(&self) -> impl Iterator<Item = f32> + '_ {
         self.w2_scale

@@ -1,0 +1,552 @@
+//! ONNX in and out for the 784-512-10 network.
+//!
+//! - Export: the f32 model as `MatMul → Add → Relu → MatMul → Add` (output `logits`); an integer
+//!   model (int8, or int4 whose −8…7 values an int8 tensor holds exactly) as the same graph with
+//!   QuantizeLinear/DequantizeLinear pairs carrying infer-core's exact scales and zero points: the
+//!   input quantized at 1/255 (the raw pixels), per-channel symmetric weights, the hidden
+//!   activations requantized at the model's hidden scale. The input is `pixels`, `[N, 784]`
+//!   floats in 0–1 (the raw pixel / 255, as Keras takes them). Opset 13.
+//! - Import: a graph of two dense layers with a ReLU between — `Gemm` (any `transB`, as
+//!   `torch.onnx.export` writes it) or `MatMul` + `Add` (as tf2onnx writes Keras's `Dense`) —
+//!   optionally ending in `Softmax`, with float initializers; anything else is refused naming what
+//!   was found.
+//!
+//! The protobuf messages below are the subset of `onnx.proto` (proto2) these need, field numbers
+//! as there.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use infer_core::format::Bits;
+use infer_core::{CLASSES, F32Model, HIDDEN, INPUTS, QuantModel};
+use nalgebra::{DMatrix, DVector};
+use prost::Message;
+
+use crate::mlp::Mlp;
+
+/// `ModelProto`.
+#[derive(Clone, PartialEq, Message)]
+pub struct ModelProto {
+    /// The IR version.
+    #[prost(int64, tag = "1")]
+    pub ir_version: i64,
+    /// Operator sets used.
+    #[prost(message, repeated, tag = "8")]
+    pub opset_import: Vec<OperatorSetIdProto>,
+    /// Who wrote it.
+    #[prost(string, tag = "2")]
+    pub producer_name: String,
+    /// The graph.
+    #[prost(message, optional, tag = "7")]
+    pub graph: Option<GraphProto>,
+}
+
+/// `OperatorSetIdProto`.
+#[derive(Clone, PartialEq, Message)]
+pub struct OperatorSetIdProto {
+    /// `""` for the default domain.
+    #[prost(string, tag = "1")]
+    pub domain: String,
+    /// Opset version.
+    #[prost(int64, tag = "2")]
+    pub version: i64,
+}
+
+/// `GraphProto`.
+#[derive(Clone, PartialEq, Message)]
+pub struct GraphProto {
+    /// Nodes, in topological order.
+    #[prost(message, repeated, tag = "1")]
+    pub node: Vec<NodeProto>,
+    /// Name.
+    #[prost(string, tag = "2")]
+    pub name: String,
+    /// Constant tensors.
+    #[prost(message, repeated, tag = "5")]
+    pub initializer: Vec<TensorProto>,
+    /// Inputs.
+    #[prost(message, repeated, tag = "11")]
+    pub input: Vec<ValueInfoProto>,
+    /// Outputs.
+    #[prost(message, repeated, tag = "12")]
+    pub output: Vec<ValueInfoProto>,
+}
+
+/// `NodeProto`.
+#[derive(Clone, PartialEq, Message)]
+pub struct NodeProto {
+    /// Input names.
+    #[prost(string, repeated, tag = "1")]
+    pub input: Vec<String>,
+    /// Output names.
+    #[prost(string, repeated, tag = "2")]
+    pub output: Vec<String>,
+    /// Name.
+    #[prost(string, tag = "3")]
+    pub name: String,
+    /// Operator.
+    #[prost(string, tag = "4")]
+    pub op_type: String,
+    /// Attributes.
+    #[prost(message, repeated, tag = "5")]
+    pub attribute: Vec<AttributeProto>,
+}
+
+/// `AttributeProto` (the scalar kinds).
+#[derive(Clone, PartialEq, Message)]
+pub struct AttributeProto {
+    /// Name.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// A float value.
+    #[prost(float, tag = "2")]
+    pub f: f32,
+    /// An integer value.
+    #[prost(int64, tag = "3")]
+    pub i: i64,
+    /// The kind: 1 float, 2 int.
+    #[prost(int32, tag = "20")]
+    pub r#type: i32,
+}
+
+/// `TensorProto`.
+#[derive(Clone, PartialEq, Message)]
+pub struct TensorProto {
+    /// Shape.
+    #[prost(int64, repeated, packed = "false", tag = "1")]
+    pub dims: Vec<i64>,
+    /// Element type: [`FLOAT`], [`UINT8`], [`INT8`], …
+    #[prost(int32, tag = "2")]
+    pub data_type: i32,
+    /// Float elements (when not in `raw_data`).
+    #[prost(float, repeated, tag = "4")]
+    pub float_data: Vec<f32>,
+    /// Name.
+    #[prost(string, tag = "8")]
+    pub name: String,
+    /// Elements as little-endian bytes.
+    #[prost(bytes = "vec", tag = "9")]
+    pub raw_data: Vec<u8>,
+}
+
+/// `ValueInfoProto`.
+#[derive(Clone, PartialEq, Message)]
+pub struct ValueInfoProto {
+    /// Name.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// Type.
+    #[prost(message, optional, tag = "2")]
+    pub r#type: Option<TypeProto>,
+}
+
+/// `TypeProto` (tensors only).
+#[derive(Clone, PartialEq, Message)]
+pub struct TypeProto {
+    /// A tensor type.
+    #[prost(message, optional, tag = "1")]
+    pub tensor_type: Option<TensorTypeProto>,
+}
+
+/// `TypeProto.Tensor`.
+#[derive(Clone, PartialEq, Message)]
+pub struct TensorTypeProto {
+    /// Element type.
+    #[prost(int32, tag = "1")]
+    pub elem_type: i32,
+    /// Shape.
+    #[prost(message, optional, tag = "2")]
+    pub shape: Option<TensorShapeProto>,
+}
+
+/// `TensorShapeProto`.
+#[derive(Clone, PartialEq, Message)]
+pub struct TensorShapeProto {
+    /// Dimensions.
+    #[prost(message, repeated, tag = "1")]
+    pub dim: Vec<Dimension>,
+}
+
+/// `TensorShapeProto.Dimension`: a size or a symbolic name.
+#[derive(Clone, PartialEq, Message)]
+pub struct Dimension {
+    /// A fixed size.
+    #[prost(int64, optional, tag = "1")]
+    pub dim_value: Option<i64>,
+    /// A symbolic size.
+    #[prost(string, optional, tag = "2")]
+    pub dim_param: Option<String>,
+}
+
+/// `TensorProto.DataType` values used here.
+pub const FLOAT: i32 = 1;
+/// Unsigned byte.
+pub const UINT8: i32 = 2;
+/// Signed byte.
+pub const INT8: i32 = 3;
+
+/// A float tensor initializer.
+pub fn float_tensor(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
+    TensorProto {
+        dims: dims.to_vec(),
+        data_type: FLOAT,
+        name: name.into(),
+        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}
+
+fn byte_tensor(
+    name: &str,
+    data_type: i32,
+    dims: &[i64],
+    values: impl Iterator<Item = u8>,
+) -> TensorProto {
+    TensorProto {
+        dims: dims.to_vec(),
+        data_type,
+        name: name.into(),
+        raw_data: values.collect(),
+        ..Default::default()
+    }
+}
+
+/// A node with a name of its own.
+pub fn node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
+    NodeProto {
+        input: inputs.iter().map(|s| (*s).into()).collect(),
+        output: vec![output.into()],
+        name: output.into(),
+        op_type: op.into(),
+        attribute: Vec::new(),
+    }
+}
+
+/// An integer attribute.
+pub fn int_attribute(name: &str, value: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        i: value,
+        r#type: 2,
+        ..Default::default()
+    }
+}
+
+fn value_info(name: &str, columns: i64) -> ValueInfoProto {
+    let dim = vec![
+        Dimension {
+            dim_value: None,
+            dim_param: Some("N".into()),
+        },
+        Dimension {
+            dim_value: Some(columns),
+            dim_param: None,
+        },
+    ];
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TensorTypeProto {
+                elem_type: FLOAT,
+                shape: Some(TensorShapeProto { dim }),
+            }),
+        }),
+    }
+}
+
+/// A model around `graph` (nodes and initializers), input `pixels` and output `logits`.
+pub fn model_proto(name: &str, node: Vec<NodeProto>, initializer: Vec<TensorProto>) -> ModelProto {
+    ModelProto {
+        ir_version: 7,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        producer_name: "mnist-mcu trainer".into(),
+        graph: Some(GraphProto {
+            node,
+            name: name.into(),
+            initializer,
+            input: vec![value_info("pixels", INPUTS as i64)],
+            output: vec![value_info("logits", CLASSES as i64)],
+        }),
+    }
+}
+
+/// The f32 network as ONNX.
+pub fn export_f32(model: &F32Model<'_>) -> Vec<u8> {
+    let (w1, b1, w2, b2) = model.weights();
+    // infer-core's w1 is input-major, MatMul's [784, 512]; its w2 class-major, transposed here.
+    let w2t: Vec<f32> = (0..HIDDEN * CLASSES)
+        .map(|i| w2[(i % CLASSES) * HIDDEN + i / CLASSES])
+        .collect();
+    let nodes = vec![
+        node("MatMul", &["pixels", "w1"], "z1"),
+        node("Add", &["z1", "b1"], "a1"),
+        node("Relu", &["a1"], "hidden"),
+        node("MatMul", &["hidden", "w2"], "z2"),
+        node("Add", &["z2", "b2"], "logits"),
+    ];
+    let inits = vec![
+        float_tensor("w1", &[INPUTS as i64, HIDDEN as i64], w1),
+        float_tensor("b1", &[HIDDEN as i64], b1),
+        float_tensor("w2", &[HIDDEN as i64, CLASSES as i64], &w2t),
+        float_tensor("b2", &[CLASSES as i64], b2),
+    ];
+    model_proto("mnist_mlp_f32", nodes, inits).encode_to_vec()
+}
+
+/// An integer network (int8 or int4) as an ONNX QDQ graph with its exact scales and zero points.
+pub fn export_quant<B: Bits>(model: &QuantModel<'_, B>) -> Result<Vec<u8>> {
+    let weight = |layer, row, col| {
+        model
+            .weight(layer, row, col)
+            .and_then(|w| i8::try_from(w).ok())
+            .map(|w| w as u8)
+            .ok_or_else(|| anyhow!("no weight ({layer}, {row}, {col})"))
+    };
+    // MatMul's [in, out] layouts: w1[k][j], w2[j][c].
+    let w1: Vec<u8> = (0..INPUTS * HIDDEN)
+        .map(|i| weight(1, i % HIDDEN, i / HIDDEN))
+        .collect::<Result<_>>()?;
+    let w2: Vec<u8> = (0..HIDDEN * CLASSES)
+        .map(|i| weight(2, i % CLASSES, i / CLASSES))
+        .collect::<Result<_>>()?;
+    let (s1, s2): (Vec<f32>, Vec<f32>) = (model.w1_scales().collect(), model.w2_scales().collect());
+    let input_scale = 1.0f32 / 255.0;
+    let hidden_scale = model.hidden_scale();
+    // Biases in real units: infer-core's i32 at their accumulators' scales.
+    let bias = |layer: u8, n: usize, scale: &dyn Fn(usize) -> f64| -> Result<Vec<f32>> {
+        (0..n)
+            .map(|r| {
+                let b = model
+                    .bias(layer, r)
+                    .ok_or_else(|| anyhow!("no bias ({layer}, {r})"))?;
+                Ok((f64::from(b) * scale(r)) as f32)
+            })
+            .collect()
+    };
+    let b1 = bias(1, HIDDEN, &|j| f64::from(s1[j]) / 255.0)?;
+    let b2 = bias(2, CLASSES, &|c| f64::from(hidden_scale) * f64::from(s2[c]))?;
+    let per_axis = |mut n: NodeProto| {
+        n.attribute.push(int_attribute("axis", 1));
+        n
+    };
+    let nodes = vec![
+        node("QuantizeLinear", &["pixels", "x_scale", "x_zero"], "x_q"),
+        node("DequantizeLinear", &["x_q", "x_scale", "x_zero"], "x"),
+        per_axis(node(
+            "DequantizeLinear",
+            &["w1_q", "w1_scale", "w1_zero"],
+            "w1",
+        )),
+        node("MatMul", &["x", "w1"], "z1"),
+        node("Add", &["z1", "b1"], "a1"),
+        node("Relu", &["a1"], "h"),
+        node("QuantizeLinear", &["h", "h_scale", "h_zero"], "h_q"),
+        node("DequantizeLinear", &["h_q", "h_scale", "h_zero"], "hidden"),
+        per_axis(node(
+            "DequantizeLinear",
+            &["w2_q", "w2_scale", "w2_zero"],
+            "w2",
+        )),
+        node("MatMul", &["hidden", "w2"], "z2"),
+        node("Add", &["z2", "b2"], "logits"),
+    ];
+    let inits = vec![
+        float_tensor("x_scale", &[], &[input_scale]),
+        byte_tensor("x_zero", UINT8, &[], std::iter::once(0)),
+        byte_tensor(
+            "w1_q",
+            INT8,
+            &[INPUTS as i64, HIDDEN as i64],
+            w1.into_iter(),
+        ),
+        float_tensor("w1_scale", &[HIDDEN as i64], &s1),
+        byte_tensor(
+            "w1_zero",
+            INT8,
+            &[HIDDEN as i64],
+            std::iter::repeat_n(0, HIDDEN),
+        ),
+        float_tensor("b1", &[HIDDEN as i64], &b1),
+        float_tensor("h_scale", &[], &[hidden_scale]),
+        byte_tensor("h_zero", UINT8, &[], std::iter::once(0)),
+        byte_tensor(
+            "w2_q",
+            INT8,
+            &[HIDDEN as i64, CLASSES as i64],
+            w2.into_iter(),
+        ),
+        float_tensor("w2_scale", &[CLASSES as i64], &s2),
+        byte_tensor(
+            "w2_zero",
+            INT8,
+            &[CLASSES as i64],
+            std::iter::repeat_n(0, CLASSES),
+        ),
+        float_tensor("b2", &[CLASSES as i64], &b2),
+    ];
+    Ok(model_proto("mnist_mlp_qdq", nodes, inits).encode_to_vec())
+}
+
+/// A float tensor's values and shape.
+fn floats(t: &TensorProto) -> Result<(Vec<usize>, Vec<f32>)> {
+    ensure!(
+        t.data_type == FLOAT,
+        "initializer {} is of element type {}, not float (quantized models are not imported)",
+        t.name,
+        t.data_type
+    );
+    let values = if t.raw_data.is_empty() {
+        t.float_data.clone()
+    } else {
+        ensure!(
+            t.raw_data.len().is_multiple_of(4),
+            "initializer {} has a partial float",
+            t.name
+        );
+        t.raw_data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    };
+    let dims: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
+    ensure!(
+        dims.iter().product::<usize>() == values.len(),
+        "initializer {} holds {} values for shape {:?}",
+        t.name,
+        values.len(),
+        dims
+    );
+    Ok((dims, values))
+}
+
+/// One dense layer found in a graph: weights `[in][out]` row-major, and a bias.
+struct Dense {
+    inputs: usize,
+    outputs: usize,
+    w: Vec<f32>,
+    b: Option<Vec<f32>>,
+}
+
+/// Reads a 784-512-10 MLP from ONNX bytes into the trainer's network.
+pub fn import(bytes: &[u8]) -> Result<Mlp> {
+    let model =
+        ModelProto::decode(bytes).context("not an ONNX model (the protobuf does not decode)")?;
+    let graph = model.graph.context("the ONNX model has no graph")?;
+    let inits: HashMap<&str, &TensorProto> = graph
+        .initializer
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    let init = |name: &str| inits.get(name).copied();
+    let mut layers: Vec<Dense> = Vec::new();
+    let mut relus_after = Vec::new();
+    for n in &graph.node {
+        let attr = |name: &str| n.attribute.iter().find(|a| a.name == name);
+        match n.op_type.as_str() {
+            "Gemm" => {
+                let (Some(b_name), Some(w)) =
+                    (n.input.get(1), n.input.get(1).and_then(|w| init(w)))
+                else {
+                    bail!("Gemm {}: its weights are not an initializer", n.name);
+                };
+                ensure!(
+                    attr("transA").is_none_or(|a| a.i == 0),
+                    "Gemm {}: transA is not supported",
+                    n.name
+                );
+                for (key, default) in [("alpha", 1.0), ("beta", 1.0)] {
+                    let v = attr(key).map_or(default, |a| a.f);
+                    ensure!(
+                        v == 1.0,
+                        "Gemm {}: {key} = {v} is not supported (only 1)",
+                        n.name
+                    );
+                }
+                let (dims, values) = floats(w)?;
+                let [rows, cols] = dims[..] else {
+                    bail!(
+                        "Gemm {}: weights {b_name} are not a matrix ({dims:?})",
+                        n.name
+                    );
+                };
+                let trans_b = attr("transB").is_some_and(|a| a.i != 0);
+                let (inputs, outputs) = if trans_b { (cols, rows) } else { (rows, cols) };
+                let w = if trans_b {
+                    (0..inputs * outputs)
+                        .map(|i| values[(i % outputs) * inputs + i / outputs])
+                        .collect()
+                } else {
+                    values
+                };
+                let b = match n.input.get(2).and_then(|b| init(b)) {
+                    Some(t) => Some(floats(t)?.1),
+                    None => None,
+                };
+                layers.push(Dense {
+                    inputs,
+                    outputs,
+                    w,
+                    b,
+                });
+            }
+            "MatMul" => {
+                let Some(w) = n.input.get(1).and_then(|w| init(w)) else {
+                    bail!("MatMul {}: its weights are not an initializer", n.name);
+                };
+                let (dims, values) = floats(w)?;
+                let [inputs, outputs] = dims[..] else {
+                    bail!("MatMul {}: weights are not a matrix ({dims:?})", n.name);
+                };
+                layers.push(Dense {
+                    inputs,
+                    outputs,
+                    w: values,
+                    b: None,
+                });
+            }
+            "Add" => {
+                let bias = n.input.iter().find_map(|i| init(i));
+                match (layers.last_mut(), bias) {
+                    (Some(layer), Some(t)) if layer.b.is_none() => layer.b = Some(floats(t)?.1),
+                    _ => bail!("Add {}: only a bias after MatMul is supported", n.name),
+                }
+            }
+            "Relu" => relus_after.push(layers.len()),
+            "Softmax" | "Identity" | "Flatten" | "Reshape" | "Cast" => {}
+            other => bail!(
+                "operator {other} (node {}) is not part of a 784-512-10 MLP \
+                 (Gemm or MatMul+Add, Relu, optional Softmax)",
+                n.name
+            ),
+        }
+    }
+    let shape: Vec<(usize, usize)> = layers.iter().map(|l| (l.inputs, l.outputs)).collect();
+    ensure!(
+        shape == [(INPUTS, HIDDEN), (HIDDEN, CLASSES)],
+        "the model's dense layers are {shape:?}, not 784→512→10"
+    );
+    ensure!(
+        relus_after == [1],
+        "the model needs one Relu, between its two layers (found after layers {relus_after:?})"
+    );
+    let bias = |l: &Dense| -> Result<Vec<f32>> {
+        let b = l.b.clone().unwrap_or_else(|| vec![0.0; l.outputs]);
+        ensure!(
+            b.len() == l.outputs,
+            "a bias has {} values for {} outputs",
+            b.len(),
+            l.outputs
+        );
+        Ok(b)
+    };
+    let (l1, l2) = (&layers[0], &layers[1]);
+    Ok(Mlp {
+        w1: DMatrix::from_fn(HIDDEN, INPUTS, |j, k| l1.w[k * HIDDEN + j]),
+        b1: DVector::from_vec(bias(l1)?),
+        w2: DMatrix::from_fn(HIDDEN, CLASSES, |j, c| l2.w[j * CLASSES + c]),
+        b2: DVector::from_vec(bias(l2)?),
+    })
+}

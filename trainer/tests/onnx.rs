@@ -1,0 +1,147 @@
+//! ONNX in and out: a model exported and imported again is the same network, the layouts other
+//! exporters write (PyTorch's `Gemm` with `transB`) read the same, and what is not a 784-512-10
+//! MLP is refused naming what was found.
+
+use std::process::Command;
+
+use infer_core::F32Model;
+use trainer::mlp::Mlp;
+use trainer::onnx::{self, float_tensor, int_attribute, model_proto, node};
+use trainer::output::AlignedBytes;
+use trainer::quantize::encode_f32;
+
+mod common;
+
+use common::{mnist, tutorial_net};
+
+fn exported(net: &Mlp) -> Vec<u8> {
+    let file = AlignedBytes::new(&encode_f32(net).unwrap());
+    onnx::export_f32(&F32Model::from_bytes(file.as_bytes()).unwrap())
+}
+
+fn same(a: &Mlp, b: &Mlp) {
+    assert_eq!(a.w1, b.w1);
+    assert_eq!(a.b1, b.b1);
+    assert_eq!(a.w2, b.w2);
+    assert_eq!(a.b2, b.b2);
+}
+
+#[test]
+fn export_then_import_gives_the_same_network() {
+    let net = tutorial_net(&mnist().train.head(2000), 1);
+    same(&onnx::import(&exported(&net)).unwrap(), &net);
+}
+
+#[test]
+fn pytorch_gemm_layers_with_transposed_weights_read_the_same() {
+    let net = tutorial_net(&mnist().train.head(2000), 1);
+    // torch.onnx.export: Gemm(x, W[out, in], b, transB=1), Relu, Gemm, Softmax.
+    let w1: Vec<f32> = (0..512 * 784).map(|i| net.w1[(i / 784, i % 784)]).collect();
+    let w2: Vec<f32> = (0..10 * 512).map(|i| net.w2[(i % 512, i / 512)]).collect();
+    let gemm = |inputs: &[&str], out: &str| {
+        let mut n = node("Gemm", inputs, out);
+        n.attribute.push(int_attribute("transB", 1));
+        n
+    };
+    let model = model_proto(
+        "torch",
+        vec![
+            gemm(&["pixels", "fc1.weight", "fc1.bias"], "a"),
+            node("Relu", &["a"], "h"),
+            gemm(&["h", "fc2.weight", "fc2.bias"], "z"),
+            node("Softmax", &["z"], "logits"),
+        ],
+        vec![
+            float_tensor("fc1.weight", &[512, 784], &w1),
+            float_tensor("fc1.bias", &[512], net.b1.as_slice()),
+            float_tensor("fc2.weight", &[10, 512], &w2),
+            float_tensor("fc2.bias", &[10], net.b2.as_slice()),
+        ],
+    );
+    use prost::Message;
+    same(&onnx::import(&model.encode_to_vec()).unwrap(), &net);
+}
+
+#[test]
+fn what_is_not_a_784_512_10_mlp_is_refused_naming_it() {
+    let err = |bytes: &[u8]| format!("{:#}", onnx::import(bytes).unwrap_err());
+    assert!(err(b"\xff\xff not protobuf").contains("not an ONNX model"));
+    use prost::Message;
+    let narrow = model_proto(
+        "narrow",
+        vec![
+            node("MatMul", &["pixels", "w1"], "a"),
+            node("Relu", &["a"], "h"),
+            node("MatMul", &["h", "w2"], "logits"),
+        ],
+        vec![
+            float_tensor("w1", &[784, 256], &vec![0.0; 784 * 256]),
+            float_tensor("w2", &[256, 10], &vec![0.0; 2560]),
+        ],
+    );
+    let message = err(&narrow.encode_to_vec());
+    assert!(
+        message.contains("(784, 256)") && message.contains("784→512→10"),
+        "{message}"
+    );
+    let sigmoid = model_proto(
+        "sigmoid",
+        vec![node("Sigmoid", &["pixels"], "logits")],
+        vec![],
+    );
+    let message = err(&sigmoid.encode_to_vec());
+    assert!(message.contains("Sigmoid"), "{message}");
+}
+
+#[test]
+fn import_writes_model_files_that_evaluate() {
+    let dir = std::env::temp_dir().join(format!("onnx-import-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let net = tutorial_net(&mnist().train.head(10_000), 1);
+    let onnx_file = dir.join("keras.onnx");
+    std::fs::write(&onnx_file, exported(&net)).unwrap();
+    let out = dir.join("out");
+    let run = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .arg("import")
+        .arg(&onnx_file)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // "imported …: f32 test accuracy A, int8 B (…)": the quantized import keeps the accuracy.
+    let figure = |key: &str| -> f64 {
+        let rest = &stdout[stdout.find(key).unwrap() + key.len()..];
+        rest.split([',', ' '])
+            .find(|s| !s.is_empty())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (f32_accuracy, int8_accuracy) = (figure("f32 test accuracy "), figure("int8 "));
+    assert!(
+        f32_accuracy > 0.85 && (f32_accuracy - int8_accuracy).abs() < 0.01,
+        "{stdout}"
+    );
+    // The f32 file holds the imported weights exactly.
+    let f32_file = AlignedBytes::read(&out.join("mlp-f32.bin")).unwrap();
+    assert_eq!(f32_file.as_bytes(), encode_f32(&net).unwrap());
+    let eval = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .arg("eval")
+        .arg(out.join("mlp-int8.bin"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&eval.stdout);
+    let accuracy: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("accuracy: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((accuracy - int8_accuracy).abs() < 1e-9, "{text}");
+}
