@@ -113,11 +113,9 @@ impl fmt::Display for DataError {
     }
 }
 
-impl std::error::Error for DataError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.kind)
-    }
-}
+/// The message already says what is wrong, with the file: no source, so that an error chain
+/// (`anyhow`'s `{:#}`) does not repeat it.
+impl std::error::Error for DataError {}
 
 /// Images and their labels, `images.len() == labels.len() * PIXELS`.
 #[derive(Debug, Clone, PartialEq, Eq)]

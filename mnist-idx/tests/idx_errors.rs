@@ -241,3 +241,22 @@ fn the_test_set_alone_is_enough_to_evaluate() {
     let err = load_mnist(&dir).unwrap_err();
     assert!(matches!(err.kind, IdxError::Missing(_)), "{err}");
 }
+
+#[test]
+fn an_error_chain_says_each_thing_once() {
+    let dir = valid_dir("chain");
+    std::fs::remove_file(dir.join("t10k-labels-idx1-ubyte")).unwrap();
+    let chain = format!("{:#}", anyhow_like(&load_mnist(&dir).unwrap_err()));
+    assert_eq!(chain.matches("missing").count(), 1, "{chain}");
+}
+
+/// What `anyhow`'s `{:#}` prints: the error and each source after it.
+fn anyhow_like(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text += &format!(": {s}");
+        source = s.source();
+    }
+    text
+}

@@ -13,7 +13,7 @@ use trainer::idx::{Dataset, load_mnist};
 use trainer::metrics::Confusion;
 use trainer::model_file::{Classifier, ModelFile};
 use trainer::output::{AlignedBytes, ModelReport, Report, TestStats, write_atomic};
-use trainer::plots::{self, Miss};
+use trainer::plots;
 use trainer::quantize::{
     CALIBRATION_IMAGES, Width, calibrate_hidden_scale, encode_f32, encode_quant,
     quantize_with_hidden_scale,
@@ -188,7 +188,16 @@ struct TrainArgs {
     /// on the validation curves, not on these.)
     #[arg(long, requires = "plots")]
     plot_test: bool,
+    /// Write the model files even when the run failed to learn (training accuracy below 50 %, or
+    /// a loss beyond 10): by default such a run does not replace model files already in --out.
+    #[arg(long)]
+    force: bool,
 }
+
+/// A run that ends below this training accuracy did not learn (chance is 10 %)…
+const FAILED_ACCURACY: f64 = 0.5;
+/// …nor one whose training loss ends above this (chance is ln 10 ≈ 2.3).
+const FAILED_LOSS: f64 = 10.0;
 
 #[derive(Debug, Args)]
 struct EvalArgs {
@@ -201,6 +210,9 @@ struct EvalArgs {
     /// image) to FILE: for comparing with another runtime.
     #[arg(long, value_name = "FILE")]
     logits: Option<PathBuf>,
+    /// Draw confusion.png and misclassified.png (the test digits it gets wrong) into DIR.
+    #[arg(long, value_name = "DIR")]
+    plots: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -234,6 +246,9 @@ struct PredictArgs {
 struct InspectArgs {
     /// A model file.
     model: PathBuf,
+    /// One JSON document on stdout instead of text, for scripts.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Every line the CLI prints goes through [`emit`]: `say!("…", args)?`.
@@ -446,6 +461,30 @@ fn train(args: TrainArgs) -> Result<()> {
         )?;
     }
 
+    // A run that did not learn says so loudly, and does not replace a model it is worse than.
+    if let Some(last) = epochs
+        .last()
+        .filter(|e| e.accuracy < FAILED_ACCURACY || e.loss.is_nan() || e.loss > FAILED_LOSS)
+    {
+        eprintln!(
+            "warning: this run did not learn: training accuracy {:.4}, loss {:.4} in its last \
+             epoch (a learning rate too high? --learning-rate is {})",
+            last.accuracy, last.loss, config.learning_rate
+        );
+        let existing: Vec<String> = [INT8_FILE, INT4_FILE, F32_FILE]
+            .iter()
+            .map(|f| args.out.join(f))
+            .filter(|p| p.exists())
+            .map(|p| p.display().to_string())
+            .collect();
+        if !existing.is_empty() && !args.force {
+            anyhow::bail!(
+                "not replacing {} with this run's models: pass --force to write them anyway",
+                existing.join(", ")
+            );
+        }
+    }
+
     let test = evaluate(&net, &mnist.test).stats;
     say!(
         "test accuracy: {:.4} - test loss: {:.4} (f32, {} images)",
@@ -501,20 +540,10 @@ fn train(args: TrainArgs) -> Result<()> {
 
     if let Some(dir) = &args.plots {
         // The (first) integer model's predictions, made when its file was read back.
-        let images = mnist.test.images.as_chunks::<INPUTS>().0;
-        let misses: Vec<Miss<'_>> = images
-            .iter()
-            .zip(&mnist.test.labels)
-            .zip(&integer_predictions)
-            .filter(|((_, t), p)| t != p)
-            .map(|((pixels, &truth), &predicted)| Miss {
-                pixels,
-                truth,
-                predicted,
-            })
-            .collect();
-        let confusion = Confusion::new(&mnist.test.labels, &integer_predictions);
-        for path in plots::write_all(dir, &epochs, &confusion, &misses)? {
+        let test = &mnist.test;
+        let misses = plots::misses(&test.images, &test.labels, &integer_predictions);
+        let confusion = Confusion::new(&test.labels, &integer_predictions);
+        for path in plots::write_all(dir, Some(&epochs), &confusion, &misses)? {
             say!("plotted {}", path.display())?;
         }
     }
@@ -580,6 +609,12 @@ fn eval(args: EvalArgs) -> Result<()> {
         write_atomic(path, &bytes)?;
     }
     let confusion = Confusion::new(&test.labels, &predictions);
+    if let Some(dir) = &args.plots {
+        let misses = plots::misses(&test.images, &test.labels, &predictions);
+        for path in plots::write_all(dir, None, &confusion, &misses)? {
+            say!("plotted {}", path.display())?;
+        }
+    }
     emit(&format!(
         "{} ({} model, {} bytes) on {} test images from {}\naccuracy: {:.4}\n\n{confusion}",
         args.model.display(),
@@ -658,54 +693,100 @@ fn predict(args: PredictArgs) -> Result<ExitCode> {
     })
 }
 
+/// Weights and biases of the 784-512-10 network.
+const PARAMETERS: usize = INPUTS * infer_core::HIDDEN
+    + infer_core::HIDDEN
+    + infer_core::HIDDEN * infer_core::CLASSES
+    + infer_core::CLASSES;
+
 fn inspect(args: InspectArgs) -> Result<()> {
     let file = ModelFile::read(&args.model)?;
     let bytes = file.bytes();
-    say!("file:     {} ({} bytes)", args.model.display(), bytes.len())?;
     let kind = infer_core::format::peek_kind(bytes)
         .with_context(|| format!("{} is not a usable model file", args.model.display()))?;
+    let model = file.open(&args.model)?;
+    let crc = bytes
+        .last_chunk::<4>()
+        .map_or(0, |c| u32::from_le_bytes(*c));
+    let mut facts = serde_json::json!({
+        "file": args.model.display().to_string(),
+        "bytes": bytes.len(),
+        "format_version": infer_core::format::VERSION,
+        "kind": kind.name(),
+        "status": "valid",
+        "crc32": format!("{crc:#010x}"),
+        "shape": [INPUTS, infer_core::HIDDEN, infer_core::CLASSES],
+        "parameters": PARAMETERS,
+    });
+    let range = |v: Vec<f32>| {
+        let min = v.iter().copied().fold(f32::INFINITY, f32::min);
+        let max = v.iter().copied().fold(0.0f32, f32::max);
+        serde_json::json!({ "min": min, "max": max })
+    };
+    fn quant<B: Bits>(
+        m: &QuantModel<'_, B>,
+        range: impl Fn(Vec<f32>) -> serde_json::Value,
+    ) -> serde_json::Value {
+        serde_json::json!({
+            "hidden_scale": m.hidden_scale(),
+            "w1_scale": range(m.w1_scales().collect()),
+            "w2_scale": range(m.w2_scales().collect()),
+            "kernel": Kernel::best().name(),
+        })
+    }
+    let details = match model {
+        Classifier::Int8(m) => Some(quant(&m, range)),
+        Classifier::Int4(m) => Some(quant(&m, range)),
+        Classifier::F32(_) => None,
+    };
+    if let (Some(d), Some(f)) = (&details, facts.as_object_mut()) {
+        f.extend(
+            d.as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+    }
+    if args.json {
+        return emit(&format!("{}\n", serde_json::to_string_pretty(&facts)?));
+    }
+    say!("file:     {} ({} bytes)", args.model.display(), bytes.len())?;
     say!(
         "format:   version {}, {} model",
         infer_core::format::VERSION,
         kind.name()
     )?;
-    let model = file.open(&args.model)?;
-    if let Some(crc) = bytes.last_chunk::<4>() {
-        say!(
-            "status:   valid (CRC-32 {:#010x} matches; every section checked)",
-            u32::from_le_bytes(*crc)
-        )?;
-    }
+    say!("status:   valid (CRC-32 {crc:#010x} matches; every section checked)")?;
     say!(
-        "shape:    {}-{}-{}",
-        infer_core::INPUTS,
+        "shape:    {}-{}-{}, {PARAMETERS} parameters",
+        INPUTS,
         infer_core::HIDDEN,
         infer_core::CLASSES
     )?;
-    match model {
-        Classifier::Int8(m) => describe_quant(&m, "int8"),
-        Classifier::Int4(m) => describe_quant(&m, "int4"),
-        Classifier::F32(_) => say!("kind:     f32"),
-    }
-}
-
-/// `inspect`'s lines about an integer model.
-fn describe_quant<B: Bits>(m: &QuantModel<'_, B>, width: &str) -> Result<()> {
-    let range = |v: Vec<f32>| {
-        let min = v.iter().copied().fold(f32::INFINITY, f32::min);
-        let max = v.iter().copied().fold(0.0f32, f32::max);
-        format!("{min:.3e} … {max:.3e}")
+    let Some(d) = details else {
+        return say!("kind:     f32");
+    };
+    let width = kind.name();
+    let span = |v: &serde_json::Value| {
+        format!(
+            "{:.3e} … {:.3e}",
+            v["min"].as_f64().unwrap_or(0.0),
+            v["max"].as_f64().unwrap_or(0.0)
+        )
     };
     say!("kind:     {width} (integer-only inference)")?;
     say!("input:    u8 pixels, scale 1/255, zero point 0")?;
-    say!("hidden:   u8 activations, scale {:.4e}", m.hidden_scale())?;
+    say!(
+        "hidden:   u8 activations, scale {:.4e}",
+        d["hidden_scale"].as_f64().unwrap_or(0.0)
+    )?;
     say!(
         "w1:       {width} per hidden unit, scales {}",
-        range(m.w1_scales().collect())
+        span(&d["w1_scale"])
     )?;
     say!(
         "w2:       {width} per class, scales {}",
-        range(m.w2_scales().collect())
+        span(&d["w2_scale"])
     )?;
     say!("kernel:   {} on this machine", Kernel::best())
 }

@@ -30,20 +30,40 @@ pub struct Miss<'a> {
     pub predicted: u8,
 }
 
-/// Writes `history.png`, `confusion.png` and `misclassified.png` into `dir`; returns their paths.
+/// The test digits a model got wrong, from its `predictions` (one per label; `images` 784 bytes
+/// each).
+pub fn misses<'a>(images: &'a [u8], labels: &[u8], predictions: &[u8]) -> Vec<Miss<'a>> {
+    images
+        .as_chunks::<{ infer_core::INPUTS }>()
+        .0
+        .iter()
+        .zip(labels)
+        .zip(predictions)
+        .filter(|((_, t), p)| t != p)
+        .map(|((pixels, &truth), &predicted)| Miss {
+            pixels,
+            truth,
+            predicted,
+        })
+        .collect()
+}
+
+/// Writes `history.png` (with a training history), `confusion.png` and `misclassified.png` into
+/// `dir`; returns their paths.
 pub fn write_all(
     dir: &Path,
-    history: &[EpochStats],
+    history: Option<&[EpochStats]>,
     confusion: &Confusion,
     misses: &[Miss<'_>],
 ) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create plots folder {}", dir.display()))?;
-    let charts = [
-        ("history.png", history_svg(history)?),
-        ("confusion.png", confusion_svg(confusion)?),
-        ("misclassified.png", misclassified_svg(misses)?),
-    ];
+    let mut charts = Vec::new();
+    if let Some(history) = history {
+        charts.push(("history.png", history_svg(history)?));
+    }
+    charts.push(("confusion.png", confusion_svg(confusion)?));
+    charts.push(("misclassified.png", misclassified_svg(misses)?));
     let mut written = Vec::new();
     for (name, svg) in charts {
         let path = dir.join(name);
@@ -336,7 +356,7 @@ mod tests {
             predicted: 5,
         }];
         let dir = std::env::temp_dir().join(format!("plots-{}", std::process::id()));
-        let written = write_all(&dir, &history, &confusion, &misses).unwrap();
+        let written = write_all(&dir, Some(&history), &confusion, &misses).unwrap();
         assert_eq!(written.len(), 3);
         for path in written {
             let image = image::open(&path).unwrap().to_luma8();

@@ -240,3 +240,75 @@ fn weights_choose_the_integer_files_and_every_command_reads_them() {
     assert!(json["int8"]["model_bytes"].as_u64().unwrap() > 2 * 200_000);
     assert!(json["int4"]["model_bytes"].as_u64().unwrap() < 215_040);
 }
+
+#[test]
+fn a_run_that_did_not_learn_warns_and_keeps_the_models_it_would_replace() {
+    let out = temp_dir("did-not-learn");
+    let model = out.join("mlp-int8.bin");
+    std::fs::write(&model, b"the previous model").unwrap();
+    let report = out.join("report.json");
+    let args = [
+        "--epochs",
+        "1",
+        "--learning-rate",
+        "50",
+        "-q",
+        "--out",
+        out.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ];
+    let run = trainer(&args);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("did not learn") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&model).unwrap(), b"the previous model");
+    // With --force the run's models are written, the warning still given.
+    let run = trainer(&[&args[..], &["--force"]].concat());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success() && stderr.contains("did not learn"),
+        "{stderr}"
+    );
+    assert_ne!(std::fs::read(&model).unwrap(), b"the previous model");
+}
+
+#[test]
+fn inspect_json_and_eval_plots_describe_an_existing_model() {
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../firmware-example/model/mlp-int4.bin");
+    let run = trainer(&["inspect", model.to_str().unwrap(), "--json"]);
+    assert!(run.status.success());
+    let facts: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(facts["kind"], "int4");
+    assert_eq!(facts["parameters"], 784 * 512 + 512 + 512 * 10 + 10);
+    assert_eq!(
+        facts["bytes"].as_u64().unwrap(),
+        std::fs::metadata(&model).unwrap().len()
+    );
+    assert!(facts["hidden_scale"].as_f64().unwrap() > 0.0);
+
+    let plots = temp_dir("eval-plots");
+    let run = trainer(&[
+        "eval",
+        model.to_str().unwrap(),
+        "--plots",
+        plots.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for chart in ["confusion.png", "misclassified.png"] {
+        let png = std::fs::read(plots.join(chart)).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "{chart}");
+    }
+    assert!(
+        !plots.join("history.png").exists(),
+        "no history without a training run"
+    );
+}
