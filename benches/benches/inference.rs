@@ -5,7 +5,9 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use benches::{CandleNet, NalgebraNet, int4_view, mnist, models, test_images, views};
+#[cfg(feature = "benches")]
+use benches::CandleNet;
+use benches::{NalgebraNet, int4_view, mnist, models, test_images, views};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use infer_core::{F32Model, Int4Model, Int8Model, Kernel, Prediction};
 
@@ -19,6 +21,7 @@ fn inference(c: &mut Criterion) {
     let int4 = int4_view(&models).expect("a valid int4 model");
     let images = test_images(&mnist, IMAGES);
     let nalgebra = NalgebraNet::new(&models).expect("nalgebra weights");
+    #[cfg(feature = "benches")]
     let candle = CandleNet::new(&models).expect("candle weights");
 
     // One image per call, cycling through real digits.
@@ -56,7 +59,9 @@ fn inference(c: &mut Criterion) {
             black_box(nalgebra.logits_one(black_box(&images[i])))
         })
     });
+    #[cfg(feature = "benches")]
     let mut i = 0;
+    #[cfg(feature = "benches")]
     one.bench_function("f32/candle/batch-1", |b| {
         b.iter(|| {
             i = (i + 1) % IMAGES;
@@ -99,6 +104,7 @@ fn inference(c: &mut Criterion) {
             BenchmarkId::new("f32/nalgebra", format!("batch-{n}")),
             |b| b.iter(|| black_box(nalgebra.logits(black_box(imgs)))),
         );
+        #[cfg(feature = "benches")]
         batch.bench_function(BenchmarkId::new("f32/candle", format!("batch-{n}")), |b| {
             b.iter(|| black_box(candle.logits(black_box(imgs)).expect("candle")))
         });

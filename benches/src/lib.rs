@@ -1,5 +1,5 @@
 //! What the benchmarks share: a real trained model in both formats, real test digits, and the
-//! peers (nalgebra and candle) loaded with the same weights.
+//! peers (nalgebra, and candle with feature `benches`) loaded with the same weights.
 
 use std::path::{Path, PathBuf};
 
@@ -140,7 +140,8 @@ impl NalgebraNet {
     }
 }
 
-/// The same f32 network in candle, the Rust ML framework.
+/// The same f32 network in candle, the Rust ML framework (feature `benches`).
+#[cfg(feature = "benches")]
 pub struct CandleNet {
     w1: candle_core::Tensor,
     b1: candle_core::Tensor,
@@ -148,6 +149,7 @@ pub struct CandleNet {
     b2: candle_core::Tensor,
 }
 
+#[cfg(feature = "benches")]
 impl CandleNet {
     /// From an f32 model file's weights, on the CPU.
     pub fn new(model: &Models) -> Result<Self> {

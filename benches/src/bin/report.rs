@@ -2,7 +2,7 @@
 //! image, images per second, and ratios to the scalar kernel and to each peer, measured in the
 //! same run.
 //!
-//! Usage: `cargo bench -p benches && cargo run -p benches --bin report [CRITERION_DIR] [OUT.md]`
+//! Usage: `cargo bench -p benches --features benches && cargo run -p benches --bin report [CRITERION_DIR] [OUT.md]`
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -38,7 +38,7 @@ fn main() -> Result<()> {
     let estimates = read_estimates(&criterion)?;
     if estimates.is_empty() {
         bail!(
-            "no criterion results under {}; run `cargo bench -p benches` first",
+            "no criterion results under {}; run `cargo bench -p benches --features benches` first",
             criterion.display()
         );
     }
@@ -125,7 +125,7 @@ fn render(est: &BTreeMap<String, Estimate>, tflite: Option<&Value>) -> String {
         "Criterion medians on {} ({} logical CPUs), {}. Every engine runs on one core \
          (`RAYON_NUM_THREADS=1`) except the training step, which uses the trainer's two threads. \
          Same trained weights, same real MNIST test digits. Regenerate with \
-         `cargo bench -p benches && cargo run -p benches --bin report`.\n",
+         `cargo bench -p benches --features benches && cargo run -p benches --bin report`.\n",
         cpu_model(),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         date.trim()
