@@ -9,7 +9,8 @@
 //!   `best` recipe;
 //! - [`quantize`] turns the trained network into infer-core's int8 and f32 model files; [`qat`]
 //!   fine-tunes it through the int8 arithmetic;
-//! - [`output`] writes them and the JSON report, atomically;
+//! - [`output`] writes them and the JSON report, atomically; [`pipeline`] holds the steps every
+//!   command that makes model files shares (write, read back, evaluate);
 //! - [`plots`] draws the history, the confusion matrix and the misclassified digits;
 //! - [`model_file`], [`metrics`] and [`digit`] serve `eval`, `inspect` and `predict`: loading a
 //!   model of any kind, the confusion matrix, and MNIST-style preprocessing of a user's image;
@@ -24,6 +25,7 @@ pub mod mlp;
 pub mod model_file;
 pub mod onnx;
 pub mod output;
+pub mod pipeline;
 pub mod plots;
 pub mod qat;
 pub mod quantize;

@@ -1,0 +1,70 @@
+//! `trainer eval`: a model file's accuracy on the test set, its confusion matrix, plots, logits.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use infer_core::INPUTS;
+use trainer::metrics::Confusion;
+use trainer::model_file::ModelFile;
+use trainer::output::write_atomic;
+use trainer::plots;
+
+use super::{default_data_dir, emit};
+
+#[derive(Debug, Args)]
+pub(crate) struct EvalArgs {
+    /// An int8, int4 or f32 model file written by `trainer train`.
+    model: PathBuf,
+    /// Folder with the test set's IDX files [default: data/mnist]
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Also write every test image's ten logits (real units, f32 little-endian, image after
+    /// image) to FILE: for comparing with another runtime.
+    #[arg(long, value_name = "FILE")]
+    logits: Option<PathBuf>,
+    /// Draw confusion.png and misclassified.png (the test digits it gets wrong) into DIR.
+    #[arg(long, value_name = "DIR")]
+    plots: Option<PathBuf>,
+}
+
+pub(crate) fn eval(args: EvalArgs) -> Result<()> {
+    let file = ModelFile::read(&args.model)?;
+    let model = file.open(&args.model)?;
+    let data_dir = args.data.unwrap_or_else(default_data_dir);
+    let test = trainer::idx::load_test(&data_dir)?;
+    let predictions: Vec<u8> = test
+        .images
+        .as_chunks::<INPUTS>()
+        .0
+        .iter()
+        .map(|image| model.classify(image))
+        .collect();
+    if let Some(path) = &args.logits {
+        let bytes: Vec<u8> = test
+            .images
+            .as_chunks::<INPUTS>()
+            .0
+            .iter()
+            .flat_map(|image| model.logits(image))
+            .flat_map(f32::to_le_bytes)
+            .collect();
+        write_atomic(path, &bytes)?;
+    }
+    let confusion = Confusion::new(&test.labels, &predictions);
+    if let Some(dir) = &args.plots {
+        let misses = plots::misses(&test.images, &test.labels, &predictions);
+        for path in plots::write_all(dir, None, &confusion, &misses)? {
+            say!("plotted {}", path.display())?;
+        }
+    }
+    emit(&format!(
+        "{} ({} model, {} bytes) on {} test images from {}\naccuracy: {:.4}\n\n{confusion}",
+        args.model.display(),
+        model.kind(),
+        file.bytes().len(),
+        test.len(),
+        data_dir.display(),
+        confusion.accuracy()
+    ))
+}

@@ -1,0 +1,51 @@
+//! `trainer import`: a 784-512-10 MLP from ONNX, quantized, written and evaluated.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use trainer::idx::load_mnist;
+use trainer::pipeline::{write_f32, write_quant};
+use trainer::quantize::{
+    CALIBRATION_IMAGES, Width, calibrate_hidden_scale, quantize_with_hidden_scale,
+};
+
+use super::{F32_FILE, INT8_FILE, default_data_dir};
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// An ONNX file of a 784-512-10 MLP (Gemm or MatMul+Add, Relu, optional Softmax), as
+    /// tf2onnx exports the Keras tutorial's model or torch.onnx.export a PyTorch one.
+    model: PathBuf,
+    /// Folder for the model files (mlp-int8.bin, mlp-f32.bin).
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+    /// Folder with the MNIST IDX files: training images calibrate the int8 model, test images
+    /// evaluate both [default: data/mnist]
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+pub(crate) fn import(args: ImportArgs) -> Result<()> {
+    let bytes = std::fs::read(&args.model)
+        .with_context(|| format!("cannot read {}", args.model.display()))?;
+    let net = trainer::onnx::import(&bytes)
+        .with_context(|| format!("{} is not a usable 784-512-10 model", args.model.display()))?;
+    let data_dir = args.data.unwrap_or_else(default_data_dir);
+    let mnist = load_mnist(&data_dir)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create output folder {}", args.out.display()))?;
+    let scale = calibrate_hidden_scale(&net, &mnist.train.head(CALIBRATION_IMAGES));
+    let quantized = quantize_with_hidden_scale(&net, scale, Width::Int8)?;
+    let f32 = write_f32(&args.out.join(F32_FILE), &net, &mnist.test)?;
+    let (int8, _) = write_quant(&args.out.join(INT8_FILE), &quantized, &mnist.test)?;
+    say!(
+        "imported {}: f32 test accuracy {:.4}, int8 {:.4} ({:+.2} pp) - wrote {} and {}",
+        args.model.display(),
+        f32.test_accuracy,
+        int8.test_accuracy,
+        100.0 * (int8.test_accuracy - f32.test_accuracy),
+        f32.path,
+        int8.path
+    )
+}

@@ -1,0 +1,118 @@
+//! The subcommands, one module each; `main` parses the command line and dispatches here.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Every line the CLI prints goes through [`emit`]: `say!("…", args)?`.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::emit(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+pub(crate) mod eval;
+pub(crate) mod export;
+pub(crate) mod import;
+pub(crate) mod inspect;
+pub(crate) mod predict;
+pub(crate) mod train;
+
+/// The int8 model, as the firmware embeds it.
+pub(crate) const INT8_FILE: &str = "mlp-int8.bin";
+/// The int4 model, as the firmware embeds it for 256 KB parts.
+pub(crate) const INT4_FILE: &str = "mlp-int4.bin";
+/// The f32 model.
+pub(crate) const F32_FILE: &str = "mlp-f32.bin";
+
+pub(crate) const EXAMPLES: &str = "\
+Examples:
+  trainer                                  train with the Keras tutorial's recipe (same as `trainer train`)
+  trainer --recipe best                    the most accurate model the network holds (about a minute)
+  trainer train --epochs 10 --seed 7       train longer, with another seed
+  trainer --validation-split 0.1           hold out the last 10 % of the training set, as Keras does
+  trainer --recipe best --weights both     also write the int4 model (half the flash), trained for it
+  trainer train --plots plots/             and draw the history, confusion matrix, misclassified digits
+  trainer eval out/mlp-int8.bin            accuracy, confusion matrix, precision and recall on the test set
+  trainer predict out/mlp-int8.bin my-7.png   classify your own handwriting
+  trainer inspect out/mlp-int8.bin         what a model file holds
+  trainer export out/mlp-int8.bin --format onnx -o mlp-int8.onnx   for Netron, ONNX Runtime
+  trainer export out/mlp-int8.bin --format c -o mlp_int8.h   the model as a C array
+  trainer import keras-mnist.onnx          a model trained elsewhere, quantized and evaluated";
+
+/// Trains the Keras-tutorial MNIST network (784 → 512 ReLU → 10 softmax), quantizes it to int8
+/// for microcontrollers, and checks models on test digits or your own images.
+#[derive(Debug, Parser)]
+#[command(version, about, args_conflicts_with_subcommands = true, after_help = EXAMPLES)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+    #[command(flatten)]
+    pub(crate) train: train::TrainArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Train, quantize, write both model files and the report (the default).
+    #[command(after_help = "Example:\n  trainer train --epochs 5 --batch-size 128 --out out/")]
+    Train(train::TrainArgs),
+    /// Accuracy of an int8, int4 or f32 model file on a test set, with the confusion matrix.
+    #[command(after_help = "Example:\n  trainer eval out/mlp-int8.bin --data data/mnist")]
+    Eval(eval::EvalArgs),
+    /// Classify your own digit images (PNG, JPEG, PGM; any size; dark ink on light or the reverse;
+    /// photos with uneven light; ink in the alpha channel). Each image gets its own answer or its
+    /// own error; the status is 1 if any failed.
+    #[command(
+        after_help = "Example:\n  trainer predict out/mlp-int8.bin photo-of-a-7.jpg scan.png --json"
+    )]
+    Predict(predict::PredictArgs),
+    /// Show a model file's format version, shape, quantization parameters, sizes and CRC status.
+    #[command(after_help = "Example:\n  trainer inspect out/mlp-int8.bin")]
+    Inspect(inspect::InspectArgs),
+    /// Write a model file in another form: ONNX (for Netron, ONNX Runtime, other toolchains), or
+    /// a C header with its bytes (for a C, Zephyr or Arduino project that links infer-core).
+    #[command(
+        after_help = "Examples:\n  trainer export out/mlp-int8.bin --format onnx -o mlp-int8.onnx\n  trainer export out/mlp-int8.bin --format c -o mlp_int8.h"
+    )]
+    Export(export::ExportArgs),
+    /// Bring a 784-512-10 MLP trained elsewhere (ONNX from Keras or PyTorch): quantized with the
+    /// same calibration, written as int8 and f32 model files, evaluated.
+    #[command(after_help = "Example:\n  trainer import keras-mnist.onnx --out out/")]
+    Import(import::ImportArgs),
+}
+
+/// Writes to stdout; a reader that closed the pipe early (`| head`) ends the output, not the
+/// program with a panic (the work goes on: a training run still writes its models).
+pub(crate) fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+pub(crate) fn validation_fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
+        Ok(_) => Err("must be at least 0 and below 1".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+pub(crate) fn positive_f32(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(_) => Err("must be a finite number above 0".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `data/mnist` below the current folder, else the copy shipped in this repository.
+pub(crate) fn default_data_dir() -> PathBuf {
+    let here = PathBuf::from("data/mnist");
+    if here.is_dir() {
+        return here;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist")
+}
