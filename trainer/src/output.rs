@@ -10,6 +10,10 @@ use crate::train::EpochStats;
 
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one, never half
 /// of one: a temporary file in the same folder, flushed to disk, then renamed over `path`.
+///
+/// A symbolic link is followed: the file it points to is replaced, the link stays. What is not a
+/// file at all — `/dev/stdout`, a pipe, a device — is written to directly (renaming over it would
+/// replace it with a file).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic_with(path, |file| file.write_all(bytes))
 }
@@ -20,6 +24,22 @@ pub fn write_atomic_with(
     path: &Path,
     write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
 ) -> Result<()> {
+    let resolved;
+    let path = match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            return write(&mut file).with_context(|| format!("cannot write {}", path.display()));
+        }
+        Ok(_) if path.is_symlink() => {
+            resolved = std::fs::canonicalize(path)
+                .with_context(|| format!("cannot resolve {}", path.display()))?;
+            resolved.as_path()
+        }
+        _ => path,
+    };
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -8,7 +8,7 @@ use infer_core::F32Model;
 use trainer::mlp::Mlp;
 use trainer::onnx::{self, float_tensor, int_attribute, model_proto, node};
 use trainer::output::AlignedBytes;
-use trainer::quantize::encode_f32;
+use trainer::quantize::{CALIBRATION_IMAGES, Width, encode_f32, encode_quant, quantize};
 
 mod common;
 
@@ -128,9 +128,13 @@ fn import_writes_model_files_that_evaluate() {
         f32_accuracy > 0.85 && (f32_accuracy - int8_accuracy).abs() < 0.01,
         "{stdout}"
     );
-    // The f32 file holds the imported weights exactly.
+    // The f32 file holds the imported weights exactly, and the int8 file is the one the trainer
+    // makes from them (same calibration): both predict as the originals on every test digit.
     let f32_file = AlignedBytes::read(&out.join("mlp-f32.bin")).unwrap();
     assert_eq!(f32_file.as_bytes(), encode_f32(&net).unwrap());
+    let int8 = quantize(&net, &mnist().train.head(CALIBRATION_IMAGES), Width::Int8).unwrap();
+    let int8_file = AlignedBytes::read(&out.join("mlp-int8.bin")).unwrap();
+    assert_eq!(int8_file.as_bytes(), encode_quant(&int8).unwrap());
     let eval = Command::new(env!("CARGO_BIN_EXE_trainer"))
         .arg("eval")
         .arg(out.join("mlp-int8.bin"))

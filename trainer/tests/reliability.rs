@@ -312,3 +312,38 @@ fn inspect_json_and_eval_plots_describe_an_existing_model() {
         "no history without a training run"
     );
 }
+
+#[test]
+fn a_link_stays_a_link_and_a_non_file_is_written_not_replaced() {
+    let dir = temp_dir("links");
+    let target = dir.join("real.json");
+    std::fs::write(&target, b"old").unwrap();
+    let link = dir.join("link.json");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    write_atomic(&link, b"new").unwrap();
+    assert!(link.is_symlink(), "the link was replaced by a file");
+    assert_eq!(std::fs::read(&target).unwrap(), b"new");
+    // A FIFO: written through (its reader gets the bytes), still a FIFO afterwards. The read end
+    // is opened first, without blocking (O_NONBLOCK), so a regression fails instead of hanging.
+    let fifo = dir.join("pipe");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut reader = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(0o4000) // O_NONBLOCK on Linux
+            .open(&fifo)
+            .unwrap()
+    };
+    write_atomic(&fifo, b"through the pipe").unwrap();
+    let mut got = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut reader, &mut got);
+    assert_eq!(got, b"through the pipe");
+    assert!(!std::fs::metadata(&fifo).unwrap().is_file());
+}
