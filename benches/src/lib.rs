@@ -8,9 +8,9 @@ use infer_core::{CLASSES, F32Model, HIDDEN, INPUTS, Int4Model, Int8Model};
 use nalgebra::{DMatrix, DVector};
 use trainer::idx::{Mnist, load_mnist};
 use trainer::output::AlignedBytes;
-use trainer::quantize::calibrate_hidden_scale;
-use trainer::quantize::{Width, encode_f32, encode_quant, quantize_with_hidden_scale};
-use trainer::train::{HeldOut, TrainConfig, fit};
+use trainer::pipeline::{self, F32_FILE, INT4_FILE, INT8_FILE, Run};
+use trainer::quantize::Width;
+use trainer::train::TrainConfig;
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -33,12 +33,12 @@ pub struct Models {
     pub f32: AlignedBytes,
 }
 
-/// The models `cargo run -p trainer` left in `out/`; without them, the trainer's recipe is run
-/// here for one epoch (a real, if shorter, training) so that the benchmarks still use trained
-/// weights.
+/// The models `cargo run -p trainer -- --weights both` left in `out/`; without them, the
+/// trainer's pipeline runs here for one epoch of its recipe (a real, if shorter, training) so
+/// that the benchmarks still use trained weights.
 pub fn models(mnist: &Mnist) -> Result<Models> {
     let out = repo().join("out");
-    let [int8, int4, f32] = ["mlp-int8.bin", "mlp-int4.bin", "mlp-f32.bin"].map(|f| out.join(f));
+    let [int8, int4, f32] = [INT8_FILE, INT4_FILE, F32_FILE].map(|f| out.join(f));
     if int8.is_file() && int4.is_file() && f32.is_file() {
         eprintln!("benches: using the trained models in {}", out.display());
         return Ok(Models {
@@ -52,20 +52,31 @@ pub fn models(mnist: &Mnist) -> Result<Models> {
          training one epoch first",
         out.display()
     );
-    let config = TrainConfig {
-        epochs: 1,
-        ..TrainConfig::default()
+    // The trainer's own pipeline, into a folder of its own.
+    let dir = repo().join("target/benches-models");
+    std::fs::create_dir_all(&dir)?;
+    let run = Run {
+        config: TrainConfig {
+            epochs: 1,
+            ..TrainConfig::default()
+        },
+        validation_split: 0.0,
+        widths: &[Width::Int8, Width::Int4],
+        out: &dir,
+        test_every_epoch: false,
+        force: true,
     };
-    let net = fit(&mnist.train, HeldOut::default(), &config, |_| {})?.net;
-    let scale = calibrate_hidden_scale(&net, &mnist.train.head(10_000));
-    let file = |width| -> Result<AlignedBytes> {
-        let q = quantize_with_hidden_scale(&net, scale, width)?;
-        Ok(AlignedBytes::new(&encode_quant(&q)?))
-    };
+    pipeline::run(
+        mnist,
+        &run,
+        |_| {},
+        |line| eprintln!("benches: {line}"),
+        |w| eprintln!("benches: warning: {w}"),
+    )?;
     Ok(Models {
-        int8: file(Width::Int8)?,
-        int4: file(Width::Int4)?,
-        f32: AlignedBytes::new(&encode_f32(&net)?),
+        int8: AlignedBytes::read(&dir.join(INT8_FILE))?,
+        int4: AlignedBytes::read(&dir.join(INT4_FILE))?,
+        f32: AlignedBytes::read(&dir.join(F32_FILE))?,
     })
 }
 

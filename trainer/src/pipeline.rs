@@ -1,5 +1,6 @@
-//! The steps every command that makes model files shares: write a file, read it back from disk
-//! as a user would, and evaluate it on the test set.
+//! The pipeline from loaded data to evaluated model files — fit, evaluate, quantize, write, read
+//! back as a user would, evaluate again — as one function, [`run`], which `trainer train` and the
+//! benchmarks both call; and its steps that `trainer import` shares.
 
 use std::path::Path;
 
@@ -7,11 +8,181 @@ use anyhow::{Context, Result};
 use infer_core::format::Bits;
 use infer_core::{F32Model, INPUTS, Int4Model, Int8Model, QuantModel};
 
-use crate::idx::Dataset;
+use crate::idx::{Dataset, Mnist};
 use crate::metrics::Confusion;
 use crate::mlp::Mlp;
-use crate::output::{AlignedBytes, ModelReport, write_atomic};
-use crate::quantize::{QuantWeights, Width, encode_f32, encode_quant};
+use crate::output::{AlignedBytes, ModelReport, TestStats, write_atomic};
+use crate::quantize::{
+    CALIBRATION_IMAGES, QuantWeights, Width, calibrate_hidden_scale, encode_f32, encode_quant,
+    quantize_with_hidden_scale,
+};
+use crate::train::{EpochStats, HeldOut, Progress, TrainConfig, evaluate, fit};
+
+/// The int8 model's file name, as the firmware embeds it.
+pub const INT8_FILE: &str = "mlp-int8.bin";
+/// The int4 model's file name, as the firmware embeds it for 256 KB parts.
+pub const INT4_FILE: &str = "mlp-int4.bin";
+/// The f32 model's file name.
+pub const F32_FILE: &str = "mlp-f32.bin";
+
+/// A run that ends below this training accuracy did not learn (chance is 10 %)…
+pub const FAILED_ACCURACY: f64 = 0.5;
+/// …nor one whose training loss ends above this (chance is ln 10 ≈ 2.3).
+pub const FAILED_LOSS: f64 = 10.0;
+
+/// What a run does besides fitting.
+#[derive(Debug, Clone)]
+pub struct Run<'a> {
+    /// The fit's settings.
+    pub config: TrainConfig,
+    /// The last fraction of the training images held out for validation.
+    pub validation_split: f64,
+    /// The integer model files to write (the f32 one always is).
+    pub widths: &'a [Width],
+    /// Their folder.
+    pub out: &'a Path,
+    /// Evaluate the test set after every epoch too (for the plots only).
+    pub test_every_epoch: bool,
+    /// Write the files even when the run did not learn and files are there already.
+    pub force: bool,
+}
+
+/// What a run made.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// One entry per epoch.
+    pub history: Vec<EpochStats>,
+    /// The epoch whose weights were kept.
+    pub best_epoch: usize,
+    /// The f32 network on the test set.
+    pub test: TestStats,
+    /// Wall time of the epochs.
+    pub fit_seconds: f64,
+    /// The f32 file.
+    pub f32: ModelReport,
+    /// The int8 file, if written.
+    pub int8: Option<ModelReport>,
+    /// The int4 file, if written.
+    pub int4: Option<ModelReport>,
+    /// The first integer file's predictions on the test set (none without integer files).
+    pub integer_predictions: Vec<u8>,
+}
+
+/// Fits a network on `mnist`'s training set and writes, reads back and evaluates its model files.
+/// `progress` hears every step and epoch of the fit, `say` every line a user should see. A run
+/// that does not learn (training accuracy below [`FAILED_ACCURACY`] or loss above
+/// [`FAILED_LOSS`]) is reported through `warn`, and fails rather than replace model files
+/// already in `run.out` unless `run.force`.
+pub fn run(
+    mnist: &Mnist,
+    run: &Run<'_>,
+    progress: impl FnMut(Progress),
+    mut say: impl FnMut(String),
+    mut warn: impl FnMut(String),
+) -> Result<Outcome> {
+    let config = &run.config;
+    let (train_set, validation_set) = mnist.train.split_validation(run.validation_split);
+    anyhow::ensure!(
+        !train_set.is_empty(),
+        "--validation-split {} leaves no training images",
+        run.validation_split
+    );
+    if !validation_set.is_empty() {
+        say(format!(
+            "training on {} images, validating on the last {}",
+            train_set.len(),
+            validation_set.len()
+        ));
+    }
+    let fit_start = std::time::Instant::now();
+    let held_out = HeldOut {
+        validation: (!validation_set.is_empty()).then_some(&validation_set),
+        test: run.test_every_epoch.then_some(&mnist.test),
+    };
+    let fitted = fit(&train_set, held_out, config, progress)?;
+    let fit_seconds = fit_start.elapsed().as_secs_f64();
+    let (net, history) = (fitted.net, fitted.history);
+    if fitted.epoch != config.epochs {
+        say(format!(
+            "kept the weights of epoch {} (lowest val_loss)",
+            fitted.epoch
+        ));
+    }
+
+    // A run that did not learn says so loudly, and does not replace a model it is worse than.
+    if let Some(last) = history
+        .last()
+        .filter(|e| e.accuracy < FAILED_ACCURACY || e.loss.is_nan() || e.loss > FAILED_LOSS)
+    {
+        warn(format!(
+            "this run did not learn: training accuracy {:.4}, loss {:.4} in its last epoch (a \
+             learning rate too high? --learning-rate is {})",
+            last.accuracy, last.loss, config.learning_rate
+        ));
+        let existing: Vec<String> = [INT8_FILE, INT4_FILE, F32_FILE]
+            .iter()
+            .map(|f| run.out.join(f))
+            .filter(|p| p.exists())
+            .map(|p| p.display().to_string())
+            .collect();
+        if !existing.is_empty() && !run.force {
+            anyhow::bail!(
+                "not replacing {} with this run's models: pass --force to write them anyway",
+                existing.join(", ")
+            );
+        }
+    }
+
+    let tested = evaluate(&net, &mnist.test).stats;
+    say(format!(
+        "test accuracy: {:.4} - test loss: {:.4} (f32, {} images)",
+        tested.accuracy(),
+        tested.loss(),
+        tested.count
+    ));
+
+    // After quantization-aware training, the hidden scale it trained with; else calibrated now.
+    let hidden_scale = match fitted.hidden_scale {
+        Some(scale) => scale,
+        None => calibrate_hidden_scale(&net, &mnist.train.head(CALIBRATION_IMAGES)),
+    };
+    let f32 = write_f32(&run.out.join(F32_FILE), &net, &mnist.test)?;
+    let (mut int8, mut int4, mut integer_predictions) = (None, None, Vec::new());
+    for &width in run.widths {
+        let quantized = quantize_with_hidden_scale(&net, hidden_scale, width)?;
+        let (file, slot) = match width {
+            Width::Int8 => (INT8_FILE, &mut int8),
+            Width::Int4 => (INT4_FILE, &mut int4),
+        };
+        let (written, predicted) = write_quant(&run.out.join(file), &quantized, &mnist.test)?;
+        say(format!(
+            "{} test accuracy: {:.4} (f32 {:.4}, {:+.2} pp) - {} bytes, {} kernel",
+            width.name(),
+            written.test_accuracy,
+            f32.test_accuracy,
+            100.0 * (written.test_accuracy - f32.test_accuracy),
+            written.model_bytes,
+            infer_core::Kernel::best()
+        ));
+        if integer_predictions.is_empty() {
+            integer_predictions = predicted;
+        }
+        *slot = Some(written);
+    }
+    Ok(Outcome {
+        history,
+        best_epoch: fitted.epoch,
+        test: TestStats {
+            loss: tested.loss(),
+            accuracy: tested.accuracy(),
+        },
+        fit_seconds,
+        f32,
+        int8,
+        int4,
+        integer_predictions,
+    })
+}
 
 /// What `classify` says about every image of `data`.
 pub fn predictions(data: &Dataset, classify: impl Fn(&[u8; INPUTS]) -> u8) -> Vec<u8> {

@@ -19,12 +19,7 @@ pub(crate) mod inspect;
 pub(crate) mod predict;
 pub(crate) mod train;
 
-/// The int8 model, as the firmware embeds it.
-pub(crate) const INT8_FILE: &str = "mlp-int8.bin";
-/// The int4 model, as the firmware embeds it for 256 KB parts.
-pub(crate) const INT4_FILE: &str = "mlp-int4.bin";
-/// The f32 model.
-pub(crate) const F32_FILE: &str = "mlp-f32.bin";
+pub(crate) use trainer::pipeline::{F32_FILE, INT8_FILE};
 
 pub(crate) const EXAMPLES: &str = "\
 Examples:

@@ -7,20 +7,15 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use infer_core::Kernel;
 use trainer::idx::load_mnist;
 use trainer::metrics::Confusion;
-use trainer::output::{Report, TestStats, write_atomic};
-use trainer::pipeline::{write_f32, write_quant};
+use trainer::output::{Report, write_atomic};
+use trainer::pipeline::{self, Run};
 use trainer::plots;
-use trainer::quantize::{
-    CALIBRATION_IMAGES, Width, calibrate_hidden_scale, quantize_with_hidden_scale,
-};
-use trainer::train::{
-    HeldOut, Progress, Recipe, TrainConfig, default_validation_split, evaluate, fit,
-};
+use trainer::quantize::Width;
+use trainer::train::{Progress, Recipe, TrainConfig, default_validation_split};
 
-use super::{F32_FILE, INT4_FILE, INT8_FILE, default_data_dir, positive_f32, validation_fraction};
+use super::{default_data_dir, emit, positive_f32, validation_fraction};
 
 /// Which integer model files a run writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -105,11 +100,6 @@ pub(crate) struct TrainArgs {
     #[arg(long)]
     force: bool,
 }
-
-/// A run that ends below this training accuracy did not learn (chance is 10 %)…
-const FAILED_ACCURACY: f64 = 0.5;
-/// …nor one whose training loss ends above this (chance is ln 10 ≈ 2.3).
-const FAILED_LOSS: f64 = 10.0;
 
 /// Keras-like progress: a bar per epoch on a terminal, one line per epoch in any case.
 struct EpochDisplay {
@@ -215,125 +205,54 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
     let validation_split = args
         .validation_split
         .unwrap_or_else(|| default_validation_split(args.recipe));
-    let (train_set, validation_set) = mnist.train.split_validation(validation_split);
-    anyhow::ensure!(
-        !train_set.is_empty(),
-        "--validation-split {validation_split} leaves no training images"
-    );
-    if !validation_set.is_empty() {
-        say!(
-            "training on {} images, validating on the last {} ({} recipe)",
-            train_set.len(),
-            validation_set.len(),
-            format!("{:?}", args.recipe).to_lowercase()
-        )?;
-    }
-    let fit_start = Instant::now();
     let mut display = EpochDisplay::new(config.epochs, args.quiet);
-    let held_out = HeldOut {
-        validation: (!validation_set.is_empty()).then_some(&validation_set),
-        test: args.plot_test.then_some(&mnist.test),
+    let run = Run {
+        config: config.clone(),
+        validation_split,
+        widths: args.weights.widths(),
+        out: &args.out,
+        test_every_epoch: args.plot_test,
+        force: args.force,
     };
-    let fitted = fit(&train_set, held_out, &config, |p| display.update(p))?;
-    let fit_seconds = fit_start.elapsed().as_secs_f64();
-    let (net, epochs) = (fitted.net, fitted.history);
-    if fitted.epoch != config.epochs {
-        say!(
-            "kept the weights of epoch {} (lowest val_loss)",
-            fitted.epoch
-        )?;
-    }
-
-    // A run that did not learn says so loudly, and does not replace a model it is worse than.
-    if let Some(last) = epochs
-        .last()
-        .filter(|e| e.accuracy < FAILED_ACCURACY || e.loss.is_nan() || e.loss > FAILED_LOSS)
-    {
-        eprintln!(
-            "warning: this run did not learn: training accuracy {:.4}, loss {:.4} in its last \
-             epoch (a learning rate too high? --learning-rate is {})",
-            last.accuracy, last.loss, config.learning_rate
-        );
-        let existing: Vec<String> = [INT8_FILE, INT4_FILE, F32_FILE]
-            .iter()
-            .map(|f| args.out.join(f))
-            .filter(|p| p.exists())
-            .map(|p| p.display().to_string())
-            .collect();
-        if !existing.is_empty() && !args.force {
-            anyhow::bail!(
-                "not replacing {} with this run's models: pass --force to write them anyway",
-                existing.join(", ")
-            );
-        }
-    }
-
-    let test = evaluate(&net, &mnist.test).stats;
-    say!(
-        "test accuracy: {:.4} - test loss: {:.4} (f32, {} images)",
-        test.accuracy(),
-        test.loss(),
-        test.count
+    let outcome = pipeline::run(
+        &mnist,
+        &run,
+        |p| display.update(p),
+        // Progress lines are best effort: a failure to show one must not stop the run.
+        |line| {
+            let _ = emit(&format!("{line}\n"));
+        },
+        |warning| eprintln!("warning: {warning}"),
     )?;
-
-    // After quantization-aware training, the hidden scale it trained with; else calibrated now.
-    let hidden_scale = match fitted.hidden_scale {
-        Some(scale) => scale,
-        None => calibrate_hidden_scale(&net, &mnist.train.head(CALIBRATION_IMAGES)),
-    };
-    let f32 = write_f32(&args.out.join(F32_FILE), &net, &mnist.test)?;
-    let (mut int8, mut int4, mut integer_predictions) = (None, None, Vec::new());
-    for &width in args.weights.widths() {
-        let quantized = quantize_with_hidden_scale(&net, hidden_scale, width)?;
-        let (file, slot) = match width {
-            Width::Int8 => (INT8_FILE, &mut int8),
-            Width::Int4 => (INT4_FILE, &mut int4),
-        };
-        let (written, predicted) = write_quant(&args.out.join(file), &quantized, &mnist.test)?;
-        say!(
-            "{} test accuracy: {:.4} (f32 {:.4}, {:+.2} pp) - {} bytes, {} kernel",
-            width.name(),
-            written.test_accuracy,
-            f32.test_accuracy,
-            100.0 * (written.test_accuracy - f32.test_accuracy),
-            written.model_bytes,
-            Kernel::best()
-        )?;
-        if integer_predictions.is_empty() {
-            integer_predictions = predicted;
-        }
-        *slot = Some(written);
-    }
 
     if let Some(dir) = &args.plots {
         // The (first) integer model's predictions, made when its file was read back.
         let test = &mnist.test;
-        let misses = plots::misses(&test.images, &test.labels, &integer_predictions);
-        let confusion = Confusion::new(&test.labels, &integer_predictions);
-        for path in plots::write_all(dir, Some(&epochs), &confusion, &misses)? {
+        let predicted = &outcome.integer_predictions;
+        let misses = plots::misses(&test.images, &test.labels, predicted);
+        let confusion = Confusion::new(&test.labels, predicted);
+        for path in plots::write_all(dir, Some(&outcome.history), &confusion, &misses)? {
             say!("plotted {}", path.display())?;
         }
     }
 
+    let fit_seconds = outcome.fit_seconds;
     let report = Report {
-        epochs,
-        test: TestStats {
-            loss: test.loss(),
-            accuracy: test.accuracy(),
-        },
+        epochs: outcome.history,
+        test: outcome.test,
         fit_seconds,
         total_seconds: started.elapsed().as_secs_f64(),
         seed: config.seed,
         recipe: args.recipe,
         validation_split,
-        best_epoch: fitted.epoch,
+        best_epoch: outcome.best_epoch,
         data_dir: data_dir.display().to_string(),
         batch_size: config.batch_size,
         learning_rate: config.learning_rate,
         weights: args.weights.widths().to_vec(),
-        int8,
-        int4,
-        f32,
+        int8: outcome.int8,
+        int4: outcome.int4,
+        f32: outcome.f32,
     };
     write_atomic(&args.report, &serde_json::to_vec_pretty(&report)?)?;
     let written: Vec<&str> = [&report.int8, &report.int4]
