@@ -31,7 +31,11 @@ pub fn write_atomic_with(
                 .write(true)
                 .open(path)
                 .with_context(|| format!("cannot write {}", path.display()))?;
-            return write(&mut file).with_context(|| format!("cannot write {}", path.display()));
+            // A reader that closed its pipe early has all it wanted (as `| head` does).
+            return match write(&mut file) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                other => other.with_context(|| format!("cannot write {}", path.display())),
+            };
         }
         Ok(_) if path.is_symlink() => {
             resolved = std::fs::canonicalize(path)
