@@ -6,13 +6,16 @@
 //! accepted. Whether a file is gzip is decided by its first two bytes, never by its name.
 //!
 //! Nothing here trusts a header: the size it claims is checked against the data actually present
-//! before anything of that size is allocated, so a header claiming 4 billion images costs nothing.
+//! before anything of that size is allocated, and a claim beyond [`MAX_DATA_BYTES`] is refused
+//! before decompressing anything, so a small file claiming 4 billion images costs nothing. A gzip
+//! file may hold several members (as `cat a.gz b.gz` makes); bytes after the last member are
+//! an error, as they are after raw data.
 
 use std::fmt;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use sha2::{Digest, Sha256};
 
 /// Image side in pixels.
@@ -21,6 +24,10 @@ pub const SIDE: usize = 28;
 pub const PIXELS: usize = SIDE * SIDE;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// The most data bytes a header may claim: 1 GiB, over ten times all of MNIST's images (and EMNIST's
+/// 814,255), so that a hostile header cannot make the reader decompress gigabytes first.
+pub const MAX_DATA_BYTES: u64 = 1 << 30;
 const TYPE_U8: u8 = 0x08;
 
 /// What is wrong with one dataset file.
@@ -30,6 +37,26 @@ pub enum IdxError {
     /// None of the accepted names exists.
     #[error("missing (looked for {0})")]
     Missing(String),
+    /// The name exists but is a directory, a pipe, a device…
+    #[error("not a regular file")]
+    NotAFile,
+    /// The header claims more data than [`MAX_DATA_BYTES`].
+    #[error(
+        "the header claims {claimed} bytes of data, more than the {MAX_DATA_BYTES} this reader accepts"
+    )]
+    TooLarge {
+        /// Bytes claimed.
+        claimed: u64,
+    },
+    /// A header that declares no items.
+    #[error("the file holds no items")]
+    Empty,
+    /// `SHA256SUMS` lists the file twice, with different digests.
+    #[error("SHA256SUMS lists {name} twice, with different digests")]
+    ConflictingChecksums {
+        /// The file name listed twice.
+        name: String,
+    },
     /// The operating system refused the read.
     #[error("cannot read: {0}")]
     Io(#[from] io::Error),
@@ -232,11 +259,29 @@ fn load_pair(
 /// Reads `dir/name`, or `dir/name.gz` if that is what exists, and checks its listed digest.
 fn read_file(dir: &Path, name: &str, sums: &Checksums) -> Result<(PathBuf, Vec<u8>), DataError> {
     let gz = format!("{name}.gz");
-    let Some((file_name, path)) = [name, gz.as_str()]
+    // Whatever exists under either name (a link is followed; a loop is an error, not "missing").
+    let found = [name, gz.as_str()]
         .into_iter()
         .map(|n| (n, dir.join(n)))
-        .find(|(_, p)| p.is_file())
-    else {
+        .find(|(_, p)| p.symlink_metadata().is_ok());
+    if let Some((_, path)) = &found {
+        match std::fs::metadata(path) {
+            Ok(m) if !m.is_file() => {
+                return Err(DataError {
+                    path: path.clone(),
+                    kind: IdxError::NotAFile,
+                });
+            }
+            Err(e) => {
+                return Err(DataError {
+                    path: path.clone(),
+                    kind: IdxError::Io(e),
+                });
+            }
+            Ok(_) => {}
+        }
+    }
+    let Some((file_name, path)) = found else {
         return Err(DataError {
             path: dir.join(name),
             kind: IdxError::Missing(format!("{name} or {gz}")),
@@ -276,7 +321,7 @@ pub fn parse_labels(bytes: &[u8]) -> Result<Vec<u8>, IdxError> {
 /// Parses one IDX file of unsigned bytes with `ndim` dimensions, decompressing gzip first.
 fn parse_idx(bytes: &[u8], ndim: u8) -> Result<(Vec<u32>, Vec<u8>), IdxError> {
     if bytes.starts_with(&GZIP_MAGIC) {
-        read_idx(GzDecoder::new(bytes), ndim).map_err(|e| match e {
+        read_idx(MultiGzDecoder::new(bytes), ndim).map_err(|e| match e {
             IdxError::Io(io) => IdxError::Gzip(io),
             other => other,
         })
@@ -328,6 +373,12 @@ fn read_idx(mut src: impl Read, ndim: u8) -> Result<(Vec<u32>, Vec<u8>), IdxErro
         .iter()
         .try_fold(1u64, |acc, &d| acc.checked_mul(u64::from(d)))
         .unwrap_or(u64::MAX);
+    if claimed > MAX_DATA_BYTES {
+        return Err(IdxError::TooLarge { claimed });
+    }
+    if dims.first() == Some(&0) {
+        return Err(IdxError::Empty);
+    }
 
     // Read at most one byte more than claimed: the buffer grows with the data actually present,
     // never with what the header says.
@@ -383,14 +434,24 @@ impl Checksums {
                 });
             }
         };
-        let entries = text
-            .lines()
-            .filter_map(|line| {
-                let (hex, name) = line.trim().split_once(char::is_whitespace)?;
-                let name = name.trim_start().trim_start_matches('*');
-                Some((name.to_owned(), hex.to_ascii_lowercase()))
-            })
-            .collect();
+        let mut entries: Vec<(String, String)> = Vec::new();
+        for line in text.lines() {
+            let Some((hex, name)) = line.trim().split_once(char::is_whitespace) else {
+                continue;
+            };
+            let name = name.trim_start().trim_start_matches('*').to_owned();
+            let hex = hex.to_ascii_lowercase();
+            match entries.iter().find(|(n, _)| *n == name) {
+                Some((_, listed)) if *listed != hex => {
+                    return Err(DataError {
+                        path,
+                        kind: IdxError::ConflictingChecksums { name },
+                    });
+                }
+                Some(_) => {}
+                None => entries.push((name, hex)),
+            }
+        }
         Ok(Self(entries))
     }
 

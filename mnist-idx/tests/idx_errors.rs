@@ -134,11 +134,75 @@ fn truncated_header_and_data() {
 #[test]
 fn a_header_claiming_billions_of_images_fails_without_allocating_them() {
     // 4 billion × 784 bytes would be 3 TB: the reader must compare with what is there first.
+    // Claims beyond the documented limit are refused before anything is decompressed: a 2 MB
+    // gzip of zeros that claims 4 billion images never inflates into gigabytes.
     let err = parse_images(&idx(0x803, &[u32::MAX, 28, 28], &[0; 64])).unwrap_err();
+    assert!(matches!(err, IdxError::TooLarge { .. }), "{err}");
+    let zeros = gzip(
+        &[
+            &idx(0x803, &[u32::MAX, 28, 28], &[])[..],
+            &vec![0u8; 64 << 20],
+        ]
+        .concat(),
+    );
+    let err = parse_images(&zeros).unwrap_err();
+    assert!(matches!(err, IdxError::TooLarge { .. }), "{err}");
+    // Within the limit, the claim is still checked against what is there.
+    let err = parse_images(&idx(0x803, &[1000, 28, 28], &[0; 64])).unwrap_err();
     assert!(matches!(err, IdxError::Truncated { got: 80, .. }), "{err}");
-    let err = parse_images(&gzip(&idx(0x803, &[u32::MAX, u32::MAX, 28], &[0; 64]))).unwrap_err();
+}
+
+#[test]
+fn several_gzip_members_are_one_file_and_garbage_after_them_is_not() {
+    let raw = images(3);
+    let (a, b) = raw.split_at(1000);
+    let members = [gzip(a), gzip(b)].concat();
+    assert_eq!(parse_images(&members).unwrap(), parse_images(&raw).unwrap());
+    let err = parse_images(&[&gzip(&raw)[..], b"garbage"].concat()).unwrap_err();
     assert!(
-        matches!(err, IdxError::Truncated { .. } | IdxError::ImageSize { .. }),
+        matches!(err, IdxError::Gzip(_) | IdxError::TrailingData { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_empty_set_is_an_error() {
+    let dir = valid_dir("empty");
+    write(&dir, "t10k-images-idx3-ubyte", &images(0));
+    write(&dir, "t10k-labels-idx1-ubyte", &labels(&[]));
+    let err = load_test(&dir).unwrap_err();
+    assert!(matches!(err.kind, IdxError::Empty), "{err}");
+}
+
+#[test]
+fn what_is_there_but_not_a_file_is_said_as_such() {
+    let dir = valid_dir("not-a-file");
+    std::fs::remove_file(dir.join("t10k-labels-idx1-ubyte")).unwrap();
+    std::fs::create_dir(dir.join("t10k-labels-idx1-ubyte")).unwrap();
+    let err = load_test(&dir).unwrap_err();
+    assert!(matches!(err.kind, IdxError::NotAFile), "{err}");
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    // A link that loops: an error about that file, not "missing".
+    std::fs::remove_dir(dir.join("t10k-labels-idx1-ubyte")).unwrap();
+    let looped = dir.join("t10k-labels-idx1-ubyte");
+    std::os::unix::fs::symlink(&looped, &looped).unwrap();
+    let err = load_test(&dir).unwrap_err();
+    assert!(matches!(err.kind, IdxError::Io(_)), "{err}");
+    assert!(err.path.ends_with("t10k-labels-idx1-ubyte"), "{err}");
+}
+
+#[test]
+fn conflicting_checksum_lines_are_refused() {
+    let dir = valid_dir("conflict");
+    let listed = format!(
+        "{} t10k-labels-idx1-ubyte\n{} t10k-labels-idx1-ubyte\n",
+        "0".repeat(64),
+        "1".repeat(64)
+    );
+    write(&dir, "SHA256SUMS", listed.as_bytes());
+    let err = load_test(&dir).unwrap_err();
+    assert!(
+        matches!(err.kind, IdxError::ConflictingChecksums { .. }),
         "{err}"
     );
 }
