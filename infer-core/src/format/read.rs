@@ -108,17 +108,7 @@ fn weights<'a, T: bytemuck::AnyBitPattern, const N: usize>(
     name: &'static str,
     bytes: &'a [u8],
 ) -> Result<&'a [T; N], FormatError> {
-    let expected = N * core::mem::size_of::<T>();
-    if bytes.len() != expected {
-        return Err(FormatError::SectionLength {
-            section: name,
-            expected,
-            got: bytes.len(),
-        });
-    }
-    if bytes.as_ptr().align_offset(4) != 0 {
-        return Err(FormatError::Misaligned { section: name });
-    }
+    let bytes = packed(name, bytes, N * core::mem::size_of::<T>(), 8)?;
     let elements: &[T] =
         bytemuck::try_cast_slice(bytes).map_err(|_| FormatError::Misaligned { section: name })?;
     elements.try_into().map_err(|_| FormatError::Malformed)
