@@ -12,7 +12,7 @@ use trainer::quantize::{CALIBRATION_IMAGES, Width, encode_f32, encode_quant, qua
 
 mod common;
 
-use common::{mnist, tutorial_net};
+use common::{eval_accuracy, mnist, tutorial_net};
 
 fn exported(net: &Mlp) -> Vec<u8> {
     let file = AlignedBytes::new(&encode_f32(net).unwrap());
@@ -141,11 +141,8 @@ fn import_writes_model_files_that_evaluate() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&eval.stdout);
-    let accuracy: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("accuracy: "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((accuracy - int8_accuracy).abs() < 1e-9, "{text}");
+    assert!(
+        (eval_accuracy(&text) - int8_accuracy).abs() < 1e-9,
+        "{text}"
+    );
 }

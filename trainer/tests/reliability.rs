@@ -9,6 +9,10 @@ use trainer::idx::load_mnist;
 use trainer::output::{write_atomic, write_atomic_with};
 use trainer::train::{HeldOut, TrainConfig, TrainError, fit};
 
+mod common;
+
+use common::eval_accuracy;
+
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("reliability-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -209,13 +213,7 @@ fn weights_choose_the_integer_files_and_every_command_reads_them() {
         eval.status.success() && text.contains("int4 model"),
         "{text}"
     );
-    let accuracy: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("accuracy: "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((accuracy - entry["test_accuracy"].as_f64().unwrap()).abs() < 1e-9);
+    assert!((eval_accuracy(&text) - entry["test_accuracy"].as_f64().unwrap()).abs() < 1e-9);
     let inspect = trainer(&["inspect", int4.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&inspect.stdout);
     assert!(

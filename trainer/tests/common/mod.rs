@@ -21,3 +21,13 @@ pub fn tutorial_net(train: &Dataset, epochs: usize) -> Mlp {
     };
     fit(train, HeldOut::default(), &config, |_| {}).unwrap().net
 }
+
+/// The `accuracy: …` figure of `trainer eval`'s output.
+pub fn eval_accuracy(stdout: &str) -> f64 {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("accuracy: "))
+        .unwrap_or_else(|| panic!("no accuracy line in {stdout}"))
+        .parse()
+        .unwrap()
+}
