@@ -298,96 +298,100 @@ pub fn export_f32(model: &F32Model<'_>) -> Vec<u8> {
 
 /// An integer network (int8 or int4) as an ONNX QDQ graph with its exact scales and zero points.
 pub fn export_quant<B: Bits>(model: &QuantModel<'_, B>) -> Result<Vec<u8>> {
-    let weight = |layer, row, col| {
-        model
-            .weight(layer, row, col)
-            .and_then(|w| i8::try_from(w).ok())
-            .map(|w| w as u8)
-            .ok_or_else(|| anyhow!("no weight ({layer}, {row}, {col})"))
-    };
-    // MatMul's [in, out] layouts: w1[k][j], w2[j][c].
-    let w1: Vec<u8> = (0..INPUTS * HIDDEN)
-        .map(|i| weight(1, i % HIDDEN, i / HIDDEN))
-        .collect::<Result<_>>()?;
-    let w2: Vec<u8> = (0..HIDDEN * CLASSES)
-        .map(|i| weight(2, i % CLASSES, i / CLASSES))
-        .collect::<Result<_>>()?;
     let (s1, s2): (Vec<f32>, Vec<f32>) = (model.w1_scales().collect(), model.w2_scales().collect());
-    let input_scale = 1.0f32 / 255.0;
     let hidden_scale = model.hidden_scale();
-    // Biases in real units: infer-core's i32 at their accumulators' scales.
-    let bias = |layer: u8, n: usize, scale: &dyn Fn(usize) -> f64| -> Result<Vec<f32>> {
-        (0..n)
-            .map(|r| {
-                let b = model
-                    .bias(layer, r)
-                    .ok_or_else(|| anyhow!("no bias ({layer}, {r})"))?;
-                Ok((f64::from(b) * scale(r)) as f32)
-            })
-            .collect()
-    };
-    let b1 = bias(1, HIDDEN, &|j| f64::from(s1[j]) / 255.0)?;
-    let b2 = bias(2, CLASSES, &|c| f64::from(hidden_scale) * f64::from(s2[c]))?;
-    let per_axis = |mut n: NodeProto| {
-        n.attribute.push(int_attribute("axis", 1));
-        n
-    };
-    let nodes = vec![
-        node("QuantizeLinear", &["pixels", "x_scale", "x_zero"], "x_q"),
-        node("DequantizeLinear", &["x_q", "x_scale", "x_zero"], "x"),
-        per_axis(node(
-            "DequantizeLinear",
-            &["w1_q", "w1_scale", "w1_zero"],
-            "w1",
-        )),
-        node("MatMul", &["x", "w1"], "z1"),
-        node("Add", &["z1", "b1"], "a1"),
-        node("Relu", &["a1"], "h"),
-        node("QuantizeLinear", &["h", "h_scale", "h_zero"], "h_q"),
-        node("DequantizeLinear", &["h_q", "h_scale", "h_zero"], "hidden"),
-        per_axis(node(
-            "DequantizeLinear",
-            &["w2_q", "w2_scale", "w2_zero"],
-            "w2",
-        )),
-        node("MatMul", &["hidden", "w2"], "z2"),
-        node("Add", &["z2", "b2"], "logits"),
-    ];
-    let inits = vec![
-        float_tensor("x_scale", &[], &[input_scale]),
-        byte_tensor("x_zero", UINT8, &[], std::iter::once(0)),
-        byte_tensor(
-            "w1_q",
-            INT8,
-            &[INPUTS as i64, HIDDEN as i64],
-            w1.into_iter(),
-        ),
-        float_tensor("w1_scale", &[HIDDEN as i64], &s1),
-        byte_tensor(
-            "w1_zero",
-            INT8,
-            &[HIDDEN as i64],
-            std::iter::repeat_n(0, HIDDEN),
-        ),
-        float_tensor("b1", &[HIDDEN as i64], &b1),
-        float_tensor("h_scale", &[], &[hidden_scale]),
-        byte_tensor("h_zero", UINT8, &[], std::iter::once(0)),
-        byte_tensor(
-            "w2_q",
-            INT8,
-            &[HIDDEN as i64, CLASSES as i64],
-            w2.into_iter(),
-        ),
-        float_tensor("w2_scale", &[CLASSES as i64], &s2),
-        byte_tensor(
-            "w2_zero",
-            INT8,
-            &[CLASSES as i64],
-            std::iter::repeat_n(0, CLASSES),
-        ),
-        float_tensor("b2", &[CLASSES as i64], &b2),
-    ];
+    let mut graph = (Vec::new(), Vec::new());
+    // The raw pixels: u8 at 1/255, as infer-core takes them.
+    qdq_activation(&mut graph, "pixels", "x", 1.0 / 255.0);
+    qdq_dense(&mut graph, model, 1, ("x", "a1"), &s1, |j| {
+        f64::from(s1[j]) / 255.0
+    })?;
+    graph.0.push(node("Relu", &["a1"], "h"));
+    qdq_activation(&mut graph, "h", "hidden", hidden_scale);
+    qdq_dense(&mut graph, model, 2, ("hidden", "logits"), &s2, |c| {
+        f64::from(hidden_scale) * f64::from(s2[c])
+    })?;
+    let (nodes, inits) = graph;
     Ok(model_proto("mnist_mlp_qdq", nodes, inits).encode_to_vec())
+}
+
+/// Nodes and initializers of a graph being built.
+type Graph = (Vec<NodeProto>, Vec<TensorProto>);
+
+/// `input` quantized to u8 at `scale` (zero point 0) and back, as `output` (the tensors named
+/// after its first letter: `x_scale`, `x_zero`, `x_q`).
+fn qdq_activation(graph: &mut Graph, input: &str, output: &str, scale: f32) {
+    let prefix = &output[..1];
+    let (s, z, q) = (
+        format!("{prefix}_scale"),
+        format!("{prefix}_zero"),
+        format!("{prefix}_q"),
+    );
+    graph.0.push(node("QuantizeLinear", &[input, &s, &z], &q));
+    graph
+        .0
+        .push(node("DequantizeLinear", &[&q, &s, &z], output));
+    graph.1.push(float_tensor(&s, &[], &[scale]));
+    graph
+        .1
+        .push(byte_tensor(&z, UINT8, &[], std::iter::once(0)));
+}
+
+/// Layer `layer` of `model`: its int8 weights in MatMul's `[in, out]` layout, dequantized per
+/// output (`scales`, zero points 0), then `MatMul` and `Add` of the bias in real units (the i32
+/// bias times `bias_scale(row)`), from `input` to `output`.
+fn qdq_dense<B: Bits>(
+    graph: &mut Graph,
+    model: &QuantModel<'_, B>,
+    layer: u8,
+    (input, output): (&str, &str),
+    scales: &[f32],
+    bias_scale: impl Fn(usize) -> f64,
+) -> Result<()> {
+    let (inputs, outputs) = if layer == 1 {
+        (INPUTS, HIDDEN)
+    } else {
+        (HIDDEN, CLASSES)
+    };
+    let weights: Vec<u8> = (0..inputs * outputs)
+        .map(|i| {
+            let (row, col) = (i % outputs, i / outputs);
+            model
+                .weight(layer, row, col)
+                .and_then(|w| i8::try_from(w).ok())
+                .map(|w| w as u8)
+                .ok_or_else(|| anyhow!("no weight ({layer}, {row}, {col})"))
+        })
+        .collect::<Result<_>>()?;
+    let bias: Vec<f32> = (0..outputs)
+        .map(|r| {
+            let b = model
+                .bias(layer, r)
+                .ok_or_else(|| anyhow!("no bias ({layer}, {r})"))?;
+            Ok((f64::from(b) * bias_scale(r)) as f32)
+        })
+        .collect::<Result<_>>()?;
+    let w = format!("w{layer}");
+    let (q, s, z) = (format!("{w}_q"), format!("{w}_scale"), format!("{w}_zero"));
+    let (product, b) = (format!("z{layer}"), format!("b{layer}"));
+    let mut dequantize = node("DequantizeLinear", &[&q, &s, &z], &w);
+    dequantize.attribute.push(int_attribute("axis", 1));
+    graph.0.push(dequantize);
+    graph.0.push(node("MatMul", &[input, &w], &product));
+    graph.0.push(node("Add", &[&product, &b], output));
+    let (rows, cols) = (inputs as i64, outputs as i64);
+    graph
+        .1
+        .push(byte_tensor(&q, INT8, &[rows, cols], weights.into_iter()));
+    graph.1.push(float_tensor(&s, &[cols], scales));
+    graph.1.push(byte_tensor(
+        &z,
+        INT8,
+        &[cols],
+        std::iter::repeat_n(0, outputs),
+    ));
+    graph.1.push(float_tensor(&b, &[cols], &bias));
+    Ok(())
 }
 
 /// A float tensor's values and shape.
