@@ -1,12 +1,11 @@
 //! Any byte string given to `Int8Model::from_bytes` / `Int4Model::from_bytes` /
-//! `F32Model::from_bytes`: no panic, no
-//! out-of-bounds access, and a model that loads predicts the same on every kernel and never
-//! answers NaN or infinity.
+//! `F32Model::from_bytes`: no panic, no out-of-bounds access, and a model that loads predicts the
+//! same on every kernel and never answers NaN or infinity.
 #![no_main]
 
+use fuzz::check_loads;
+use infer_core::INPUTS;
 use infer_core::format::checksum;
-use infer_core::format::Bits;
-use infer_core::{F32Model, INPUTS, Int4Model, Int8Model, Kernel, QuantModel};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -27,30 +26,8 @@ fn check(bytes: &[u8]) {
     let aligned = &mut bytemuck::cast_slice_mut::<u128, u8>(&mut words)[..bytes.len()];
     aligned.copy_from_slice(bytes);
     for bytes in [&*aligned, bytes] {
-        let image: [u8; INPUTS] = std::array::from_fn(|i| bytes.get(i % bytes.len().max(1)).copied().unwrap_or(0));
-        if let Ok(model) = Int8Model::from_bytes(bytes) {
-            check_quant(&model, &image);
-        }
-        if let Ok(model) = Int4Model::from_bytes(bytes) {
-            check_quant(&model, &image);
-        }
-        if let Ok(model) = F32Model::from_bytes(bytes) {
-            assert!(model.logits(&image).iter().all(|v| v.is_finite()));
-            assert!(model.probabilities(&image).iter().all(|v| v.is_finite()));
-        }
+        let image: [u8; INPUTS] =
+            std::array::from_fn(|i| bytes.get(i % bytes.len().max(1)).copied().unwrap_or(0));
+        check_loads(bytes, &[image]);
     }
-}
-
-/// An integer model that loaded: the same prediction on every kernel and in batches, finite
-/// probabilities.
-fn check_quant<B: Bits>(model: &QuantModel<'_, B>, image: &[u8; INPUTS]) {
-    let p = model.predict(image);
-    assert!(p.class < 10);
-    for kernel in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
-        assert_eq!(model.predict_with(kernel, image), Ok(p), "{kernel}");
-    }
-    let mut batch = [p; 5];
-    model.predict_batch(&[*image; 5], &mut batch);
-    assert!(batch.iter().all(|b| *b == p));
-    assert!(model.probabilities(&p).iter().all(|v| v.is_finite()));
 }
