@@ -8,6 +8,7 @@ use infer_core::{CLASSES, F32Model, HIDDEN, INPUTS, Int4Model, Int8Model};
 use nalgebra::{DMatrix, DVector};
 use trainer::idx::{Mnist, load_mnist};
 use trainer::output::AlignedBytes;
+use trainer::output_set::OutputSet;
 use trainer::pipeline::{self, F32_FILE, INT4_FILE, INT8_FILE, Run};
 use trainer::quantize::Width;
 use trainer::train::TrainConfig;
@@ -54,7 +55,7 @@ pub fn models(mnist: &Mnist) -> Result<Models> {
     );
     // The trainer's own pipeline, into a folder of its own.
     let dir = repo().join("target/benches-models");
-    std::fs::create_dir_all(&dir)?;
+    let set = OutputSet::begin(&dir, 0)?;
     let run = Run {
         config: TrainConfig {
             epochs: 1,
@@ -62,7 +63,7 @@ pub fn models(mnist: &Mnist) -> Result<Models> {
         },
         validation_split: 0.0,
         widths: &[Width::Int8, Width::Int4],
-        out: &dir,
+        out: &set,
         test_every_epoch: false,
         force: true,
     };
@@ -73,6 +74,7 @@ pub fn models(mnist: &Mnist) -> Result<Models> {
         |line| eprintln!("benches: {line}"),
         |w| eprintln!("benches: warning: {w}"),
     )?;
+    set.commit()?;
     Ok(Models {
         int8: AlignedBytes::read(&dir.join(INT8_FILE))?,
         int4: AlignedBytes::read(&dir.join(INT4_FILE))?,

@@ -9,7 +9,8 @@
 //!   `best` recipe;
 //! - [`quantize`] turns the trained network into infer-core's int8 and f32 model files; [`qat`]
 //!   fine-tunes it through the int8 arithmetic;
-//! - [`output`] writes them and the JSON report, atomically; [`pipeline`] holds the steps every
+//! - [`output`] writes them and the JSON report, atomically, and [`output_set`] commits all of a
+//!   run's files into its output folder as one; [`pipeline`] holds the steps every
 //!   command that makes model files shares (write, read back, evaluate);
 //! - [`plots`] draws the history, the confusion matrix and the misclassified digits;
 //! - [`model_file`], [`metrics`] and [`digit`] serve `eval`, `inspect` and `predict`: loading a
@@ -25,6 +26,7 @@ pub mod mlp;
 pub mod model_file;
 pub mod onnx;
 pub mod output;
+pub mod output_set;
 pub mod pipeline;
 pub mod plots;
 pub mod qat;

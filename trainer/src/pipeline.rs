@@ -2,8 +2,6 @@
 //! back as a user would, evaluate again — as one function, [`run`], which `trainer train` and the
 //! benchmarks both call; and its steps that `trainer import` shares.
 
-use std::path::Path;
-
 use anyhow::{Context, Result};
 use infer_core::format::Bits;
 use infer_core::{F32Model, INPUTS, Int4Model, Int8Model, QuantModel};
@@ -12,6 +10,7 @@ use crate::idx::{Dataset, Mnist};
 use crate::metrics::Confusion;
 use crate::mlp::Mlp;
 use crate::output::{AlignedBytes, ModelReport, TestStats, write_atomic};
+use crate::output_set::OutputSet;
 use crate::quantize::{
     CALIBRATION_IMAGES, QuantWeights, Width, calibrate_hidden_scale, encode_f32, encode_quant,
     quantize_with_hidden_scale,
@@ -39,8 +38,8 @@ pub struct Run<'a> {
     pub validation_split: f64,
     /// The integer model files to write (the f32 one always is).
     pub widths: &'a [Width],
-    /// Their folder.
-    pub out: &'a Path,
+    /// Their folder, committed by the caller once everything else of the run is in it.
+    pub out: &'a OutputSet,
     /// Evaluate the test set after every epoch too (for the plots only).
     pub test_every_epoch: bool,
     /// Write the files even when the run did not learn and files are there already.
@@ -72,7 +71,8 @@ pub struct Outcome {
 /// `progress` hears every step and epoch of the fit, `say` every line a user should see. A run
 /// that does not learn (training accuracy below [`FAILED_ACCURACY`] or loss above
 /// [`FAILED_LOSS`]) is reported through `warn`, and fails rather than replace model files
-/// already in `run.out` unless `run.force`.
+/// already in `run.out` unless `run.force`. The files are staged in `run.out`: they appear in its
+/// folder when the caller commits it.
 pub fn run(
     mnist: &Mnist,
     run: &Run<'_>,
@@ -121,7 +121,7 @@ pub fn run(
         ));
         let existing: Vec<String> = [INT8_FILE, INT4_FILE, F32_FILE]
             .iter()
-            .map(|f| run.out.join(f))
+            .map(|f| run.out.resolved().join(f))
             .filter(|p| p.exists())
             .map(|p| p.display().to_string())
             .collect();
@@ -146,15 +146,15 @@ pub fn run(
         Some(scale) => scale,
         None => calibrate_hidden_scale(&net, &mnist.train.head(CALIBRATION_IMAGES)),
     };
-    let f32 = write_f32(&run.out.join(F32_FILE), &net, &mnist.test)?;
+    let f32 = write_f32(run.out, &net, &mnist.test)?;
     let (mut int8, mut int4, mut integer_predictions) = (None, None, Vec::new());
     for &width in run.widths {
         let quantized = quantize_with_hidden_scale(&net, hidden_scale, width)?;
-        let (file, slot) = match width {
-            Width::Int8 => (INT8_FILE, &mut int8),
-            Width::Int4 => (INT4_FILE, &mut int4),
+        let slot = match width {
+            Width::Int8 => &mut int8,
+            Width::Int4 => &mut int4,
         };
-        let (written, predicted) = write_quant(&run.out.join(file), &quantized, &mnist.test)?;
+        let (written, predicted) = write_quant(run.out, &quantized, &mnist.test)?;
         say(format!(
             "{} test accuracy: {:.4} (f32 {:.4}, {:+.2} pp) - {} bytes, {} kernel",
             width.name(),
@@ -199,44 +199,61 @@ pub fn classify_test<B: Bits>(model: &QuantModel<'_, B>, test: &Dataset) -> Vec<
     predictions(test, |image| model.predict(image).class)
 }
 
-/// Writes a model file atomically, then loads it back from disk, as a user would, and classifies
-/// the test set with it; returns the report entry and the predictions.
+/// The model file name of an integer width.
+pub fn quant_file(width: Width) -> &'static str {
+    match width {
+        Width::Int8 => INT8_FILE,
+        Width::Int4 => INT4_FILE,
+    }
+}
+
+/// Stages a model file in `out`, then loads it back from disk, as a user would, and classifies
+/// the test set with it; returns the report entry (with the path the file will have once `out`
+/// is committed) and the predictions.
 pub fn write_model(
-    path: &Path,
+    out: &OutputSet,
+    file: &str,
     bytes: &[u8],
     test: &Dataset,
     classify_all: impl FnOnce(&[u8]) -> Result<Vec<u8>, infer_core::FormatError>,
 ) -> Result<(ModelReport, Vec<u8>)> {
-    write_atomic(path, bytes)?;
-    let loaded = AlignedBytes::read(path)?;
+    let staged = out.stage(file.as_ref())?;
+    write_atomic(&staged, bytes)?;
+    let loaded = AlignedBytes::read(&staged)?;
     let predictions = classify_all(loaded.as_bytes())
-        .with_context(|| format!("{} does not load back", path.display()))?;
+        .with_context(|| format!("{} does not load back", staged.display()))?;
     let report = ModelReport {
         test_accuracy: Confusion::new(&test.labels, &predictions).accuracy(),
         model_bytes: bytes.len(),
-        path: path.display().to_string(),
+        path: out.final_path(file.as_ref()).display().to_string(),
     };
     Ok((report, predictions))
 }
 
-/// The f32 model file of `net`, written to `path`, read back and evaluated on `test`.
-pub fn write_f32(path: &Path, net: &Mlp, test: &Dataset) -> Result<ModelReport> {
-    let (report, _) = write_model(path, &encode_f32(net)?, test, |bytes| {
+/// The f32 model file of `net`, staged in `out`, read back and evaluated on `test`.
+pub fn write_f32(out: &OutputSet, net: &Mlp, test: &Dataset) -> Result<ModelReport> {
+    let (report, _) = write_model(out, F32_FILE, &encode_f32(net)?, test, |bytes| {
         let model = F32Model::from_bytes(bytes)?;
         Ok(predictions(test, |image| model.predict(image)))
     })?;
     Ok(report)
 }
 
-/// The integer model file of `q` (int8 or int4), written to `path`, read back and evaluated on
+/// The integer model file of `q` (int8 or int4), staged in `out`, read back and evaluated on
 /// `test`; with the predictions it made.
 pub fn write_quant(
-    path: &Path,
+    out: &OutputSet,
     q: &QuantWeights,
     test: &Dataset,
 ) -> Result<(ModelReport, Vec<u8>)> {
-    write_model(path, &encode_quant(q)?, test, |bytes| match q.width {
-        Width::Int8 => Int8Model::from_bytes(bytes).map(|m| classify_test(&m, test)),
-        Width::Int4 => Int4Model::from_bytes(bytes).map(|m| classify_test(&m, test)),
-    })
+    write_model(
+        out,
+        quant_file(q.width),
+        &encode_quant(q)?,
+        test,
+        |bytes| match q.width {
+            Width::Int8 => Int8Model::from_bytes(bytes).map(|m| classify_test(&m, test)),
+            Width::Int4 => Int4Model::from_bytes(bytes).map(|m| classify_test(&m, test)),
+        },
+    )
 }

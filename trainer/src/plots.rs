@@ -48,6 +48,9 @@ pub fn misses<'a>(images: &'a [u8], labels: &[u8], predictions: &[u8]) -> Vec<Mi
         .collect()
 }
 
+/// The files [`write_all`] may write.
+pub const FILES: [&str; 3] = ["history.png", "confusion.png", "misclassified.png"];
+
 /// Writes `history.png` (with a training history), `confusion.png` and `misclassified.png` into
 /// `dir`; returns their paths.
 pub fn write_all(

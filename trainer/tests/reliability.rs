@@ -45,6 +45,22 @@ fn a_write_that_dies_half_way_leaves_the_old_file_intact() {
 }
 
 #[test]
+fn a_write_removes_what_killed_writes_of_that_file_left() {
+    let dir = temp_dir("dead-temporaries");
+    let report = dir.join("report.json");
+    // Above Linux's largest process number: a writer that cannot be alive. Process 1 always is.
+    let dead = dir.join(".report.json.tmp-4194305");
+    let alive = dir.join(".report.json.tmp-1");
+    let other = dir.join(".other.json.tmp-4194305");
+    for file in [&dead, &alive, &other] {
+        std::fs::write(file, b"half").unwrap();
+    }
+    write_atomic(&report, b"{}").unwrap();
+    assert!(!dead.exists() && alive.exists() && other.exists());
+    assert_eq!(std::fs::read(&report).unwrap(), b"{}");
+}
+
+#[test]
 fn divergence_stops_training_naming_epoch_and_batch() {
     let mnist = load_mnist(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist")).unwrap();
     let config = TrainConfig {
@@ -114,13 +130,25 @@ fn an_unwritable_destination_fails_before_training() {
 }
 
 #[test]
-fn out_of_range_epochs_are_usage_errors_not_crashes() {
-    for epochs in ["0", "100001", "18446744073709551615", "-1"] {
-        let flag = format!("--epochs={epochs}");
-        let run = trainer(&[&flag, "--out", "/nonexistent/never-written"]);
-        assert_eq!(run.status.code(), Some(2), "--epochs {epochs}");
-        let message = String::from_utf8_lossy(&run.stderr);
-        assert!(message.contains("--epochs"), "{message}");
+fn out_of_range_numbers_are_usage_errors_not_crashes() {
+    let cases: [(&str, &[&str]); 5] = [
+        (
+            "--epochs",
+            &["0", "100001", "18446744073709551615", "-1", "1.5"],
+        ),
+        ("--batch-size", &["0", "65536", "-3", "x"]),
+        ("--learning-rate", &["0", "-0.001", "NaN", "inf", "1e39"]),
+        ("--validation-split", &["1", "-0.1", "NaN", "2"]),
+        ("--seed", &["-1", "18446744073709551616", "0.5"]),
+    ];
+    for (option, values) in cases {
+        for value in values {
+            let flag = format!("{option}={value}");
+            let run = trainer(&[&flag, "--out", "/nonexistent/never-written"]);
+            assert_eq!(run.status.code(), Some(2), "{flag}");
+            let message = String::from_utf8_lossy(&run.stderr);
+            assert!(message.contains(option), "{flag}: {message}");
+        }
     }
 }
 

@@ -4,20 +4,23 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use infer_core::format::write;
 use trainer::idx::load_mnist;
+use trainer::output_set::OutputSet;
 use trainer::pipeline::{write_f32, write_quant};
 use trainer::quantize::{
     CALIBRATION_IMAGES, Width, calibrate_hidden_scale, quantize_with_hidden_scale,
 };
 
-use super::{F32_FILE, INT8_FILE, default_data_dir};
+use super::default_data_dir;
 
 #[derive(Debug, Args)]
 pub(crate) struct ImportArgs {
     /// An ONNX file of a 784-512-10 MLP (Gemm or MatMul+Add, Relu, optional Softmax), as
     /// tf2onnx exports the Keras tutorial's model or torch.onnx.export a PyTorch one.
     model: PathBuf,
-    /// Folder for the model files (mlp-int8.bin, mlp-f32.bin).
+    /// Folder for the model files (mlp-int8.bin, mlp-f32.bin), replaced as a whole when both
+    /// are written.
     #[arg(long, default_value = "out")]
     out: PathBuf,
     /// Folder with the MNIST IDX files: training images calibrate the int8 model, test images
@@ -32,13 +35,14 @@ pub(crate) fn import(args: ImportArgs) -> Result<()> {
     let net = trainer::onnx::import(&bytes)
         .with_context(|| format!("{} is not a usable 784-512-10 model", args.model.display()))?;
     let data_dir = args.data.unwrap_or_else(default_data_dir);
+    let need = (write::MAX_F32_LEN + write::MAX_INT8_LEN) as u64;
+    let out = OutputSet::begin(&args.out, need)?;
     let mnist = load_mnist(&data_dir)?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create output folder {}", args.out.display()))?;
     let scale = calibrate_hidden_scale(&net, &mnist.train.head(CALIBRATION_IMAGES));
     let quantized = quantize_with_hidden_scale(&net, scale, Width::Int8)?;
-    let f32 = write_f32(&args.out.join(F32_FILE), &net, &mnist.test)?;
-    let (int8, _) = write_quant(&args.out.join(INT8_FILE), &quantized, &mnist.test)?;
+    let f32 = write_f32(&out, &net, &mnist.test)?;
+    let (int8, _) = write_quant(&out, &quantized, &mnist.test)?;
+    out.commit()?;
     say!(
         "imported {}: f32 test accuracy {:.4}, int8 {:.4} ({:+.2} pp) - wrote {} and {}",
         args.model.display(),

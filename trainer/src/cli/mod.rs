@@ -19,8 +19,6 @@ pub(crate) mod inspect;
 pub(crate) mod predict;
 pub(crate) mod train;
 
-pub(crate) use trainer::pipeline::{F32_FILE, INT8_FILE};
-
 pub(crate) const EXAMPLES: &str = "\
 Examples:
   trainer                                  train with the Keras tutorial's recipe (same as `trainer train`)

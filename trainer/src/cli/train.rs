@@ -1,16 +1,18 @@
 //! `trainer` / `trainer train`: fit, quantize, write the model files and the report.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use infer_core::format::write;
 use trainer::idx::load_mnist;
 use trainer::metrics::Confusion;
 use trainer::output::{Report, write_atomic};
-use trainer::pipeline::{self, Run};
+use trainer::output_set::{MANIFEST, OutputSet, check_writable_dir, check_writable_file, resolve};
+use trainer::pipeline::{self, F32_FILE, Run};
 use trainer::plots;
 use trainer::quantize::Width;
 use trainer::train::{Progress, Recipe, TrainConfig, default_validation_split};
@@ -56,18 +58,20 @@ pub(crate) struct TrainArgs {
     /// Passes over the training set, 1 to 100000 [default: 5 (tutorial), 40 (best)]
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     epochs: Option<u32>,
-    /// Images per gradient step.
+    /// Images per gradient step, 1 to 65535.
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65_535))]
     batch_size: u32,
-    /// RMSprop learning rate (where `best` starts its decay) [default: 0.001]
+    /// RMSprop learning rate (where `best` starts its decay), a finite number above 0 [default:
+    /// 0.001]
     #[arg(long, value_parser = positive_f32)]
     learning_rate: Option<f32>,
     /// Hold out the last fraction F of the training images, before shuffling, and report
-    /// val_loss and val_accuracy every epoch (Keras's validation_split) [default: 0 (tutorial),
-    /// 0.1 (best)]
+    /// val_loss and val_accuracy every epoch (Keras's validation_split); 0 ≤ F < 1 [default: 0
+    /// (tutorial), 0.1 (best)]
     #[arg(long, value_name = "F", value_parser = validation_fraction)]
     validation_split: Option<f64>,
-    /// Seed of the initial weights, of every epoch's shuffle and of the distortions.
+    /// Seed of the initial weights, of every epoch's shuffle and of the distortions: any integer
+    /// from 0 to 18446744073709551615.
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Folder with the four MNIST IDX files (`.gz` or raw) [default: data/mnist]
@@ -78,17 +82,21 @@ pub(crate) struct TrainArgs {
     /// f32 model (mlp-f32.bin) is always written.
     #[arg(long, value_enum, default_value_t = Weights::Int8)]
     weights: Weights,
-    /// Folder for the trained model files.
+    /// Folder for the run's files: the model files, the report, a manifest (and the plots, if
+    /// --plots names a folder inside it). It is replaced as a whole when the run succeeds, so it
+    /// must be new, empty, or a folder the trainer wrote.
     #[arg(long, default_value = "out")]
     out: PathBuf,
-    /// Where to write the JSON report.
-    #[arg(long, default_value = "target/trainer-report.json")]
-    report: PathBuf,
+    /// Where to write the JSON report [default: OUT/report.json]. Outside --out, it is written
+    /// after the set is committed.
+    #[arg(long)]
+    report: Option<PathBuf>,
     /// No progress bars, one line per epoch (also the behaviour when stdout is not a terminal).
     #[arg(long, short)]
     quiet: bool,
     /// Write PNG charts into this folder: history.png (loss and accuracy per epoch, training and
     /// validation), confusion.png and misclassified.png (of the int8 model on the test set).
+    /// Inside --out (e.g. out/plots), they are part of the run's set.
     #[arg(long, value_name = "DIR")]
     plots: Option<PathBuf>,
     /// With --plots: also evaluate the test set after every epoch and draw it. (Choose settings
@@ -171,17 +179,9 @@ impl EpochDisplay {
 
 pub(crate) fn train(args: TrainArgs) -> Result<()> {
     let started = Instant::now();
-    // Fail on an unwritable destination now, not after minutes of training.
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create output folder {}", args.out.display()))?;
-    let probe = args.out.join(".write-test");
-    write_atomic(&probe, b"")
-        .and_then(|()| Ok(std::fs::remove_file(&probe)?))
-        .with_context(|| format!("cannot write in output folder {}", args.out.display()))?;
-    if let Some(dir) = args.report.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create report folder {}", dir.display()))?;
-    }
+    // Every destination is checked now, not after minutes of training.
+    let places = Places::plan(&args)?;
+    let out = OutputSet::begin(&args.out, places.set_bytes)?;
 
     let data_dir = args.data.unwrap_or_else(default_data_dir);
     let mnist = load_mnist(&data_dir)?;
@@ -210,7 +210,7 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
         config: config.clone(),
         validation_split,
         widths: args.weights.widths(),
-        out: &args.out,
+        out: &out,
         test_every_epoch: args.plot_test,
         force: args.force,
     };
@@ -225,20 +225,24 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
         |warning| eprintln!("warning: {warning}"),
     )?;
 
-    if let Some(dir) = &args.plots {
-        // The (first) integer model's predictions, made when its file was read back.
-        let test = &mnist.test;
-        let predicted = &outcome.integer_predictions;
+    // The (first) integer model's predictions, made when its file was read back.
+    let test = &mnist.test;
+    let predicted = &outcome.integer_predictions;
+    let draw = |dir: &Path| {
         let misses = plots::misses(&test.images, &test.labels, predicted);
         let confusion = Confusion::new(&test.labels, predicted);
-        for path in plots::write_all(dir, Some(&outcome.history), &confusion, &misses)? {
-            say!("plotted {}", path.display())?;
+        plots::write_all(dir, Some(&outcome.history), &confusion, &misses)
+    };
+    let mut plotted = Vec::new();
+    if let Some(Place::InSet(dir)) = &places.plots {
+        for path in draw(&out.stage(dir)?)? {
+            plotted.push(out.final_path(&dir.join(path.file_name().unwrap_or_default())));
         }
     }
 
     let fit_seconds = outcome.fit_seconds;
     let report = Report {
-        epochs: outcome.history,
+        epochs: outcome.history.clone(),
         test: outcome.test,
         fit_seconds,
         total_seconds: started.elapsed().as_secs_f64(),
@@ -254,7 +258,25 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
         int4: outcome.int4,
         f32: outcome.f32,
     };
-    write_atomic(&args.report, &serde_json::to_vec_pretty(&report)?)?;
+    let json = serde_json::to_vec_pretty(&report)?;
+    let report_path = match &places.report {
+        Place::InSet(file) => {
+            write_atomic(&out.stage(file)?, &json)?;
+            out.final_path(file)
+        }
+        Place::Outside(path) => path.clone(),
+    };
+    out.commit()?;
+    // What lives outside --out follows the committed set.
+    if let Some(Place::Outside(dir)) = &places.plots {
+        plotted = draw(dir)?;
+    }
+    if let Place::Outside(path) = &places.report {
+        write_atomic(path, &json)?;
+    }
+    for path in plotted {
+        say!("plotted {}", path.display())?;
+    }
     let written: Vec<&str> = [&report.int8, &report.int4]
         .into_iter()
         .flatten()
@@ -264,9 +286,106 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
     say!(
         "wrote {} and {} (fit {:.2} s, total {:.2} s)",
         written.join(", "),
-        args.report.display(),
+        report_path.display(),
         fit_seconds,
         report.total_seconds
     )?;
     Ok(())
+}
+
+/// Where a file or folder of the run goes.
+#[derive(Debug)]
+enum Place {
+    /// Into the run's set: relative to --out.
+    InSet(PathBuf),
+    /// Elsewhere, after the set is committed.
+    Outside(PathBuf),
+}
+
+/// Every destination of a run, checked before it trains.
+#[derive(Debug)]
+struct Places {
+    report: Place,
+    plots: Option<Place>,
+    /// About what the set will take on disk.
+    set_bytes: u64,
+}
+
+/// What the plots take, with room to spare (measured: about 0.2 MB for the three).
+const PLOTS_BYTES: u64 = 4 << 20;
+/// The report's size: a fixed part and each epoch's entry, with room to spare.
+const fn report_bytes(epochs: u64) -> u64 {
+    (16 << 10) + epochs * 512
+}
+
+impl Places {
+    /// Sorts the report and the plots into the set or outside it, and checks that no two files
+    /// of the run are one, that what goes outside can be written, and that there is room.
+    fn plan(args: &TrainArgs) -> Result<Self> {
+        let out = resolve(&args.out)?;
+        let place = |path: &Path, what: &str| -> Result<Place> {
+            let resolved = resolve(path)?;
+            match resolved.strip_prefix(&out) {
+                Ok(rel) if rel.as_os_str().is_empty() => {
+                    bail!("{what} {} is the --out folder itself", path.display())
+                }
+                Ok(rel) => Ok(Place::InSet(rel.to_path_buf())),
+                Err(_) => Ok(Place::Outside(path.to_path_buf())),
+            }
+        };
+        let report = place(
+            &args
+                .report
+                .clone()
+                .unwrap_or_else(|| args.out.join("report.json")),
+            "--report",
+        )?;
+        let plots = match &args.plots {
+            Some(dir) => Some(place(dir, "--plots")?),
+            None => None,
+        };
+
+        // Every file the run writes, resolved: no two may be one.
+        let mut files: Vec<(PathBuf, String)> = args
+            .weights
+            .widths()
+            .iter()
+            .map(|&w| pipeline::quant_file(w))
+            .chain([F32_FILE, MANIFEST])
+            .map(|f| (out.join(f), format!("--out's {f}")))
+            .collect();
+        let full = |p: &Place| match p {
+            Place::InSet(rel) => Ok(out.join(rel)),
+            Place::Outside(path) => resolve(path),
+        };
+        files.push((full(&report)?, "--report".into()));
+        if let Some(plots) = &plots {
+            for name in plots::FILES {
+                files.push((full(plots)?.join(name), format!("--plots' {name}")));
+            }
+        }
+        for (i, (path, what)) in files.iter().enumerate() {
+            if let Some((_, other)) = files[..i].iter().find(|(p, _)| p == path) {
+                bail!("{other} and {what} are one file, {}", path.display());
+            }
+        }
+
+        let epochs = u64::from(args.epochs.unwrap_or(100));
+        let mut set_bytes =
+            (write::MAX_F32_LEN + args.weights.widths().len() * write::MAX_INT8_LEN) as u64;
+        match &report {
+            Place::InSet(_) => set_bytes += report_bytes(epochs),
+            Place::Outside(path) => check_writable_file(path, report_bytes(epochs))?,
+        }
+        match &plots {
+            Some(Place::InSet(_)) => set_bytes += PLOTS_BYTES,
+            Some(Place::Outside(dir)) => check_writable_dir(dir, PLOTS_BYTES)?,
+            None => {}
+        }
+        Ok(Self {
+            report,
+            plots,
+            set_bytes,
+        })
+    }
 }

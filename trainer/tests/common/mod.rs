@@ -31,3 +31,14 @@ pub fn eval_accuracy(stdout: &str) -> f64 {
         .parse()
         .unwrap()
 }
+
+/// What a finished command printed, after checking that it succeeded (its stderr if not).
+pub fn succeeded(output: std::process::Output) -> std::process::Output {
+    assert!(
+        output.status.success(),
+        "{:?}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}

@@ -1,0 +1,729 @@
+//! A run's output folder, committed as one: never a mix of two runs' files, never half a set.
+//!
+//! Every file of a run is written into a fresh staging folder next to `--out`
+//! (`.NAME.tmp-PID-NANOS`), then each file, the staging folder, and finally a `manifest.json`
+//! listing every file with its size and SHA-256 are flushed to disk. The staging folder then
+//! takes the place of `--out` in one step: on Linux and macOS the two folders are *exchanged*
+//! (`renameat2(RENAME_EXCHANGE)` / `renamex_np(RENAME_SWAP)`), so at every instant `--out` is a
+//! complete set — the old one, then the new one — and the old set, now under the staging name, is
+//! deleted. The parent folder is flushed after the switch.
+//!
+//! Why a whole folder and not a manifest checked by readers: a folder switch needs no cooperation
+//! from readers — the firmware's build, a user's `cp out/mlp-int8.bin`, the benchmarks all see one
+//! run's files without knowing about the manifest. The manifest is there for people and tests to
+//! check a set, and to recognise a folder the trainer owns (the switch replaces the whole folder,
+//! so a folder holding anything else is refused rather than deleted).
+//!
+//! A run holds `.NAME.lock` (an OS file lock, released by the kernel when a process dies) from
+//! its start to its end, so a second run into the same folder stops at once with "another run
+//! is writing to …" instead of interleaving. A run that was killed leaves its staging folder; the
+//! next run into that folder removes it before it starts. Where the exchange is not available
+//! (other systems, file systems without it), the switch is two renames (`--out` aside as
+//! `.NAME.old-…`, the staging folder in its place): between them `--out` is missing, never mixed,
+//! and the next run puts the old set back if a crash fell in between.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::output::write_atomic;
+
+/// The set's table of contents, written last.
+pub const MANIFEST: &str = "manifest.json";
+
+/// Files earlier versions of the trainer wrote into `--out` (before sets had a manifest), and
+/// their leftovers: a folder holding only these is the trainer's to replace.
+const LEGACY_FILES: [&str; 7] = [
+    "mlp-int8.bin",
+    "mlp-int4.bin",
+    "mlp-f32.bin",
+    "report.json",
+    "history.png",
+    "confusion.png",
+    "misclassified.png",
+];
+
+/// What `manifest.json` holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// This run's identity: when it started and its process.
+    pub run: String,
+    /// Every file of the set but the manifest, sorted by path.
+    pub files: Vec<ManifestEntry>,
+}
+
+/// One file of a set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// Relative to the set's folder, `/`-separated.
+    pub path: String,
+    /// Its size.
+    pub bytes: u64,
+    /// Its SHA-256, lowercase hex.
+    pub sha256: String,
+}
+
+impl Manifest {
+    /// Reads `dir`'s manifest.
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join(MANIFEST);
+        let text =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_slice(&text).with_context(|| format!("{} is not valid", path.display()))
+    }
+
+    /// Whether `dir` holds exactly the files this manifest lists, with their contents.
+    pub fn check(&self, dir: &Path) -> Result<()> {
+        let mut found = files_below(dir)?;
+        found.retain(|p| p != MANIFEST);
+        let listed: Vec<&str> = self.files.iter().map(|f| f.path.as_str()).collect();
+        if found != listed {
+            bail!(
+                "{} holds {found:?}, its manifest lists {listed:?}",
+                dir.display()
+            );
+        }
+        for entry in &self.files {
+            let (bytes, sha256) = digest(&dir.join(&entry.path))?;
+            if (bytes, sha256.as_str()) != (entry.bytes, entry.sha256.as_str()) {
+                bail!(
+                    "{} in {} is not the file its manifest lists",
+                    entry.path,
+                    dir.display()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The files below `dir` (recursively), relative and `/`-separated, sorted.
+fn files_below(dir: &Path) -> Result<Vec<String>> {
+    fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<()> {
+        for entry in
+            std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?
+        {
+            let entry = entry?;
+            let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+            if entry.file_type()?.is_dir() {
+                walk(&entry.path(), &format!("{name}/"), out)?;
+            } else {
+                out.push(name);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, "", &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+/// A file's size and SHA-256.
+fn digest(path: &Path) -> Result<(u64, String)> {
+    let mut file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let (mut hasher, mut buf, mut bytes) = (Sha256::new(), vec![0; 1 << 16], 0u64);
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    let hex = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok((bytes, hex))
+}
+
+/// Flushes a folder's entries (names created, renamed, removed) to disk. Systems that cannot
+/// open a folder as a file (Windows) order their metadata otherwise: nothing to do there.
+fn sync_dir(dir: &Path) -> Result<()> {
+    if cfg!(unix) {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("cannot flush folder {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// `path` made absolute, with its existing part's links resolved: two spellings of one file
+/// compare equal, even when the file does not exist yet.
+pub fn resolve(path: &Path) -> Result<PathBuf> {
+    use std::path::Component;
+    let absolute =
+        std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))?;
+    let parts: Vec<Component<'_>> = absolute.components().collect();
+    for known in (1..=parts.len()).rev() {
+        let Ok(mut real) = std::fs::canonicalize(parts[..known].iter().collect::<PathBuf>()) else {
+            continue;
+        };
+        for part in &parts[known..] {
+            match part {
+                Component::ParentDir => {
+                    real.pop();
+                }
+                Component::Normal(name) => real.push(name),
+                _ => {}
+            }
+        }
+        return Ok(real);
+    }
+    Ok(absolute)
+}
+
+/// Bytes free for this user on `dir`'s file system (`None` where it cannot be asked).
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let stat = rustix::fs::statvfs(dir).ok()?;
+        Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
+    }
+}
+
+/// Fails unless `dir`'s file system has `need` bytes free for this user.
+pub fn check_free_space(dir: &Path, need: u64, what: &str) -> Result<()> {
+    match free_bytes(dir) {
+        Some(free) if free < need => bail!(
+            "not enough free space for {what}: {} needs about {:.1} MB, {:.1} MB are free",
+            dir.display(),
+            need as f64 / 1e6,
+            free as f64 / 1e6
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Fails unless a file can be written at `path` (a regular file, or nothing yet; a pipe or a
+/// device is written through as it is) with `need` bytes free: its folder is created, and a probe
+/// of a few kilobytes written, flushed and removed there (a zero-byte file can be created on a
+/// full disk).
+pub fn check_writable_file(path: &Path, need: u64) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => bail!("{} is a folder, not a file", path.display()),
+        Ok(m) if !m.is_file() => return Ok(()),
+        _ => {}
+    }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    check_writable_dir(dir, need)
+}
+
+/// Fails unless files can be written into folder `dir` (created if missing) with `need` bytes
+/// free; see [`check_writable_file`].
+pub fn check_writable_dir(dir: &Path, need: u64) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create folder {}", dir.display()))?;
+    let probe = dir.join(format!(".write-probe-{}", unique_suffix()));
+    let written = File::create(&probe).and_then(|mut f| {
+        f.write_all(&[0; 4096])?;
+        f.sync_all()
+    });
+    let _ = std::fs::remove_file(&probe);
+    written.with_context(|| format!("cannot write in {}", dir.display()))?;
+    check_free_space(dir, need, "the run's files")
+}
+
+/// A name unique to this process and moment.
+fn unique_suffix() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos}", std::process::id())
+}
+
+/// Whether `name` is `.{base}.{kind}-PID-NANOS`, as this module names its staging folders.
+fn is_ours(name: &str, base: &str, kind: &str) -> bool {
+    name.strip_prefix(&format!(".{base}.{kind}-"))
+        .and_then(|s| s.split_once('-'))
+        .is_some_and(|(pid, nanos)| {
+            [pid, nanos]
+                .iter()
+                .all(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        })
+}
+
+/// Whether a file in `--out` is a leftover of an earlier version's writes (`.NAME.tmp-PID`,
+/// `.write-test`).
+fn is_legacy_leftover(name: &str) -> bool {
+    name == ".write-test"
+        || name.rsplit_once(".tmp-").is_some_and(|(head, pid)| {
+            head.starts_with('.') && pid.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
+/// The run lock: `.NAME.lock` next to the folder, locked by the OS for as long as the run lives.
+#[derive(Debug)]
+struct RunLock {
+    path: PathBuf,
+    file: File,
+}
+
+impl RunLock {
+    fn take(path: PathBuf, out: &Path) -> Result<Self> {
+        loop {
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .with_context(|| format!("cannot create lock file {}", path.display()))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let mut holder = String::new();
+                    let _ = file.read_to_string(&mut holder);
+                    let holder = holder.trim();
+                    let who = if holder.is_empty() {
+                        "another run".to_string()
+                    } else {
+                        format!("another run (process {holder})")
+                    };
+                    bail!(
+                        "{who} is writing to {}: wait for it to finish, or choose another --out",
+                        out.display()
+                    );
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+                }
+            }
+            // The lock file is removed when a run ends: a run that opened it just before then
+            // holds a lock on a file no longer there, and must try again.
+            if Self::is_current(&file, &path) {
+                file.set_len(0)?;
+                write!(file, "{}", std::process::id())?;
+                return Ok(Self { path, file });
+            }
+        }
+    }
+
+    #[cfg(unix)]
+    fn is_current(file: &File, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), std::fs::metadata(path)) {
+            (Ok(held), Ok(named)) => (held.dev(), held.ino()) == (named.dev(), named.ino()),
+            _ => false,
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn is_current(_: &File, _: &Path) -> bool {
+        true
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        // Removed while still locked, so no other run can hold it through this name. (Where a
+        // held file cannot be removed, it stays: harmless, the next run locks it again.)
+        let _ = std::fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
+}
+
+/// A run's output folder while the run writes it: files go into [`stage`](Self::stage)d paths,
+/// and appear in `--out` together at [`commit`](Self::commit), or never.
+#[derive(Debug)]
+pub struct OutputSet {
+    /// `--out` as the user wrote it, for messages and reports.
+    shown: PathBuf,
+    /// `--out`, resolved.
+    out: PathBuf,
+    parent: PathBuf,
+    name: String,
+    staging: PathBuf,
+    run: String,
+    committed: bool,
+    _lock: RunLock,
+}
+
+impl OutputSet {
+    /// Prepares to write a set into `out`: takes the run lock, removes what killed runs left,
+    /// checks that `out` is a folder the trainer may replace (absent, empty, or holding a set it
+    /// wrote), that its file system has `need` bytes free, and creates the staging folder.
+    pub fn begin(out: &Path, need: u64) -> Result<Self> {
+        let resolved = resolve(out)?;
+        let (Some(parent), Some(name)) = (resolved.parent(), resolved.file_name()) else {
+            bail!("--out {} cannot be replaced: name a folder", out.display());
+        };
+        let (parent, name) = (parent.to_path_buf(), name.to_string_lossy().into_owned());
+        std::fs::create_dir_all(&parent)
+            .with_context(|| format!("cannot create output folder {}", out.display()))?;
+        let lock = RunLock::take(parent.join(format!(".{name}.lock")), out)?;
+        let mut set = Self {
+            shown: out.to_path_buf(),
+            out: resolved,
+            parent,
+            name,
+            staging: PathBuf::new(),
+            run: unique_suffix(),
+            committed: false,
+            _lock: lock,
+        };
+        set.recover()?;
+        set.check_owned()?;
+        check_free_space(&set.parent, need, "the model files")?;
+        set.staging = set.parent.join(format!(".{}.tmp-{}", set.name, set.run));
+        std::fs::create_dir(&set.staging)
+            .with_context(|| format!("cannot create output folder {}", out.display()))?;
+        Ok(set)
+    }
+
+    /// Puts back a set a crash left aside mid-switch, and removes staging folders of dead runs.
+    fn recover(&self) -> Result<()> {
+        let mut aside = Vec::new();
+        for entry in std::fs::read_dir(&self.parent)
+            .with_context(|| format!("cannot list {}", self.parent.display()))?
+        {
+            let entry = entry?;
+            let file_name = entry.file_name();
+            let name = file_name.to_string_lossy();
+            if is_ours(&name, &self.name, "old") {
+                aside.push(entry.path());
+            } else if is_ours(&name, &self.name, "tmp") {
+                remove(&entry.path())?;
+            }
+        }
+        for path in aside {
+            if std::fs::symlink_metadata(&self.out).is_err() {
+                std::fs::rename(&path, &self.out).with_context(|| {
+                    format!(
+                        "cannot restore {} from {}",
+                        self.out.display(),
+                        path.display()
+                    )
+                })?;
+            } else {
+                remove(&path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a `--out` holding anything the trainer did not write: the switch replaces the
+    /// whole folder.
+    fn check_owned(&self) -> Result<()> {
+        let meta = match std::fs::metadata(&self.out) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot use {}", self.shown.display()));
+            }
+        };
+        if !meta.is_dir() {
+            bail!(
+                "cannot create output folder {}: it is a file",
+                self.shown.display()
+            );
+        }
+        let ours: Vec<String> = match Manifest::read(&self.out) {
+            Ok(manifest) => manifest
+                .files
+                .into_iter()
+                .map(|f| f.path.split('/').next().unwrap_or_default().to_string())
+                .chain([MANIFEST.to_string()])
+                .collect(),
+            Err(_) => LEGACY_FILES.iter().map(|s| s.to_string()).collect(),
+        };
+        let foreign: Vec<OsString> = std::fs::read_dir(&self.out)
+            .with_context(|| format!("cannot list {}", self.shown.display()))?
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .filter(|n| {
+                let n = n.to_string_lossy();
+                !ours.iter().any(|o| *o == n) && !is_legacy_leftover(&n)
+            })
+            .collect();
+        if !foreign.is_empty() {
+            let mut names: Vec<String> = foreign
+                .iter()
+                .map(|n| n.to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names.truncate(5);
+            bail!(
+                "--out {} holds files the trainer did not write ({}): a run replaces the whole \
+                 folder, so choose a new or empty one",
+                self.shown.display(),
+                names.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    /// `--out` as the user wrote it.
+    pub fn shown(&self) -> &Path {
+        &self.shown
+    }
+
+    /// `--out`, resolved.
+    pub fn resolved(&self) -> &Path {
+        &self.out
+    }
+
+    /// This run's identity, as the manifest will hold it.
+    pub fn run(&self) -> &str {
+        &self.run
+    }
+
+    /// Where the file `relative` (to `--out`) is written before the commit; its folder exists.
+    pub fn stage(&self, relative: &Path) -> Result<PathBuf> {
+        let path = self.staging.join(relative);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create folder {}", dir.display()))?;
+        }
+        Ok(path)
+    }
+
+    /// Where the file `relative` will be once committed, as the user names it.
+    pub fn final_path(&self, relative: &Path) -> PathBuf {
+        self.shown.join(relative)
+    }
+
+    /// Makes every staged file visible in `--out` at once; returns the manifest.
+    pub fn commit(mut self) -> Result<Manifest> {
+        let mut files = Vec::new();
+        for path in files_below(&self.staging)? {
+            let full = self.staging.join(&path);
+            File::open(&full)
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("cannot flush {}", full.display()))?;
+            let (bytes, sha256) = digest(&full)?;
+            files.push(ManifestEntry {
+                path,
+                bytes,
+                sha256,
+            });
+        }
+        let manifest = Manifest {
+            run: self.run.clone(),
+            files,
+        };
+        write_atomic(
+            &self.staging.join(MANIFEST),
+            &serde_json::to_vec_pretty(&manifest)?,
+        )?;
+        for dir in dirs_below(&self.staging)? {
+            sync_dir(&dir)?;
+        }
+        let old = self.switch()?;
+        self.committed = true;
+        sync_dir(&self.parent)?;
+        // The old set, under a staging name now: gone, or the next run removes it.
+        if let Some(old) = old {
+            remove(&old)?;
+        }
+        Ok(manifest)
+    }
+
+    /// Puts the staging folder in `--out`'s place; returns where the old set went.
+    fn switch(&self) -> Result<Option<PathBuf>> {
+        let failed = || format!("cannot replace {}", self.shown.display());
+        if std::fs::symlink_metadata(&self.out).is_err() {
+            std::fs::rename(&self.staging, &self.out).with_context(failed)?;
+            return Ok(None);
+        }
+        #[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+        {
+            use rustix::fs::{CWD, RenameFlags, renameat_with};
+            let (staging, out) = (self.staging.as_path(), self.out.as_path());
+            match renameat_with(CWD, staging, CWD, out, RenameFlags::EXCHANGE) {
+                Ok(()) => return Ok(Some(self.staging.clone())),
+                // A file system without the exchange: the two renames below.
+                Err(e) if [rustix::io::Errno::INVAL, rustix::io::Errno::NOSYS].contains(&e) => {}
+                Err(e) => return Err(std::io::Error::from(e)).with_context(failed),
+            }
+        }
+        let aside = self.parent.join(format!(".{}.old-{}", self.name, self.run));
+        std::fs::rename(&self.out, &aside).with_context(failed)?;
+        std::fs::rename(&self.staging, &self.out).with_context(failed)?;
+        Ok(Some(aside))
+    }
+}
+
+impl Drop for OutputSet {
+    fn drop(&mut self) {
+        if !self.committed && !self.staging.as_os_str().is_empty() {
+            // Best effort: the next run into this folder removes what is left.
+            let _ = remove(&self.staging);
+        }
+    }
+}
+
+/// The folders at and below `dir`.
+fn dirs_below(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut dirs = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while let Some(d) = dirs.get(i).cloned() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                dirs.push(entry.path());
+            }
+        }
+        i += 1;
+    }
+    Ok(dirs)
+}
+
+/// Removes a file or a folder with everything in it; an absent one is fine.
+fn remove(path: &Path) -> Result<()> {
+    let result = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(_) => return Ok(()),
+    };
+    result.with_context(|| format!("cannot remove {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("output-set-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn write_set(out: &Path, files: &[(&str, &[u8])]) -> Result<Manifest> {
+        let set = OutputSet::begin(out, 0)?;
+        for (name, bytes) in files {
+            std::fs::write(set.stage(Path::new(name))?, bytes)?;
+        }
+        set.commit()
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_commit_replaces_the_whole_set_and_leaves_nothing_else() {
+        let dir = temp("replace");
+        let out = dir.join("out");
+        write_set(&out, &[("mlp-int8.bin", b"old"), ("mlp-int4.bin", b"old4")]).unwrap();
+        let manifest = write_set(&out, &[("mlp-int8.bin", b"new"), ("plots/a.png", b"p")]).unwrap();
+        assert_eq!(entries(&out), ["manifest.json", "mlp-int8.bin", "plots"]);
+        assert_eq!(std::fs::read(out.join("mlp-int8.bin")).unwrap(), b"new");
+        assert_eq!(Manifest::read(&out).unwrap(), manifest);
+        manifest.check(&out).unwrap();
+        assert_eq!(
+            entries(&dir),
+            ["out"],
+            "staging folders or the lock left behind"
+        );
+    }
+
+    #[test]
+    fn an_abandoned_set_changes_nothing_and_a_killed_runs_staging_is_removed() {
+        let dir = temp("abandon");
+        let out = dir.join("out");
+        let before = write_set(&out, &[("mlp-int8.bin", b"old")]).unwrap();
+        {
+            let set = OutputSet::begin(&out, 0).unwrap();
+            std::fs::write(set.stage(Path::new("mlp-int8.bin")).unwrap(), b"half").unwrap();
+        }
+        before.check(&out).unwrap();
+        assert_eq!(entries(&dir), ["out"]);
+        // What SIGKILL leaves: a staging folder and an aside set (killed between the renames).
+        std::fs::create_dir(dir.join(".out.tmp-4242-17")).unwrap();
+        std::fs::write(dir.join(".out.tmp-4242-17/mlp-int8.bin"), b"x").unwrap();
+        std::fs::rename(&out, dir.join(".out.old-4242-17")).unwrap();
+        std::fs::write(dir.join(".out.tmp-7.keep"), b"not ours").unwrap();
+        let set = OutputSet::begin(&out, 0).unwrap();
+        before.check(&out).unwrap();
+        drop(set);
+        assert_eq!(entries(&dir), [".out.tmp-7.keep", "out"]);
+    }
+
+    #[test]
+    fn a_second_run_into_the_same_folder_stops_at_once_naming_the_first() {
+        let out = temp("lock").join("out");
+        let first = OutputSet::begin(&out, 0).unwrap();
+        let err = OutputSet::begin(&out, 0).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("another run (process {})", std::process::id()))
+                && err.contains("is writing to"),
+            "{err}"
+        );
+        drop(first);
+        OutputSet::begin(&out, 0).unwrap();
+    }
+
+    #[test]
+    fn a_folder_with_other_files_is_refused_not_replaced() {
+        let out = temp("foreign");
+        std::fs::write(out.join("thesis.tex"), b"years of work").unwrap();
+        std::fs::write(out.join("mlp-int8.bin"), b"m").unwrap();
+        let err = OutputSet::begin(&out, 0).unwrap_err().to_string();
+        assert!(
+            err.contains("thesis.tex") && err.contains("did not write"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read(out.join("thesis.tex")).unwrap(),
+            b"years of work"
+        );
+        // An earlier version's set and its leftovers are the trainer's own.
+        std::fs::remove_file(out.join("thesis.tex")).unwrap();
+        std::fs::write(out.join(".mlp-int8.bin.tmp-123"), b"").unwrap();
+        std::fs::write(out.join(".write-test"), b"").unwrap();
+        write_set(&out, &[("mlp-int8.bin", b"new")]).unwrap();
+        assert_eq!(entries(&out), ["manifest.json", "mlp-int8.bin"]);
+    }
+
+    #[test]
+    fn too_little_free_space_is_refused_before_anything_is_written() {
+        let out = temp("space").join("out");
+        let err = OutputSet::begin(&out, u64::MAX / 2)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not enough free space"), "{err}");
+        assert!(!out.exists());
+    }
+
+    #[test]
+    fn a_manifest_catches_a_changed_missing_or_extra_file() {
+        let out = temp("check").join("out");
+        let manifest = write_set(&out, &[("a", b"1"), ("b", b"2")]).unwrap();
+        std::fs::write(out.join("a"), b"3").unwrap();
+        assert!(manifest.check(&out).is_err());
+        std::fs::write(out.join("a"), b"1").unwrap();
+        manifest.check(&out).unwrap();
+        std::fs::write(out.join("c"), b"").unwrap();
+        assert!(manifest.check(&out).is_err());
+    }
+
+    #[test]
+    fn resolve_names_one_file_one_way() {
+        let dir = temp("resolve");
+        std::fs::create_dir(dir.join("a")).unwrap();
+        let here = resolve(&dir.join("a/../a/x/y.json")).unwrap();
+        assert_eq!(here, resolve(&dir).unwrap().join("a/x/y.json"));
+    }
+}
