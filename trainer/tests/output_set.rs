@@ -251,12 +251,13 @@ fn destinations_that_collide_or_cannot_be_written_fail_before_training() {
     let out = dir.join("out");
     let base = run_args(&data, &out, 1);
     let model = out.join("mlp-int8.bin");
-    let plot = out.join("plots/confusion.png");
+    let plots = out.join("plots");
+    let plot = plots.join("confusion.png");
     let foreign = dir.join("foreign");
     std::fs::create_dir(&foreign).unwrap();
     std::fs::write(foreign.join("notes.txt"), b"mine").unwrap();
     let into_foreign = run_args(&data, &foreign, 1);
-    let cases: [(&[String], Vec<&str>, &str); 5] = [
+    let cases: [(&[String], Vec<&str>, &str); 6] = [
         (
             &base,
             vec!["--report", model.to_str().unwrap()],
@@ -269,12 +270,17 @@ fn destinations_that_collide_or_cannot_be_written_fail_before_training() {
         ),
         (
             &base,
+            vec!["--report", plots.to_str().unwrap()],
+            "a folder of the other",
+        ),
+        (
+            &base,
             vec!["--report", "/proc/trainer-report.json"],
             "cannot write in /proc",
         ),
         (
             &base,
-            vec!["--report", dir.to_str().unwrap()],
+            vec!["--report", data.to_str().unwrap()],
             "is a folder",
         ),
         (&into_foreign, vec![], "did not write (notes.txt)"),

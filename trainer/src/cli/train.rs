@@ -365,8 +365,17 @@ impl Places {
             }
         }
         for (i, (path, what)) in files.iter().enumerate() {
-            if let Some((_, other)) = files[..i].iter().find(|(p, _)| p == path) {
-                bail!("{other} and {what} are one file, {}", path.display());
+            for (other_path, other) in &files[..i] {
+                if other_path == path {
+                    bail!("{other} and {what} are one file, {}", path.display());
+                }
+                if path.starts_with(other_path) || other_path.starts_with(path) {
+                    bail!(
+                        "{other} ({}) and {what} ({}): one would be a folder of the other",
+                        other_path.display(),
+                        path.display()
+                    );
+                }
             }
         }
 
