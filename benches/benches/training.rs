@@ -8,9 +8,9 @@ use criterion::{Criterion, Throughput};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use trainer::mlp::network_inputs;
 use trainer::mlp::{Mlp, RmsProp};
 use trainer::sparse::SparseBatch;
-use trainer::train::network_inputs;
 
 fn training(c: &mut Criterion) {
     let mnist = mnist().expect("MNIST in data/mnist");

@@ -15,9 +15,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::idx::Dataset;
-use crate::mlp::Mlp;
+use crate::mlp::{Mlp, network_inputs};
 use crate::sparse::SparseBatch;
-use crate::train::network_inputs;
 
 /// Training images the hidden activation range is calibrated on (the first ones).
 pub const CALIBRATION_IMAGES: usize = 10_000;

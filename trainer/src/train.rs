@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::augment::{Augment, Fields, distort, image_rng};
 use crate::idx::{Dataset, PIXELS};
-use crate::mlp::{BatchStats, Mlp, RmsProp};
+use crate::mlp::{BatchStats, Mlp, RmsProp, network_inputs};
 use crate::qat::Quantized;
 use crate::quantize::{
     CALIBRATION_IMAGES, Width, calibrate_hidden_scale, quantize_with_hidden_scale,
@@ -150,12 +150,6 @@ pub struct EpochStats {
     /// Accuracy on the test set after the epoch, only where asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_accuracy: Option<f64>,
-}
-
-/// The images of a dataset as network inputs: pixels scaled to 0–1, as Keras's `x / 255`, with
-/// only the non-zero ones kept.
-pub fn network_inputs(data: &Dataset) -> SparseRows {
-    SparseRows::from_dense_parallel(PIXELS, &data.images, |p| f32::from(p) / 255.0)
 }
 
 /// Why training stopped early.

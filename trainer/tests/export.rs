@@ -5,10 +5,10 @@
 use std::path::Path;
 
 use infer_core::{F32Model, Int8Model, Kernel};
+use trainer::mlp::network_inputs;
 use trainer::output::AlignedBytes;
 use trainer::quantize::{Width, encode_f32, encode_quant, quantize};
 use trainer::sparse::SparseBatch;
-use trainer::train::network_inputs;
 
 mod common;
 
