@@ -49,7 +49,7 @@ pub fn write_atomic_with(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let name = path.file_name().context("not a file path")?;
-    remove_dead_temporaries(dir, &name.to_string_lossy());
+    remove_dead_temporaries(dir, &format!(".{}.tmp-", name.to_string_lossy()));
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
         name.to_string_lossy(),
@@ -69,9 +69,10 @@ pub fn write_atomic_with(
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Removes the `.NAME.tmp-PID` files in `dir` of processes that no longer run: what a write
-/// killed half-way leaves. (Where processes cannot be looked up, nothing is removed.)
-fn remove_dead_temporaries(dir: &Path, name: &str) {
+/// Removes the files named `{prefix}PID` or `{prefix}PID-…` in `dir` whose process no longer
+/// runs: what a write killed half-way leaves (`.NAME.tmp-PID`, a probe). Where processes cannot be
+/// looked up, nothing is removed.
+pub(crate) fn remove_dead_temporaries(dir: &Path, prefix: &str) {
     let proc = Path::new("/proc");
     if !proc.join("self").exists() {
         return;
@@ -79,12 +80,12 @@ fn remove_dead_temporaries(dir: &Path, name: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
-    let prefix = format!(".{name}.tmp-");
     for entry in entries.flatten() {
         let file = entry.file_name();
         let pid = file
             .to_str()
-            .and_then(|f| f.strip_prefix(&prefix))
+            .and_then(|f| f.strip_prefix(prefix))
+            .and_then(|rest| rest.split('-').next())
             .and_then(|pid| pid.parse::<u32>().ok());
         let dead = |&pid: &u32| pid != std::process::id() && !proc.join(pid.to_string()).exists();
         if pid.filter(dead).is_some() {

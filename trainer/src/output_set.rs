@@ -230,7 +230,8 @@ pub fn check_writable_file(path: &Path, need: u64) -> Result<()> {
 pub fn check_writable_dir(dir: &Path, need: u64) -> Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create folder {}", dir.display()))?;
-    let probe = dir.join(format!(".write-probe-{}", unique_suffix()));
+    crate::output::remove_dead_temporaries(dir, PROBE);
+    let probe = dir.join(format!("{PROBE}{}", unique_suffix()));
     let written = File::create(&probe).and_then(|mut f| {
         f.write_all(&[0; 4096])?;
         f.sync_all()
@@ -239,6 +240,9 @@ pub fn check_writable_dir(dir: &Path, need: u64) -> Result<()> {
     written.with_context(|| format!("cannot write in {}", dir.display()))?;
     check_free_space(dir, need, "the run's files")
 }
+
+/// The name of a writability probe, before its process and moment.
+const PROBE: &str = ".write-probe-";
 
 /// A name unique to this process and moment.
 fn unique_suffix() -> String {
@@ -695,6 +699,20 @@ mod tests {
         std::fs::write(out.join(".write-test"), b"").unwrap();
         write_set(&out, &[("mlp-int8.bin", b"new")]).unwrap();
         assert_eq!(entries(&out), ["manifest.json", "mlp-int8.bin"]);
+    }
+
+    #[test]
+    fn a_probe_leaves_nothing_and_removes_the_probes_of_killed_runs() {
+        let dir = temp("probe");
+        // Above Linux's largest process number: cannot be alive. Process 1 always is.
+        std::fs::write(dir.join(".write-probe-4194305-17"), b"").unwrap();
+        std::fs::write(dir.join(".write-probe-1-17"), b"").unwrap();
+        check_writable_dir(&dir, 0).unwrap();
+        assert_eq!(entries(&dir), [".write-probe-1-17"]);
+        check_writable_file(&dir.join("new/report.json"), 0).unwrap();
+        assert_eq!(entries(&dir.join("new")), Vec::<String>::new());
+        let err = check_writable_file(&dir, 0).unwrap_err().to_string();
+        assert!(err.contains("is a folder"), "{err}");
     }
 
     #[test]

@@ -52,11 +52,12 @@ fn a_write_removes_what_killed_writes_of_that_file_left() {
     let dead = dir.join(".report.json.tmp-4194305");
     let alive = dir.join(".report.json.tmp-1");
     let other = dir.join(".other.json.tmp-4194305");
-    for file in [&dead, &alive, &other] {
+    let renamed = dir.join(".report.json.tmp-4194305x");
+    for file in [&dead, &alive, &other, &renamed] {
         std::fs::write(file, b"half").unwrap();
     }
     write_atomic(&report, b"{}").unwrap();
-    assert!(!dead.exists() && alive.exists() && other.exists());
+    assert!(!dead.exists() && alive.exists() && other.exists() && renamed.exists());
     assert_eq!(std::fs::read(&report).unwrap(), b"{}");
 }
 
