@@ -26,7 +26,7 @@ Examples:
   trainer train --epochs 10 --seed 7       train longer, with another seed
   trainer --validation-split 0.1           hold out the last 10 % of the training set, as Keras does
   trainer --recipe best --weights both     also write the int4 model (half the flash), trained for it
-  trainer train --plots plots/             and draw the history, confusion matrix, misclassified digits
+  trainer train --plots out/plots          and draw the history, confusion matrix, misclassified digits
   trainer eval out/mlp-int8.bin            accuracy, confusion matrix, precision and recall on the test set
   trainer predict out/mlp-int8.bin my-7.png   classify your own handwriting
   trainer inspect out/mlp-int8.bin         what a model file holds
