@@ -257,7 +257,8 @@ fn destinations_that_collide_or_cannot_be_written_fail_before_training() {
     std::fs::create_dir(&foreign).unwrap();
     std::fs::write(foreign.join("notes.txt"), b"mine").unwrap();
     let into_foreign = run_args(&data, &foreign, 1);
-    let cases: [(&[String], Vec<&str>, &str); 6] = [
+    let training_images = data.join("train-images-idx3-ubyte");
+    let cases: [(&[String], Vec<&str>, &str); 7] = [
         (
             &base,
             vec!["--report", model.to_str().unwrap()],
@@ -280,10 +281,15 @@ fn destinations_that_collide_or_cannot_be_written_fail_before_training() {
         ),
         (
             &base,
-            vec!["--report", data.to_str().unwrap()],
+            vec!["--report", foreign.to_str().unwrap()],
             "is a folder",
         ),
         (&into_foreign, vec![], "did not write (notes.txt)"),
+        (
+            &base,
+            vec!["--report", training_images.to_str().unwrap()],
+            "would be written into the data folder",
+        ),
     ];
     for (args, extra, expected) in cases {
         let run = trainer(&[]).args(args).args(&extra).output().unwrap();
@@ -297,5 +303,9 @@ fn destinations_that_collide_or_cannot_be_written_fail_before_training() {
         assert!(!out.exists(), "{extra:?} wrote {out:?}");
     }
     assert_eq!(std::fs::read(foreign.join("notes.txt")).unwrap(), b"mine");
+    assert!(
+        trainer::idx::load_mnist(&data).is_ok(),
+        "the data was overwritten"
+    );
     assert_eq!(names(&dir), ["data", "foreign"]);
 }

@@ -180,10 +180,10 @@ impl EpochDisplay {
 pub(crate) fn train(args: TrainArgs) -> Result<()> {
     let started = Instant::now();
     // Every destination is checked now, not after minutes of training.
-    let places = Places::plan(&args)?;
+    let data_dir = args.data.clone().unwrap_or_else(default_data_dir);
+    let places = Places::plan(&args, &data_dir)?;
     let out = OutputSet::begin(&args.out, places.set_bytes)?;
 
-    let data_dir = args.data.unwrap_or_else(default_data_dir);
     let mnist = load_mnist(&data_dir)?;
     say!(
         "loaded {} training and {} test images from {} ({:.2} s)",
@@ -320,8 +320,9 @@ const fn report_bytes(epochs: u64) -> u64 {
 
 impl Places {
     /// Sorts the report and the plots into the set or outside it, and checks that no two files
-    /// of the run are one, that what goes outside can be written, and that there is room.
-    fn plan(args: &TrainArgs) -> Result<Self> {
+    /// of the run are one, that none lands in the data folder, that what goes outside can be
+    /// written, and that there is room.
+    fn plan(args: &TrainArgs, data_dir: &Path) -> Result<Self> {
         let out = resolve(&args.out)?;
         let place = |path: &Path, what: &str| -> Result<Place> {
             let resolved = resolve(path)?;
@@ -364,7 +365,15 @@ impl Places {
                 files.push((full(plots)?.join(name), format!("--plots' {name}")));
             }
         }
+        let data = resolve(data_dir)?;
         for (i, (path, what)) in files.iter().enumerate() {
+            if path.starts_with(&data) || data.starts_with(path) {
+                bail!(
+                    "{what} ({}) would be written into the data folder {}",
+                    path.display(),
+                    data_dir.display()
+                );
+            }
             for (other_path, other) in &files[..i] {
                 if other_path == path {
                     bail!("{other} and {what} are one file, {}", path.display());
