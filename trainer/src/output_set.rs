@@ -244,6 +244,25 @@ pub fn check_writable_dir(dir: &Path, need: u64) -> Result<()> {
 /// The name of a writability probe, before its process and moment.
 const PROBE: &str = ".write-probe-";
 
+/// Whether `dir` is the root of a mounted file system (a container's volume, say): its device
+/// differs from its parent's. (A bind mount of the same file system is not seen.)
+pub fn is_mount_point(dir: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let parent = dir.parent().unwrap_or(dir);
+        match (std::fs::metadata(dir), std::fs::metadata(parent)) {
+            (Ok(d), Ok(p)) => d.dev() != p.dev(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        false
+    }
+}
+
 /// A name unique to this process and moment.
 fn unique_suffix() -> String {
     let nanos = SystemTime::now()
@@ -436,6 +455,14 @@ impl OutputSet {
             bail!(
                 "cannot create output folder {}: it is a file",
                 self.shown.display()
+            );
+        }
+        if is_mount_point(&self.out) {
+            bail!(
+                "--out {} is a mount point, which cannot be swapped for the new set: name a \
+                 folder inside it (e.g. {})",
+                self.shown.display(),
+                self.shown.join("models").display()
             );
         }
         let ours: Vec<String> = match Manifest::read(&self.out) {
@@ -713,6 +740,14 @@ mod tests {
         assert_eq!(entries(&dir.join("new")), Vec::<String>::new());
         let err = check_writable_file(&dir, 0).unwrap_err().to_string();
         assert!(err.contains("is a folder"), "{err}");
+    }
+
+    #[test]
+    fn a_mount_point_is_told_apart_from_a_folder() {
+        assert!(!is_mount_point(&temp("mount")));
+        if Path::new("/proc/self").exists() {
+            assert!(is_mount_point(Path::new("/proc")));
+        }
     }
 
     #[test]
