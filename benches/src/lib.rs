@@ -7,9 +7,9 @@ use anyhow::{Context, Result};
 use infer_core::{CLASSES, F32Model, HIDDEN, INPUTS, Int4Model, Int8Model};
 use nalgebra::{DMatrix, DVector};
 use trainer::idx::{Mnist, load_mnist};
-use trainer::output::AlignedBytes;
+use trainer::output::{AlignedBytes, F32_FILE, INT4_FILE, INT8_FILE};
 use trainer::output_set::OutputSet;
-use trainer::pipeline::{self, F32_FILE, INT4_FILE, INT8_FILE, Run};
+use trainer::pipeline::{self, Run};
 use trainer::quantize::Width;
 use trainer::train::TrainConfig;
 

@@ -8,6 +8,15 @@ use serde::Serialize;
 
 use crate::train::EpochStats;
 
+/// The int8 model's file name, as the firmware embeds it.
+pub const INT8_FILE: &str = "mlp-int8.bin";
+/// The int4 model's file name, as the firmware embeds it for 256 KB parts.
+pub const INT4_FILE: &str = "mlp-int4.bin";
+/// The f32 model's file name.
+pub const F32_FILE: &str = "mlp-f32.bin";
+/// The report's file name in a run's folder.
+pub const REPORT_FILE: &str = "report.json";
+
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one, never half
 /// of one: a temporary file in the same folder, flushed to disk, then renamed over `path`.
 ///

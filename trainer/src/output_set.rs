@@ -32,22 +32,18 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::output::write_atomic;
+use crate::output::{F32_FILE, INT4_FILE, INT8_FILE, REPORT_FILE, write_atomic};
 
 /// The set's table of contents, written last.
 pub const MANIFEST: &str = "manifest.json";
 
-/// Files earlier versions of the trainer wrote into `--out` (before sets had a manifest), and
-/// their leftovers: a folder holding only these is the trainer's to replace.
-const LEGACY_FILES: [&str; 7] = [
-    "mlp-int8.bin",
-    "mlp-int4.bin",
-    "mlp-f32.bin",
-    "report.json",
-    "history.png",
-    "confusion.png",
-    "misclassified.png",
-];
+/// Files earlier versions of the trainer wrote into `--out` (before sets had a manifest): a
+/// folder holding only these (and their leftovers) is the trainer's to replace.
+fn legacy_files() -> impl Iterator<Item = &'static str> {
+    [INT8_FILE, INT4_FILE, F32_FILE, REPORT_FILE]
+        .into_iter()
+        .chain(crate::plots::FILES)
+}
 
 /// What `manifest.json` holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -472,7 +468,7 @@ impl OutputSet {
                 .map(|f| f.path.split('/').next().unwrap_or_default().to_string())
                 .chain([MANIFEST.to_string()])
                 .collect(),
-            Err(_) => LEGACY_FILES.iter().map(|s| s.to_string()).collect(),
+            Err(_) => legacy_files().map(String::from).collect(),
         };
         let foreign: Vec<OsString> = std::fs::read_dir(&self.out)
             .with_context(|| format!("cannot list {}", self.shown.display()))?

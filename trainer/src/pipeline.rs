@@ -9,20 +9,15 @@ use infer_core::{F32Model, INPUTS, Int4Model, Int8Model, QuantModel};
 use crate::idx::{Dataset, Mnist};
 use crate::metrics::Confusion;
 use crate::mlp::Mlp;
-use crate::output::{AlignedBytes, ModelReport, TestStats, write_atomic};
+use crate::output::{
+    AlignedBytes, F32_FILE, INT4_FILE, INT8_FILE, ModelReport, TestStats, write_atomic,
+};
 use crate::output_set::OutputSet;
 use crate::quantize::{
     CALIBRATION_IMAGES, QuantWeights, Width, calibrate_hidden_scale, encode_f32, encode_quant,
     quantize_with_hidden_scale,
 };
 use crate::train::{EpochStats, HeldOut, Progress, TrainConfig, evaluate, fit};
-
-/// The int8 model's file name, as the firmware embeds it.
-pub const INT8_FILE: &str = "mlp-int8.bin";
-/// The int4 model's file name, as the firmware embeds it for 256 KB parts.
-pub const INT4_FILE: &str = "mlp-int4.bin";
-/// The f32 model's file name.
-pub const F32_FILE: &str = "mlp-f32.bin";
 
 /// A run that ends below this training accuracy did not learn (chance is 10 %)…
 pub const FAILED_ACCURACY: f64 = 0.5;

@@ -10,9 +10,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use infer_core::format::write;
 use trainer::idx::load_mnist;
 use trainer::metrics::Confusion;
-use trainer::output::{Report, write_atomic};
+use trainer::output::{F32_FILE, REPORT_FILE, Report, write_atomic};
 use trainer::output_set::{MANIFEST, OutputSet, check_writable_dir, check_writable_file, resolve};
-use trainer::pipeline::{self, F32_FILE, Run};
+use trainer::pipeline::{self, Run};
 use trainer::plots;
 use trainer::quantize::Width;
 use trainer::train::{Progress, Recipe, TrainConfig, default_validation_split};
@@ -338,7 +338,7 @@ impl Places {
             &args
                 .report
                 .clone()
-                .unwrap_or_else(|| args.out.join("report.json")),
+                .unwrap_or_else(|| args.out.join(REPORT_FILE)),
             "--report",
         )?;
         let plots = match &args.plots {
