@@ -417,6 +417,14 @@ fn read_up_to(src: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
+/// The SHA-256 of `bytes` in lowercase hex, as `SHA256SUMS` lists it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The digests listed in a folder's `SHA256SUMS` (`<hex>  <file name>` per line), if it has one.
 #[derive(Debug, Default)]
 struct Checksums(Vec<(String, String)>);
@@ -459,10 +467,7 @@ impl Checksums {
         let Some((_, expected)) = self.0.iter().find(|(name, _)| name == file_name) else {
             return Ok(());
         };
-        let actual: String = Sha256::digest(bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let actual = sha256_hex(bytes);
         if &actual == expected {
             Ok(())
         } else {

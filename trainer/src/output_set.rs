@@ -30,7 +30,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::output::{F32_FILE, INT4_FILE, INT8_FILE, REPORT_FILE, write_atomic};
 
@@ -76,7 +75,7 @@ impl Manifest {
 
     /// Whether `dir` holds exactly the files this manifest lists, with their contents.
     pub fn check(&self, dir: &Path) -> Result<()> {
-        let mut found = files_below(dir)?;
+        let mut found = Tree::read(dir)?.files;
         found.retain(|p| p != MANIFEST);
         let listed: Vec<&str> = self.files.iter().map(|f| f.path.as_str()).collect();
         if found != listed {
@@ -86,7 +85,8 @@ impl Manifest {
             );
         }
         for entry in &self.files {
-            let (bytes, sha256) = digest(&dir.join(&entry.path))?;
+            let path = dir.join(&entry.path);
+            let (bytes, sha256) = digest(open(&path)?, &path)?;
             if (bytes, sha256.as_str()) != (entry.bytes, entry.sha256.as_str()) {
                 bail!(
                     "{} in {} is not the file its manifest lists",
@@ -99,46 +99,48 @@ impl Manifest {
     }
 }
 
-/// The files below `dir` (recursively), relative and `/`-separated, sorted.
-fn files_below(dir: &Path) -> Result<Vec<String>> {
-    fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<()> {
-        for entry in
-            std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?
-        {
-            let entry = entry?;
-            let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
-            if entry.file_type()?.is_dir() {
-                walk(&entry.path(), &format!("{name}/"), out)?;
-            } else {
-                out.push(name);
-            }
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    walk(dir, "", &mut out)?;
-    out.sort();
-    Ok(out)
+/// What lies below a folder.
+struct Tree {
+    /// The files, relative and `/`-separated, sorted.
+    files: Vec<String>,
+    /// The folder itself and every folder below it.
+    dirs: Vec<PathBuf>,
 }
 
-/// A file's size and SHA-256.
-fn digest(path: &Path) -> Result<(u64, String)> {
-    let mut file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let (mut hasher, mut buf, mut bytes) = (Sha256::new(), vec![0; 1 << 16], 0u64);
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
+impl Tree {
+    fn read(dir: &Path) -> Result<Self> {
+        let (mut files, mut dirs) = (Vec::new(), Vec::new());
+        let mut pending = vec![(dir.to_path_buf(), String::new())];
+        while let Some((dir, prefix)) = pending.pop() {
+            for entry in
+                std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?
+            {
+                let entry = entry?;
+                let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+                if entry.file_type()?.is_dir() {
+                    pending.push((entry.path(), format!("{name}/")));
+                } else {
+                    files.push(name);
+                }
+            }
+            dirs.push(dir);
         }
-        hasher.update(&buf[..n]);
-        bytes += n as u64;
+        files.sort();
+        Ok(Self { files, dirs })
     }
-    let hex = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok((bytes, hex))
+}
+
+/// The size and SHA-256 of what `file` holds from where it stands.
+fn digest(mut file: File, path: &Path) -> Result<(u64, String)> {
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok((bytes.len() as u64, crate::idx::sha256_hex(&bytes)))
+}
+
+/// Opens `path` for reading.
+fn open(path: &Path) -> Result<File> {
+    File::open(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 /// Flushes a folder's entries (names created, renamed, removed) to disk. Systems that cannot
@@ -527,13 +529,14 @@ impl OutputSet {
 
     /// Makes every staged file visible in `--out` at once; returns the manifest.
     pub fn commit(mut self) -> Result<Manifest> {
+        let tree = Tree::read(&self.staging)?;
         let mut files = Vec::new();
-        for path in files_below(&self.staging)? {
+        for path in tree.files {
             let full = self.staging.join(&path);
-            File::open(&full)
-                .and_then(|f| f.sync_all())
+            let file = open(&full)?;
+            file.sync_all()
                 .with_context(|| format!("cannot flush {}", full.display()))?;
-            let (bytes, sha256) = digest(&full)?;
+            let (bytes, sha256) = digest(file, &full)?;
             files.push(ManifestEntry {
                 path,
                 bytes,
@@ -548,8 +551,8 @@ impl OutputSet {
             &self.staging.join(MANIFEST),
             &serde_json::to_vec_pretty(&manifest)?,
         )?;
-        for dir in dirs_below(&self.staging)? {
-            sync_dir(&dir)?;
+        for dir in &tree.dirs {
+            sync_dir(dir)?;
         }
         let old = self.switch()?;
         self.committed = true;
@@ -593,22 +596,6 @@ impl Drop for OutputSet {
             let _ = remove(&self.staging);
         }
     }
-}
-
-/// The folders at and below `dir`.
-fn dirs_below(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut dirs = vec![dir.to_path_buf()];
-    let mut i = 0;
-    while let Some(d) = dirs.get(i).cloned() {
-        for entry in std::fs::read_dir(&d)? {
-            let entry = entry?;
-            if entry.file_type()?.is_dir() {
-                dirs.push(entry.path());
-            }
-        }
-        i += 1;
-    }
-    Ok(dirs)
 }
 
 /// Removes a file or a folder with everything in it; an absent one is fine.
