@@ -324,17 +324,19 @@ impl Places {
     /// written, and that there is room.
     fn plan(args: &TrainArgs, data_dir: &Path) -> Result<Self> {
         let out = resolve(&args.out)?;
-        let place = |path: &Path, what: &str| -> Result<Place> {
+        // Each destination with its resolved path.
+        let place = |path: &Path, what: &str| -> Result<(Place, PathBuf)> {
             let resolved = resolve(path)?;
-            match resolved.strip_prefix(&out) {
+            let place = match resolved.strip_prefix(&out) {
                 Ok(rel) if rel.as_os_str().is_empty() => {
                     bail!("{what} {} is the --out folder itself", path.display())
                 }
-                Ok(rel) => Ok(Place::InSet(rel.to_path_buf())),
-                Err(_) => Ok(Place::Outside(path.to_path_buf())),
-            }
+                Ok(rel) => Place::InSet(rel.to_path_buf()),
+                Err(_) => Place::Outside(path.to_path_buf()),
+            };
+            Ok((place, resolved))
         };
-        let report = place(
+        let (report, report_path) = place(
             &args
                 .report
                 .clone()
@@ -355,16 +357,13 @@ impl Places {
             .chain([F32_FILE, MANIFEST])
             .map(|f| (out.join(f), format!("--out's {f}")))
             .collect();
-        let full = |p: &Place| match p {
-            Place::InSet(rel) => Ok(out.join(rel)),
-            Place::Outside(path) => resolve(path),
-        };
-        files.push((full(&report)?, "--report".into()));
-        if let Some(plots) = &plots {
+        files.push((report_path, "--report".into()));
+        if let Some((_, dir)) = &plots {
             for name in plots::FILES {
-                files.push((full(plots)?.join(name), format!("--plots' {name}")));
+                files.push((dir.join(name), format!("--plots' {name}")));
             }
         }
+        let plots = plots.map(|(place, _)| place);
         let data = resolve(data_dir)?;
         for (i, (path, what)) in files.iter().enumerate() {
             if path.starts_with(&data) || data.starts_with(path) {
