@@ -92,8 +92,7 @@ fn trained_model_round_trips_through_infer_core() {
 
 #[test]
 fn a_c_header_export_compiles_and_holds_the_file_byte_for_byte() {
-    let dir = std::env::temp_dir().join(format!("export-c-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::temp_dir("export-c");
     let model =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware-example/model/mlp-int4.bin");
     let header = dir.join("mlp-int4.h");
@@ -102,11 +101,7 @@ fn a_c_header_export_compiles_and_holds_the_file_byte_for_byte() {
         .arg(&header)
         .output()
         .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    common::succeeded(&run);
     let text = std::fs::read_to_string(&header).unwrap();
     let bytes = std::fs::read(&model).unwrap();
     // The array's bytes, read back from the text, are the file's.
@@ -141,9 +136,5 @@ fn a_c_header_export_compiles_and_holds_the_file_byte_for_byte() {
         .arg(&source)
         .output()
         .expect("a C compiler (`cc`), as Rust's own linking needs");
-    assert!(
-        cc.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cc.stderr)
-    );
+    common::succeeded(&cc);
 }

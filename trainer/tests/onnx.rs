@@ -95,8 +95,7 @@ fn what_is_not_a_784_512_10_mlp_is_refused_naming_it() {
 
 #[test]
 fn import_writes_model_files_that_evaluate() {
-    let dir = std::env::temp_dir().join(format!("onnx-import-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::temp_dir("onnx-import");
     let net = tutorial_net(&mnist().train.head(10_000), 1);
     let onnx_file = dir.join("keras.onnx");
     std::fs::write(&onnx_file, exported(&net)).unwrap();

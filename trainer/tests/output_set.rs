@@ -3,7 +3,7 @@
 //! before training.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,12 +11,7 @@ use trainer::output_set::{Manifest, OutputSet};
 
 mod common;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("output-set-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{succeeded, temp_dir};
 
 /// A small MNIST (the first `train` and `test` digits of the real one) in `dir`, as raw IDX
 /// files: a run on it takes a fraction of a second, most of it writing.
@@ -184,8 +179,8 @@ fn a_kill_anywhere_in_the_write_phase_leaves_one_runs_complete_set() {
     assert!(kept_old > 0, "no kill landed before a commit");
 
     // The next run cleans up what the killed ones left: the folder and its set, nothing else.
-    common::succeeded(
-        trainer(&[])
+    succeeded(
+        &trainer(&[])
             .args(run_args(&data, &out, 99))
             .output()
             .unwrap(),
@@ -234,7 +229,7 @@ fn concurrent_runs_into_one_folder_do_not_interleave_and_into_two_both_succeed()
         })
         .collect();
     for child in children {
-        common::succeeded(child.wait_with_output().unwrap());
+        succeeded(&child.wait_with_output().unwrap());
     }
     for i in 0..4 {
         let out = dir.join(format!("out{i}"));

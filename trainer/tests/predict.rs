@@ -11,6 +11,8 @@ use trainer::output::write_atomic;
 use trainer::quantize::{Width, encode_quant, quantize};
 use trainer::train::{HeldOut, TrainConfig, fit};
 
+mod common;
+
 /// Pen strokes of each digit in a 100 × 140 box (y down).
 fn strokes(digit: u8) -> Vec<Vec<(f32, f32)>> {
     let arc = |cx: f32, cy: f32, rx: f32, ry: f32, from: f32, to: f32| -> Vec<(f32, f32)> {
@@ -107,8 +109,7 @@ fn trained_model(dir: &Path) -> PathBuf {
 
 #[test]
 fn drawn_handwriting_is_read_correctly_in_the_large_majority() {
-    let dir = std::env::temp_dir().join(format!("predict-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::temp_dir("predict");
     let model = trained_model(&dir);
     let mut images = Vec::new();
     for digit in 0..10u8 {
@@ -130,11 +131,7 @@ fn drawn_handwriting_is_read_correctly_in_the_large_majority() {
         .arg("--json")
         .output()
         .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    common::succeeded(&run);
     let results: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     let digits: Vec<u64> = results
         .as_array()
@@ -162,8 +159,7 @@ fn drawn_handwriting_is_read_correctly_in_the_large_majority() {
 
 #[test]
 fn unreadable_images_fail_with_the_file_named() {
-    let dir = std::env::temp_dir().join(format!("predict-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::temp_dir("predict-bad");
     let not_an_image = dir.join("notes.png");
     std::fs::write(&not_an_image, b"not a picture").unwrap();
     let model =
@@ -186,8 +182,7 @@ fn unreadable_images_fail_with_the_file_named() {
 fn shared_model() -> &'static Path {
     static MODEL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     MODEL.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("predict-model-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = common::temp_dir("predict-model");
         trained_model(&dir)
     })
 }
@@ -219,8 +214,7 @@ fn correct(results: &[serde_json::Value]) -> usize {
 
 #[test]
 fn ink_only_in_the_alpha_channel_is_read() {
-    let dir = std::env::temp_dir().join(format!("predict-alpha-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::temp_dir("predict-alpha");
     // A browser canvas's export: black (or white) everywhere, the strokes opaque, the rest clear.
     let mut images = Vec::new();
     for digit in 0..10u8 {
@@ -242,8 +236,7 @@ fn ink_only_in_the_alpha_channel_is_read() {
 
 #[test]
 fn a_photo_under_uneven_light_on_tinted_paper_is_read() {
-    let dir = std::env::temp_dir().join(format!("predict-photo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::temp_dir("predict-photo");
     let mut images = Vec::new();
     for digit in 0..10u8 {
         let drawn = draw(digit);
@@ -270,8 +263,7 @@ fn a_photo_under_uneven_light_on_tinted_paper_is_read() {
 
 #[test]
 fn each_image_gets_its_own_answer_or_error_and_the_status_tells() {
-    let dir = std::env::temp_dir().join(format!("predict-mixed-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::temp_dir("predict-mixed");
     let (two, bad, blank, seven) = (
         dir.join("2.png"),
         dir.join("bad.png"),

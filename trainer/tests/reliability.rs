@@ -2,7 +2,7 @@
 //! unwritable destination fails before any training.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use trainer::idx::load_mnist;
@@ -11,14 +11,7 @@ use trainer::train::{HeldOut, TrainConfig, TrainError, fit};
 
 mod common;
 
-use common::eval_accuracy;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("reliability-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{eval_accuracy, succeeded, temp_dir};
 
 #[test]
 fn a_write_that_dies_half_way_leaves_the_old_file_intact() {
@@ -217,11 +210,7 @@ fn weights_choose_the_integer_files_and_every_command_reads_them() {
         report_s,
         "-q",
     ]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    succeeded(&run);
     let int4 = out.join("mlp-int4.bin");
     assert!(int4.is_file() && !out.join("mlp-int8.bin").exists());
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
@@ -325,11 +314,7 @@ fn inspect_json_and_eval_plots_describe_an_existing_model() {
         "--plots",
         plots.to_str().unwrap(),
     ]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    succeeded(&run);
     for chart in ["confusion.png", "misclassified.png"] {
         let png = std::fs::read(plots.join(chart)).unwrap();
         assert!(png.starts_with(b"\x89PNG"), "{chart}");

@@ -32,13 +32,20 @@ pub fn eval_accuracy(stdout: &str) -> f64 {
         .unwrap()
 }
 
-/// What a finished command printed, after checking that it succeeded (its stderr if not).
-pub fn succeeded(output: std::process::Output) -> std::process::Output {
+/// Checks that a finished command succeeded (showing its stderr if not).
+pub fn succeeded(output: &std::process::Output) {
     assert!(
         output.status.success(),
         "{:?}: {}",
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    output
+}
+
+/// A fresh, empty folder for one test: `name` and this process make it unique.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("trainer-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
