@@ -93,17 +93,12 @@ pub mod format;
 pub mod kernels;
 mod model;
 pub mod quant;
+mod weights;
 
-pub use format::{F32Model, FormatError, Int4Model, Int8Model, QuantModel};
-pub use kernels::Kernel;
-pub use model::Prediction;
-
-/// Pixels per image (28 × 28), the network's input width.
-pub const INPUTS: usize = 784;
-/// Hidden ReLU units.
-pub const HIDDEN: usize = 512;
-/// Output classes (digits 0–9).
-pub const CLASSES: usize = 10;
+pub use format::{F32Model, FormatError, QuantModel};
+pub use kernels::{Kernel, KernelError};
+pub use model::{Logits, Prediction};
+pub use weights::Weights;
 
 /// Embeds a model file like `include_bytes!`, but 64-byte aligned: [`Int8Model::from_bytes`] and
 /// [`F32Model::from_bytes`] need the weight sections word-aligned (a plain `include_bytes!` has

@@ -1,229 +1,330 @@
-//! The forward passes: integer-only (int8 or int4 weights), written once over the kernels'
-//! architectures and both weight widths, and f32.
+//! The forward passes: one loop over the layers, integer-only (each layer int8 or int4) written
+//! once over the kernels' architectures, and f32.
 
-use crate::format::{Bits, CLASSES_PADDED, F32Model, QuantModel};
-use crate::kernels::TILE_ROWS;
-use crate::kernels::{self, Arch, ArchOp, BatchArch, Groups, Kernel, KernelError, Matrix};
-use crate::{CLASSES, HIDDEN, INPUTS};
+use crate::format::{F32Model, MAX_CLASSES, QuantLayer, QuantModel};
+use crate::kernels::{self, Arch, ArchOp, BatchArch, Groups, Kernel, KernelError, TILE_ROWS};
+use crate::kernels::{Matrix, chunks};
 
-/// Hidden rows computed per walk of the input's groups. On a microcontroller one tile of rows, so
-/// the i32 scratch is 64 bytes of stack; elsewhere the whole layer, so that wide kernels keep
-/// several row blocks in flight.
+/// Rows computed per walk of the input's groups. On a microcontroller one tile of rows, so the
+/// i32 scratch is 64 bytes of stack; elsewhere up to 512, so that wide kernels keep several row
+/// blocks in flight.
 const ROWS_PER_PASS: usize = if cfg!(target_os = "none") {
     TILE_ROWS
 } else {
-    HIDDEN
+    512
 };
 
-/// What the integer network says about one image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Logits, one per class.
+pub type Logits<T> = heapless::Vec<T, MAX_CLASSES>;
+
+/// What the integer network says about one input.
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Prediction {
     /// The class of the largest real logit (the lowest one on a tie).
     pub class: u8,
     /// The output layer's accumulators; class `c`'s real logit is `logits[c] · logit_scale(c)`.
-    pub logits: [i32; CLASSES],
+    pub logits: Logits<i32>,
 }
 
-/// A weight section of `B` bits as the kernels take it.
-#[inline(always)]
-fn matrix<B: Bits>(w: &[u8]) -> Matrix<'_> {
-    if B::BITS == 4 {
-        Matrix::Int4(w)
-    } else {
-        Matrix::Int8(bytemuck::must_cast_slice(w))
-    }
-}
-
-impl<'a, B: Bits> QuantModel<'a, B> {
-    /// Classifies one 28 × 28 image of raw pixels (0 = background) with the best kernel here.
-    pub fn predict(&self, pixels: &[u8; INPUTS]) -> Prediction {
-        // SAFETY: `best` returns an available kernel.
-        unsafe { kernels::dispatch(Kernel::best(), Predict(self, pixels)) }
+impl<'a> QuantLayer<'a> {
+    fn matrix(&self) -> Matrix<'a> {
+        Matrix::new(self.layer.weights, self.w)
     }
 
-    /// [`Self::predict`] with a chosen kernel; fails only if it is not available here.
-    pub fn predict_with(
-        &self,
-        kernel: Kernel,
-        pixels: &[u8; INPUTS],
-    ) -> Result<Prediction, KernelError> {
-        if !kernel.is_available() {
-            return Err(KernelError::Unavailable(kernel));
-        }
-        // SAFETY: availability checked.
-        Ok(unsafe { kernels::dispatch(kernel, Predict(self, pixels)) })
-    }
-
-    /// Classifies several images; `out` gets one prediction per image (as many as both hold).
-    ///
-    /// Where the best kernel has a batch form (AVX-512 VNNI, AVX-VNNI), four images share each
-    /// pass over the weights, which skips a group of inputs only where all four are zero; the
-    /// predictions are the same as one [`Self::predict`] per image.
-    pub fn predict_batch(&self, images: &[[u8; INPUTS]], out: &mut [Prediction]) {
-        let kernel = Kernel::best();
-        let n = images.len().min(out.len());
-        let (images, out) = (
-            images.get(..n).unwrap_or(&[]),
-            out.get_mut(..n).unwrap_or(&mut []),
-        );
-        let (fours, rest) = images.as_chunks::<4>();
-        let (out_fours, out_rest) = out.as_chunks_mut::<4>();
-        for (images, out) in fours.iter().zip(out_fours) {
-            // SAFETY: `best` returns an available kernel.
-            *out = unsafe { kernels::dispatch(kernel, PredictX4(self, images)) };
-        }
-        for (image, out) in rest.iter().zip(out_rest) {
-            *out = self.predict(image);
-        }
-    }
-
-    /// The hidden layer of one image on architecture `A`.
-    ///
-    /// Not inlined, and neither is [`Self::output`]: each layer's gathered list then lives in its
-    /// own stack frame, one after the other (on a Cortex-M4 the first is 2.4 KB).
+    /// `acc = bias + W · x` for rows `first..first + acc.len()` (whole row blocks) on `A`, `x`
+    /// gathered in `groups` already when it has one chunk.
     ///
     /// # Safety
-    /// The running CPU has the instructions `A` uses.
+    /// The running CPU has the instructions `A` uses; `x.len()` is the layer's inputs; the rows
+    /// lie inside the layer's padded rows.
+    #[inline(always)]
+    unsafe fn rows<A: Arch>(
+        &self,
+        x: &[u8],
+        groups: &mut Groups<A::Group>,
+        first: usize,
+        acc: &mut [i32],
+    ) {
+        set_bias(acc, self.bias.get(first..).unwrap_or(&[]));
+        let m = self.matrix();
+        m.take_excess(x, acc);
+        let m = m.row_blocks(first, acc.len(), self.layer.padded_cols());
+        let n = chunks(x.len());
+        for chunk in 0..n {
+            if n > 1 {
+                groups.gather::<A>(x, chunk);
+            }
+            // SAFETY: `acc.len()` rows (whole blocks) of the layer's padded inputs, `x` of its
+            // inputs; the CPU by the caller.
+            unsafe { m.walk::<A>(groups, acc) };
+        }
+    }
+
+    /// A hidden layer: `out = requantize(bias + W · x)`, `out` its padded rows.
+    ///
+    /// Not inlined: each layer's gathered list lives in its own stack frame, one after the other
+    /// (on a Cortex-M4 it is 2.4 KB).
+    ///
+    /// # Safety
+    /// As [`Self::rows`]; `out.len()` is the layer's padded rows.
     #[inline(never)]
-    unsafe fn hidden<A: Arch>(&self, pixels: &[u8; INPUTS], hidden: &mut [u8; HIDDEN]) {
-        // Written in place (returned by value, the array was built here and copied out).
+    unsafe fn hidden<A: Arch>(&self, x: &[u8], out: &mut [u8]) {
         let mut groups = Groups::new();
-        if groups.gather::<A>(pixels).is_err() {
-            return; // Not reached: 784 inputs are 196 whole groups.
+        if chunks(x.len()) == 1 {
+            groups.gather::<A>(x, 0);
         }
         let mut acc = [0i32; ROWS_PER_PASS];
-        let excess = matrix::<B>(self.w1).excess(pixels);
-        let passes = self
-            .w1
-            .chunks_exact(ROWS_PER_PASS * INPUTS * B::BITS / 8)
-            .zip(hidden.chunks_exact_mut(ROWS_PER_PASS))
-            .zip(self.b1.chunks_exact(ROWS_PER_PASS))
-            .zip(self.m1.chunks_exact(ROWS_PER_PASS))
-            .zip(self.s1.chunks_exact(ROWS_PER_PASS));
-        for ((((w, h), b), m), s) in passes {
-            set_bias(&mut acc, b);
-            // SAFETY: `ROWS_PER_PASS` rows (a multiple of 16) of `INPUTS` weights each, and the
-            // groups of `INPUTS` inputs; the CPU by the caller.
+        let passes = out
+            .chunks_mut(ROWS_PER_PASS)
+            .zip(self.multiplier.chunks(ROWS_PER_PASS))
+            .zip(self.shift.chunks(ROWS_PER_PASS));
+        for (pass, ((out, m), s)) in passes.enumerate() {
+            let acc = acc.get_mut(..out.len()).unwrap_or(&mut []);
+            // SAFETY: whole row blocks (`ROWS_PER_PASS` and the padded rows are multiples of 16)
+            // inside the layer; the rest by the caller.
             unsafe {
-                matrix::<B>(w).rows::<A>(&groups, excess, &mut acc);
-                A::requantize(&acc, m, s, h);
+                self.rows::<A>(x, &mut groups, pass * ROWS_PER_PASS, acc);
+                A::requantize(acc, m, s, out);
             }
         }
     }
 
-    /// The output layer's accumulators for one image's hidden activations on `A`.
+    /// The output layer's accumulators (its padded rows) for `x`.
     ///
     /// # Safety
-    /// As [`Self::hidden`].
+    /// As [`Self::rows`].
     #[inline(never)]
-    unsafe fn output<A: Arch>(&self, hidden: &[u8; HIDDEN]) -> [i32; CLASSES_PADDED] {
-        let mut acc = [0i32; CLASSES_PADDED];
-        set_bias(&mut acc, self.b2);
+    unsafe fn output<A: Arch>(&self, x: &[u8]) -> [i32; MAX_CLASSES] {
+        let mut acc = [0i32; MAX_CLASSES];
+        let rows = self.layer.padded_rows().min(MAX_CLASSES);
         let mut groups = Groups::new();
-        if groups.gather::<A>(hidden).is_ok() {
-            let w2 = matrix::<B>(self.w2);
-            // SAFETY: `CLASSES_PADDED` rows of `HIDDEN` weights, groups of `HIDDEN` inputs.
-            unsafe { w2.rows::<A>(&groups, w2.excess(hidden), &mut acc) };
+        if chunks(x.len()) == 1 {
+            groups.gather::<A>(x, 0);
         }
+        // SAFETY: the padded rows (at most MAX_CLASSES, a multiple of 16, checked at load).
+        unsafe { self.rows::<A>(x, &mut groups, 0, acc.get_mut(..rows).unwrap_or(&mut [])) };
         acc
     }
 
-    /// Four images on `A`'s batch form.
-    ///
-    /// # Safety
-    /// As [`Self::hidden`].
-    #[inline(always)]
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    unsafe fn predict_x4<A: BatchArch>(&self, images: &[[u8; INPUTS]; 4]) -> [Prediction; 4] {
-        let mut acc = [[0i32; HIDDEN]; 4];
-        let mut hidden = [[0u8; HIDDEN]; 4];
-        for acc in &mut acc {
-            set_bias(acc, self.b1);
-        }
-        let mut groups = Groups::new();
-        if groups
-            .gather4::<A>(images.each_ref().map(|x| &x[..]))
-            .is_ok()
-        {
-            let w1 = matrix::<B>(self.w1);
-            let excess = images.each_ref().map(|x| w1.excess(x));
-            let acc = acc.each_mut().map(|a| &mut a[..]);
-            // SAFETY: `HIDDEN` rows of `INPUTS` weights for each image; the CPU by the caller.
-            unsafe { w1.rows_x4::<A>(&groups, excess, acc) };
-        }
-        for (h, acc) in hidden.iter_mut().zip(&acc) {
-            // SAFETY: the CPU by the caller.
-            unsafe { A::requantize(acc, self.m1, self.s1, h) };
-        }
-        let mut logits = [[0i32; CLASSES_PADDED]; 4];
-        for l in &mut logits {
-            set_bias(l, self.b2);
-        }
-        if groups
-            .gather4::<A>(hidden.each_ref().map(|h| &h[..]))
-            .is_ok()
-        {
-            let w2 = matrix::<B>(self.w2);
-            let excess = hidden.each_ref().map(|h| w2.excess(h));
-            let logits = logits.each_mut().map(|l| &mut l[..]);
-            // SAFETY: `CLASSES_PADDED` rows of `HIDDEN` weights for each image.
-            unsafe { w2.rows_x4::<A>(&groups, excess, logits) };
-        }
-        logits.map(|acc| prediction(&acc, self.w2_scale))
+    /// The prediction from the output layer's accumulators.
+    fn prediction(&self, acc: &[i32]) -> Prediction {
+        prediction(
+            acc.get(..self.layer.outputs).unwrap_or(&[]),
+            self.w_scale,
+        )
+    }
+}
+
+impl<'a, const MAX_WIDTH: usize> QuantModel<'a, MAX_WIDTH> {
+    /// Classifies one input of raw bytes (for an image, its pixels row by row, 0 = background)
+    /// with the best kernel here; an input of the wrong length is an error.
+    pub fn predict(&self, input: &[u8]) -> Result<Prediction, KernelError> {
+        self.predict_with(Kernel::best(), input)
     }
 
-    /// The real-valued scale of class `c`'s logit accumulator (0 for `c` ≥ 10).
+    /// [`Self::predict`] with a chosen kernel; fails if it is not available here.
+    pub fn predict_with(&self, kernel: Kernel, input: &[u8]) -> Result<Prediction, KernelError> {
+        self.check_input(input)?;
+        if !kernel.is_available() {
+            return Err(KernelError::Unavailable(kernel));
+        }
+        // SAFETY: availability checked; the input's length too.
+        Ok(unsafe { kernels::dispatch(kernel, Predict(self, input)) })
+    }
+
+    fn check_input(&self, input: &[u8]) -> Result<(), KernelError> {
+        if input.len() == self.inputs() {
+            Ok(())
+        } else {
+            Err(KernelError::InputLength {
+                expected: self.inputs(),
+                got: input.len(),
+            })
+        }
+    }
+
+    /// Classifies several inputs, `inputs` holding them one after another; `out` gets one
+    /// prediction per input (as many as both hold). An `inputs` that is not a whole number of
+    /// inputs is an error.
+    ///
+    /// Where the best kernel has a batch form (AVX-512 VNNI, AVX-VNNI), four inputs share each
+    /// pass over the weights, which skips a group of inputs only where all four are zero; the
+    /// predictions are the same as one [`Self::predict`] per input.
+    pub fn predict_batch(&self, inputs: &[u8], out: &mut [Prediction]) -> Result<(), KernelError> {
+        let width = self.inputs();
+        if !inputs.len().is_multiple_of(width) {
+            return Err(KernelError::InputLength {
+                expected: width,
+                got: inputs.len() % width,
+            });
+        }
+        let kernel = Kernel::best();
+        let mut images = inputs.chunks_exact(width);
+        let mut out = out.iter_mut();
+        loop {
+            let (Some(a), Some(b), Some(c), Some(d)) =
+                (images.next(), images.next(), images.next(), images.next())
+            else {
+                break;
+            };
+            // SAFETY: `best` returns an available kernel; each input has the model's width.
+            let four = unsafe { kernels::dispatch(kernel, PredictX4(self, [a, b, c, d])) };
+            for p in four {
+                match out.next() {
+                    Some(o) => *o = p,
+                    None => return Ok(()),
+                }
+            }
+        }
+        // The last one to three inputs (`chunks_exact` dropped none: the length is whole).
+        let done = inputs.len() / width / 4 * 4;
+        for (image, o) in inputs
+            .get(done * width..)
+            .unwrap_or(&[])
+            .chunks_exact(width)
+            .zip(out)
+        {
+            *o = self.predict_with(kernel, image)?;
+        }
+        Ok(())
+    }
+
+    /// One input through the layers on `A`, two activation buffers ping-ponging.
+    ///
+    /// # Safety
+    /// The running CPU has the instructions `A` uses; `input.len()` is the model's inputs.
+    #[inline(always)]
+    unsafe fn forward<A: Arch>(&self, input: &[u8]) -> Prediction {
+        let (mut a, mut b) = ([0u8; MAX_WIDTH], [0u8; MAX_WIDTH]);
+        let (mut src, mut dst) = (&mut a, &mut b);
+        let mut x_len = input.len();
+        let Some((last, hidden)) = self.layers.split_last() else {
+            return prediction(&[], &[]);
+        };
+        for (i, layer) in hidden.iter().enumerate() {
+            let rows = layer.layer.padded_rows();
+            let out = dst.get_mut(..rows).unwrap_or(&mut []);
+            let x = if i == 0 {
+                input
+            } else {
+                src.get(..x_len).unwrap_or(&[])
+            };
+            // SAFETY: `x` has the layer's inputs (the model's, or the previous layer's outputs),
+            // `out` its padded rows (at most MAX_WIDTH, checked at load); the CPU by the caller.
+            unsafe { layer.hidden::<A>(x, out) };
+            x_len = layer.layer.outputs;
+            core::mem::swap(&mut src, &mut dst);
+        }
+        let x = if hidden.is_empty() {
+            input
+        } else {
+            src.get(..x_len).unwrap_or(&[])
+        };
+        // SAFETY: as above.
+        let acc = unsafe { last.output::<A>(x) };
+        last.prediction(&acc)
+    }
+
+    /// Four inputs through the layers on `A`'s batch form.
+    ///
+    /// # Safety
+    /// As [`Self::forward`], for each input.
+    #[inline(always)]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    unsafe fn forward_x4<A: BatchArch>(&self, inputs: [&[u8]; 4]) -> [Prediction; 4] {
+        let mut bufs = [[[0u8; MAX_WIDTH]; 4]; 2];
+        let (first, second) = bufs.split_at_mut(1);
+        let (mut src, mut dst) = (&mut first[0], &mut second[0]);
+        let mut x_len = inputs[0].len();
+        let n = self.layers.len();
+        let mut groups = Groups::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let xs = if i == 0 {
+                inputs
+            } else {
+                src.each_ref().map(|s| s.get(..x_len).unwrap_or(&[]))
+            };
+            let rows = layer.layer.padded_rows();
+            let mut acc = [[0i32; MAX_WIDTH]; 4];
+            let mut logits = [[0i32; MAX_CLASSES]; 4];
+            let accs: [&mut [i32]; 4] = if i + 1 == n {
+                logits.each_mut().map(|l| l.get_mut(..rows).unwrap_or(&mut []))
+            } else {
+                acc.each_mut().map(|a| a.get_mut(..rows).unwrap_or(&mut []))
+            };
+            let m = layer.matrix();
+            let mut accs = accs;
+            for (acc, x) in accs.iter_mut().zip(xs) {
+                set_bias(acc, layer.bias);
+                m.take_excess(x, acc);
+            }
+            for chunk in 0..chunks(x_len) {
+                groups.gather4::<A>(xs, chunk);
+                let outs = accs.each_mut().map(|o| &mut **o);
+                // SAFETY: the layer's padded rows for each input, of its inputs; the CPU by the
+                // caller.
+                unsafe { m.walk_x4::<A>(&groups, outs) };
+            }
+            if i + 1 == n {
+                return logits.map(|l| layer.prediction(&l));
+            }
+            for (out, acc) in dst.iter_mut().zip(&accs) {
+                let out = out.get_mut(..rows).unwrap_or(&mut []);
+                // SAFETY: the CPU by the caller.
+                unsafe { A::requantize(acc, layer.multiplier, layer.shift, out) };
+            }
+            x_len = layer.layer.outputs;
+            core::mem::swap(&mut src, &mut dst);
+        }
+        [(); 4].map(|_| prediction(&[], &[]))
+    }
+
+    /// The real-valued scale of class `c`'s logit accumulator (0 outside the classes).
     pub fn logit_scale(&self, class: usize) -> f32 {
-        self.w2_scales()
-            .nth(class)
-            .map_or(0.0, |s| s * self.hidden_scale)
+        self.layers.last().map_or(0.0, |l| {
+            l.w_scales().nth(class).map_or(0.0, |s| s * l.in_scale)
+        })
     }
 
     /// Softmax probabilities of a prediction, in f32 (the only float on the integer path,
     /// optional).
-    pub fn probabilities(&self, prediction: &Prediction) -> [f32; CLASSES] {
-        let mut z = [0.0f32; CLASSES];
-        for ((z, &l), s) in z.iter_mut().zip(&prediction.logits).zip(self.w2_scales()) {
-            *z = l as f32 * s * self.hidden_scale;
-        }
+    pub fn probabilities(&self, prediction: &Prediction) -> Logits<f32> {
+        let z = prediction
+            .logits
+            .iter()
+            .enumerate()
+            .map(|(c, &l)| l as f32 * self.logit_scale(c))
+            .collect();
         softmax(z)
     }
 }
 
-/// One image through the integer network on the dispatched architecture.
-struct Predict<'m, 'a, B: Bits>(&'m QuantModel<'a, B>, &'m [u8; INPUTS]);
+/// One input through the integer network on the dispatched architecture.
+struct Predict<'m, 'a, const W: usize>(&'m QuantModel<'a, W>, &'m [u8]);
 
-impl<B: Bits> ArchOp for Predict<'_, '_, B> {
+impl<const W: usize> ArchOp for Predict<'_, '_, W> {
     type Output = Prediction;
     unsafe fn run<A: Arch>(self) -> Prediction {
-        let Predict(model, pixels) = self;
-        // SAFETY: the CPU by `dispatch`'s caller.
-        let mut hidden = [0u8; HIDDEN];
-        let acc = unsafe {
-            model.hidden::<A>(pixels, &mut hidden);
-            model.output::<A>(&hidden)
-        };
-        prediction(&acc, model.w2_scale)
+        // SAFETY: the CPU by `dispatch`'s caller, the input's length by `Predict`'s maker.
+        unsafe { self.0.forward::<A>(self.1) }
     }
 }
 
-/// Four images through the integer network: in one pass where the architecture has a batch form.
-struct PredictX4<'m, 'a, B: Bits>(&'m QuantModel<'a, B>, &'m [[u8; INPUTS]; 4]);
+/// Four inputs through the integer network: in one pass where the architecture has a batch form.
+struct PredictX4<'m, 'a, const W: usize>(&'m QuantModel<'a, W>, [&'m [u8]; 4]);
 
-impl<B: Bits> ArchOp for PredictX4<'_, '_, B> {
+impl<const W: usize> ArchOp for PredictX4<'_, '_, W> {
     type Output = [Prediction; 4];
     unsafe fn run<A: Arch>(self) -> [Prediction; 4] {
-        let PredictX4(model, images) = self;
-        // SAFETY: the CPU by `dispatch`'s caller.
-        images
-            .each_ref()
-            .map(|x| unsafe { Predict(model, x).run::<A>() })
+        let PredictX4(model, inputs) = self;
+        // SAFETY: as `Predict`.
+        inputs.map(|x| unsafe { model.forward::<A>(x) })
     }
     unsafe fn run_batch<A: BatchArch>(self) -> [Prediction; 4] {
-        let PredictX4(model, images) = self;
+        let PredictX4(model, inputs) = self;
         // SAFETY: as above.
-        unsafe { model.predict_x4::<A>(images) }
+        unsafe { model.forward_x4::<A>(inputs) }
     }
 }
 
@@ -236,22 +337,20 @@ fn set_bias(acc: &mut [i32], bias: &[[u8; 4]]) {
 }
 
 /// The prediction from the output layer's accumulators (biases included): the class whose real
-/// logit `acc[c] · hidden_scale · w2_scale[c]` is largest, the lowest class on a tie. Each class
+/// logit `acc[c] · input scale · w_scale[c]` is largest, the lowest class on a tie. Each class
 /// has its own weight scale, so raw accumulators are not comparable; they are compared at their
-/// scales exactly, in integers (no float on the int8 path).
+/// scales exactly, in integers (no float on the integer path). (The input scale is common to all
+/// classes.)
 #[inline(never)]
-fn prediction(acc: &[i32; CLASSES_PADDED], w2_scale: &[[u8; 4]; CLASSES_PADDED]) -> Prediction {
-    let mut logits = [0i32; CLASSES];
-    for (l, &a) in logits.iter_mut().zip(acc) {
-        *l = a;
-    }
+fn prediction(acc: &[i32], w_scale: &[[u8; 4]]) -> Prediction {
+    let logits: Logits<i32> = acc.iter().copied().collect();
+    let real = |c: usize| {
+        let (mantissa, exponent) = w_scale.get(c).map_or((0, 0), |s| split_f32(*s));
+        let acc = logits.get(c).copied().unwrap_or(0);
+        (i64::from(acc) * i64::from(mantissa), exponent)
+    };
     let mut best = 0;
-    for c in 1..CLASSES {
-        let real = |c: usize| {
-            let (mantissa, exponent) = w2_scale.get(c).map_or((0, 0), |s| split_f32(*s));
-            let acc = logits.get(c).copied().unwrap_or(0);
-            (i64::from(acc) * i64::from(mantissa), exponent)
-        };
+    for c in 1..logits.len() {
         if exceeds(real(c), real(best)) {
             best = c;
         }
@@ -312,60 +411,85 @@ fn arg_max<T: PartialOrd + Copy>(values: &[T]) -> u8 {
     best as u8
 }
 
-fn softmax(mut z: [f32; CLASSES]) -> [f32; CLASSES] {
+fn softmax(mut z: Logits<f32>) -> Logits<f32> {
     let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0;
-    for v in &mut z {
+    for v in z.iter_mut() {
         *v = libm::expf(*v - max);
         sum += *v;
     }
-    for v in &mut z {
+    for v in z.iter_mut() {
         *v /= sum;
     }
     z
 }
 
-impl F32Model<'_> {
-    /// Logits (before softmax) of one image of raw pixels, scaled by 1/255 as in training.
+impl<const MAX_WIDTH: usize> F32Model<'_, MAX_WIDTH> {
+    /// Logits (before softmax) of one input of raw bytes, scaled by 1/255 as in training; an
+    /// input of the wrong length is an error.
     ///
-    /// The hidden layer adds one weight row per non-zero pixel (about a fifth of them in MNIST),
-    /// in pixel order; results match the trainer's forward pass to float rounding (see the
-    /// crate docs for the tolerance).
-    pub fn logits(&self, pixels: &[u8; INPUTS]) -> [f32; CLASSES] {
-        let mut hidden = *self.b1;
-        for (&p, row) in pixels.iter().zip(self.w1.chunks_exact(HIDDEN)) {
-            if p != 0 {
-                let x = f32::from(p) / 255.0;
-                for (h, &w) in hidden.iter_mut().zip(row) {
-                    *h += x * w;
+    /// Each layer adds one weight row per non-zero input (about a fifth of an MNIST digit's
+    /// pixels, and many of a ReLU layer's outputs), in input order; results match the trainer's
+    /// forward pass to float rounding (see the crate docs for the tolerance).
+    pub fn logits(&self, input: &[u8]) -> Result<Logits<f32>, KernelError> {
+        if input.len() != self.inputs() {
+            return Err(KernelError::InputLength {
+                expected: self.inputs(),
+                got: input.len(),
+            });
+        }
+        let (mut a, mut b) = ([0f32; MAX_WIDTH], [0f32; MAX_WIDTH]);
+        let mut logits = [0f32; MAX_CLASSES];
+        let (mut src, mut dst) = (&mut a, &mut b);
+        let mut x_len = input.len();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let l = layer.layer;
+            let out = if l.last {
+                logits.get_mut(..l.outputs).unwrap_or(&mut [])
+            } else {
+                dst.get_mut(..l.outputs).unwrap_or(&mut [])
+            };
+            for (o, b) in out.iter_mut().zip(layer.biases()) {
+                *o = b;
+            }
+            let rows = layer.w.chunks_exact(l.outputs.max(1));
+            let mut add = |x: f32, row: &[[u8; 4]]| {
+                for (o, w) in out.iter_mut().zip(row) {
+                    *o += x * f32::from_le_bytes(*w);
+                }
+            };
+            if i == 0 {
+                for (&p, row) in input.iter().zip(rows) {
+                    if p != 0 {
+                        add(f32::from(p) / 255.0, row);
+                    }
+                }
+            } else {
+                for (&x, row) in src.get(..x_len).unwrap_or(&[]).iter().zip(rows) {
+                    if x != 0.0 {
+                        add(x, row);
+                    }
                 }
             }
-        }
-        for h in &mut hidden {
-            *h = h.max(0.0);
-        }
-        let mut logits = *self.b2;
-        for (l, row) in logits.iter_mut().zip(self.w2.chunks_exact(HIDDEN)) {
-            // Eight partial sums: vectorizes without reordering per call.
-            let mut partial = [0.0f32; 8];
-            for (h, w) in hidden.chunks_exact(8).zip(row.chunks_exact(8)) {
-                for ((p, &h), &w) in partial.iter_mut().zip(h).zip(w) {
-                    *p += h * w;
+            if !l.last {
+                for o in out.iter_mut() {
+                    *o = o.max(0.0);
                 }
+                x_len = l.outputs;
+                core::mem::swap(&mut src, &mut dst);
             }
-            *l += partial.iter().sum::<f32>();
         }
-        logits
+        Ok(logits.iter().copied().take(self.classes()).collect())
     }
 
-    /// The arg-max class of one image.
-    pub fn predict(&self, pixels: &[u8; INPUTS]) -> u8 {
-        arg_max(&self.logits(pixels))
+    /// The arg-max class of one input.
+    pub fn predict(&self, input: &[u8]) -> Result<u8, KernelError> {
+        self.logits(input).map(|l| arg_max(&l))
     }
 
-    /// Softmax probabilities of one image.
-    pub fn probabilities(&self, pixels: &[u8; INPUTS]) -> [f32; CLASSES] {
-        softmax(self.logits(pixels))
+    /// Softmax probabilities of one input.
+    pub fn probabilities(&self, input: &[u8]) -> Result<Logits<f32>, KernelError> {
+        self.logits(input).map(softmax)
     }
 }
 
@@ -413,17 +537,17 @@ mod tests {
     #[test]
     fn the_class_is_the_largest_real_logit_lowest_on_a_tie() {
         let scale = |v: f32| v.to_le_bytes();
-        let mut scales = [scale(1.0); CLASSES_PADDED];
+        let mut scales = [scale(1.0); 16];
         scales[3] = scale(0.5);
         scales[7] = scale(4.0);
-        let mut acc = [0i32; CLASSES_PADDED];
+        let mut acc = [0i32; 16];
         acc[3] = 100; // real 50
         acc[7] = 20; // real 80: the largest, though its accumulator is not
         acc[9] = 80; // real 80: a tie with 7, which is lower
         acc[12] = 1_000_000; // a padding row: never a class
-        let p = prediction(&acc, &scales);
+        let p = prediction(&acc[..10], &scales);
         assert_eq!(p.class, 7);
-        assert_eq!(p.logits[..], acc[..CLASSES]);
-        assert_eq!(prediction(&[0; CLASSES_PADDED], &scales).class, 0);
+        assert_eq!(p.logits[..], acc[..10]);
+        assert_eq!(prediction(&[0; 10], &scales).class, 0);
     }
 }

@@ -1,13 +1,15 @@
-//! The model file against every kind of damage: each gives its own `FormatError`, never a panic,
-//! never a model that predicts.
+//! The model file and the forward pass over any chain of layers: random shapes through every
+//! kernel against the definition, and every kind of damage giving its own `FormatError`, never a
+//! panic, never a model that predicts.
 
+use infer_core::format::write::{self, F32LayerParts, QuantLayerParts};
 use infer_core::format::{
-    FormatError, MAX_F32_WEIGHT, MAX_SCALE, ModelKind, VERSION, checksum, peek_kind, write,
+    DEFAULT_MAX_WIDTH, FormatError, MAX_CLASSES, MAX_F32_WEIGHT, VERSION, checksum, peek,
 };
 use infer_core::quant::requantize;
-use infer_core::{CLASSES, F32Model, HIDDEN, INPUTS, Int4Model, Int8Model, Kernel};
+use infer_core::{F32Model, Kernel, KernelError, QuantModel, Weights};
 
-/// A valid int8 file with varied weights, in 16-byte-aligned memory (as `Vec<u128>`).
+/// Bytes in 16-byte-aligned memory (as `Vec<u128>`), as a loader gives them.
 struct File {
     words: Vec<u128>,
     len: usize,
@@ -28,625 +30,497 @@ impl File {
     }
 }
 
-fn int8_file(edit: impl FnOnce(&mut Parts)) -> Vec<u8> {
-    let mut p = Parts::default();
-    edit(&mut p);
-    let mut out = vec![0; write::MAX_INT8_LEN];
-    let len = write::int8(&p.view(), &mut out).unwrap();
-    out.truncate(len);
-    out
-}
+/// SplitMix64.
+struct Rng(u64);
 
-struct Parts {
-    hidden_scale: f32,
-    w1_scale: Vec<f32>,
-    b1: Vec<i32>,
-    m1: Vec<i32>,
-    s1: Vec<u8>,
-    w2_scale: Vec<f32>,
-    b2: Vec<i32>,
-    w1: Vec<i8>,
-    w2: Vec<i8>,
-}
-
-impl Parts {
-    fn view(&self) -> write::QuantParts<'_> {
-        write::QuantParts {
-            hidden_scale: self.hidden_scale,
-            w1_scale: &self.w1_scale,
-            b1: &self.b1,
-            m1: &self.m1,
-            s1: &self.s1,
-            w2_scale: &self.w2_scale,
-            b2: &self.b2,
-            w1: &self.w1,
-            w2: &self.w2,
-        }
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
     }
 }
 
-impl Default for Parts {
-    fn default() -> Self {
+/// One integer layer, unpacked.
+#[derive(Clone)]
+struct Layer {
+    weights: Weights,
+    inputs: usize,
+    outputs: usize,
+    act_scale: f32,
+    w_scale: Vec<f32>,
+    bias: Vec<i32>,
+    multiplier: Vec<i32>,
+    shift: Vec<u8>,
+    w: Vec<i8>,
+}
+
+impl Layer {
+    fn random(rng: &mut Rng, weights: Weights, inputs: usize, outputs: usize, last: bool) -> Self {
+        let range = if weights == Weights::Int4 { 15 } else { 255 };
+        let low = if weights == Weights::Int4 { -7 } else { -127 };
+        let w = (0..inputs * outputs)
+            .map(|_| (rng.below(range) as i32 + low).clamp(-127, 127) as i8)
+            .collect();
+        let hidden = if last { 0 } else { outputs };
         Self {
-            hidden_scale: 0.05,
-            w1_scale: vec![0.01; HIDDEN],
-            b1: (0..HIDDEN as i32).map(|j| j * 7 - 1000).collect(),
-            m1: vec![1 << 30; HIDDEN],
-            s1: vec![45; HIDDEN],
-            w2_scale: vec![0.02; CLASSES],
-            b2: (0..CLASSES as i32).collect(),
-            w1: (0..HIDDEN * INPUTS).map(|i| (i * 31 % 255) as i8).collect(),
-            w2: (0..CLASSES * HIDDEN)
-                .map(|i| (i * 17 % 251) as i8)
+            weights,
+            inputs,
+            outputs,
+            act_scale: 0.05,
+            w_scale: (0..outputs).map(|j| 0.001 + j as f32 * 1e-5).collect(),
+            bias: (0..outputs).map(|_| rng.below(20_001) as i32 - 10_000).collect(),
+            // Factors that keep the u8 outputs varied for inputs this wide.
+            multiplier: (0..hidden)
+                .map(|_| (1 << 30) + rng.below(1 << 30) as i32)
                 .collect(),
+            shift: (0..hidden)
+                .map(|_| (40 + inputs.ilog2() as usize + rng.below(4)).min(62) as u8)
+                .collect(),
+            w,
+        }
+    }
+
+    fn parts(&self) -> QuantLayerParts<'_> {
+        QuantLayerParts {
+            weights: self.weights,
+            inputs: self.inputs,
+            outputs: self.outputs,
+            act_scale: self.act_scale,
+            w_scale: &self.w_scale,
+            bias: &self.bias,
+            multiplier: &self.multiplier,
+            shift: &self.shift,
+            w: &self.w,
         }
     }
 }
 
-fn load(bytes: &[u8]) -> Result<Int8Model<'_>, FormatError> {
-    Int8Model::from_bytes(bytes)
+fn encode(layers: &[Layer]) -> File {
+    let parts: Vec<_> = layers.iter().map(Layer::parts).collect();
+    let len = write::quant_len(&parts).unwrap();
+    let mut out = vec![0; len];
+    assert_eq!(write::quant(&parts, &mut out), Ok(len));
+    File::new(&out)
 }
 
-/// Re-seals `bytes` with a correct CRC, so that the check after the CRC is what fails.
-fn reseal(mut bytes: Vec<u8>) -> Vec<u8> {
+/// The integer network from the definition: each layer `bias + Σ x·w`, requantized (ReLU) but
+/// the last; the logits of the last.
+fn reference(layers: &[Layer], input: &[u8]) -> Vec<i32> {
+    let mut x: Vec<u8> = input.to_vec();
+    for (i, l) in layers.iter().enumerate() {
+        let acc: Vec<i32> = (0..l.outputs)
+            .map(|j| {
+                let mut a = l.bias[j];
+                for k in 0..l.inputs {
+                    a = a.wrapping_add(i32::from(x[k]) * i32::from(l.w[j * l.inputs + k]));
+                }
+                a
+            })
+            .collect();
+        if i + 1 == layers.len() {
+            return acc;
+        }
+        x = (0..l.outputs)
+            .map(|j| requantize(acc[j], l.multiplier[j], l.shift[j]))
+            .collect();
+    }
+    unreachable!()
+}
+
+fn input(rng: &mut Rng, n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            if rng.below(3) == 0 {
+                rng.next() as u8
+            } else {
+                0
+            }
+        })
+        .collect()
+}
+
+/// A random chain: depth 1–4, widths 1–1024 (the classes up to `MAX_CLASSES`), int8 and int4
+/// layers mixed.
+fn random_layers(rng: &mut Rng) -> Vec<Layer> {
+    let depth = 1 + rng.below(4);
+    let mut widths = vec![1 + rng.below(1024)];
+    for _ in 1..depth {
+        widths.push(1 + rng.below(1024));
+    }
+    widths.push(1 + rng.below(MAX_CLASSES));
+    (0..depth)
+        .map(|i| {
+            let weights = if rng.below(2) == 0 {
+                Weights::Int8
+            } else {
+                Weights::Int4
+            };
+            Layer::random(rng, weights, widths[i], widths[i + 1], i + 1 == depth)
+        })
+        .collect()
+}
+
+#[test]
+fn random_chains_predict_as_the_definition_on_every_kernel() {
+    let mut rng = Rng(7);
+    let mut shapes = vec![];
+    for case in 0..40 {
+        let layers = random_layers(&mut rng);
+        let file = encode(&layers);
+        let model = QuantModel::from_bytes(file.bytes()).unwrap();
+        assert_eq!(model.layers().len(), layers.len());
+        let inputs = layers[0].inputs;
+        let images: Vec<Vec<u8>> = (0..5).map(|_| input(&mut rng, inputs)).collect();
+        for image in &images {
+            let expected = reference(&layers, image);
+            for kernel in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+                let p = model.predict_with(kernel, image).unwrap();
+                assert_eq!(p.logits[..], expected[..], "case {case}, {kernel}");
+            }
+        }
+        let flat: Vec<u8> = images.concat();
+        let mut batch = vec![model.predict(&images[0]).unwrap(); 5];
+        model.predict_batch(&flat, &mut batch).unwrap();
+        for (p, image) in batch.iter().zip(&images) {
+            assert_eq!(p, &model.predict(image).unwrap(), "case {case}, batch");
+        }
+        shapes.push(model.header().widths().to_vec());
+    }
+    // The cases covered deep chains and wide layers (several gathered lists).
+    assert!(shapes.iter().any(|w| w.len() == 5));
+    assert!(shapes.iter().any(|w| w.iter().any(|&v| v > 784)));
+}
+
+#[test]
+fn the_tutorial_shape_round_trips_its_parts() {
+    let mut rng = Rng(1);
+    let layers = vec![
+        Layer::random(&mut rng, Weights::Int4, 784, 512, false),
+        Layer::random(&mut rng, Weights::Int8, 512, 10, true),
+    ];
+    let file = encode(&layers);
+    let model = QuantModel::from_bytes(file.bytes()).unwrap();
+    let header = peek(file.bytes()).unwrap();
+    assert_eq!(header.widths(), &[784, 512, 10]);
+    assert_eq!(header.weights(), &[Weights::Int4, Weights::Int8]);
+    assert_eq!(header.kind_name(), "int4+int8");
+    let [first, second] = model.layers() else {
+        panic!()
+    };
+    for (j, k) in [(0, 0), (511, 783), (77, 400)] {
+        assert_eq!(first.weight(j, k), Some(i32::from(layers[0].w[j * 784 + k])));
+    }
+    assert_eq!(second.weight(9, 511), Some(i32::from(layers[1].w[9 * 512 + 511])));
+    assert_eq!(second.weight(10, 0), None);
+    assert_eq!(first.weight(0, 784), None);
+    assert_eq!(second.bias(3), Some(layers[1].bias[3]));
+    assert_eq!(second.bias(10), None);
+    assert_eq!(first.requantization(5), Some((layers[0].multiplier[5], layers[0].shift[5])));
+    assert_eq!(second.act_scale(), None);
+    assert_eq!(first.act_scale(), Some(0.05));
+    // int4 hidden scales are derived from the requantization; stored ones are read back.
+    let derived: Vec<f32> = first.w_scales().collect();
+    let (m, s) = (layers[0].multiplier[0], layers[0].shift[0]);
+    let expected = f64::from(m) / 2f64.powi(i32::from(s)) * 0.05 * 255.0;
+    assert!((f64::from(derived[0]) - expected).abs() < 1e-9 * expected.abs().max(1.0));
+    assert_eq!(second.w_scales().collect::<Vec<_>>(), layers[1].w_scale);
+    let p = model.predict(&[3; 784]).unwrap();
+    let probabilities = model.probabilities(&p);
+    assert_eq!(probabilities.len(), 10);
+    assert!((probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+}
+
+#[test]
+fn inputs_of_the_wrong_length_are_errors() {
+    let mut rng = Rng(2);
+    let layers = vec![Layer::random(&mut rng, Weights::Int8, 30, 3, true)];
+    let file = encode(&layers);
+    let model = QuantModel::from_bytes(file.bytes()).unwrap();
+    let wrong = Err(KernelError::InputLength {
+        expected: 30,
+        got: 29,
+    });
+    assert_eq!(model.predict(&[0; 29]), wrong);
+    let mut out = vec![model.predict(&[0; 30]).unwrap(); 2];
+    assert!(model.predict_batch(&[0; 59], &mut out).is_err());
+    assert_eq!(model.predict_batch(&[], &mut out), Ok(()));
+}
+
+#[test]
+fn a_model_wider_than_the_build_is_refused_at_load() {
+    let mut rng = Rng(3);
+    let layers = vec![
+        Layer::random(&mut rng, Weights::Int8, 20, 100, false),
+        Layer::random(&mut rng, Weights::Int8, 100, 10, true),
+    ];
+    let file = encode(&layers);
+    assert!(QuantModel::<'_, 112>::from_bytes_bounded(file.bytes()).is_ok());
+    assert_eq!(
+        QuantModel::<'_, 64>::from_bytes_bounded(file.bytes()).unwrap_err(),
+        FormatError::TooWide { width: 112, max: 64 }
+    );
+    let wide = vec![
+        Layer::random(&mut rng, Weights::Int8, 8, DEFAULT_MAX_WIDTH + 1, false),
+        Layer::random(&mut rng, Weights::Int8, DEFAULT_MAX_WIDTH + 1, 2, true),
+    ];
+    assert!(matches!(
+        QuantModel::from_bytes(encode(&wide).bytes()),
+        Err(FormatError::TooWide { .. })
+    ));
+    let classes = vec![Layer::random(&mut rng, Weights::Int8, 8, MAX_CLASSES + 1, true)];
+    assert_eq!(
+        QuantModel::from_bytes(encode(&classes).bytes()).unwrap_err(),
+        FormatError::TooManyClasses {
+            classes: MAX_CLASSES + 1
+        }
+    );
+}
+
+/// Rewrites the CRC after an edit, so the edit itself is what is checked.
+fn resealed(mut bytes: Vec<u8>) -> Vec<u8> {
     let n = bytes.len() - 4;
     let crc = checksum(&bytes[..n]);
     bytes[n..].copy_from_slice(&crc.to_le_bytes());
     bytes
 }
 
-#[test]
-fn a_written_file_loads_and_predicts_on_every_kernel_alike() {
-    let file = File::new(&int8_file(|_| {}));
-    let model = load(file.bytes()).unwrap();
-    assert_eq!(model.hidden_scale(), 0.05);
-    assert_eq!(model.w2_scales().count(), 10);
-    let image: [u8; INPUTS] = std::array::from_fn(|i| (i * 13 % 256) as u8);
-    let reference = model.predict_with(Kernel::Scalar, &image).unwrap();
-    for kernel in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
-        assert_eq!(
-            model.predict_with(kernel, &image).unwrap(),
-            reference,
-            "{kernel}"
-        );
-    }
-    assert_eq!(model.predict(&image), reference);
+fn small_file() -> (Vec<Layer>, Vec<u8>) {
+    let mut rng = Rng(4);
+    let layers = vec![
+        Layer::random(&mut rng, Weights::Int8, 12, 20, false),
+        Layer::random(&mut rng, Weights::Int8, 20, 3, true),
+    ];
+    let bytes = encode(&layers).bytes().to_vec();
+    (layers, bytes)
+}
+
+fn load(bytes: &[u8]) -> Result<(), FormatError> {
+    QuantModel::from_bytes(File::new(bytes).bytes()).map(|_| ())
 }
 
 #[test]
-fn empty_and_short_files_are_truncated() {
-    for len in 0..10 {
-        let bytes = vec![b'M'; len];
-        assert!(
-            matches!(
-                load(&bytes),
-                Err(FormatError::Truncated { .. } | FormatError::BadMagic)
-            ),
-            "{len}"
-        );
-    }
-    assert!(matches!(
-        load(&[]),
-        Err(FormatError::Truncated { needed: 10, got: 0 })
-    ));
-}
-
-/// The reference model the trainer produced (the one the firmware embeds).
-fn real_model() -> Vec<u8> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../firmware-example/model/mlp-int8.bin"
-    );
-    std::fs::read(path).unwrap()
-}
-
-#[test]
-fn truncation_at_every_offset_of_a_real_model_is_an_error() {
-    let bytes = real_model();
-    let file = File::new(&bytes);
-    assert!(load(file.bytes()).is_ok());
-    for n in 0..bytes.len() {
-        match load(&file.bytes()[..n]) {
-            Err(FormatError::Truncated { .. } | FormatError::CrcMismatch { .. }) => {}
-            other => panic!("truncated to {n} bytes: {other:?}"),
-        }
-    }
-}
-
-#[test]
-fn every_bit_flip_is_caught() {
-    let bytes = real_model();
-    // Every bit of the header and the first scales, then a sample through to the CRC.
-    let positions = (0..8 * 256).chain((8 * 256..8 * bytes.len()).step_by(4099));
-    for bit in positions {
-        let mut damaged = bytes.clone();
-        damaged[bit / 8] ^= 1 << (bit % 8);
-        let file = File::new(&damaged);
-        let err = load(file.bytes()).expect_err(&format!("bit {bit} flipped still loads"));
-        assert!(
-            matches!(
-                err,
-                FormatError::BadMagic
-                    | FormatError::UnsupportedVersion(_)
-                    | FormatError::WrongKind(_)
-                    | FormatError::CrcMismatch { .. }
-            ),
-            "bit {bit}: {err:?}"
-        );
-    }
-}
-
-#[test]
-fn header_fields_get_their_own_errors() {
-    let bytes = int8_file(|_| {});
-    let mut bad_magic = bytes.clone();
-    bad_magic[0] = b'X';
-    assert_eq!(load(&bad_magic).unwrap_err(), FormatError::BadMagic);
-
-    for old_or_new in [1, VERSION + 1] {
+fn damaged_headers_are_refused() {
+    let (_, bytes) = small_file();
+    assert_eq!(load(&bytes), Ok(()));
+    assert!(matches!(load(&bytes[..5]), Err(FormatError::Truncated { .. })));
+    let mut magic = bytes.clone();
+    magic[0] = b'X';
+    assert_eq!(load(&magic), Err(FormatError::BadMagic));
+    for v in [1, 2, VERSION + 1] {
         let mut version = bytes.clone();
-        version[4] = old_or_new;
-        let err = load(&version).unwrap_err();
-        assert_eq!(err, FormatError::UnsupportedVersion(old_or_new));
-        assert!(err.to_string().contains("re-export"), "{err}");
-        assert_eq!(
-            peek_kind(&version),
-            Err(FormatError::UnsupportedVersion(old_or_new))
-        );
-    }
-    assert_eq!(peek_kind(&bytes), Ok(ModelKind::Int8));
-    assert_eq!(peek_kind(&bytes[..6]), Ok(ModelKind::Int8));
-    assert!(matches!(
-        peek_kind(&bytes[..5]),
-        Err(FormatError::Truncated { .. })
-    ));
-    let mut unknown_kind = bytes.clone();
-    unknown_kind[5] = 9;
-    assert_eq!(peek_kind(&unknown_kind), Err(FormatError::WrongKind(9)));
-
-    let file = File::new(&bytes);
-    assert_eq!(
-        F32Model::from_bytes(file.bytes()).unwrap_err(),
-        FormatError::WrongKind(1)
-    );
-
-    let mut crc = bytes.clone();
-    let n = crc.len();
-    crc[n - 1] ^= 0x80;
-    assert!(matches!(
-        load(&crc).unwrap_err(),
-        FormatError::CrcMismatch { .. }
-    ));
-}
-
-#[test]
-fn wrong_shape() {
-    let mut bytes = int8_file(|_| {});
-    // hidden = 512 is the varint [0x80, 0x04] at offset 8; 511 is [0xff, 0x03].
-    assert_eq!(&bytes[6..11], &[0x90, 0x06, 0x80, 0x04, 10]);
-    bytes[8..10].copy_from_slice(&[0xff, 0x03]);
-    let file = File::new(&reseal(bytes));
-    assert_eq!(
-        load(file.bytes()).unwrap_err(),
-        FormatError::WrongShape {
-            found: [784, 511, 10]
-        }
-    );
-}
-
-#[test]
-fn bad_scales_and_requantization() {
-    for (name, bad) in [
-        ("nan", f32::NAN),
-        ("zero", 0.0),
-        ("negative", -1.0),
-        ("inf", f32::INFINITY),
-        ("huge", 3e38),
-        ("above the bound", MAX_SCALE * 2.0),
-    ] {
-        let file = File::new(&int8_file(|p| p.w1_scale[17] = bad));
-        assert_eq!(
-            load(file.bytes()).unwrap_err(),
-            FormatError::BadScale {
-                section: "w1_scale",
-                index: 17
-            },
-            "{name}"
-        );
-        let file = File::new(&int8_file(|p| p.w2_scale[3] = bad));
-        assert_eq!(
-            load(file.bytes()).unwrap_err(),
-            FormatError::BadScale {
-                section: "w2_scale",
-                index: 3
-            },
-            "{name}"
-        );
-        let file = File::new(&int8_file(|p| p.hidden_scale = bad));
-        assert!(matches!(
-            load(file.bytes()).unwrap_err(),
-            FormatError::BadScale {
-                section: "hidden_scale",
-                ..
-            }
-        ));
-    }
-    for shift in [0, 1, 32, 63, 255] {
-        let file = File::new(&int8_file(|p| p.s1[5] = shift));
-        assert_eq!(
-            load(file.bytes()).unwrap_err(),
-            FormatError::BadRequantization { index: 5 },
-            "shift {shift}"
-        );
-    }
-    let file = File::new(&int8_file(|p| p.m1[9] = -3));
-    assert_eq!(
-        load(file.bytes()).unwrap_err(),
-        FormatError::BadRequantization { index: 9 }
-    );
-}
-
-#[test]
-fn misaligned_buffers_are_refused_not_misread() {
-    let bytes = int8_file(|_| {});
-    // The file one byte into 16-byte-aligned memory.
-    let mut shifted = vec![0u128; bytes.len() / 16 + 2];
-    let raw = bytemuck::cast_slice_mut::<u128, u8>(&mut shifted);
-    raw[1..1 + bytes.len()].copy_from_slice(&bytes);
-    let err = load(&raw[1..1 + bytes.len()]).unwrap_err();
-    assert!(
-        matches!(err, FormatError::Misaligned { section: "w1" }),
-        "{err:?}"
-    );
-}
-
-#[test]
-fn writer_rejects_wrong_lengths_and_small_buffers() {
-    let p = Parts::default();
-    let parts = write::QuantParts {
-        w1_scale: &p.w1_scale[1..],
-        ..p.view()
-    };
-    let mut out = vec![0; write::MAX_INT8_LEN];
-    assert!(matches!(
-        write::int8(&parts, &mut out),
-        Err(FormatError::SectionLength {
-            section: "w1_scale",
-            ..
-        })
-    ));
-    let parts = write::QuantParts {
-        w1_scale: &p.w1_scale,
-        ..parts
-    };
-    assert!(matches!(
-        write::int8(&parts, &mut out[..1000]),
-        Err(FormatError::Truncated { .. })
-    ));
-}
-
-#[test]
-fn f32_files_round_trip() {
-    let w1: Vec<f32> = (0..INPUTS * HIDDEN)
-        .map(|i| ((i % 97) as f32 - 48.0) * 1e-3)
-        .collect();
-    let b1 = vec![0.01f32; HIDDEN];
-    let w2: Vec<f32> = (0..10 * HIDDEN)
-        .map(|i| ((i % 13) as f32 - 6.0) * 1e-2)
-        .collect();
-    let b2 = vec![0.0f32; 10];
-    let mut out = vec![0; write::MAX_F32_LEN];
-    let len = write::f32(
-        &write::F32Parts {
-            w1: &w1,
-            b1: &b1,
-            w2: &w2,
-            b2: &b2,
-        },
-        &mut out,
-    )
-    .unwrap();
-    let file = File::new(&out[..len]);
-    let model = F32Model::from_bytes(file.bytes()).unwrap();
-    let borrowed = F32Model::from_weights(
-        w1.as_slice().try_into().unwrap(),
-        b1.as_slice().try_into().unwrap(),
-        w2.as_slice().try_into().unwrap(),
-        b2.as_slice().try_into().unwrap(),
-    )
-    .unwrap();
-    let image: [u8; INPUTS] = std::array::from_fn(|i| if i % 5 == 0 { 200 } else { 0 });
-    assert_eq!(model.logits(&image), borrowed.logits(&image));
-    let p = model.probabilities(&image);
-    assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-5);
-    assert_eq!(
-        Int8Model::from_bytes(file.bytes()).unwrap_err(),
-        FormatError::WrongKind(2)
-    );
-}
-
-/// The int8 network straight from the row-major parts: what the writer's tiling and every
-/// kernel's walk must reproduce.
-fn forward_by_definition(p: &Parts, image: &[u8; INPUTS]) -> [i32; CLASSES] {
-    let mut hidden = [0u8; HIDDEN];
-    for (j, h) in hidden.iter_mut().enumerate() {
-        let mut acc = p.b1[j];
-        for (k, &x) in image.iter().enumerate() {
-            acc = acc.wrapping_add(i32::from(x) * i32::from(p.w1[j * INPUTS + k]));
-        }
-        *h = requantize(acc, p.m1[j], p.s1[j]);
-    }
-    std::array::from_fn(|c| {
-        let mut acc = p.b2[c];
-        for (j, &h) in hidden.iter().enumerate() {
-            acc = acc.wrapping_add(i32::from(h) * i32::from(p.w2[c * HIDDEN + j]));
-        }
-        acc
-    })
-}
-
-/// Parts with varied, sign-mixed weights (`w(i)` maps an index to a weight) and requantization,
-/// and classes on different scales, so that any misplaced weight or raw-accumulator comparison
-/// shows.
-fn varied_parts(w: impl Fn(usize) -> i8) -> Parts {
-    let mut p = Parts::default();
-    for (i, v) in p.w1.iter_mut().enumerate() {
-        *v = w((i * 2_654_435_761) >> 7);
-    }
-    for (i, v) in p.w2.iter_mut().enumerate() {
-        *v = w((i * 40_503) >> 3);
-    }
-    for (j, (m, s)) in p.m1.iter_mut().zip(&mut p.s1).enumerate() {
-        *m = (1 << 30) + (j as i32) * 999_983;
-        *s = 44 + (j % 8) as u8;
-    }
-    for (c, scale) in p.w2_scale.iter_mut().enumerate() {
-        *scale = 0.004 * (1.0 + 0.37 * c as f32);
-    }
-    p
-}
-
-/// Every kernel's predictions, one at a time and in batches, against the definition.
-fn check_every_kernel<B: infer_core::format::Bits>(
-    p: &Parts,
-    model: &infer_core::QuantModel<'_, B>,
-) {
-    let images: Vec<[u8; INPUTS]> = (0..40usize)
-        .map(|seed| {
-            std::array::from_fn(|i| {
-                let v = (i * 7 + seed * 131) % 256;
-                if (i / 28 + seed) % 3 == 0 { v as u8 } else { 0 }
-            })
-        })
-        .collect();
-    for (seed, image) in images.iter().enumerate() {
-        let expected = forward_by_definition(p, image);
-        let real = |c: usize| f64::from(expected[c]) * f64::from(p.w2_scale[c]);
-        let class = (0..CLASSES).fold(0, |best, c| if real(c) > real(best) { c } else { best });
-        for kernel in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
-            let got = model.predict_with(kernel, image).unwrap();
-            assert_eq!(got.logits, expected, "{kernel}, image {seed}");
-            assert_eq!(usize::from(got.class), class, "{kernel}, image {seed}");
-        }
-    }
-    let mut batch = vec![model.predict(&images[0]); images.len()];
-    model.predict_batch(&images, &mut batch);
-    for (image, got) in images.iter().zip(&batch) {
-        assert_eq!(*got, model.predict(image));
-    }
-}
-
-#[test]
-fn row_major_parts_are_tiled_so_every_kernel_computes_the_definition() {
-    let p = varied_parts(|i| i as u8 as i8);
-    let mut out = vec![0; write::MAX_INT8_LEN];
-    let len = write::int8(&p.view(), &mut out).unwrap();
-    let file = File::new(&out[..len]);
-    check_every_kernel(&p, &load(file.bytes()).unwrap());
-}
-
-#[test]
-fn int4_parts_are_packed_so_every_kernel_computes_the_definition() {
-    // Every value of −8…7, in varied places.
-    let p = varied_parts(|i| (i % 16) as i8 - 8);
-    let mut out = vec![0; write::MAX_INT4_LEN];
-    let len = write::int4(&p.view(), &mut out).unwrap();
-    let file = File::new(&out[..len]);
-    let model = Int4Model::from_bytes(file.bytes()).unwrap();
-    check_every_kernel(&p, &model);
-    // Half the weight bytes of the int8 file, and no stored weight scales: they follow from the
-    // requantization.
-    let int8_len = int8_file(|_| {}).len();
-    let saved = int8_len - len;
-    let expected = (HIDDEN * INPUTS + 16 * HIDDEN) / 2 + 4 * HIDDEN;
-    assert!((expected..expected + 64).contains(&saved), "{saved}");
-    let derived: Vec<f32> = model.w1_scales().collect();
-    assert_eq!(derived.len(), HIDDEN);
-    for (j, &d) in derived.iter().enumerate() {
-        let factor = f64::from(p.m1[j]) / 2f64.powi(i32::from(p.s1[j]));
-        let expected = factor * f64::from(p.hidden_scale) * 255.0;
+        version[4] = v;
+        assert_eq!(load(&version), Err(FormatError::UnsupportedVersion(v)));
         assert!(
-            (f64::from(d) / expected - 1.0).abs() < 1e-6,
-            "{j}: {d} {expected}"
+            FormatError::UnsupportedVersion(v)
+                .to_string()
+                .contains("re-export")
         );
     }
-
-    // Each kind reads only its own files.
-    assert_eq!(
-        Int8Model::from_bytes(file.bytes()).unwrap_err(),
-        FormatError::WrongKind(3)
-    );
-    assert_eq!(peek_kind(file.bytes()), Ok(ModelKind::Int4));
-    let int8 = File::new(&int8_file(|_| {}));
-    assert_eq!(
-        Int4Model::from_bytes(int8.bytes()).unwrap_err(),
-        FormatError::WrongKind(1)
-    );
-    // Damage is caught as in an int8 file: every truncation, a flipped bit.
-    let bytes = &out[..len];
-    for cut in (0..len).step_by(997) {
-        assert!(Int4Model::from_bytes(File::new(&bytes[..cut]).bytes()).is_err());
+    for n in [0u8, 9] {
+        let mut layers = bytes.clone();
+        layers[5] = n;
+        assert_eq!(load(&resealed(layers)), Err(FormatError::LayerCount(n.into())));
     }
-    let mut flipped = bytes.to_vec();
-    flipped[len / 2] ^= 0x10;
+    let mut kind = bytes.clone();
+    kind[6] = 9;
+    assert_eq!(load(&resealed(kind)), Err(FormatError::UnknownWeights(9)));
+    let mut mixed = bytes.clone();
+    mixed[7] = Weights::F32.byte();
+    assert_eq!(load(&resealed(mixed)), Err(FormatError::WrongKind));
+    // Widths: byte 8 is the inputs (12), a one-byte varint.
+    let mut zero = bytes.clone();
+    zero[8] = 0;
+    assert_eq!(
+        load(&resealed(zero)),
+        Err(FormatError::BadWidth { index: 0, width: 0 })
+    );
+    let mut crc = bytes.clone();
+    *crc.last_mut().unwrap() ^= 1;
+    assert!(matches!(load(&crc), Err(FormatError::CrcMismatch { .. })));
+    let mut trailing = bytes.clone();
+    trailing.splice(bytes.len() - 4..bytes.len() - 4, [0]);
+    assert_eq!(load(&resealed(trailing)), Err(FormatError::Malformed));
+    assert_eq!(
+        F32Model::from_bytes(File::new(&bytes).bytes()).unwrap_err(),
+        FormatError::WrongKind
+    );
+    // Cut anywhere: an error, never a panic.
+    for n in 0..bytes.len() {
+        assert!(load(&bytes[..n]).is_err(), "{n}");
+        assert!(load(&resealed(bytes[..n.max(10)].to_vec())).is_err(), "{n} resealed");
+    }
+}
+
+#[test]
+fn bad_values_are_refused_naming_the_layer_and_section() {
+    let (layers, _) = small_file();
+    let mut bad = layers.clone();
+    bad[0].act_scale = f32::NAN;
+    assert_eq!(
+        load(encode(&bad).bytes()),
+        Err(FormatError::BadScale {
+            layer: 0,
+            section: "act_scale",
+            index: 0
+        })
+    );
+    let mut bad = layers.clone();
+    bad[1].w_scale[2] = -1.0;
+    assert_eq!(
+        load(encode(&bad).bytes()),
+        Err(FormatError::BadScale {
+            layer: 1,
+            section: "w_scale",
+            index: 2
+        })
+    );
+    let mut bad = layers.clone();
+    bad[0].shift[4] = 32;
+    assert_eq!(
+        load(encode(&bad).bytes()),
+        Err(FormatError::BadRequantization { layer: 0, index: 4 })
+    );
+    let mut bad = layers.clone();
+    bad[0].multiplier[1] = 0;
+    assert_eq!(
+        load(encode(&bad).bytes()),
+        Err(FormatError::BadRequantization { layer: 0, index: 1 })
+    );
+    // A misaligned buffer: the weight section is not word-aligned.
+    let file = encode(&layers);
+    let mut shifted = vec![0u8; file.len + 1];
+    shifted[1..].copy_from_slice(file.bytes());
+    let words = File::new(&shifted);
     assert!(matches!(
-        Int4Model::from_bytes(File::new(&flipped).bytes()),
-        Err(FormatError::CrcMismatch { .. })
+        QuantModel::from_bytes(&words.bytes()[1..]),
+        Err(FormatError::Misaligned { layer: 0, .. })
     ));
 }
 
 #[test]
-fn weights_and_biases_read_back_as_written_for_both_widths() {
-    let p8 = varied_parts(|i| i as u8 as i8);
-    let p4 = varied_parts(|i| (i % 16) as i8 - 8);
-    let mut out8 = vec![0; write::MAX_INT8_LEN];
-    let len8 = write::int8(&p8.view(), &mut out8).unwrap();
-    let mut out4 = vec![0; write::MAX_INT4_LEN];
-    let len4 = write::int4(&p4.view(), &mut out4).unwrap();
-    let (f8, f4) = (File::new(&out8[..len8]), File::new(&out4[..len4]));
-    let (m8, m4) = (
-        Int8Model::from_bytes(f8.bytes()).unwrap(),
-        Int4Model::from_bytes(f4.bytes()).unwrap(),
+fn the_writer_refuses_what_the_reader_would() {
+    let (layers, _) = small_file();
+    let mut parts: Vec<_> = layers.iter().map(Layer::parts).collect();
+    assert!(matches!(
+        write::quant(&parts, &mut [0; 100]),
+        Err(FormatError::Truncated { .. })
+    ));
+    parts[1].inputs = 19;
+    assert_eq!(
+        write::quant_len(&parts),
+        Err(FormatError::BadWidth { index: 1, width: 19 })
     );
-    for (j, k) in [(0, 0), (7, 3), (8, 4), (15, 783), (511, 783), (300, 401)] {
-        assert_eq!(m8.weight(1, j, k), Some(i32::from(p8.w1[j * INPUTS + k])));
-        assert_eq!(m4.weight(1, j, k), Some(i32::from(p4.w1[j * INPUTS + k])));
-    }
-    for c in 0..CLASSES {
-        for j in [0, 9, 255, 511] {
-            assert_eq!(m8.weight(2, c, j), Some(i32::from(p8.w2[c * HIDDEN + j])));
-            assert_eq!(m4.weight(2, c, j), Some(i32::from(p4.w2[c * HIDDEN + j])));
+    assert_eq!(write::quant_len(&[]), Err(FormatError::LayerCount(0)));
+    let mut int4 = layers.clone();
+    int4[0].weights = Weights::Int4;
+    int4[0].w.iter_mut().for_each(|w| *w = (*w).clamp(-8, 7));
+    int4[0].w[3] = 8;
+    let parts: Vec<_> = int4.iter().map(Layer::parts).collect();
+    assert_eq!(
+        write::quant_len(&parts),
+        Err(FormatError::BadWeight {
+            layer: 0,
+            section: "weights",
+            index: 3
+        })
+    );
+    let mut short = layers.clone();
+    short[1].bias.pop();
+    let parts: Vec<_> = short.iter().map(Layer::parts).collect();
+    assert_eq!(
+        write::quant_len(&parts),
+        Err(FormatError::SectionLength {
+            layer: 1,
+            section: "bias",
+            expected: 3,
+            got: 2
+        })
+    );
+}
+
+/// An f32 chain, weights input-major.
+fn f32_file(widths: &[usize], weight: f32) -> (Vec<(Vec<f32>, Vec<f32>)>, Vec<u8>) {
+    let layers: Vec<(Vec<f32>, Vec<f32>)> = widths
+        .windows(2)
+        .map(|w| {
+            let bias = (0..w[1]).map(|j| j as f32 * 0.01 - 0.02).collect();
+            let weights = (0..w[0] * w[1])
+                .map(|i| weight * (((i * 37) % 19) as f32 - 9.0) / 9.0)
+                .collect();
+            (bias, weights)
+        })
+        .collect();
+    let parts: Vec<_> = widths
+        .windows(2)
+        .zip(&layers)
+        .map(|(w, (b, wt))| F32LayerParts {
+            inputs: w[0],
+            outputs: w[1],
+            bias: b,
+            w: wt,
+        })
+        .collect();
+    let len = write::f32_len(&parts).unwrap();
+    let mut out = vec![0; len];
+    write::f32(&parts, &mut out).unwrap();
+    (layers, out)
+}
+
+#[test]
+fn f32_chains_compute_the_definition() {
+    let widths = [7, 33, 5, 3];
+    let (layers, bytes) = f32_file(&widths, 0.5);
+    let file = File::new(&bytes);
+    let model = F32Model::from_bytes(file.bytes()).unwrap();
+    let image: Vec<u8> = (0..7).map(|i| (i * 40) as u8).collect();
+    let mut x: Vec<f64> = image.iter().map(|&p| f64::from(p) / 255.0).collect();
+    for (i, (b, w)) in layers.iter().enumerate() {
+        let n = b.len();
+        let mut out: Vec<f64> = b.iter().map(|&v| f64::from(v)).collect();
+        for (k, &xk) in x.iter().enumerate() {
+            for j in 0..n {
+                out[j] += xk * f64::from(w[k * n + j]);
+            }
         }
-        assert_eq!(m8.bias(2, c), Some(p8.b2[c]));
+        if i + 1 < layers.len() {
+            out.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+        x = out;
     }
-    assert_eq!(m8.bias(1, 77), Some(p8.b1[77]));
-    // Outside the network: none (the padding rows of the output layer included).
-    assert_eq!(m8.weight(2, 10, 0), None);
-    assert_eq!(m8.weight(1, 512, 0), None);
-    assert_eq!(m4.weight(3, 0, 0), None);
-    assert_eq!(m8.bias(2, 12), None);
-}
-
-#[test]
-fn int4_writer_refuses_weights_beyond_four_bits() {
-    let mut out = vec![0; write::MAX_INT4_LEN];
-    let mut p = Parts {
-        w1: vec![0; HIDDEN * INPUTS],
-        w2: vec![0; CLASSES * HIDDEN],
-        ..Default::default()
-    };
-    p.w2[77] = 8;
+    let logits = model.logits(&image).unwrap();
+    for (got, want) in logits.iter().zip(&x) {
+        assert!((f64::from(*got) - want).abs() < 1e-4 * want.abs().max(1.0));
+    }
+    assert!(model.logits(&image[..6]).is_err());
+    assert_eq!(peek(file.bytes()).unwrap().kind_name(), "f32");
     assert_eq!(
-        write::int4(&p.view(), &mut out),
-        Err(FormatError::BadWeight {
-            section: "w2",
-            index: 77
-        })
-    );
-    p.w2[77] = -8;
-    p.w1[5] = -9;
-    assert_eq!(
-        write::int4(&p.view(), &mut out),
-        Err(FormatError::BadWeight {
-            section: "w1",
-            index: 5
-        })
-    );
-    p.w1[5] = 7;
-    assert!(write::int4(&p.view(), &mut out).is_ok());
-}
-
-fn f32_file(w1: &[f32], b1: &[f32], w2: &[f32], b2: &[f32]) -> File {
-    let mut out = vec![0; write::MAX_F32_LEN];
-    let len = write::f32(&write::F32Parts { w1, b1, w2, b2 }, &mut out).unwrap();
-    File::new(&out[..len])
-}
-
-#[test]
-fn the_bounds_are_those_the_messages_name() {
-    assert_eq!(MAX_SCALE, 2f32.powi(40));
-    assert_eq!(MAX_F32_WEIGHT, 2f32.powi(20));
-    let scale = FormatError::BadScale {
-        section: "w2_scale",
-        index: 3,
-    };
-    assert_eq!(
-        scale.to_string(),
-        "w2_scale[3] is not a positive scale up to 2^40"
+        QuantModel::from_bytes(file.bytes()).unwrap_err(),
+        FormatError::WrongKind
     );
 }
 
 #[test]
 fn f32_weights_that_could_overflow_are_refused() {
-    let (w1, b1) = (vec![0.01f32; INPUTS * HIDDEN], vec![0.0f32; HIDDEN]);
-    let (w2, b2) = (vec![0.01f32; CLASSES * HIDDEN], vec![0.0f32; CLASSES]);
-    for bad in [
-        f32::NAN,
-        f32::INFINITY,
-        -f32::INFINITY,
-        MAX_F32_WEIGHT * 2.0,
-        -3e38,
-    ] {
-        let mut w1 = w1.clone();
-        w1[12_345] = bad;
-        let file = f32_file(&w1, &b1, &w2, &b2);
-        assert_eq!(
-            F32Model::from_bytes(file.bytes()).unwrap_err(),
-            FormatError::BadWeight {
-                section: "w1",
-                index: 12_345
-            },
-            "{bad}"
-        );
-        let mut b2 = b2.clone();
-        b2[9] = bad;
-        let file = f32_file(&w1[..1].repeat(INPUTS * HIDDEN), &b1, &w2, &b2);
-        assert!(matches!(
-            F32Model::from_bytes(file.bytes()).unwrap_err(),
-            FormatError::BadWeight { .. }
-        ));
-    }
-}
-
-#[test]
-fn validated_models_answer_finite_numbers_at_the_bounds() {
-    // Every f32 value at the bound, every input at its largest: finite logits and probabilities.
-    let (w1, b1) = (
-        vec![MAX_F32_WEIGHT; INPUTS * HIDDEN],
-        vec![MAX_F32_WEIGHT; HIDDEN],
-    );
-    let w2: Vec<f32> = (0..CLASSES * HIDDEN)
-        .map(|i| {
-            if i % 3 == 0 {
-                -MAX_F32_WEIGHT
-            } else {
-                MAX_F32_WEIGHT
-            }
-        })
-        .collect();
-    let b2 = vec![-MAX_F32_WEIGHT; CLASSES];
-    let file = f32_file(&w1, &b1, &w2, &b2);
+    let (_, bytes) = f32_file(&[4, 3], f32::INFINITY);
+    assert!(matches!(
+        F32Model::from_bytes(File::new(&bytes).bytes()),
+        Err(FormatError::BadWeight { layer: 0, .. })
+    ));
+    let big = MAX_F32_WEIGHT;
+    let (_, bytes) = f32_file(&[1000, 1000, 1000, 1000, 10], big);
+    assert!(matches!(
+        F32Model::from_bytes(File::new(&bytes).bytes()),
+        Err(FormatError::Overflow { .. })
+    ));
+    // Within the bound every output is finite, even for the largest inputs.
+    let (_, bytes) = f32_file(&[784, 512, 10], big);
+    let file = File::new(&bytes);
     let model = F32Model::from_bytes(file.bytes()).unwrap();
-    let image = [255u8; INPUTS];
-    assert!(model.logits(&image).iter().all(|v| v.is_finite()));
-    assert!(model.probabilities(&image).iter().all(|v| v.is_finite()));
-
-    // int8 scales at the bound, accumulators at their extremes.
-    let file = File::new(&int8_file(|p| {
-        p.hidden_scale = MAX_SCALE;
-        p.w2_scale = vec![MAX_SCALE; CLASSES];
-        p.w2_scale[4] = f32::from_bits(1); // the smallest subnormal
-        p.b2 = vec![i32::MAX; CLASSES];
-        p.w2 = vec![127; CLASSES * HIDDEN];
-        p.w1 = vec![127; HIDDEN * INPUTS];
-    }));
-    let model = load(file.bytes()).unwrap();
-    for image in [[255u8; INPUTS], [0u8; INPUTS]] {
-        let p = model.predict(&image);
-        assert!(
-            model.probabilities(&p).iter().all(|v| v.is_finite()),
-            "{p:?}"
-        );
-        assert!((0..CLASSES).all(|c| model.logit_scale(c).is_finite()));
-    }
+    assert!(model.probabilities(&[255; 784]).unwrap().iter().all(|v| v.is_finite()));
 }

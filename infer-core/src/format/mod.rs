@@ -1,91 +1,96 @@
 //! The model file: written once by [`write`](mod@write) (the trainer's side), validated once by
-//! [`Int8Model::from_bytes`], [`Int4Model::from_bytes`] or [`F32Model::from_bytes`], then read in place (zero-copy, O(1) RAM,
-//! works on `&'static [u8]` in flash). After validation no accessor can fail or panic.
-//! [`peek_kind`] tells a file's kind without validating it.
+//! [`QuantModel::from_bytes`] or [`F32Model::from_bytes`], then read in place (zero-copy, O(1)
+//! RAM, works on `&'static [u8]` in flash). After validation no accessor can fail or panic.
+//! [`peek`] reads a file's header (its shape and weight kinds) without validating the rest.
 //!
 //! # Layout
 //!
-//! A file is a [postcard](https://docs.rs/postcard) encoding of the fields below, in order,
-//! followed by a CRC-32 (ISO-HDLC, the zlib/PNG one) of everything before it, little-endian.
-//! postcard writes `u8` and `[u8; 4]` as raw bytes, `u16`/`u32` as LEB128 varints, `f32` as 4 bytes
-//! little-endian, and a byte section as a varint length followed by the bytes. Inside sections,
-//! numbers are little-endian.
+//! A file holds any chain of dense layers: inputs → hidden layers (ReLU) → classes. It is a
+//! [postcard](https://docs.rs/postcard) encoding of the fields below, in order, followed by a
+//! CRC-32 (ISO-HDLC, the zlib/PNG one) of everything before it, little-endian. postcard writes
+//! `u8` as a raw byte, `u32` as a LEB128 varint, and a byte section as a varint length followed by
+//! the bytes. Inside sections, numbers are little-endian on every host.
 //!
 //! | offset | field | encoding |
 //! | --- | --- | --- |
 //! | 0 | magic | `b"MNML"` |
-//! | 4 | format version | u8, `2` |
-//! | 5 | kind | u8: `1` int8, `2` f32, `3` int4 |
-//! | 6 | inputs, hidden, classes | three varints: 784, 512, 10 |
-//! | … | sections | see below, each `varint length ‖ bytes` |
+//! | 4 | format version | u8, `3` |
+//! | 5 | layers `L` | u8, 1–[`MAX_LAYERS`] |
+//! | 6 | each layer's weights | `L` bytes: `1` int8, `3` int4, `2` f32 ([`Weights::byte`]); an f32 file's layers are all f32, an integer file's any mix of int8 and int4 |
+//! | 6 + `L` | widths | `L + 1` varints: inputs, each hidden layer's units, classes; each 1–[`MAX_FORMAT_WIDTH`] |
+//! | … | each layer's sections, in order | see below, each `varint length ‖ bytes` |
 //! | end − 4 | CRC-32 of bytes `0..end−4` | u32 little-endian |
 //!
-//! Sections of an **int8** file (kind 1), `H` = 512 hidden units, `C` = 10 classes, `P` = 16
-//! (classes padded to a whole [tile](crate::kernels#weight-layout) of rows; padding rows have
-//! zero weights and bias, scale 1):
+//! Layer `l` takes `K` inputs to `R` outputs. Its weights are stored padded to whole
+//! [tiles](crate::kernels#weight-layout): `R'` rows (`R` rounded up to 16) of `K'` inputs (`K`
+//! rounded up to 4); padding rows and columns are zero, padding rows have bias 0 (and scale 1 and
+//! a valid requantization), so they are never read as outputs and never add to a sum. Padding is
+//! the writer's work: no kernel has a tail.
+//!
+//! Sections of a layer of an **integer** file (the same for int8 and int4 weights; "hidden" is
+//! every layer but the last, whose outputs are the class logits):
 //!
 //! | section | bytes | content |
 //! | --- | --- | --- |
-//! | `hidden_scale` | 4 | f32: real value of one step of the u8 hidden activations |
-//! | `w1_scale` | 4·H | f32 per hidden unit: weight scale |
-//! | `b1` | 4·H | i32 per hidden unit, at scale `w1_scale / 255` |
-//! | `m1` | 4·H | i32 per hidden unit: requantization multiplier |
-//! | `s1` | H | u8 per hidden unit: requantization shift ([33–62](crate::quant::SHIFTS)) |
-//! | `w2_scale` | 4·P | f32 per output row |
-//! | `b2` | 4·P | i32 per output row, at scale `hidden_scale · w2_scale` |
-//! | `pad` | 0–63 | zeros, so that `w1` starts 64-byte aligned in the file |
-//! | `w1` | H·784 | i8 weights, [tiled](crate::kernels#weight-layout) |
-//! | `pad` | 0–63 | zeros |
-//! | `w2` | P·512 | i8 weights, tiled |
+//! | `act_scale` | 4 in a hidden layer, else 0 | f32: real value of one step of the layer's u8 outputs (the next layer's input scale) |
+//! | `w_scale` | 4·R′, but 0 in an int4 hidden layer | f32 per row: weight scale (an int4 hidden layer's follow from its requantization: `multiplier · 2^−shift · act_scale / input scale`) |
+//! | `bias` | 4·R′ | i32 per row, at scale `input scale · w_scale` (the input scale is 1/255 for the first layer, the previous `act_scale` after it) |
+//! | `multiplier` | 4·R′ in a hidden layer, else 0 | i32 per row: requantization multiplier, > 0 |
+//! | `shift` | R′ in a hidden layer, else 0 | u8 per row: requantization shift ([33–62](crate::quant::SHIFTS)) |
+//! | `weights` | R′·K′ (int8) or R′·K′/2 (int4), after a `pad` | [tiled](crate::kernels#weight-layout) int8, or [4-bit tiles](crate::kernels#4-bit-weights) of nibbles `w + 8` |
 //!
-//! An **int4** file (kind 3) has the int8 file's sections, with 4-bit weights: `w1` is H·784/2
-//! bytes and `w2` P·512/2, in the kernels' [4-bit tiles](crate::kernels#4-bit-weights) (each
-//! weight `w` in −8…7 stored as the nibble `w + 8`); the scales, biases and requantization mean
-//! the same (a weight's real value is `w · w1_scale`). Its `w1_scale` section is empty: the
-//! weight scales follow from what the integer path uses, `w1_scale = m1 · 2^−s1 ·
-//! hidden_scale · 255` (to the multiplier's 31 bits), and the 2 KB they would take keep the file
-//! under 210 kB, for 256 KB parts.
+//! Sections of a layer of an **f32** file:
 //!
-//! Version 1 stored the weights in 4-row blocks, padded the classes to 12 and allowed shifts from
-//! 1; its files are refused with [`FormatError::UnsupportedVersion`] (re-export them with the
-//! trainer of this version).
+//! | section | bytes | content |
+//! | --- | --- | --- |
+//! | `bias` | 4·R, after a `pad` | f32 per output |
+//! | `weights` | 4·K·R, after a `pad` | f32, input-major: `w[k·R + j]` weighs input `k` for output `j` (Keras's kernel) |
 //!
-//! Sections of an **f32** file (kind 2), each preceded by a `pad` section that aligns it:
-//! `b1` (4·H, f32), `b2` (4·C, f32), `w1` (4·784·H, f32, input-major: `w1[k·H + j]`), `w2`
-//! (4·C·H, f32, class-major: `w2[c·H + j]`).
+//! A `pad` section holds 0–63 zero bytes, so that the section after it starts 64-byte aligned in
+//! the file. The weight sections must lie 4-byte aligned in memory (the Cortex-M kernel loads
+//! them by words): any buffer that starts 4-byte aligned passes; one that starts 64-byte aligned is
+//! fastest (each weight tile one cache line): [`include_model!`](crate::include_model) for a file
+//! embedded in the program.
 //!
-//! The weight sections must lie 4-byte aligned in memory (the Cortex-M kernel loads them by
-//! words): the file aligns them to 64 bytes, so any buffer that starts 4-byte aligned passes.
-//! A buffer that starts 64-byte aligned is fastest (each weight tile one cache line):
-//! [`include_model!`](crate::include_model) for a file embedded in the program.
+//! The tables above are [`INTEGER_SECTIONS`] and [`F32_SECTIONS`], which the reader and the
+//! writer walk: a test renders them and checks that these docs show the same rows.
+//!
+//! Versions 1 and 2 held only the 784-512-10 network; their files are refused with
+//! [`FormatError::UnsupportedVersion`] (re-export or retrain them with this version's trainer).
 
 mod read;
 pub mod write;
 
 use core::fmt;
 
-pub use read::{Bits, Bits4, Bits8, F32Model, Int4Model, Int8Model, QuantModel};
+pub use read::{F32Layer, F32Model, QuantLayer, QuantModel};
 
-use crate::kernels::TILE_ROWS;
-use crate::{CLASSES, HIDDEN, INPUTS};
+pub use crate::Weights;
+use crate::kernels::{GROUP, TILE_ROWS};
 
 /// The first four bytes of every model file.
 pub const MAGIC: [u8; 4] = *b"MNML";
 /// The format version this crate reads and writes.
-pub const VERSION: u8 = 2;
-/// The largest scale an int8 file may hold (2^40). With it, no input can make a logit or a
+pub const VERSION: u8 = 3;
+/// Most layers a file holds.
+pub const MAX_LAYERS: usize = 8;
+/// Widest layer a file may declare.
+pub const MAX_FORMAT_WIDTH: usize = 65_535;
+/// Most classes a model may have (the forward pass returns their logits by value).
+pub const MAX_CLASSES: usize = 64;
+/// The widest hidden layer [`QuantModel`] and [`F32Model`] accept unless told otherwise: the
+/// bound of their scratch buffers, on the stack of each prediction.
+pub const DEFAULT_MAX_WIDTH: usize = 1024;
+/// The largest scale an integer file may hold (2^40). With it, no input can make a logit or a
 /// probability NaN or infinite: a class's real logit is at most 2^31 · 2^40 · 2^40 = 2^111 in
 /// magnitude, far inside f32's range. A trained network's scales are below 1.
 pub const MAX_SCALE: f32 = (1u64 << 40) as f32;
 
-/// The largest magnitude of an f32 file's weights and biases (2^20). With it, no input in
-/// [0, 1] can make the forward pass overflow: hidden values stay below 785 · 2^20 < 2^30 and
-/// logits below 2^20 + 512 · 2^30 · 2^20 < 2^60, so logits and probabilities are always finite. A
-/// trained network's weights are below 10.
+/// The largest magnitude of an f32 file's weights and biases (2^20). A trained network's weights
+/// are below 10. (That no input in [0, 1] can overflow the forward pass is checked at load, layer
+/// by layer, from the widths and the largest weights: see [`FormatError::Overflow`].)
 pub const MAX_F32_WEIGHT: f32 = (1u32 << 20) as f32;
 
-/// Output rows of the int8 second layer: [`CLASSES`] padded to a whole tile of rows.
-pub const CLASSES_PADDED: usize = CLASSES.div_ceil(TILE_ROWS) * TILE_ROWS;
 /// Alignment of the weight sections within the file.
 ///
 /// 64 bytes, a cache line: each 64-byte weight tile is then one line, not two (a tile split
@@ -101,49 +106,249 @@ const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 const CRC: crc::Crc<u32, crc::Table<16>> =
     crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISO_HDLC);
 const CRC_LEN: usize = 4;
-/// Magic, version and kind.
+/// Magic, version and layer count.
 const PREAMBLE_LEN: usize = 6;
 
-/// Which network a file holds.
+/// One layer's place in the chain: its inputs, outputs and weight kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[non_exhaustive]
-pub enum ModelKind {
-    /// Integer-only int8 weights (kind byte 1).
-    Int8,
-    /// f32 weights (kind byte 2).
-    F32,
-    /// Integer-only int4 weights (kind byte 3).
-    Int4,
+pub struct Layer {
+    /// Position in the chain, from 0.
+    pub index: usize,
+    /// Inputs `K`.
+    pub inputs: usize,
+    /// Outputs `R` (units, or classes for the last layer).
+    pub outputs: usize,
+    /// Its weights.
+    pub weights: Weights,
+    /// Whether it is the output layer (no ReLU, no requantization).
+    pub last: bool,
 }
 
-impl ModelKind {
-    /// The kind byte in the file.
-    pub const fn byte(self) -> u8 {
-        match self {
-            ModelKind::Int8 => 1,
-            ModelKind::F32 => 2,
-            ModelKind::Int4 => 3,
+impl Layer {
+    /// Rows as stored: [`Self::outputs`] rounded up to a whole tile of 16.
+    pub const fn padded_rows(&self) -> usize {
+        self.outputs.div_ceil(TILE_ROWS) * TILE_ROWS
+    }
+
+    /// Inputs as stored: [`Self::inputs`] rounded up to a whole group of 4.
+    pub const fn padded_cols(&self) -> usize {
+        self.inputs.div_ceil(GROUP) * GROUP
+    }
+
+    /// Parameters the layer really has (weights and biases, padding left out).
+    pub const fn parameters(&self) -> usize {
+        self.outputs * (self.inputs + 1)
+    }
+}
+
+/// A section of a layer, as [`INTEGER_SECTIONS`] and [`F32_SECTIONS`] list them in file order.
+#[derive(Clone, Copy)]
+pub struct Section {
+    /// Its name in the format tables and in errors.
+    pub name: &'static str,
+    /// Whether a `pad` section before it starts it [`SECTION_ALIGN`]-aligned in the file.
+    pub aligned: bool,
+    /// The docs' "bytes" column.
+    pub bytes_doc: &'static str,
+    /// The docs' "content" column.
+    pub content_doc: &'static str,
+    /// Its length in bytes for a layer.
+    pub len: fn(&Layer) -> usize,
+}
+
+impl fmt::Debug for Section {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// `n` if the layer is hidden (has a requantization), else 0.
+const fn hidden(layer: &Layer, n: usize) -> usize {
+    if layer.last { 0 } else { n }
+}
+
+/// Positions of the integer sections in [`INTEGER_SECTIONS`].
+pub(crate) mod int {
+    pub const ACT_SCALE: usize = 0;
+    pub const W_SCALE: usize = 1;
+    pub const BIAS: usize = 2;
+    pub const MULTIPLIER: usize = 3;
+    pub const SHIFT: usize = 4;
+    pub const WEIGHTS: usize = 5;
+}
+
+/// The sections of an integer layer, in file order: the reader, the writer and the format docs
+/// follow this table.
+pub const INTEGER_SECTIONS: [Section; 6] = [
+    Section {
+        name: "act_scale",
+        aligned: false,
+        bytes_doc: "4 in a hidden layer, else 0",
+        content_doc: "f32: real value of one step of the layer's u8 outputs (the next layer's input scale)",
+        len: |l| hidden(l, 4),
+    },
+    Section {
+        name: "w_scale",
+        aligned: false,
+        bytes_doc: "4·R′, but 0 in an int4 hidden layer",
+        content_doc: "f32 per row: weight scale (an int4 hidden layer's follow from its requantization: `multiplier · 2^−shift · act_scale / input scale`)",
+        len: |l| {
+            if matches!(l.weights, Weights::Int4) && !l.last {
+                0
+            } else {
+                4 * l.padded_rows()
+            }
+        },
+    },
+    Section {
+        name: "bias",
+        aligned: false,
+        bytes_doc: "4·R′",
+        content_doc: "i32 per row, at scale `input scale · w_scale` (the input scale is 1/255 for the first layer, the previous `act_scale` after it)",
+        len: |l| 4 * l.padded_rows(),
+    },
+    Section {
+        name: "multiplier",
+        aligned: false,
+        bytes_doc: "4·R′ in a hidden layer, else 0",
+        content_doc: "i32 per row: requantization multiplier, > 0",
+        len: |l| hidden(l, 4 * l.padded_rows()),
+    },
+    Section {
+        name: "shift",
+        aligned: false,
+        bytes_doc: "R′ in a hidden layer, else 0",
+        content_doc: "u8 per row: requantization shift ([33–62](crate::quant::SHIFTS))",
+        len: |l| hidden(l, l.padded_rows()),
+    },
+    Section {
+        name: "weights",
+        aligned: true,
+        bytes_doc: "R′·K′ (int8) or R′·K′/2 (int4)",
+        content_doc: "[tiled](crate::kernels#weight-layout) int8, or [4-bit tiles](crate::kernels#4-bit-weights) of nibbles `w + 8`",
+        len: |l| l.padded_rows() * l.padded_cols() * l.weights.bits() / 8,
+    },
+];
+
+/// Positions of the f32 sections in [`F32_SECTIONS`].
+pub(crate) mod float {
+    pub const BIAS: usize = 0;
+    pub const WEIGHTS: usize = 1;
+}
+
+/// The sections of an f32 layer, in file order.
+pub const F32_SECTIONS: [Section; 2] = [
+    Section {
+        name: "bias",
+        aligned: true,
+        bytes_doc: "4·R",
+        content_doc: "f32 per output",
+        len: |l| 4 * l.outputs,
+    },
+    Section {
+        name: "weights",
+        aligned: true,
+        bytes_doc: "4·K·R",
+        content_doc: "f32, input-major: `w[k·R + j]` weighs input `k` for output `j` (Keras's kernel)",
+        len: |l| 4 * l.inputs * l.outputs,
+    },
+];
+
+/// The sections of a layer of `weights`.
+pub(crate) fn sections(weights: Weights) -> &'static [Section] {
+    if weights.is_integer() {
+        &INTEGER_SECTIONS
+    } else {
+        &F32_SECTIONS
+    }
+}
+
+/// A file's shape and weight kinds, as its header declares them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    widths: heapless::Vec<usize, { MAX_LAYERS + 1 }>,
+    weights: heapless::Vec<Weights, MAX_LAYERS>,
+}
+
+impl Header {
+    /// The widths: inputs, each hidden layer, classes.
+    pub fn widths(&self) -> &[usize] {
+        &self.widths
+    }
+
+    /// Each layer's weights.
+    pub fn weights(&self) -> &[Weights] {
+        &self.weights
+    }
+
+    /// The layers, first to last.
+    pub fn layers(&self) -> impl ExactSizeIterator<Item = Layer> + '_ {
+        let n = self.weights.len();
+        self.weights
+            .iter()
+            .zip(self.widths.windows(2))
+            .enumerate()
+            .map(move |(index, (&weights, w))| Layer {
+                index,
+                inputs: w.first().copied().unwrap_or(0),
+                outputs: w.get(1).copied().unwrap_or(0),
+                weights,
+                last: index + 1 == n,
+            })
+    }
+
+    /// Inputs of the first layer.
+    pub fn inputs(&self) -> usize {
+        self.widths.first().copied().unwrap_or(0)
+    }
+
+    /// Outputs of the last layer: the classes.
+    pub fn classes(&self) -> usize {
+        self.widths.last().copied().unwrap_or(0)
+    }
+
+    /// Whether the file holds f32 weights (else integer ones).
+    pub fn is_f32(&self) -> bool {
+        self.weights.first() == Some(&Weights::F32)
+    }
+
+    /// "f32", "int8", "int4", or "int4+int8" for a mix.
+    pub fn kind_name(&self) -> &'static str {
+        let has = |w: Weights| self.weights.contains(&w);
+        match (has(Weights::F32), has(Weights::Int8), has(Weights::Int4)) {
+            (true, _, _) => "f32",
+            (_, true, true) => "int4+int8",
+            (_, false, true) => "int4",
+            _ => "int8",
         }
     }
 
-    /// The kind of a kind byte.
-    pub const fn from_byte(byte: u8) -> Option<Self> {
-        match byte {
-            1 => Some(ModelKind::Int8),
-            2 => Some(ModelKind::F32),
-            3 => Some(ModelKind::Int4),
-            _ => None,
-        }
+    /// The widest hidden layer as stored (rows padded to 16), 0 for a one-layer model: what a
+    /// forward pass's scratch must hold.
+    pub fn max_hidden_width(&self) -> usize {
+        self.layers()
+            .filter(|l| !l.last)
+            .map(|l| if l.weights.is_integer() { l.padded_rows() } else { l.outputs })
+            .max()
+            .unwrap_or(0)
     }
 
-    /// "int8", "f32" or "int4".
-    pub const fn name(self) -> &'static str {
-        match self {
-            ModelKind::Int8 => "int8",
-            ModelKind::F32 => "f32",
-            ModelKind::Int4 => "int4",
+    /// Refuses a header a forward pass bounded by `max_width` cannot run.
+    fn check_bounds(&self, max_width: usize) -> Result<(), FormatError> {
+        let widest = self.max_hidden_width();
+        if widest > max_width {
+            return Err(FormatError::TooWide {
+                width: widest,
+                max: max_width,
+            });
         }
+        if self.classes() > MAX_CLASSES {
+            return Err(FormatError::TooManyClasses {
+                classes: self.classes(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -163,9 +368,11 @@ pub enum FormatError {
     BadMagic,
     /// A format version this crate does not read.
     UnsupportedVersion(u8),
-    /// A valid file of another kind (an f32 model where int8 was expected, …), or an unknown kind
-    /// byte.
-    WrongKind(u8),
+    /// A valid file of another kind (an f32 model where an integer one was expected, or the
+    /// reverse), or f32 layers mixed with integer ones.
+    WrongKind,
+    /// A weight byte that names no [`Weights`].
+    UnknownWeights(u8),
     /// The CRC-32 at the end does not match the contents.
     CrcMismatch {
         /// CRC stored in the file.
@@ -175,13 +382,34 @@ pub enum FormatError {
     },
     /// The fields do not decode (a section runs past the end, or bytes follow the last one).
     Malformed,
-    /// Not the 784 → 512 → 10 network.
-    WrongShape {
-        /// Inputs, hidden units, classes in the file.
-        found: [u32; 3],
+    /// A layer count outside 1–[`MAX_LAYERS`].
+    LayerCount(usize),
+    /// A width of 0 or above [`MAX_FORMAT_WIDTH`] (position: 0 inputs, then each layer's
+    /// outputs), or, when writing, layers that do not chain (a layer's inputs are not the previous
+    /// one's outputs).
+    BadWidth {
+        /// Position among the widths.
+        index: usize,
+        /// The width.
+        width: usize,
+    },
+    /// A hidden layer wider than the bound this build's forward pass was given
+    /// ([`DEFAULT_MAX_WIDTH`], or the `MAX_WIDTH` of [`QuantModel`] / [`F32Model`]).
+    TooWide {
+        /// Its width as stored.
+        width: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// More classes than [`MAX_CLASSES`].
+    TooManyClasses {
+        /// Classes in the file.
+        classes: usize,
     },
     /// A section of the wrong length.
     SectionLength {
+        /// The layer.
+        layer: usize,
         /// The section's name as in the format table.
         section: &'static str,
         /// Bytes it must have.
@@ -191,11 +419,15 @@ pub enum FormatError {
     },
     /// A weight section not 4-byte aligned in memory.
     Misaligned {
+        /// The layer.
+        layer: usize,
         /// The section.
         section: &'static str,
     },
     /// A scale that is zero, negative, NaN, infinite or above [`MAX_SCALE`].
     BadScale {
+        /// The layer.
+        layer: usize,
         /// The section.
         section: &'static str,
         /// Position within it.
@@ -204,6 +436,8 @@ pub enum FormatError {
     /// An f32 weight or bias that is NaN, infinite or beyond ±[`MAX_F32_WEIGHT`] (or, when
     /// writing, an int4 weight outside −8…7).
     BadWeight {
+        /// The layer.
+        layer: usize,
         /// The section.
         section: &'static str,
         /// Position within it.
@@ -211,8 +445,16 @@ pub enum FormatError {
     },
     /// A requantization multiplier ≤ 0 or a shift outside [`crate::quant::SHIFTS`].
     BadRequantization {
-        /// Hidden unit.
+        /// The layer.
+        layer: usize,
+        /// The row.
         index: usize,
+    },
+    /// An f32 layer whose outputs could overflow f32 for some input in [0, 1] (its widths times
+    /// its largest weights, after the layers before it, pass 2^100).
+    Overflow {
+        /// The layer.
+        layer: usize,
     },
 }
 
@@ -231,51 +473,115 @@ impl fmt::Display for FormatError {
                 "format version {v} is not supported (this build reads version {VERSION}); \
                  re-export the model with this version's trainer (`cargo run -p trainer`)"
             ),
-            FormatError::WrongKind(k) => write!(f, "model kind {k} is not the one expected"),
+            FormatError::WrongKind => write!(
+                f,
+                "the model's weights are not of the kind expected (f32 and integer layers \
+                 are different files)"
+            ),
+            FormatError::UnknownWeights(b) => write!(f, "weight kind {b} is unknown"),
             FormatError::CrcMismatch { stored, computed } => write!(
                 f,
                 "CRC mismatch: file says {stored:#010x}, contents give {computed:#010x}"
             ),
             FormatError::Malformed => write!(f, "malformed fields"),
-            FormatError::WrongShape { found } => write!(
+            FormatError::LayerCount(n) => {
+                write!(f, "{n} layers: a model has 1 to {MAX_LAYERS}")
+            }
+            FormatError::BadWidth { index, width } => write!(
                 f,
-                "shape {}-{}-{} is not {INPUTS}-{HIDDEN}-{CLASSES}",
-                found[0], found[1], found[2]
+                "width {index} is {width}: widths are 1 to {MAX_FORMAT_WIDTH}, and each layer \
+                 takes the previous one's outputs"
             ),
+            FormatError::TooWide { width, max } => write!(
+                f,
+                "a hidden layer of {width} units is wider than this build supports ({max}); \
+                 build with a larger MAX_WIDTH"
+            ),
+            FormatError::TooManyClasses { classes } => {
+                write!(f, "{classes} classes: at most {MAX_CLASSES} are supported")
+            }
             FormatError::SectionLength {
+                layer,
                 section,
                 expected,
                 got,
-            } => write!(f, "section {section} has {got} bytes, expected {expected}"),
-            FormatError::Misaligned { section } => {
-                write!(f, "section {section} is not 4-byte aligned in memory")
-            }
+            } => write!(
+                f,
+                "layer {layer} section {section} has {got} bytes, expected {expected}"
+            ),
+            FormatError::Misaligned { layer, section } => write!(
+                f,
+                "layer {layer} section {section} is not 4-byte aligned in memory"
+            ),
             // The bounds as text: formatting an f32 would bring float formatting (over 10 KB)
             // into every firmware that reports a format error.
-            FormatError::BadScale { section, index } => {
-                write!(f, "{section}[{index}] is not a positive scale up to 2^40")
-            }
-            FormatError::BadWeight { section, index } => {
-                write!(f, "{section}[{index}] is not a finite weight within ±2^20")
-            }
-            FormatError::BadRequantization { index } => {
-                write!(f, "requantization of hidden unit {index} is out of range")
-            }
+            FormatError::BadScale {
+                layer,
+                section,
+                index,
+            } => write!(
+                f,
+                "layer {layer} {section}[{index}] is not a positive scale up to 2^40"
+            ),
+            FormatError::BadWeight {
+                layer,
+                section,
+                index,
+            } => write!(
+                f,
+                "layer {layer} {section}[{index}] is not a finite weight within ±2^20"
+            ),
+            FormatError::BadRequantization { layer, index } => write!(
+                f,
+                "layer {layer}: requantization of unit {index} is out of range"
+            ),
+            FormatError::Overflow { layer } => write!(
+                f,
+                "layer {layer}: weights this large over this many inputs could overflow f32"
+            ),
         }
     }
 }
 
 impl core::error::Error for FormatError {}
 
-/// Magic, version and kind of a file, without validating the rest: which of
-/// [`Int8Model::from_bytes`], [`Int4Model::from_bytes`] and [`F32Model::from_bytes`] applies.
-pub fn peek_kind(bytes: &[u8]) -> Result<ModelKind, FormatError> {
-    let (Some(magic), Some(&version), Some(&kind)) = (bytes.get(..4), bytes.get(4), bytes.get(5))
+/// A cursor over postcard-encoded fields.
+pub(crate) struct Fields<'a>(pub(crate) &'a [u8]);
+
+impl<'a> Fields<'a> {
+    pub(crate) fn varint(&mut self) -> Result<u32, FormatError> {
+        let (v, rest) = postcard::take_from_bytes::<u32>(self.0).map_err(|_| FormatError::Malformed)?;
+        self.0 = rest;
+        Ok(v)
+    }
+
+    pub(crate) fn section(&mut self) -> Result<&'a [u8], FormatError> {
+        let (v, rest) =
+            postcard::take_from_bytes::<&'a [u8]>(self.0).map_err(|_| FormatError::Malformed)?;
+        self.0 = rest;
+        Ok(v)
+    }
+
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], FormatError> {
+        if self.0.len() < n {
+            return Err(FormatError::Malformed);
+        }
+        let (v, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(v)
+    }
+}
+
+/// The header of `bytes` (magic, version, layers, weight kinds, widths), without checking the
+/// sections or the CRC; the fields after it.
+fn header(bytes: &[u8]) -> Result<(Header, Fields<'_>), FormatError> {
+    let truncated = FormatError::Truncated {
+        needed: PREAMBLE_LEN + CRC_LEN,
+        got: bytes.len(),
+    };
+    let (Some(magic), Some(&version), Some(&layers)) = (bytes.get(..4), bytes.get(4), bytes.get(5))
     else {
-        return Err(FormatError::Truncated {
-            needed: PREAMBLE_LEN + CRC_LEN,
-            got: bytes.len(),
-        });
+        return Err(truncated);
     };
     if magic != MAGIC {
         return Err(FormatError::BadMagic);
@@ -283,10 +589,70 @@ pub fn peek_kind(bytes: &[u8]) -> Result<ModelKind, FormatError> {
     if version != VERSION {
         return Err(FormatError::UnsupportedVersion(version));
     }
-    ModelKind::from_byte(kind).ok_or(FormatError::WrongKind(kind))
+    let n = usize::from(layers);
+    if !(1..=MAX_LAYERS).contains(&n) {
+        return Err(FormatError::LayerCount(n));
+    }
+    let mut fields = Fields(bytes.get(PREAMBLE_LEN..).unwrap_or(&[]));
+    let mut header = Header {
+        widths: heapless::Vec::new(),
+        weights: heapless::Vec::new(),
+    };
+    for &b in fields.bytes(n).map_err(|_| truncated)? {
+        let w = Weights::from_byte(b).ok_or(FormatError::UnknownWeights(b))?;
+        // Cannot fail: at most MAX_LAYERS.
+        let _ = header.weights.push(w);
+    }
+    if header.weights.iter().any(|w| w.is_integer() != !header.is_f32()) {
+        return Err(FormatError::WrongKind);
+    }
+    for index in 0..=n {
+        let width = fields.varint()? as usize;
+        if !(1..=MAX_FORMAT_WIDTH).contains(&width) {
+            return Err(FormatError::BadWidth { index, width });
+        }
+        let _ = header.widths.push(width);
+    }
+    Ok((header, fields))
+}
+
+/// The header of a file, without validating the rest: its shape, its layers' weights, and so
+/// which of [`QuantModel::from_bytes`] and [`F32Model::from_bytes`] applies.
+pub fn peek(bytes: &[u8]) -> Result<Header, FormatError> {
+    header(bytes).map(|(h, _)| h)
 }
 
 /// The CRC-32 that ends a file, of `bytes` (all that precede it).
 pub fn checksum(bytes: &[u8]) -> u32 {
     CRC.checksum(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::string::String;
+
+    fn rendered(table: &[Section]) -> String {
+        let mut s = String::from("//! | section | bytes | content |\n//! | --- | --- | --- |\n");
+        for t in table {
+            let pad = if t.aligned { ", after a `pad`" } else { "" };
+            s += &std::format!(
+                "//! | `{}` | {}{pad} | {} |\n",
+                t.name,
+                t.bytes_doc,
+                t.content_doc
+            );
+        }
+        s
+    }
+
+    /// The docs' section tables are the ones the reader and the writer walk.
+    #[test]
+    fn the_docs_show_the_section_tables() {
+        let docs = include_str!("mod.rs");
+        for table in [&INTEGER_SECTIONS[..], &F32_SECTIONS[..]] {
+            let table = rendered(table);
+            assert!(docs.contains(&table), "the docs lack:\n{table}");
+        }
+    }
 }

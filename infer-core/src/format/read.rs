@@ -1,63 +1,20 @@
-//! Reading: validation once, then zero-copy views of the sections.
+//! Reading: validation once, then zero-copy views of each layer's sections.
 
-use serde::Deserialize;
+use super::{
+    CRC, CRC_LEN, DEFAULT_MAX_WIDTH, Fields, FormatError, Header, Layer, MAX_F32_WEIGHT, MAX_LAYERS,
+    MAX_SCALE, PREAMBLE_LEN, SECTION_ALIGN, Weights, float, header, int, sections,
+};
 
-use super::{CLASSES_PADDED, CRC, CRC_LEN, FormatError, ModelKind, PREAMBLE_LEN, peek_kind};
-use super::{MAX_F32_WEIGHT, MAX_SCALE};
-use crate::{CLASSES, HIDDEN, INPUTS};
-
-/// The fields every file starts with, after the preamble.
-#[derive(Deserialize)]
-struct Shape {
-    inputs: u32,
-    hidden: u32,
-    classes: u32,
-}
-
-/// The sections of an integer (int8 or int4) file.
-#[derive(Deserialize)]
-struct QuantSections<'a> {
-    shape: Shape,
-    hidden_scale: f32,
-    w1_scale: &'a [u8],
-    b1: &'a [u8],
-    m1: &'a [u8],
-    s1: &'a [u8],
-    w2_scale: &'a [u8],
-    b2: &'a [u8],
-    _pad1: &'a [u8],
-    w1: &'a [u8],
-    _pad2: &'a [u8],
-    w2: &'a [u8],
-}
-
-#[derive(Deserialize)]
-struct F32Sections<'a> {
-    shape: Shape,
-    _pad0: &'a [u8],
-    b1: &'a [u8],
-    _pad1: &'a [u8],
-    b2: &'a [u8],
-    _pad2: &'a [u8],
-    w1: &'a [u8],
-    _pad3: &'a [u8],
-    w2: &'a [u8],
-}
-
-/// Checks the preamble and the CRC; returns the postcard-encoded fields after the preamble.
-fn open(bytes: &[u8], kind: ModelKind) -> Result<&[u8], FormatError> {
-    let min = PREAMBLE_LEN + CRC_LEN;
-    let found = peek_kind(bytes)?;
-    if found != kind {
-        return Err(FormatError::WrongKind(found.byte()));
-    }
+/// Checks the CRC and decodes the header; the fields after it.
+fn open(bytes: &[u8]) -> Result<(Header, Fields<'_>), FormatError> {
+    let (head, _) = header(bytes)?;
     let Some(split) = bytes
         .len()
         .checked_sub(CRC_LEN)
         .filter(|&s| s >= PREAMBLE_LEN)
     else {
         return Err(FormatError::Truncated {
-            needed: min,
+            needed: PREAMBLE_LEN + CRC_LEN,
             got: bytes.len(),
         });
     };
@@ -67,203 +24,138 @@ fn open(bytes: &[u8], kind: ModelKind) -> Result<&[u8], FormatError> {
     if stored != computed {
         return Err(FormatError::CrcMismatch { stored, computed });
     }
-    contents.get(PREAMBLE_LEN..).ok_or(FormatError::Malformed)
+    let (again, fields) = header(contents)?;
+    debug_assert_eq!(head, again);
+    Ok((again, fields))
 }
 
-/// Decodes all the fields; no bytes may follow them.
-fn decode<'a, T: Deserialize<'a>>(fields: &'a [u8]) -> Result<T, FormatError> {
-    match postcard::take_from_bytes::<T>(fields) {
-        Ok((value, [])) => Ok(value),
-        _ => Err(FormatError::Malformed),
+/// The sections of `layer`, in table order, each checked for its length (a weight section also
+/// for 4-byte alignment in memory).
+fn layer_sections<'a>(
+    fields: &mut Fields<'a>,
+    layer: &Layer,
+) -> Result<[&'a [u8]; 6], FormatError> {
+    let mut found: [&[u8]; 6] = [&[]; 6];
+    for (slot, s) in found.iter_mut().zip(sections(layer.weights)) {
+        if s.aligned {
+            let pad = fields.section()?;
+            if pad.len() >= SECTION_ALIGN {
+                return Err(FormatError::Malformed);
+            }
+        }
+        let bytes = fields.section()?;
+        let expected = (s.len)(layer);
+        if bytes.len() != expected {
+            return Err(FormatError::SectionLength {
+                layer: layer.index,
+                section: s.name,
+                expected,
+                got: bytes.len(),
+            });
+        }
+        if s.aligned && bytes.as_ptr().align_offset(4) != 0 {
+            return Err(FormatError::Misaligned {
+                layer: layer.index,
+                section: s.name,
+            });
+        }
+        *slot = bytes;
     }
+    Ok(found)
 }
 
-fn check_shape(shape: &Shape) -> Result<(), FormatError> {
-    let found = [shape.inputs, shape.hidden, shape.classes];
-    if found.map(|v| v as usize) == [INPUTS, HIDDEN, CLASSES] {
-        Ok(())
-    } else {
-        Err(FormatError::WrongShape { found })
-    }
+/// Little-endian 4-byte elements of a section whose length is already checked.
+fn words(bytes: &[u8]) -> &[[u8; 4]] {
+    bytes.as_chunks::<4>().0
 }
 
-/// A section of exactly `N` elements of `[u8; W]`.
-fn section<'a, const W: usize, const N: usize>(
-    name: &'static str,
-    bytes: &'a [u8],
-) -> Result<&'a [[u8; W]; N], FormatError> {
-    let wrong = || FormatError::SectionLength {
-        section: name,
-        expected: W * N,
-        got: bytes.len(),
-    };
-    match bytes.as_chunks::<W>() {
-        (elements, []) => elements.try_into().map_err(|_| wrong()),
-        _ => Err(wrong()),
-    }
+fn f32_of(b: &[u8; 4]) -> f32 {
+    f32::from_le_bytes(*b)
 }
 
-/// A weight section of exactly `N` elements of `T`, 4-byte aligned in memory.
-fn weights<'a, T: bytemuck::AnyBitPattern, const N: usize>(
-    name: &'static str,
-    bytes: &'a [u8],
-) -> Result<&'a [T; N], FormatError> {
-    let bytes = packed(name, bytes, N * core::mem::size_of::<T>(), 8)?;
-    let elements: &[T] =
-        bytemuck::try_cast_slice(bytes).map_err(|_| FormatError::Misaligned { section: name })?;
-    elements.try_into().map_err(|_| FormatError::Malformed)
-}
-
-fn check_scales(name: &'static str, scales: &[[u8; 4]]) -> Result<(), FormatError> {
-    match scales
-        .iter()
-        .map(|s| f32::from_le_bytes(*s))
-        .position(|s| !(s > 0.0 && s <= MAX_SCALE))
-    {
+fn check_scales(layer: usize, section: &'static str, scales: &[[u8; 4]]) -> Result<(), FormatError> {
+    match scales.iter().map(f32_of).position(|s| !(s > 0.0 && s <= MAX_SCALE)) {
         Some(index) => Err(FormatError::BadScale {
-            section: name,
+            layer,
+            section,
             index,
         }),
         None => Ok(()),
     }
 }
 
-/// The weight width of a [`QuantModel`]: [`Bits8`] or [`Bits4`] (sealed: no other).
-pub trait Bits: sealed::Sealed + Copy + core::fmt::Debug {
-    /// The file kind of such a model.
-    const KIND: ModelKind;
-    /// Bits per weight.
-    const BITS: usize;
-}
-
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for super::Bits8 {}
-    impl Sealed for super::Bits4 {}
-}
-
-/// int8 weights, one per byte ([`Int8Model`]).
+/// One validated layer of a [`QuantModel`], borrowing the file's bytes.
 #[derive(Debug, Clone, Copy)]
-pub struct Bits8;
-
-/// int4 weights, two per byte ([`Int4Model`]).
-#[derive(Debug, Clone, Copy)]
-pub struct Bits4;
-
-impl Bits for Bits8 {
-    const KIND: ModelKind = ModelKind::Int8;
-    const BITS: usize = 8;
+pub struct QuantLayer<'a> {
+    pub(crate) layer: Layer,
+    /// The scale of this layer's inputs: 1/255 for the first, the previous layer's `act_scale`.
+    pub(crate) in_scale: f32,
+    /// 0 for the output layer.
+    pub(crate) act_scale: f32,
+    /// `padded_rows` scales, or none (an int4 hidden layer: derived).
+    pub(crate) w_scale: &'a [[u8; 4]],
+    pub(crate) bias: &'a [[u8; 4]],
+    pub(crate) multiplier: &'a [[u8; 4]],
+    pub(crate) shift: &'a [u8],
+    pub(crate) w: &'a [u8],
 }
 
-impl Bits for Bits4 {
-    const KIND: ModelKind = ModelKind::Int4;
-    const BITS: usize = 4;
-}
-
-/// A validated integer-only model with `B`-bit weights, borrowing the file's bytes:
-/// [`Int8Model`] or [`Int4Model`]. Both run the same forward pass; only the weight tiles differ.
-#[derive(Debug, Clone, Copy)]
-pub struct QuantModel<'a, B: Bits> {
-    pub(crate) hidden_scale: f32,
-    /// `HIDDEN` scales in an int8 file; none in an int4 one (derived, see the format docs).
-    pub(crate) w1_scale: &'a [[u8; 4]],
-    pub(crate) b1: &'a [[u8; 4]; HIDDEN],
-    pub(crate) m1: &'a [[u8; 4]; HIDDEN],
-    pub(crate) s1: &'a [u8; HIDDEN],
-    pub(crate) w2_scale: &'a [[u8; 4]; CLASSES_PADDED],
-    pub(crate) b2: &'a [[u8; 4]; CLASSES_PADDED],
-    /// `HIDDEN × INPUTS` weights of `B` bits, tiled.
-    pub(crate) w1: &'a [u8],
-    /// `CLASSES_PADDED × HIDDEN` weights of `B` bits, tiled.
-    pub(crate) w2: &'a [u8],
-    pub(crate) bits: core::marker::PhantomData<B>,
-}
-
-/// A validated int8 model (file kind 1).
-pub type Int8Model<'a> = QuantModel<'a, Bits8>;
-
-/// A validated int4 model (file kind 3): half the weight bytes of an int8 one.
-pub type Int4Model<'a> = QuantModel<'a, Bits4>;
-
-/// A weight section of `elements` weights of `bits` bits, 4-byte aligned in memory.
-fn packed<'a>(
-    name: &'static str,
-    bytes: &'a [u8],
-    elements: usize,
-    bits: usize,
-) -> Result<&'a [u8], FormatError> {
-    let expected = elements * bits / 8;
-    if bytes.len() != expected {
-        return Err(FormatError::SectionLength {
-            section: name,
-            expected,
-            got: bytes.len(),
-        });
-    }
-    if bytes.as_ptr().align_offset(4) != 0 {
-        return Err(FormatError::Misaligned { section: name });
-    }
-    Ok(bytes)
-}
-
-impl<'a, B: Bits> QuantModel<'a, B> {
-    /// Validates an int8 (or, for [`Int4Model`], int4) model file and borrows its sections; see
-    /// the [format docs](crate::format).
-    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, FormatError> {
-        let s: QuantSections<'a> = decode(open(bytes, B::KIND)?)?;
-        check_shape(&s.shape)?;
-        let model = Self {
-            hidden_scale: s.hidden_scale,
-            w1_scale: if B::BITS == 4 {
-                section::<4, 0>("w1_scale", s.w1_scale)?
-            } else {
-                section::<4, HIDDEN>("w1_scale", s.w1_scale)?
-            },
-            b1: section("b1", s.b1)?,
-            m1: section("m1", s.m1)?,
-            s1: section::<1, HIDDEN>("s1", s.s1)?
-                .as_flattened()
-                .try_into()
-                .map_err(|_| FormatError::Malformed)?,
-            w2_scale: section("w2_scale", s.w2_scale)?,
-            b2: section("b2", s.b2)?,
-            w1: packed("w1", s.w1, HIDDEN * INPUTS, B::BITS)?,
-            w2: packed("w2", s.w2, CLASSES_PADDED * HIDDEN, B::BITS)?,
-            bits: core::marker::PhantomData,
+impl<'a> QuantLayer<'a> {
+    fn from_sections(layer: Layer, in_scale: f32, s: [&'a [u8]; 6]) -> Result<Self, FormatError> {
+        let i = layer.index;
+        let act_scale = match words(s[int::ACT_SCALE]).first() {
+            Some(b) => {
+                check_scales(i, "act_scale", &[*b])?;
+                f32_of(b)
+            }
+            None => 0.0,
         };
-        if !(model.hidden_scale > 0.0 && model.hidden_scale <= MAX_SCALE) {
-            return Err(FormatError::BadScale {
-                section: "hidden_scale",
-                index: 0,
-            });
-        }
-        check_scales("w1_scale", model.w1_scale)?;
-        check_scales("w2_scale", model.w2_scale)?;
-        if let Some(index) = model
-            .m1
+        let l = Self {
+            layer,
+            in_scale,
+            act_scale,
+            w_scale: words(s[int::W_SCALE]),
+            bias: words(s[int::BIAS]),
+            multiplier: words(s[int::MULTIPLIER]),
+            shift: s[int::SHIFT],
+            w: s[int::WEIGHTS],
+        };
+        check_scales(i, "w_scale", l.w_scale)?;
+        if let Some(index) = l
+            .multiplier
             .iter()
-            .zip(model.s1)
+            .zip(l.shift)
             .position(|(m, s)| i32::from_le_bytes(*m) <= 0 || !crate::quant::SHIFTS.contains(s))
         {
-            return Err(FormatError::BadRequantization { index });
+            return Err(FormatError::BadRequantization { layer: i, index });
         }
-        Ok(model)
+        Ok(l)
     }
 
-    /// Real value of one step of the u8 hidden activations.
-    pub fn hidden_scale(&self) -> f32 {
-        self.hidden_scale
+    /// Its place in the chain.
+    pub fn layer(&self) -> Layer {
+        self.layer
     }
 
-    /// Per hidden unit weight scales: stored in an int8 file, derived from the requantization in
-    /// an int4 one (`m1 · 2^−s1 · hidden_scale · 255`).
-    pub fn w1_scales(&self) -> impl Iterator<Item = f32> + '_ {
-        let stored = self.w1_scale.iter().map(|s| f32::from_le_bytes(*s));
-        let derived = self.m1.iter().zip(self.s1).map(|(m, &s)| {
+    /// Real value of one step of its u8 outputs; `None` for the output layer.
+    pub fn act_scale(&self) -> Option<f32> {
+        (!self.layer.last).then_some(self.act_scale)
+    }
+
+    /// Real value of one step of its inputs (1/255 for the first layer).
+    pub fn input_scale(&self) -> f32 {
+        self.in_scale
+    }
+
+    /// Per output weight scales: stored, or derived from the requantization in an int4 hidden
+    /// layer (`multiplier · 2^−shift · act_scale / input scale`).
+    pub fn w_scales(&self) -> impl Iterator<Item = f32> + '_ {
+        let stored = self.w_scale.iter().map(f32_of);
+        let derived = self.multiplier.iter().zip(self.shift).map(|(m, &s)| {
             let factor = f64::from(i32::from_le_bytes(*m)) / libm::exp2(f64::from(s));
-            (factor * f64::from(self.hidden_scale) * 255.0) as f32
+            (factor * f64::from(self.act_scale) / f64::from(self.in_scale)) as f32
         });
-        let (stored, derived) = if self.w1_scale.is_empty() {
+        let (stored, derived) = if self.w_scale.is_empty() {
             (None, Some(derived))
         } else {
             (Some(stored), None)
@@ -272,101 +164,212 @@ impl<'a, B: Bits> QuantModel<'a, B> {
             .into_iter()
             .flatten()
             .chain(derived.into_iter().flatten())
+            .take(self.layer.outputs)
     }
 
-    /// The integer weight of `row` (hidden unit, or class) for input `col` of layer 1 or 2, as
-    /// the kernels multiply it (int8, or the int4 value −8…7); `None` outside the network or
-    /// beyond the 10 classes. For exporters and inspection: the forward pass reads the tiles
-    /// directly.
-    pub fn weight(&self, layer: u8, row: usize, col: usize) -> Option<i32> {
-        let (w, rows, cols) = match layer {
-            1 => (self.w1, HIDDEN, INPUTS),
-            2 => (self.w2, CLASSES, HIDDEN),
-            _ => return None,
-        };
-        if row >= rows || col >= cols {
+    /// The integer weight of output `row` for input `col`, as the kernels multiply it (int8, or
+    /// the int4 value −8…7); `None` outside the layer. For exporters and inspection: the forward
+    /// pass reads the tiles directly.
+    pub fn weight(&self, row: usize, col: usize) -> Option<i32> {
+        if row >= self.layer.outputs || col >= self.layer.inputs {
             return None;
         }
-        if B::BITS == 4 {
+        let cols = self.layer.padded_cols();
+        if self.layer.weights == Weights::Int4 {
             let (byte, shift) = crate::kernels::nibble_index(row, col, cols);
-            let nibble = (w.get(byte)? >> shift) & 0x0f;
+            let nibble = (self.w.get(byte)? >> shift) & 0x0f;
             Some(i32::from(nibble) - crate::kernels::NIBBLE_OFFSET)
         } else {
-            let byte = *w.get(crate::kernels::tiled_index(row, col, cols))?;
+            let byte = *self.w.get(crate::kernels::tiled_index(row, col, cols))?;
             Some(i32::from(byte as i8))
         }
     }
 
-    /// The i32 bias of `row` of layer 1 (at scale `w1_scale / 255`) or 2 (at scale
-    /// `hidden_scale · w2_scale`); `None` outside the network.
-    pub fn bias(&self, layer: u8, row: usize) -> Option<i32> {
-        let b = match layer {
-            1 => self.b1.get(row)?,
-            2 if row < CLASSES => self.b2.get(row)?,
-            _ => return None,
-        };
-        Some(i32::from_le_bytes(*b))
+    /// The i32 bias of output `row` (at scale `input scale · w_scale`); `None` outside the layer.
+    pub fn bias(&self, row: usize) -> Option<i32> {
+        if row >= self.layer.outputs {
+            return None;
+        }
+        self.bias.get(row).map(|b| i32::from_le_bytes(*b))
     }
 
-    /// Per class weight scales.
-    pub fn w2_scales(&self) -> impl Iterator<Item = f32> + '_ {
-        self.w2_scale
-            .iter()
-            .take(CLASSES)
-            .map(|s| f32::from_le_bytes(*s))
+    /// The requantization `(multiplier, shift)` of output `row` of a hidden layer.
+    pub fn requantization(&self, row: usize) -> Option<(i32, u8)> {
+        if row >= self.layer.outputs {
+            return None;
+        }
+        let m = self.multiplier.get(row)?;
+        Some((i32::from_le_bytes(*m), *self.shift.get(row)?))
     }
 }
 
-/// A validated f32 model, borrowing the file's bytes (or any `&[f32]` weights).
+/// A validated integer-only model (each layer int8 or int4), borrowing the file's bytes. Its
+/// forward pass ([`QuantModel::predict`]) keeps two activation buffers of `MAX_WIDTH` bytes on
+/// the stack; a file with a wider hidden layer is refused at load ([`FormatError::TooWide`]).
+#[derive(Debug, Clone)]
+pub struct QuantModel<'a, const MAX_WIDTH: usize = DEFAULT_MAX_WIDTH> {
+    pub(crate) header: Header,
+    pub(crate) layers: heapless::Vec<QuantLayer<'a>, MAX_LAYERS>,
+}
+
+impl<'a> QuantModel<'a> {
+    /// Validates an integer model file and borrows its sections; see the
+    /// [format docs](crate::format). Hidden layers up to [`DEFAULT_MAX_WIDTH`] units.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, FormatError> {
+        Self::from_bytes_bounded(bytes)
+    }
+}
+
+impl<'a, const MAX_WIDTH: usize> QuantModel<'a, MAX_WIDTH> {
+    /// [`QuantModel::from_bytes`] for a forward pass bounded by `MAX_WIDTH` hidden units (the
+    /// firmware derives it from the model it embeds): `QuantModel::<64>::from_bytes_bounded`.
+    pub fn from_bytes_bounded(bytes: &'a [u8]) -> Result<Self, FormatError> {
+        let (header, mut fields) = open(bytes)?;
+        if header.is_f32() {
+            return Err(FormatError::WrongKind);
+        }
+        header.check_bounds(MAX_WIDTH)?;
+        let mut layers = heapless::Vec::new();
+        let mut in_scale = 1.0 / 255.0;
+        for layer in header.layers() {
+            let s = layer_sections(&mut fields, &layer)?;
+            let l = QuantLayer::from_sections(layer, in_scale, s)?;
+            in_scale = l.act_scale;
+            // Cannot fail: the header has at most MAX_LAYERS layers.
+            let _ = layers.push(l);
+        }
+        if !fields.0.is_empty() {
+            return Err(FormatError::Malformed);
+        }
+        Ok(Self { header, layers })
+    }
+
+    /// Its header: widths and weight kinds.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The layers, first to last.
+    pub fn layers(&self) -> &[QuantLayer<'a>] {
+        &self.layers
+    }
+
+    /// Inputs of the first layer.
+    pub fn inputs(&self) -> usize {
+        self.header.inputs()
+    }
+
+    /// Outputs of the last layer.
+    pub fn classes(&self) -> usize {
+        self.header.classes()
+    }
+}
+
+/// One validated layer of an [`F32Model`], borrowing the file's bytes.
 #[derive(Debug, Clone, Copy)]
-pub struct F32Model<'a> {
-    pub(crate) w1: &'a [f32; INPUTS * HIDDEN],
-    pub(crate) b1: &'a [f32; HIDDEN],
-    pub(crate) w2: &'a [f32; CLASSES * HIDDEN],
-    pub(crate) b2: &'a [f32; CLASSES],
+pub struct F32Layer<'a> {
+    pub(crate) layer: Layer,
+    pub(crate) bias: &'a [[u8; 4]],
+    /// Input-major: `w[k·outputs + j]`.
+    pub(crate) w: &'a [[u8; 4]],
+}
+
+impl F32Layer<'_> {
+    /// Its place in the chain.
+    pub fn layer(&self) -> Layer {
+        self.layer
+    }
+
+    /// The biases, one per output.
+    pub fn biases(&self) -> impl ExactSizeIterator<Item = f32> + '_ {
+        self.bias.iter().map(f32_of)
+    }
+
+    /// The weights, input-major (`w[k·outputs + j]` weighs input `k` for output `j`).
+    pub fn weights(&self) -> impl ExactSizeIterator<Item = f32> + '_ {
+        self.w.iter().map(f32_of)
+    }
+}
+
+/// A validated f32 model, borrowing the file's bytes; `MAX_WIDTH` bounds its hidden layers as
+/// for [`QuantModel`].
+#[derive(Debug, Clone)]
+pub struct F32Model<'a, const MAX_WIDTH: usize = DEFAULT_MAX_WIDTH> {
+    pub(crate) header: Header,
+    pub(crate) layers: heapless::Vec<F32Layer<'a>, MAX_LAYERS>,
 }
 
 impl<'a> F32Model<'a> {
     /// Validates an f32 model file and borrows its sections; see the [format docs](crate::format).
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, FormatError> {
-        let s: F32Sections<'a> = decode(open(bytes, ModelKind::F32)?)?;
-        check_shape(&s.shape)?;
-        Self::from_weights(
-            weights("w1", s.w1)?,
-            weights("b1", s.b1)?,
-            weights("w2", s.w2)?,
-            weights("b2", s.b2)?,
-        )
+        Self::from_bytes_bounded(bytes)
     }
+}
 
-    /// Borrowed weights: `w1` input-major (`w1[k·512 + j]`, Keras's layout), `w2` class-major
-    /// (`w2[c·512 + j]`), checked as a file's are: every value finite and within
-    /// ±[`MAX_F32_WEIGHT`](super::MAX_F32_WEIGHT), so the outputs are always finite.
-    pub fn from_weights(
-        w1: &'a [f32; INPUTS * HIDDEN],
-        b1: &'a [f32; HIDDEN],
-        w2: &'a [f32; CLASSES * HIDDEN],
-        b2: &'a [f32; CLASSES],
-    ) -> Result<Self, FormatError> {
-        for (section, values) in [("w1", &w1[..]), ("b1", b1), ("w2", w2), ("b2", b2)] {
-            let usable = |v: &f32| v.is_finite() && v.abs() <= MAX_F32_WEIGHT;
-            if let Some(index) = values.iter().position(|v| !usable(v)) {
-                return Err(FormatError::BadWeight { section, index });
-            }
+impl<'a, const MAX_WIDTH: usize> F32Model<'a, MAX_WIDTH> {
+    /// [`F32Model::from_bytes`] for a forward pass bounded by `MAX_WIDTH` hidden units.
+    pub fn from_bytes_bounded(bytes: &'a [u8]) -> Result<Self, FormatError> {
+        let (header, mut fields) = open(bytes)?;
+        if !header.is_f32() {
+            return Err(FormatError::WrongKind);
         }
-        Ok(Self { w1, b1, w2, b2 })
+        header.check_bounds(MAX_WIDTH)?;
+        let mut layers = heapless::Vec::new();
+        // The largest magnitude a layer's inputs can have (pixels are at most 1).
+        let mut bound = 1.0f64;
+        for layer in header.layers() {
+            let s = layer_sections(&mut fields, &layer)?;
+            let l = F32Layer {
+                layer,
+                bias: words(s[float::BIAS]),
+                w: words(s[float::WEIGHTS]),
+            };
+            let mut largest = [0.0f64; 2];
+            for ((section, values), largest) in [("bias", l.bias), ("weights", l.w)]
+                .into_iter()
+                .zip(&mut largest)
+            {
+                for (index, v) in values.iter().map(f32_of).enumerate() {
+                    if !(v.is_finite() && v.abs() <= MAX_F32_WEIGHT) {
+                        return Err(FormatError::BadWeight {
+                            layer: layer.index,
+                            section,
+                            index,
+                        });
+                    }
+                    *largest = largest.max(f64::from(v.abs()));
+                }
+            }
+            let [bias, weight] = largest;
+            bound = bound * layer.inputs as f64 * weight + bias;
+            if bound > libm::exp2(100.0) {
+                return Err(FormatError::Overflow { layer: layer.index });
+            }
+            let _ = layers.push(l);
+        }
+        if !fields.0.is_empty() {
+            return Err(FormatError::Malformed);
+        }
+        Ok(Self { header, layers })
     }
 
-    /// The weights: `(w1, b1, w2, b2)`, in the layouts of [`Self::from_weights`].
-    #[allow(clippy::type_complexity)]
-    pub fn weights(
-        &self,
-    ) -> (
-        &'a [f32; INPUTS * HIDDEN],
-        &'a [f32; HIDDEN],
-        &'a [f32; CLASSES * HIDDEN],
-        &'a [f32; CLASSES],
-    ) {
-        (self.w1, self.b1, self.w2, self.b2)
+    /// Its header: widths and weight kinds.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The layers, first to last.
+    pub fn layers(&self) -> &[F32Layer<'a>] {
+        &self.layers
+    }
+
+    /// Inputs of the first layer.
+    pub fn inputs(&self) -> usize {
+        self.header.inputs()
+    }
+
+    /// Outputs of the last layer.
+    pub fn classes(&self) -> usize {
+        self.header.classes()
     }
 }

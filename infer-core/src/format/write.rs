@@ -1,48 +1,47 @@
-//! Writing model files (the trainer's side), into a caller-provided buffer: the parts come in
-//! plain row-major order, and the writer pads the output layer and lays the weights out in the
-//! kernels' [tiles](crate::kernels#weight-layout).
+//! Writing model files (the trainer's side), into a caller-provided buffer: each layer's parts
+//! come in plain row-major order, and the writer pads every layer to whole tiles and lays the
+//! weights out as the kernels read them, walking the same section tables as the reader.
 
-use super::{CLASSES_PADDED, CRC, FormatError, MAGIC, ModelKind, SECTION_ALIGN, VERSION};
+use super::{
+    CRC, FormatError, Layer, MAGIC, MAX_FORMAT_WIDTH, MAX_LAYERS, SECTION_ALIGN, Section, VERSION,
+    Weights, float, int, sections,
+};
 use crate::kernels::{GROUP, NIBBLE_OFFSET, TILE_BYTES, TILE_ROWS, TILE4_BYTES};
-use crate::{CLASSES, HIDDEN, INPUTS};
 
-/// What an int8 or int4 file holds, unpacked, in row-major order; the writer pads the output
-/// layer to [`CLASSES_PADDED`] rows (zero weights and biases, scale 1) and tiles the weights
-/// (packing them two per byte for [`int4`]).
+/// One layer of an integer file, unpacked, in row-major order.
 #[derive(Debug, Clone, Copy)]
-pub struct QuantParts<'p> {
-    /// See the format table.
-    pub hidden_scale: f32,
-    /// `HIDDEN` weight scales.
-    pub w1_scale: &'p [f32],
-    /// `HIDDEN` biases.
-    pub b1: &'p [i32],
-    /// `HIDDEN` multipliers.
-    pub m1: &'p [i32],
-    /// `HIDDEN` shifts.
-    pub s1: &'p [u8],
-    /// `CLASSES` scales.
-    pub w2_scale: &'p [f32],
-    /// `CLASSES` biases.
-    pub b2: &'p [i32],
-    /// `HIDDEN × INPUTS`, row-major: `w1[j·INPUTS + k]` weighs input `k` for hidden unit `j`
-    /// (−8…7 for [`int4`]).
-    pub w1: &'p [i8],
-    /// `CLASSES × HIDDEN`, row-major: `w2[c·HIDDEN + j]`.
-    pub w2: &'p [i8],
+pub struct QuantLayerParts<'p> {
+    /// [`Weights::Int8`] or [`Weights::Int4`] (weights then in −8…7).
+    pub weights: Weights,
+    /// Inputs `K`.
+    pub inputs: usize,
+    /// Outputs `R`.
+    pub outputs: usize,
+    /// Real value of one step of the u8 outputs (hidden layers; ignored for the last).
+    pub act_scale: f32,
+    /// `R` weight scales (an int4 hidden layer's are not stored: they follow from the rest).
+    pub w_scale: &'p [f32],
+    /// `R` biases.
+    pub bias: &'p [i32],
+    /// `R` requantization multipliers (hidden layers; empty for the last).
+    pub multiplier: &'p [i32],
+    /// `R` requantization shifts (hidden layers; empty for the last).
+    pub shift: &'p [u8],
+    /// `R × K`, row-major: `w[j·K + k]` weighs input `k` for output `j`.
+    pub w: &'p [i8],
 }
 
-/// What an f32 file holds.
+/// One layer of an f32 file.
 #[derive(Debug, Clone, Copy)]
-pub struct F32Parts<'p> {
-    /// `INPUTS × HIDDEN`, input-major.
-    pub w1: &'p [f32],
-    /// `HIDDEN`.
-    pub b1: &'p [f32],
-    /// `CLASSES × HIDDEN`, class-major.
-    pub w2: &'p [f32],
-    /// `CLASSES`.
-    pub b2: &'p [f32],
+pub struct F32LayerParts<'p> {
+    /// Inputs `K`.
+    pub inputs: usize,
+    /// Outputs `R`.
+    pub outputs: usize,
+    /// `R` biases.
+    pub bias: &'p [f32],
+    /// `K × R`, input-major: `w[k·R + j]`.
+    pub w: &'p [f32],
 }
 
 /// A section's elements as little-endian bytes.
@@ -62,24 +61,42 @@ macro_rules! le_bytes {
 }
 le_bytes!(u8, i8, i32, u32, f32);
 
-/// Appends fields to a buffer, postcard-encoded, tracking the offset.
+/// Appends fields to a buffer, postcard-encoded, tracking the offset. With no buffer, only
+/// counts (for [`quant_len`] and [`f32_len`]).
 struct Writer<'b> {
-    buf: &'b mut [u8],
+    buf: Option<&'b mut [u8]>,
     pos: usize,
 }
 
+fn varint_len(v: usize) -> usize {
+    if v < 128 {
+        1
+    } else {
+        (usize::BITS - v.leading_zeros()).div_ceil(7) as usize
+    }
+}
+
 impl Writer<'_> {
-    /// The next `n` bytes of the buffer, which the caller fills: the offset moves past them.
-    fn next(&mut self, n: usize) -> Result<&mut [u8], FormatError> {
-        let (start, end, got) = (self.pos, self.pos + n, self.buf.len());
+    /// The next `n` bytes of the buffer, which the caller fills (`None` when only counting): the
+    /// offset moves past them.
+    fn next(&mut self, n: usize) -> Result<Option<&mut [u8]>, FormatError> {
+        let (start, end) = (self.pos, self.pos + n);
         self.pos = end;
-        self.buf
-            .get_mut(start..end)
-            .ok_or(FormatError::Truncated { needed: end, got })
+        match &mut self.buf {
+            None => Ok(None),
+            Some(buf) => {
+                let got = buf.len();
+                buf.get_mut(start..end)
+                    .map(Some)
+                    .ok_or(FormatError::Truncated { needed: end, got })
+            }
+        }
     }
 
     fn raw(&mut self, bytes: &[u8]) -> Result<(), FormatError> {
-        self.next(bytes.len())?.copy_from_slice(bytes);
+        if let Some(out) = self.next(bytes.len())? {
+            out.copy_from_slice(bytes);
+        }
         Ok(())
     }
 
@@ -90,20 +107,22 @@ impl Writer<'_> {
         self.raw(tmp.get(..used).ok_or(FormatError::Malformed)?)
     }
 
-    fn section<T: LeBytes>(&mut self, values: &[T]) -> Result<(), FormatError> {
-        self.section_from(values.len(), values.iter().copied())
-    }
-
     /// A section of `len` values from `values` (which must yield that many).
-    fn section_from<T: LeBytes>(
+    fn section<T: LeBytes>(
         &mut self,
         len: usize,
         values: impl Iterator<Item = T>,
     ) -> Result<(), FormatError> {
         self.varint((len * T::SIZE) as u32)?;
+        if self.buf.is_none() {
+            self.pos += len * T::SIZE;
+            return Ok(());
+        }
         let start = self.pos;
         for v in values.take(len) {
-            v.put(self.next(T::SIZE)?);
+            if let Some(out) = self.next(T::SIZE)? {
+                v.put(out);
+            }
         }
         if self.pos - start == len * T::SIZE {
             Ok(())
@@ -114,40 +133,67 @@ impl Writer<'_> {
 
     /// A zero padding section such that a following section of `len` bytes starts aligned.
     fn pad_for(&mut self, len: usize) -> Result<(), FormatError> {
-        let varint_len = |v: usize| {
-            if v < 128 {
-                1
-            } else {
-                (usize::BITS - v.leading_zeros()).div_ceil(7) as usize
-            }
-        };
         let pad = (0..SECTION_ALIGN)
             .find(|p| (self.pos + 1 + p + varint_len(len)).is_multiple_of(SECTION_ALIGN))
             .unwrap_or(0);
-        self.section([0u8; SECTION_ALIGN].get(..pad).unwrap_or(&[]))
+        self.section(pad, core::iter::repeat_n(0u8, pad))
     }
 
-    fn preamble(&mut self, kind: ModelKind) -> Result<(), FormatError> {
+    fn header(&mut self, layers: &[Layer]) -> Result<(), FormatError> {
         self.raw(&MAGIC)?;
-        self.raw(&[VERSION, kind.byte()])?;
-        for v in [INPUTS, HIDDEN, CLASSES] {
+        self.raw(&[VERSION, layers.len() as u8])?;
+        for l in layers {
+            self.raw(&[l.weights.byte()])?;
+        }
+        let first = layers.first().map_or(0, |l| l.inputs);
+        for v in core::iter::once(first).chain(layers.iter().map(|l| l.outputs)) {
             self.varint(v as u32)?;
         }
         Ok(())
     }
 
+    /// Every section of `layer` from the table, filled by `fill(section, writer)`.
+    fn layer(
+        &mut self,
+        layer: &Layer,
+        mut fill: impl FnMut(usize, &Section, &mut Self) -> Result<(), FormatError>,
+    ) -> Result<(), FormatError> {
+        for (i, s) in sections(layer.weights).iter().enumerate() {
+            if s.aligned {
+                self.pad_for((s.len)(layer))?;
+            }
+            let start = self.pos;
+            fill(i, s, self)?;
+            let written = self.pos - start - varint_len((s.len)(layer));
+            if written != (s.len)(layer) {
+                return Err(FormatError::Malformed);
+            }
+        }
+        Ok(())
+    }
+
     fn finish(mut self) -> Result<usize, FormatError> {
-        let crc = CRC.checksum(self.buf.get(..self.pos).ok_or(FormatError::Malformed)?);
-        self.raw(&crc.to_le_bytes())?;
+        if let Some(buf) = &self.buf {
+            let crc = CRC.checksum(buf.get(..self.pos).ok_or(FormatError::Malformed)?);
+            self.raw(&crc.to_le_bytes())?;
+        } else {
+            self.pos += 4;
+        }
         Ok(self.pos)
     }
 }
 
-fn check_len(section: &'static str, got: usize, expected: usize) -> Result<(), FormatError> {
+fn check_len(
+    layer: usize,
+    section: &'static str,
+    got: usize,
+    expected: usize,
+) -> Result<(), FormatError> {
     if got == expected {
         Ok(())
     } else {
         Err(FormatError::SectionLength {
+            layer,
             section,
             expected,
             got,
@@ -155,33 +201,52 @@ fn check_len(section: &'static str, got: usize, expected: usize) -> Result<(), F
     }
 }
 
-/// Upper bound of an encoded file's size, for sizing the buffer.
-pub const MAX_INT8_LEN: usize = 64
-    + 2 * SECTION_ALIGN
-    + 4
-    + 4 * HIDDEN * 3
-    + HIDDEN
-    + 8 * CLASSES_PADDED
-    + HIDDEN * INPUTS
-    + CLASSES_PADDED * HIDDEN
-    + 40;
-/// Upper bound of an encoded int4 file's size.
-pub const MAX_INT4_LEN: usize =
-    MAX_INT8_LEN - (HIDDEN * INPUTS + CLASSES_PADDED * HIDDEN) / 2 - 4 * HIDDEN;
-/// Upper bound of an encoded f32 file's size.
-pub const MAX_F32_LEN: usize =
-    64 + 4 * SECTION_ALIGN + 4 * (HIDDEN + CLASSES + INPUTS * HIDDEN + CLASSES * HIDDEN) + 40;
+/// The layers of a chain of `(weights, inputs, outputs)`, checked: 1–[`MAX_LAYERS`] layers,
+/// widths 1–[`MAX_FORMAT_WIDTH`], each layer taking the previous one's outputs.
+fn chain(
+    parts: impl ExactSizeIterator<Item = (Weights, usize, usize)>,
+) -> Result<heapless::Vec<Layer, MAX_LAYERS>, FormatError> {
+    let n = parts.len();
+    if !(1..=MAX_LAYERS).contains(&n) {
+        return Err(FormatError::LayerCount(n));
+    }
+    let mut layers = heapless::Vec::new();
+    let mut previous = None;
+    for (index, (weights, inputs, outputs)) in parts.enumerate() {
+        if previous.is_some_and(|p| p != inputs) || !(1..=MAX_FORMAT_WIDTH).contains(&inputs) {
+            return Err(FormatError::BadWidth {
+                index,
+                width: inputs,
+            });
+        }
+        if !(1..=MAX_FORMAT_WIDTH).contains(&outputs) {
+            return Err(FormatError::BadWidth {
+                index: index + 1,
+                width: outputs,
+            });
+        }
+        previous = Some(outputs);
+        let _ = layers.push(Layer {
+            index,
+            inputs,
+            outputs,
+            weights,
+            last: index + 1 == n,
+        });
+    }
+    Ok(layers)
+}
 
-/// `rows × cols` row-major weights (`rows` a multiple of 16 or padded to it with zeros) in the
-/// kernels' tile order.
-fn tiled(w: &[i8], rows: usize, cols: usize) -> impl Iterator<Item = i8> + '_ {
-    let padded = rows.div_ceil(TILE_ROWS) * TILE_ROWS;
-    (0..padded * cols).map(move |i| {
-        let (block, in_block) = (i / (TILE_ROWS * cols), i % (TILE_ROWS * cols));
+/// `rows × cols` row-major weights, padded to whole tiles with zeros, in the kernels' tile order.
+fn tiled(w: &[i8], layer: Layer) -> impl Iterator<Item = i8> + '_ {
+    let (rows, cols) = (layer.outputs, layer.inputs);
+    let (padded_rows, padded_cols) = (layer.padded_rows(), layer.padded_cols());
+    (0..padded_rows * padded_cols).map(move |i| {
+        let (block, in_block) = (i / (TILE_ROWS * padded_cols), i % (TILE_ROWS * padded_cols));
         let (group, in_tile) = (in_block / TILE_BYTES, in_block % TILE_BYTES);
         let row = block * TILE_ROWS + in_tile / GROUP;
         let col = group * GROUP + in_tile % GROUP;
-        if row < rows {
+        if row < rows && col < cols {
             w.get(row * cols + col).copied().unwrap_or(0)
         } else {
             0
@@ -189,20 +254,24 @@ fn tiled(w: &[i8], rows: usize, cols: usize) -> impl Iterator<Item = i8> + '_ {
     })
 }
 
-/// `rows × cols` row-major 4-bit weights (−8…7, checked by the caller), padded to whole tiles of
-/// rows with zeros, packed in the kernels' [4-bit tiles](crate::kernels#4-bit-weights).
-fn tiled4(w: &[i8], rows: usize, cols: usize) -> impl Iterator<Item = u8> + '_ {
-    let padded = rows.div_ceil(TILE_ROWS) * TILE_ROWS;
+/// `rows × cols` row-major 4-bit weights (−8…7, checked by the caller), padded to whole tiles with
+/// zeros, packed in the kernels' [4-bit tiles](crate::kernels#4-bit-weights).
+fn tiled4(w: &[i8], layer: Layer) -> impl Iterator<Item = u8> + '_ {
+    let (rows, cols) = (layer.outputs, layer.inputs);
+    let padded_cols = layer.padded_cols();
     let nibble = move |row: usize, col: usize| {
-        let w = if row < rows {
+        let w = if row < rows && col < cols {
             w.get(row * cols + col).copied().unwrap_or(0)
         } else {
             0
         };
         (i32::from(w) + NIBBLE_OFFSET) as u8 & 0x0f
     };
-    (0..padded * cols / 2).map(move |i| {
-        let (block, in_block) = (i / (TILE_ROWS / 2 * cols), i % (TILE_ROWS / 2 * cols));
+    (0..layer.padded_rows() * padded_cols / 2).map(move |i| {
+        let (block, in_block) = (
+            i / (TILE_ROWS / 2 * padded_cols),
+            i % (TILE_ROWS / 2 * padded_cols),
+        );
         let (group, in_tile) = (in_block / TILE4_BYTES, in_block % TILE4_BYTES);
         let row = block * TILE_ROWS + in_tile / GROUP;
         let col = group * GROUP + in_tile % GROUP;
@@ -210,83 +279,100 @@ fn tiled4(w: &[i8], rows: usize, cols: usize) -> impl Iterator<Item = u8> + '_ {
     })
 }
 
-/// Encodes an int8 model into `out`; returns the bytes written.
-pub fn int8(parts: &QuantParts<'_>, out: &mut [u8]) -> Result<usize, FormatError> {
-    quant(parts, ModelKind::Int8, out)
+/// `values` then `pad` up to `len`.
+fn padded<T: Copy>(values: &[T], len: usize, pad: T) -> impl Iterator<Item = T> + '_ {
+    values
+        .iter()
+        .copied()
+        .chain(core::iter::repeat(pad))
+        .take(len)
 }
 
-/// Encodes an int4 model into `out` (every weight in −8…7, else [`FormatError::BadWeight`]);
-/// returns the bytes written.
-pub fn int4(parts: &QuantParts<'_>, out: &mut [u8]) -> Result<usize, FormatError> {
-    for (section, w) in [("w1", parts.w1), ("w2", parts.w2)] {
-        if let Some(index) = w.iter().position(|v| !(-8..=7).contains(v)) {
-            return Err(FormatError::BadWeight { section, index });
-        }
+/// Checks an integer layer's parts against its shape.
+fn check_quant(l: &Layer, p: &QuantLayerParts<'_>) -> Result<(), FormatError> {
+    let (i, r) = (l.index, l.outputs);
+    if !p.weights.is_integer() {
+        return Err(FormatError::WrongKind);
     }
-    quant(parts, ModelKind::Int4, out)
+    let stores_scales = !(p.weights == Weights::Int4 && !l.last);
+    if stores_scales {
+        check_len(i, "w_scale", p.w_scale.len(), r)?;
+    }
+    check_len(i, "bias", p.bias.len(), r)?;
+    let hidden = if l.last { 0 } else { r };
+    check_len(i, "multiplier", p.multiplier.len(), hidden)?;
+    check_len(i, "shift", p.shift.len(), hidden)?;
+    check_len(i, "weights", p.w.len(), r * l.inputs)?;
+    if p.weights == Weights::Int4
+        && let Some(index) = p.w.iter().position(|v| !(-8..=7).contains(v))
+    {
+        return Err(FormatError::BadWeight {
+            layer: i,
+            section: "weights",
+            index,
+        });
+    }
+    Ok(())
 }
 
-/// An int8 or int4 file: the same sections, the weights tiled for their width.
-fn quant(parts: &QuantParts<'_>, kind: ModelKind, out: &mut [u8]) -> Result<usize, FormatError> {
-    check_len("w1_scale", parts.w1_scale.len(), HIDDEN)?;
-    check_len("b1", parts.b1.len(), HIDDEN)?;
-    check_len("m1", parts.m1.len(), HIDDEN)?;
-    check_len("s1", parts.s1.len(), HIDDEN)?;
-    check_len("w2_scale", parts.w2_scale.len(), CLASSES)?;
-    check_len("b2", parts.b2.len(), CLASSES)?;
-    check_len("w1", parts.w1.len(), HIDDEN * INPUTS)?;
-    check_len("w2", parts.w2.len(), CLASSES * HIDDEN)?;
-    let padding = CLASSES_PADDED - CLASSES;
-    let mut w = Writer { buf: out, pos: 0 };
-    w.preamble(kind)?;
-    w.raw(&parts.hidden_scale.to_le_bytes())?;
-    // An int4 file derives the weight scales from the requantization (see the format docs).
-    w.section(if kind == ModelKind::Int4 {
-        &[]
-    } else {
-        parts.w1_scale
-    })?;
-    w.section(parts.b1)?;
-    w.section(parts.m1)?;
-    w.section(parts.s1)?;
-    let w2_scale = parts.w2_scale.iter().copied();
-    w.section_from(
-        CLASSES_PADDED,
-        w2_scale.chain(core::iter::repeat_n(1.0, padding)),
-    )?;
-    let b2 = parts.b2.iter().copied();
-    w.section_from(CLASSES_PADDED, b2.chain(core::iter::repeat_n(0, padding)))?;
-    let (w1_len, w2_len) = (HIDDEN * INPUTS, CLASSES_PADDED * HIDDEN);
-    if kind == ModelKind::Int4 {
-        w.pad_for(w1_len / 2)?;
-        w.section_from(w1_len / 2, tiled4(parts.w1, HIDDEN, INPUTS))?;
-        w.pad_for(w2_len / 2)?;
-        w.section_from(w2_len / 2, tiled4(parts.w2, CLASSES, HIDDEN))?;
-    } else {
-        w.pad_for(w1_len)?;
-        w.section_from(w1_len, tiled(parts.w1, HIDDEN, INPUTS))?;
-        w.pad_for(w2_len)?;
-        w.section_from(w2_len, tiled(parts.w2, CLASSES, HIDDEN))?;
+fn encode_quant(parts: &[QuantLayerParts<'_>], buf: Option<&mut [u8]>) -> Result<usize, FormatError> {
+    let layers = chain(parts.iter().map(|p| (p.weights, p.inputs, p.outputs)))?;
+    let mut w = Writer { buf, pos: 0 };
+    w.header(&layers)?;
+    for (l, p) in layers.iter().zip(parts) {
+        check_quant(l, p)?;
+        let rows = l.padded_rows();
+        w.layer(l, |section, s, w| {
+            let len = (s.len)(l);
+            match section {
+                int::ACT_SCALE => w.section(len / 4, core::iter::once(p.act_scale)),
+                int::W_SCALE => w.section(len / 4, padded(p.w_scale, rows, 1.0)),
+                int::BIAS => w.section(rows, padded(p.bias, rows, 0)),
+                // Padding rows: any valid requantization (their sums are zero).
+                int::MULTIPLIER => w.section(len / 4, padded(p.multiplier, rows, 1 << 30)),
+                int::SHIFT => w.section(len, padded(p.shift, rows, 40)),
+                _ if l.weights == Weights::Int4 => w.section(len, tiled4(p.w, *l)),
+                _ => w.section(len, tiled(p.w, *l)),
+            }
+        })?;
+    }
+    w.finish()
+}
+
+/// Encodes an integer model (each layer int8 or int4) into `out`; returns the bytes written.
+pub fn quant(parts: &[QuantLayerParts<'_>], out: &mut [u8]) -> Result<usize, FormatError> {
+    encode_quant(parts, Some(out))
+}
+
+/// The exact size [`quant`] writes for `parts` (or the error it gives).
+pub fn quant_len(parts: &[QuantLayerParts<'_>]) -> Result<usize, FormatError> {
+    encode_quant(parts, None)
+}
+
+fn encode_f32(parts: &[F32LayerParts<'_>], buf: Option<&mut [u8]>) -> Result<usize, FormatError> {
+    let layers = chain(parts.iter().map(|p| (Weights::F32, p.inputs, p.outputs)))?;
+    let mut w = Writer { buf, pos: 0 };
+    w.header(&layers)?;
+    for (l, p) in layers.iter().zip(parts) {
+        check_len(l.index, "bias", p.bias.len(), l.outputs)?;
+        check_len(l.index, "weights", p.w.len(), l.outputs * l.inputs)?;
+        w.layer(l, |section, s, w| {
+            let len = (s.len)(l) / 4;
+            match section {
+                float::BIAS => w.section(len, p.bias.iter().copied()),
+                _ => w.section(len, p.w.iter().copied()),
+            }
+        })?;
     }
     w.finish()
 }
 
 /// Encodes an f32 model into `out`; returns the bytes written.
-pub fn f32(parts: &F32Parts<'_>, out: &mut [u8]) -> Result<usize, FormatError> {
-    check_len("w1", parts.w1.len(), INPUTS * HIDDEN)?;
-    check_len("b1", parts.b1.len(), HIDDEN)?;
-    check_len("w2", parts.w2.len(), CLASSES * HIDDEN)?;
-    check_len("b2", parts.b2.len(), CLASSES)?;
-    let mut w = Writer { buf: out, pos: 0 };
-    w.preamble(ModelKind::F32)?;
-    // The biases are read as f32 in place too, so every section is aligned.
-    w.pad_for(4 * HIDDEN)?;
-    w.section(parts.b1)?;
-    w.pad_for(4 * CLASSES)?;
-    w.section(parts.b2)?;
-    w.pad_for(4 * INPUTS * HIDDEN)?;
-    w.section(parts.w1)?;
-    w.pad_for(4 * CLASSES * HIDDEN)?;
-    w.section(parts.w2)?;
-    w.finish()
+pub fn f32(parts: &[F32LayerParts<'_>], out: &mut [u8]) -> Result<usize, FormatError> {
+    encode_f32(parts, Some(out))
+}
+
+/// The exact size [`f32`] writes for `parts` (or the error it gives).
+pub fn f32_len(parts: &[F32LayerParts<'_>]) -> Result<usize, FormatError> {
+    encode_f32(parts, None)
 }

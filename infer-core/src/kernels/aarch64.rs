@@ -6,7 +6,7 @@
 
 use core::arch::aarch64::*;
 
-use super::{Arch, Groups, TILE_ROWS};
+use super::arch::{Arch, Groups, TILE_ROWS};
 
 /// NEON, part of every aarch64 CPU.
 pub(crate) struct Neon;
@@ -26,7 +26,7 @@ impl Arch for Neon {
         Halfwords {
             offset,
             bytes: u32::from_le_bytes(x),
-            x: super::halfwords(x),
+            x: super::arch::halfwords(x),
         }
     }
 

@@ -20,7 +20,8 @@
 
 use core::arch::asm;
 
-use super::{Arch, GroupList, Groups, TILE_BYTES, TILE_ROWS, TILE4_BYTES, scalar};
+use super::arch::{Arch, GroupList, Groups, TILE_BYTES, TILE_ROWS, TILE4_BYTES};
+use super::scalar;
 
 /// One hidden unit of [`Dsp`]'s requantization. (Written out, not `.rept`: LLVM sizes inline
 /// assembly by its lines when it places literal pools.)
@@ -90,7 +91,7 @@ impl Arch for Dsp {
             .min(shift.len())
             .min(out.len());
         if n == 0 || !n.is_multiple_of(4) {
-            return super::requantize_portable(acc, multiplier, shift, out);
+            return super::arch::requantize_portable(acc, multiplier, shift, out);
         }
         // `quant::requantize` for shifts in `quant::SHIFTS` (the only ones a validated model
         // has), four units per iteration: 9.5 instructions per unit.

@@ -6,25 +6,47 @@
 //! Cortex-M4 for the DSP kernel (feature `conformance`).
 //!
 //! Cases, for int8 ([`matvec`], [`matvec_x4`]) and int4 weights ([`matvec4`], [`matvec4_x4`]):
-//! the network's own shapes with extreme weights and inputs (all 255 × the largest and smallest
-//! weights, zero inputs, zero weights), then random shapes (16–64 rows, 0–784 inputs) with random
-//! weights, dense or digit-like sparse inputs in runs, and initial values near the i32 limits so
-//! that wrapping is exercised; each also for four vectors at once, and with a weight slice that is
-//! not word-aligned. Last, the kernel's requantization of a hidden layer against
-//! [`requantize`], at every shift the format accepts.
+//! the shapes the caller names (a network's layers: [`TUTORIAL_SHAPES`] by default) with extreme
+//! weights and inputs (all 255 × the largest and smallest weights, zero inputs, zero weights),
+//! then random shapes (16–64 rows, 0–[`MAX_COLS`] inputs, any length: the last group
+//! zero-padded, the widest walked in several chunks) with random weights, dense or digit-like
+//! sparse inputs in runs, and initial values near the i32 limits so that wrapping is exercised;
+//! each also for four vectors at once, and with a weight slice that is not word-aligned. Last,
+//! the kernel's requantization of a hidden layer against [`requantize`], at every shift the
+//! format accepts.
 
 use core::fmt;
 
-use super::{Arch, ArchOp, KernelError, MAX_COLS, NIBBLE_OFFSET, TILE_ROWS, dispatch, matvec};
+use super::{Arch, ArchOp, GROUP, KernelError, NIBBLE_OFFSET, TILE_ROWS, dispatch, matvec};
 use super::{matvec_x4, matvec4, matvec4_x4, nibble_index, tiled_index};
 use crate::Kernel;
 use crate::quant::{SHIFTS, requantize};
 
-/// Weight bytes for every case, the network's first layer included.
-pub const SCRATCH_LEN: usize = crate::HIDDEN * crate::INPUTS + 64;
+/// The tutorial network's layers as (rows, inputs): 784 → 512 → 10 (padded to 16 rows).
+pub const TUTORIAL_SHAPES: [(usize, usize); 2] = [(512, 784), (16, 512)];
+
+/// The widest input the suite's shapes may have (more than one gathered list).
+pub const MAX_COLS: usize = 1024;
+/// The most rows the suite's fixed shapes may have.
+pub const MAX_ROWS: usize = 1024;
 
 /// Rows of the largest random case.
 const MAX_RANDOM_ROWS: usize = 4 * TILE_ROWS;
+
+/// Weight bytes the suite needs for `shapes` (and its random cases).
+pub const fn scratch_len(shapes: &[(usize, usize)]) -> usize {
+    let mut len = MAX_RANDOM_ROWS * MAX_COLS;
+    let mut i = 0;
+    while i < shapes.len() {
+        let (rows, cols) = shapes[i];
+        let n = rows * cols.div_ceil(GROUP) * GROUP;
+        if n > len {
+            len = n;
+        }
+        i += 1;
+    }
+    len + 64
+}
 
 /// What a passing run covered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,8 +98,10 @@ pub enum Failure {
         /// [`requantize`]'s.
         expected: u8,
     },
-    /// The scratch buffer is smaller than [`SCRATCH_LEN`].
+    /// The scratch buffer is smaller than [`scratch_len`] of the shapes.
     ScratchTooSmall,
+    /// A shape with rows not a multiple of 16, or beyond [`MAX_ROWS`] × [`MAX_COLS`].
+    BadShape((usize, usize)),
 }
 
 impl fmt::Display for Failure {
@@ -107,7 +131,11 @@ impl fmt::Display for Failure {
                 f,
                 "requantize({acc}, {multiplier}, {shift}) is {got}, the formula gives {expected}"
             ),
-            Failure::ScratchTooSmall => write!(f, "scratch buffer below {SCRATCH_LEN} bytes"),
+            Failure::ScratchTooSmall => write!(f, "scratch buffer below the shapes' scratch_len"),
+            Failure::BadShape((rows, cols)) => write!(
+                f,
+                "shape {rows}x{cols}: rows a multiple of 16 up to {MAX_ROWS}, inputs up to {MAX_COLS}"
+            ),
         }
     }
 }
@@ -244,7 +272,7 @@ fn compare<V: Width>(
     init: &[i32],
     got: &[i32],
 ) -> Result<(), Failure> {
-    let cols = x.len();
+    let cols = x.len().div_ceil(GROUP) * GROUP;
     for (row, (&g, &i)) in got.iter().zip(init).enumerate() {
         let mut expected = i;
         for (k, &xk) in x.iter().enumerate() {
@@ -264,40 +292,48 @@ fn compare<V: Width>(
     Ok(())
 }
 
-/// Runs the suite for `kernel` with `random_cases` random shapes. `scratch` holds the weights
-/// (at least [`SCRATCH_LEN`] bytes); `progress` hears each part's name as it starts.
+/// Runs the suite for `kernel` at the fixed `shapes` (rows, inputs) and `random_cases` random
+/// ones. `scratch` holds the weights (at least [`scratch_len`]`(shapes)` bytes); `progress` hears
+/// each part's name as it starts.
 pub fn run(
     kernel: Kernel,
     scratch: &mut [i8],
+    shapes: &[(usize, usize)],
     random_cases: u32,
     mut progress: impl FnMut(&'static str),
 ) -> Result<Summary, Failure> {
     if !kernel.is_available() {
         return Err(Failure::Unavailable(kernel));
     }
-    if scratch.len() < SCRATCH_LEN {
+    if let Some(&bad) = shapes
+        .iter()
+        .find(|(r, c)| !r.is_multiple_of(TILE_ROWS) || *r > MAX_ROWS || *c > MAX_COLS)
+    {
+        return Err(Failure::BadShape(bad));
+    }
+    if scratch.len() < scratch_len(shapes) {
         return Err(Failure::ScratchTooSmall);
     }
     let mut summary = Summary { cases: 0, macs: 0 };
 
-    progress("int8: extremes at the network's shapes");
+    progress("int8: extremes at the given shapes");
     let bytes: &mut [u8] =
         bytemuck::try_cast_slice_mut(scratch).map_err(|_| Failure::ScratchTooSmall)?;
     let mut rng = Rng(0x5EED);
-    extremes::<Int8>(kernel, bytes, &mut rng, &mut summary)?;
+    extremes::<Int8>(kernel, bytes, shapes, &mut rng, &mut summary)?;
     progress("int8: random shapes, one vector and four, aligned and not");
     random::<Int8>(kernel, bytes, &mut rng, random_cases, &mut summary)?;
-    progress("int4: extremes at the network's shapes");
-    extremes::<Int4>(kernel, bytes, &mut rng, &mut summary)?;
+    progress("int4: extremes at the given shapes");
+    extremes::<Int4>(kernel, bytes, shapes, &mut rng, &mut summary)?;
     progress("int4: random shapes, one vector and four, aligned and not");
     random::<Int4>(kernel, bytes, &mut rng, random_cases, &mut summary)?;
 
     progress("requantization of hidden layers");
     for round in 0..random_cases.max(4) {
-        let mut acc = [0i32; crate::HIDDEN];
+        let mut acc = [0i32; REQUANTIZED];
         fill_init(&mut rng, &mut acc);
-        let mut multiplier = [[0u8; 4]; crate::HIDDEN];
-        let mut shift = [0u8; crate::HIDDEN];
+        let mut multiplier = [[0u8; 4]; REQUANTIZED];
+        let mut shift = [0u8; REQUANTIZED];
         for (j, (m, s)) in multiplier.iter_mut().zip(&mut shift).enumerate() {
             *m = match j % 4 {
                 0 => i32::MAX,
@@ -337,30 +373,29 @@ fn refused(case: &'static str) -> impl Fn(KernelError) -> Failure {
     move |error| Failure::Refused { case, error }
 }
 
-/// The network's two shapes with every weight the largest, the smallest or zero, against
-/// all-255 and all-zero inputs: checked against the closed form too.
+/// The given shapes with every weight the largest, the smallest or zero, against all-255 and
+/// all-zero inputs: checked against the closed form too.
 fn extremes<V: Width>(
     kernel: Kernel,
     scratch: &mut [u8],
+    shapes: &[(usize, usize)],
     rng: &mut Rng,
     summary: &mut Summary,
 ) -> Result<(), Failure> {
-    let mut init = [0i32; crate::HIDDEN];
-    let mut got = [0i32; crate::HIDDEN];
+    let mut init = [0i32; MAX_ROWS];
+    let mut got = [0i32; MAX_ROWS];
     fill_init(rng, &mut init);
     for (fill, weight) in V::EXTREMES {
         for input in [255u8, 0] {
-            for (rows, cols) in [
-                (crate::HIDDEN, crate::INPUTS),
-                (crate::format::CLASSES_PADDED, crate::HIDDEN),
-            ] {
+            for &(rows, cols) in shapes {
+                let padded = cols.div_ceil(GROUP) * GROUP;
                 let case = if input == 0 {
                     "zero inputs"
                 } else {
                     "all-255 inputs, extreme weights"
                 };
                 let (Some(w), Some(out), Some(init)) = (
-                    scratch.get_mut(..rows * cols * V::BITS / 8),
+                    scratch.get_mut(..rows * padded * V::BITS / 8),
                     got.get_mut(..rows),
                     init.get(..rows),
                 ) else {
@@ -373,7 +408,8 @@ fn extremes<V: Width>(
                 let x = x.get(..cols).unwrap_or(&[]);
                 out.copy_from_slice(init);
                 V::matvec(kernel, w, x, out).map_err(refused(case))?;
-                let sum = weight * i32::from(input) * cols as i32;
+                // The padding columns meet zeros.
+                let sum = weight.wrapping_mul(i32::from(input)).wrapping_mul(cols as i32);
                 for (row, (&g, &i)) in out.iter().zip(init).enumerate() {
                     if g != i.wrapping_add(sum) {
                         return Err(Failure::Mismatch {
@@ -405,14 +441,17 @@ fn random<V: Width>(
 ) -> Result<(), Failure> {
     for number in 0..cases {
         let rows = TILE_ROWS * (1 + rng.below(MAX_RANDOM_ROWS / TILE_ROWS));
-        // Every group count from none to the widest, the widest more often.
-        let cols = if rng.below(4) == 0 {
-            MAX_COLS
-        } else {
-            4 * rng.below(MAX_COLS / 4 + 1)
+        // Every length from none to the widest (whole groups more often), the widest and the
+        // tutorial's 784 (exactly one gathered list) more often.
+        let cols = match rng.below(8) {
+            0 => MAX_COLS,
+            1 => 784,
+            2 | 3 => rng.below(MAX_COLS + 1),
+            _ => 4 * rng.below(MAX_COLS / 4 + 1),
         };
+        let padded = cols.div_ceil(GROUP) * GROUP;
         let skew = (number % 2) as usize;
-        let Some(w) = scratch.get_mut(skew..skew + rows * cols * V::BITS / 8) else {
+        let Some(w) = scratch.get_mut(skew..skew + rows * padded * V::BITS / 8) else {
             return Err(Failure::ScratchTooSmall);
         };
         for v in w.iter_mut() {
@@ -457,18 +496,21 @@ fn random<V: Width>(
             )?;
         }
         summary.cases += 5;
-        summary.macs += 5 * (rows * cols) as u64;
+        summary.macs += 5 * (rows * padded) as u64;
     }
     Ok(())
 }
+
+/// Units of the requantization cases.
+const REQUANTIZED: usize = 512;
 
 /// A kernel's requantization of one hidden layer.
 struct Requantize<'a>(&'a [i32], &'a [[u8; 4]], &'a [u8]);
 
 impl ArchOp for Requantize<'_> {
-    type Output = [u8; crate::HIDDEN];
-    unsafe fn run<A: Arch>(self) -> [u8; crate::HIDDEN] {
-        let mut out = [0u8; crate::HIDDEN];
+    type Output = [u8; REQUANTIZED];
+    unsafe fn run<A: Arch>(self) -> [u8; REQUANTIZED] {
+        let mut out = [0u8; REQUANTIZED];
         // SAFETY: the CPU by `dispatch`'s caller.
         unsafe { A::requantize(self.0, self.1, self.2, &mut out) };
         out
@@ -490,9 +532,9 @@ pub(crate) fn test_kernel(kernel: Kernel) {
         std::println!("conformance: {kernel} SKIPPED (not available on this CPU)");
         return;
     }
-    let mut scratch = std::vec![0i8; SCRATCH_LEN];
+    let mut scratch = std::vec![0i8; scratch_len(&TUTORIAL_SHAPES)];
     let cases = if cfg!(miri) { 2 } else { 300 };
-    match run(kernel, &mut scratch, cases, |_| {}) {
+    match run(kernel, &mut scratch, &TUTORIAL_SHAPES, cases, |_| {}) {
         Ok(summary) => std::println!(
             "conformance: {kernel} passed {} cases ({} multiply-accumulates)",
             summary.cases,
@@ -531,19 +573,26 @@ mod tests {
     fn unavailable_kernels_and_small_scratch_are_errors() {
         let mut small = [0i8; 16];
         assert_eq!(
-            run(Kernel::Scalar, &mut small, 1, |_| {}),
+            run(Kernel::Scalar, &mut small, &TUTORIAL_SHAPES, 1, |_| {}),
             Err(Failure::ScratchTooSmall)
         );
+        assert_eq!(
+            run(Kernel::Scalar, &mut small, &[(10, 4)], 1, |_| {}),
+            Err(Failure::BadShape((10, 4)))
+        );
         for k in Kernel::ALL.into_iter().filter(|k| !k.is_available()) {
-            assert_eq!(run(k, &mut small, 1, |_| {}), Err(Failure::Unavailable(k)));
+            assert_eq!(
+                run(k, &mut small, &TUTORIAL_SHAPES, 1, |_| {}),
+                Err(Failure::Unavailable(k))
+            );
         }
     }
 
     /// Small enough for the interpreter: CI runs this one under miri.
     #[test]
     fn small_products_match_the_formula() {
-        for (rows, cols) in [(16usize, 16), (32, 8), (16, 0)] {
-            let w: Vec<i8> = (0..rows * cols)
+        for (rows, cols) in [(16usize, 16usize), (32, 8), (16, 0), (16, 7)] {
+            let w: Vec<i8> = (0..rows * cols.div_ceil(4) * 4)
                 .map(|i| (i * 37 % 256) as u8 as i8)
                 .collect();
             let x: Vec<u8> = (0..cols)

@@ -30,9 +30,12 @@
 //! - Cortex-M4 DSP and NEON, AVX2: a quarter tile (16 bytes) is 4 rows × 4 inputs: `sxtb16` +
 //!   `smlad`, `sxtl` + `smlal`, `vpmovsxbw` + `vpmaddwd`.
 //!
-//! Layers have whole tiles: rows a multiple of 16 (the output layer's 10 rows are padded to
-//! [`crate::format::CLASSES_PADDED`]), inputs a multiple of 4, so no kernel has a tail path.
-//! The model file stores its weights this way and loading copies nothing.
+//! Matrices have whole tiles: rows a multiple of 16, inputs a multiple of 4 (the model writer
+//! pads a layer with zero rows and columns), so no kernel has a tail path; an input vector whose
+//! length is not a multiple of 4 is zero-padded once, when gathered. The model file stores its
+//! weights this way and loading copies nothing. A vector wider than one list
+//! ([`LIST_GROUPS`] groups, the tutorial's 784 inputs) is gathered and walked in chunks, so the
+//! stack a product needs does not grow with the layer.
 //!
 //! # 4-bit weights
 //!
@@ -53,6 +56,7 @@
 //! - NEON: `vmull_u8` + `vpadalq_u16` on the unpacked bytes;
 //! - no SIMD (Cortex-M0, M3): two products per 32-bit multiply (`swar`).
 
+mod arch;
 mod scalar;
 mod swar;
 
@@ -70,236 +74,13 @@ pub mod conformance;
 
 use core::fmt;
 
-/// Rows of a weight tile.
-pub const TILE_ROWS: usize = 16;
-/// Inputs of a group (and of a weight tile).
-pub const GROUP: usize = 4;
-/// Bytes of a weight tile.
-pub const TILE_BYTES: usize = TILE_ROWS * GROUP;
-/// Bytes of a 4-bit weight tile.
-pub const TILE4_BYTES: usize = TILE_BYTES / 2;
-/// What a 4-bit weight `w` (−8…7) is stored as: `w + 8`, so nibbles are never negative.
-pub const NIBBLE_OFFSET: i32 = 8;
-/// Widest layer a kernel accepts (inputs), which bounds the gathered list.
-pub const MAX_COLS: usize = crate::INPUTS;
-/// Most groups an input vector has.
-const MAX_GROUPS: usize = MAX_COLS / GROUP;
+pub use arch::{
+    GROUP, LIST_GROUPS, NIBBLE_OFFSET, TILE_BYTES, TILE_ROWS, TILE4_BYTES, nibble_index,
+    tiled_index,
+};
+pub(crate) use arch::{Arch, BatchArch, Groups, chunks};
 
-/// A gathered list: every group of the widest input, plus two entries an architecture may append.
-pub(crate) type GroupList<G> = heapless::Vec<G, { MAX_GROUPS + 2 }>;
-
-/// Where `w[row][col]` of a matrix with `cols` inputs lies in the [tiled layout](self). (Exact for
-/// any matrix that fits in memory; wraps, rather than panics, for indices that could not.)
-pub const fn tiled_index(row: usize, col: usize, cols: usize) -> usize {
-    (row / TILE_ROWS)
-        .wrapping_mul(TILE_ROWS)
-        .wrapping_mul(cols)
-        .wrapping_add((col / GROUP).wrapping_mul(TILE_BYTES))
-        .wrapping_add((row % TILE_ROWS) * GROUP + col % GROUP)
-}
-
-/// Where the 4-bit `w[row][col]` of a matrix with `cols` inputs lies in the
-/// [4-bit layout](self#4-bit-weights): its byte, and the shift (0 or 4) of its nibble. (Total, as
-/// [`tiled_index`].)
-pub const fn nibble_index(row: usize, col: usize, cols: usize) -> (usize, u32) {
-    let in_block = row % TILE_ROWS;
-    let byte = (row / TILE_ROWS)
-        .wrapping_mul(TILE_ROWS / 2)
-        .wrapping_mul(cols)
-        .wrapping_add((col / GROUP).wrapping_mul(TILE4_BYTES))
-        .wrapping_add((in_block % (TILE_ROWS / 2)) * GROUP + col % GROUP);
-    (byte, if in_block < TILE_ROWS / 2 { 0 } else { 4 })
-}
-
-/// The live groups of an input vector (or of several, for a batch), in the form architecture
-/// entries `G` take, plus up to two entries an architecture appends (padding, a sentinel).
-///
-/// Filled only by [`Groups::gather`] and [`Groups::gather4`], so every entry's offset is that of
-/// a group below `cols`.
-pub(crate) struct Groups<G> {
-    list: GroupList<G>,
-    cols: usize,
-}
-
-impl<G> Groups<G> {
-    /// An empty list, to fill in place with [`Self::gather`] or [`Self::gather4`] (the list is
-    /// 2.4 KB on a Cortex-M4: built where it stays, it is never copied).
-    pub(crate) const fn new() -> Self {
-        Self {
-            list: heapless::Vec::new(),
-            cols: 0,
-        }
-    }
-
-    /// Walks the `cols / 4` groups; `entry(g, offset)` gives the entry of group `g` (whose
-    /// weights start `offset` = 64·g bytes into each row block) if it is live. A shape error if
-    /// `cols` is not a multiple of 4 up to [`MAX_COLS`] (the list is then empty).
-    #[inline(always)]
-    fn fill(
-        &mut self,
-        cols: usize,
-        mut entry: impl FnMut(usize, u32) -> Option<G>,
-        close: impl FnOnce(&mut GroupList<G>),
-    ) -> Result<(), KernelError> {
-        self.list.clear();
-        self.cols = 0;
-        if !cols.is_multiple_of(GROUP) || cols > MAX_COLS {
-            return Err(KernelError::Shape);
-        }
-        for g in 0..cols / GROUP {
-            if let Some(e) = entry(g, (g * TILE_BYTES) as u32) {
-                // Cannot fail: at most MAX_GROUPS groups, and the capacity is larger.
-                let _ = self.list.push(e);
-            }
-        }
-        close(&mut self.list);
-        self.cols = cols;
-        Ok(())
-    }
-
-    /// The entries, in group order (then the appended ones).
-    pub(crate) fn entries(&self) -> &[G] {
-        &self.list
-    }
-
-    /// Inputs of the vector(s) gathered.
-    pub(crate) fn cols(&self) -> usize {
-        self.cols
-    }
-}
-
-/// A group's 4 inputs widened to 4 × i16 in one 64-bit lane (for `vpmaddwd` and NEON's `smlal`).
-#[cfg_attr(
-    not(any(target_arch = "x86_64", target_arch = "aarch64")),
-    allow(dead_code)
-)]
-fn halfwords(x: [u8; 4]) -> u64 {
-    let [a, b, c, d] = x.map(u64::from);
-    a | b << 16 | c << 32 | d << 48
-}
-
-/// Group `g` of `x` as 4 bytes, if present.
-#[inline(always)]
-fn group_of(x: &[u8], g: usize) -> Option<[u8; 4]> {
-    x.as_chunks::<GROUP>().0.get(g).copied()
-}
-
-/// What an architecture supplies: the form of one live group, and the walk over a list of them.
-pub(crate) trait Arch {
-    /// One live group, with its offset, as the inner step reads it.
-    type Group: Copy;
-
-    /// The entry of a group at byte `offset` of each row block, with inputs `x` (not all zero).
-    fn group(offset: u32, x: [u8; 4]) -> Self::Group;
-
-    /// Appends what the walk needs after the live groups (at most two entries). None by default.
-    #[inline(always)]
-    fn close(_list: &mut GroupList<Self::Group>) {}
-
-    /// `out[r] += Σ` over the groups' inputs and the weights of row `r`, for the `out.len() / 16`
-    /// row blocks of `w` (wrapping i32).
-    ///
-    /// # Safety
-    /// - the running CPU has the instructions this architecture uses (its kernel is available);
-    /// - `out.len()` is a multiple of [`TILE_ROWS`] and `w.len() == out.len() · groups.cols()`.
-    ///
-    /// (That every entry's offset lies inside a row block follows from how [`Groups`] is filled.)
-    unsafe fn rows(w: &[i8], groups: &Groups<Self::Group>, out: &mut [i32]);
-
-    /// [`Self::rows`] for [4-bit weights](self#4-bit-weights), without their offset: `out[r] += Σ`
-    /// over the groups' inputs times the stored nibbles (0…15) of row `r` (wrapping i32).
-    ///
-    /// # Safety
-    /// As [`Self::rows`], with `2 · w.len() == out.len() · groups.cols()`.
-    unsafe fn rows4(w: &[u8], groups: &Groups<Self::Group>, out: &mut [i32]);
-
-    /// `out[j] = requantize(acc[j], multiplier[j], shift[j])`, the same integers on every
-    /// architecture.
-    ///
-    /// # Safety
-    /// The running CPU has the instructions this architecture uses.
-    #[inline(always)]
-    unsafe fn requantize(acc: &[i32], multiplier: &[[u8; 4]], shift: &[u8], out: &mut [u8]) {
-        requantize_portable(acc, multiplier, shift, out);
-    }
-}
-
-// Only x86-64 has batch forms so far.
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-/// An architecture whose walk serves four input vectors at once: each weight load is used four
-/// times, and a group is skipped only where it is zero in all four.
-pub(crate) trait BatchArch: Arch {
-    /// One group live in at least one of four vectors.
-    type Group4: Copy;
-
-    /// The entry of a group at byte `offset`, with each vector's inputs.
-    fn group4(offset: u32, xs: [[u8; 4]; 4]) -> Self::Group4;
-
-    /// [`Arch::rows`] for four vectors: `outs[i] += W · xs[i]`.
-    ///
-    /// # Safety
-    /// As [`Arch::rows`], for each of `outs`.
-    unsafe fn rows_x4(w: &[i8], groups: &Groups<Self::Group4>, outs: [&mut [i32]; 4]);
-
-    /// [`Arch::rows4`] for four vectors.
-    ///
-    /// # Safety
-    /// As [`Arch::rows4`], for each of `outs`.
-    unsafe fn rows4_x4(w: &[u8], groups: &Groups<Self::Group4>, outs: [&mut [i32]; 4]);
-}
-
-impl<G> Groups<G> {
-    /// Replaces the list with the live groups of `x` for architecture `A`.
-    #[inline(always)]
-    pub(crate) fn gather<A: Arch<Group = G>>(&mut self, x: &[u8]) -> Result<(), KernelError> {
-        self.fill(
-            x.len(),
-            |g, offset| {
-                group_of(x, g)
-                    .filter(|b| u32::from_ne_bytes(*b) != 0)
-                    .map(|b| A::group(offset, b))
-            },
-            A::close,
-        )
-    }
-
-    /// Replaces the list with the groups live in any of the four `xs` (all of one length) for
-    /// architecture `A`.
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    pub(crate) fn gather4<A: BatchArch<Group4 = G>>(
-        &mut self,
-        xs: [&[u8]; 4],
-    ) -> Result<(), KernelError> {
-        let cols = xs[0].len();
-        if xs.iter().any(|x| x.len() != cols) {
-            return Err(KernelError::Shape);
-        }
-        self.fill(
-            cols,
-            |g, offset| {
-                let bytes = xs.map(|x| group_of(x, g).unwrap_or([0; 4]));
-                bytes
-                    .iter()
-                    .any(|b| u32::from_ne_bytes(*b) != 0)
-                    .then(|| A::group4(offset, bytes))
-            },
-            |_| {},
-        )
-    }
-}
-
-/// The requantization loop every architecture compiles (see [`crate::quant::requantize`]).
-#[inline(always)]
-pub(crate) fn requantize_portable(
-    acc: &[i32],
-    multiplier: &[[u8; 4]],
-    shift: &[u8],
-    out: &mut [u8],
-) {
-    for (o, ((&a, m), &s)) in out.iter_mut().zip(acc.iter().zip(multiplier).zip(shift)) {
-        *o = crate::quant::requantize(a, i32::from_le_bytes(*m), s);
-    }
-}
+use crate::Weights;
 
 /// An operation generic over the architecture, run by [`dispatch`] with the kernel's.
 pub(crate) trait ArchOp {
@@ -442,16 +223,23 @@ impl fmt::Display for Kernel {
     }
 }
 
-/// Why [`matvec`] or [`matvec_x4`] refused.
+/// Why a product or a forward pass refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum KernelError {
     /// The kernel cannot run on this CPU or was not compiled in.
     Unavailable(Kernel),
-    /// `x.len()` is not a multiple of 4 up to [`MAX_COLS`], `out.len()` not a multiple of 16,
-    /// `w.len() != out.len() · x.len()`, or the vectors of a batch differ in length.
+    /// `out.len()` not a multiple of 16, `w` not `out.len()` rows of `x.len()` inputs (rounded
+    /// up to 4), or the vectors of a batch differ in length.
     Shape,
+    /// An input vector of the wrong length for the model.
+    InputLength {
+        /// The model's inputs.
+        expected: usize,
+        /// The vector's length.
+        got: usize,
+    },
 }
 
 impl fmt::Display for KernelError {
@@ -459,6 +247,9 @@ impl fmt::Display for KernelError {
         match self {
             KernelError::Unavailable(k) => write!(f, "kernel {k} is not available on this CPU"),
             KernelError::Shape => write!(f, "matrix and vector shapes do not fit the kernel"),
+            KernelError::InputLength { expected, got } => {
+                write!(f, "the input has {got} values, the model takes {expected}")
+            }
         }
     }
 }
@@ -466,17 +257,17 @@ impl fmt::Display for KernelError {
 impl core::error::Error for KernelError {}
 
 /// `out[r] += Σ_k x[k] · w[r][k]` (wrapping i32) with `w` in the [tiled layout](self), by `kernel`.
-/// Rows: `out.len()` (a multiple of 16); inputs: `x.len()` (a multiple of 4, at most
-/// [`MAX_COLS`]).
+/// Rows: `out.len()` (a multiple of 16); inputs: `x.len()`, any length (the matrix has it rounded
+/// up to a multiple of 4, the extra columns meeting zeros).
 pub fn matvec(kernel: Kernel, w: &[i8], x: &[u8], out: &mut [i32]) -> Result<(), KernelError> {
-    Matrix::Int8(w).matvec(kernel, x, out)
+    Matrix::int8(w).matvec(kernel, x, out)
 }
 
 /// [`matvec`] for [4-bit weights](self#4-bit-weights): `out[r] += Σ_k x[k] · w[r][k]` with
-/// `w[r][k]` the int4 value at [`nibble_index`]`(r, k, x.len())` of `w` (`out.len() · x.len() / 2`
-/// bytes).
+/// `w[r][k]` the int4 value at [`nibble_index`]`(r, k, cols)` of `w` (`out.len() · cols / 2`
+/// bytes, `cols` = `x.len()` rounded up to 4).
 pub fn matvec4(kernel: Kernel, w: &[u8], x: &[u8], out: &mut [i32]) -> Result<(), KernelError> {
-    Matrix::Int4(w).matvec(kernel, x, out)
+    Matrix::new(Weights::Int4, w).matvec(kernel, x, out)
 }
 
 /// [`matvec`] for four vectors of one length against the same matrix: `outs[i] += W · xs[i]`.
@@ -488,7 +279,7 @@ pub fn matvec_x4(
     xs: [&[u8]; 4],
     outs: [&mut [i32]; 4],
 ) -> Result<(), KernelError> {
-    Matrix::Int8(w).matvec_x4(kernel, xs, outs)
+    Matrix::int8(w).matvec_x4(kernel, xs, outs)
 }
 
 /// [`matvec_x4`] for [4-bit weights](self#4-bit-weights); same results as four [`matvec4`] calls.
@@ -498,29 +289,44 @@ pub fn matvec4_x4(
     xs: [&[u8]; 4],
     outs: [&mut [i32]; 4],
 ) -> Result<(), KernelError> {
-    Matrix::Int4(w).matvec_x4(kernel, xs, outs)
+    Matrix::new(Weights::Int4, w).matvec_x4(kernel, xs, outs)
 }
 
-/// A weight matrix in the tiled layout, of either width.
+/// A weight matrix in the tiled layout: its bytes and their kind ([`Weights::Int8`] or
+/// [`Weights::Int4`]; anything else walks as int8).
 #[derive(Clone, Copy)]
-pub(crate) enum Matrix<'a> {
-    /// int8 weights, 64-byte tiles.
-    Int8(&'a [i8]),
-    /// int4 weights, 32-byte tiles of offset nibbles.
-    Int4(&'a [u8]),
+pub(crate) struct Matrix<'a> {
+    weights: Weights,
+    bytes: &'a [u8],
 }
 
-impl Matrix<'_> {
-    /// Whether the matrix fits `rows × cols`.
-    fn check_shape(self, cols: usize, rows: usize) -> Result<(), KernelError> {
-        let (bytes, bits) = match self {
-            Matrix::Int8(w) => (w.len(), 8),
-            Matrix::Int4(w) => (w.len(), 4),
-        };
-        if cols.is_multiple_of(GROUP)
-            && cols <= MAX_COLS
-            && rows.is_multiple_of(TILE_ROWS)
-            && rows.checked_mul(cols).map(|n| n * bits / 8) == Some(bytes)
+impl<'a> Matrix<'a> {
+    /// The matrix of `bytes` holding weights of kind `weights`.
+    #[inline(always)]
+    pub(crate) const fn new(weights: Weights, bytes: &'a [u8]) -> Self {
+        Self { weights, bytes }
+    }
+
+    fn int8(w: &'a [i8]) -> Self {
+        Self::new(Weights::Int8, bytemuck::must_cast_slice(w))
+    }
+
+    /// Rows `first..first + count` (whole row blocks) of a matrix of `cols` (padded) inputs.
+    #[inline(always)]
+    pub(crate) fn row_blocks(self, first: usize, count: usize, cols: usize) -> Self {
+        let per_row = cols * self.weights.bits() / 8;
+        let bytes = self
+            .bytes
+            .get(first * per_row..(first + count) * per_row)
+            .unwrap_or(&[]);
+        Self { bytes, ..self }
+    }
+
+    /// Whether the matrix fits `rows` × `len` inputs (rounded up to 4).
+    fn check_shape(self, len: usize, rows: usize) -> Result<(), KernelError> {
+        let cols = len.div_ceil(GROUP) * GROUP;
+        if rows.is_multiple_of(TILE_ROWS)
+            && rows.checked_mul(cols).map(|n| n * self.weights.bits() / 8) == Some(self.bytes.len())
         {
             Ok(())
         } else {
@@ -557,74 +363,52 @@ impl Matrix<'_> {
         Ok(())
     }
 
-    /// `out += W · x` on `A`, `x` gathered in `groups`; `excess` is [`nibble_excess`] of `x`
-    /// (used by 4-bit weights only: their nibbles' offset comes off every row first).
+    /// `out += W · x` on `A` for the chunk of `x` gathered in `groups`, without the 4-bit
+    /// weights' offset (see [`Self::excess`]).
     ///
     /// # Safety
     /// As [`Arch::rows`] / [`Arch::rows4`].
     #[inline(always)]
-    pub(crate) unsafe fn rows<A: Arch>(
-        self,
-        groups: &Groups<A::Group>,
-        excess: i32,
-        out: &mut [i32],
-    ) {
-        match self {
+    pub(crate) unsafe fn walk<A: Arch>(self, groups: &Groups<A::Group>, out: &mut [i32]) {
+        match self.weights {
             // SAFETY: the caller's guarantee, passed on.
-            Matrix::Int8(w) => unsafe { A::rows(w, groups, out) },
-            Matrix::Int4(w) => {
-                for o in out.iter_mut() {
-                    *o = o.wrapping_sub(excess);
-                }
-                // SAFETY: as above.
-                unsafe { A::rows4(w, groups, out) }
-            }
+            Weights::Int4 => unsafe { A::rows4(self.bytes, groups, out) },
+            // SAFETY: as above.
+            _ => unsafe { A::rows(bytemuck::must_cast_slice(self.bytes), groups, out) },
         }
     }
 
-    /// [`Self::rows`] for four vectors.
+    /// [`Self::walk`] for four vectors.
     ///
     /// # Safety
     /// As [`BatchArch::rows_x4`] / [`BatchArch::rows4_x4`].
     #[inline(always)]
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    pub(crate) unsafe fn rows_x4<A: BatchArch>(
+    pub(crate) unsafe fn walk_x4<A: BatchArch>(
         self,
         groups: &Groups<A::Group4>,
-        excess: [i32; 4],
-        mut outs: [&mut [i32]; 4],
+        outs: [&mut [i32]; 4],
     ) {
-        match self {
+        match self.weights {
             // SAFETY: the caller's guarantee, passed on.
-            Matrix::Int8(w) => unsafe { A::rows_x4(w, groups, outs) },
-            Matrix::Int4(w) => {
-                for (out, excess) in outs.iter_mut().zip(excess) {
-                    for o in out.iter_mut() {
-                        *o = o.wrapping_sub(excess);
-                    }
-                }
-                // SAFETY: as above.
-                unsafe { A::rows4_x4(w, groups, outs) }
+            Weights::Int4 => unsafe { A::rows4_x4(self.bytes, groups, outs) },
+            // SAFETY: as above.
+            _ => unsafe { A::rows_x4(bytemuck::must_cast_slice(self.bytes), groups, outs) },
+        }
+    }
+
+    /// Takes the 4-bit weights' offset off accumulators that will meet `x`: `NIBBLE_OFFSET · Σ x`
+    /// from each (nothing for int8 weights).
+    #[inline(always)]
+    pub(crate) fn take_excess(self, x: &[u8], out: &mut [i32]) {
+        if self.weights == Weights::Int4 {
+            let sum: u32 = x.iter().map(|&v| u32::from(v)).sum();
+            let excess = (sum as i32).wrapping_mul(NIBBLE_OFFSET);
+            for o in out.iter_mut() {
+                *o = o.wrapping_sub(excess);
             }
         }
     }
-
-    /// [`nibble_excess`] of `x` for 4-bit weights, 0 (unused) for 8-bit ones.
-    #[inline(always)]
-    pub(crate) fn excess(self, x: &[u8]) -> i32 {
-        match self {
-            Matrix::Int8(_) => 0,
-            Matrix::Int4(_) => nibble_excess(x),
-        }
-    }
-}
-
-/// `NIBBLE_OFFSET · Σ x`: what the stored nibbles add to every row beyond the weights' values
-/// (below 2^21 for any vector a kernel takes).
-#[inline(always)]
-fn nibble_excess(x: &[u8]) -> i32 {
-    let sum: u32 = x.iter().map(|&v| u32::from(v)).sum();
-    (sum as i32).wrapping_mul(NIBBLE_OFFSET)
 }
 
 /// One vector against a matrix; shapes checked by the caller.
@@ -634,10 +418,12 @@ impl ArchOp for MatVec<'_, '_> {
     type Output = ();
     unsafe fn run<A: Arch>(self) {
         let MatVec(w, x, out) = self;
+        w.take_excess(x, out);
         let mut groups = Groups::new();
-        if groups.gather::<A>(x).is_ok() {
+        for chunk in 0..chunks(x.len()) {
+            groups.gather::<A>(x, chunk);
             // SAFETY: shapes checked by the caller, the CPU by `dispatch`'s caller.
-            unsafe { w.rows::<A>(&groups, w.excess(x), out) }
+            unsafe { w.walk::<A>(&groups, out) }
         }
     }
 }
@@ -658,11 +444,16 @@ impl ArchOp for BatchOp<'_, '_> {
         }
     }
     unsafe fn run_batch<A: BatchArch>(self) {
+        let BatchOp { w, xs, mut outs } = self;
+        for (x, out) in xs.iter().zip(outs.iter_mut()) {
+            w.take_excess(x, out);
+        }
         let mut groups = Groups::new();
-        if groups.gather4::<A>(self.xs).is_ok() {
-            let excess = self.xs.map(|x| self.w.excess(x));
+        for chunk in 0..chunks(xs[0].len()) {
+            groups.gather4::<A>(xs, chunk);
+            let outs = outs.each_mut().map(|o| &mut **o);
             // SAFETY: as above.
-            unsafe { self.w.rows_x4::<A>(&groups, excess, self.outs) }
+            unsafe { w.walk_x4::<A>(&groups, outs) }
         }
     }
 }
@@ -718,15 +509,9 @@ mod tests {
         for kernel in Kernel::ALL {
             let shape = Err(KernelError::Shape);
             assert_eq!(matvec(kernel, &[], &[], &mut [0; 4]), shape);
-            assert_eq!(matvec(kernel, &w, &[0; 7], &mut out), shape);
+            assert_eq!(matvec(kernel, &w, &[0; 9], &mut out), shape);
             assert_eq!(matvec(kernel, &w[..127], &[0; 8], &mut out), shape);
             assert_eq!(matvec(kernel, &w, &[0; 8], &mut out[..15]), shape);
-            let big = std::vec![0i8; 16 * (MAX_COLS + 4)];
-            assert_eq!(
-                matvec(kernel, &big, &[1; MAX_COLS + 4], &mut out),
-                shape,
-                "inputs past MAX_COLS"
-            );
             // 4-bit weights: half a byte each.
             assert_eq!(matvec4(kernel, &[0; 128], &[0; 8], &mut out), shape);
             assert_eq!(matvec4(kernel, &[0; 63], &[0; 8], &mut [0; 16]), shape);

@@ -1,7 +1,7 @@
 //! The reference walk: plain Rust over the live groups and the tiled layout, no SIMD. Every other
 //! kernel must give exactly its results (and it gives those of the dense formula).
 
-use super::{Arch, GROUP, Groups, TILE_BYTES, TILE_ROWS, TILE4_BYTES};
+use super::arch::{Arch, GROUP, Groups, TILE_BYTES, TILE_ROWS, TILE4_BYTES};
 
 /// Portable, always available.
 pub(crate) struct Scalar;

@@ -20,7 +20,8 @@
 //!
 //! int8 weights take the reference's walk.
 
-use super::{Arch, Groups, TILE_ROWS, scalar};
+use super::arch::{Arch, Groups, TILE_ROWS};
+use super::scalar;
 
 /// Pair multiplies on general-purpose registers.
 pub(crate) struct Swar;

@@ -5,7 +5,7 @@
 
 use core::arch::x86_64::*;
 
-use super::{Arch, BatchArch, Groups, TILE_ROWS};
+use super::arch::{Arch, BatchArch, Groups, TILE_ROWS};
 
 // Every feature a kernel's `#[target_feature]` enables is one its detection checks.
 
@@ -313,7 +313,7 @@ macro_rules! vnni_arch {
             unsafe fn requantize(acc: &[i32], multiplier: &[[u8; 4]], shift: &[u8], out: &mut [u8]) {
                 // The portable loop, vectorized by the compiler for these features: integer
                 // arithmetic only, so the same bytes.
-                super::requantize_portable(acc, multiplier, shift, out);
+                super::arch::requantize_portable(acc, multiplier, shift, out);
             }
         }
 
@@ -435,7 +435,7 @@ impl Arch for Avx2 {
         Halfwords {
             offset,
             bytes: i32::from_le_bytes(x),
-            x: super::halfwords(x) as i64,
+            x: super::arch::halfwords(x) as i64,
         }
     }
 

@@ -1,0 +1,249 @@
+//! The contract beneath the architecture modules: the weight layout, the gathered list of live
+//! groups, and the traits an architecture implements. The architectures import from here and
+//! nothing else of the crate's kernels; the table and the public API ([`super`]) sit above.
+
+/// Rows of a weight tile.
+pub const TILE_ROWS: usize = 16;
+/// Inputs of a group (and of a weight tile).
+pub const GROUP: usize = 4;
+/// Bytes of a weight tile.
+pub const TILE_BYTES: usize = TILE_ROWS * GROUP;
+/// Bytes of a 4-bit weight tile.
+pub const TILE4_BYTES: usize = TILE_BYTES / 2;
+/// What a 4-bit weight `w` (−8…7) is stored as: `w + 8`, so nibbles are never negative.
+pub const NIBBLE_OFFSET: i32 = 8;
+/// Groups one gathered list holds (784 inputs, the tutorial's). A wider vector is gathered and
+/// walked in chunks of this many groups, so the list's stack does not grow with the layer.
+pub const LIST_GROUPS: usize = 196;
+
+/// A gathered list: a chunk of groups, plus two entries an architecture may append.
+pub(crate) type GroupList<G> = heapless::Vec<G, { LIST_GROUPS + 2 }>;
+
+/// Where `w[row][col]` of a matrix with `cols` inputs lies in the [tiled layout](super). (Exact
+/// for any matrix that fits in memory; wraps, rather than panics, for indices that could not.)
+pub const fn tiled_index(row: usize, col: usize, cols: usize) -> usize {
+    (row / TILE_ROWS)
+        .wrapping_mul(TILE_ROWS)
+        .wrapping_mul(cols)
+        .wrapping_add((col / GROUP).wrapping_mul(TILE_BYTES))
+        .wrapping_add((row % TILE_ROWS) * GROUP + col % GROUP)
+}
+
+/// Where the 4-bit `w[row][col]` of a matrix with `cols` inputs lies in the
+/// [4-bit layout](super#4-bit-weights): its byte, and the shift (0 or 4) of its nibble. (Total,
+/// as [`tiled_index`].)
+pub const fn nibble_index(row: usize, col: usize, cols: usize) -> (usize, u32) {
+    let in_block = row % TILE_ROWS;
+    let byte = (row / TILE_ROWS)
+        .wrapping_mul(TILE_ROWS / 2)
+        .wrapping_mul(cols)
+        .wrapping_add((col / GROUP).wrapping_mul(TILE4_BYTES))
+        .wrapping_add((in_block % (TILE_ROWS / 2)) * GROUP + col % GROUP);
+    (byte, if in_block < TILE_ROWS / 2 { 0 } else { 4 })
+}
+
+/// The live groups of one chunk of an input vector (or of several, for a batch), in the form
+/// architecture entries `G` take, plus up to two entries an architecture appends (padding, a
+/// sentinel).
+///
+/// Filled only by [`Groups::gather`] and [`Groups::gather4`], so every entry's offset is that of
+/// a group below `cols`.
+pub(crate) struct Groups<G> {
+    list: GroupList<G>,
+    cols: usize,
+}
+
+/// Chunks of [`LIST_GROUPS`] groups a vector of `len` inputs has (at least one).
+pub(crate) const fn chunks(len: usize) -> usize {
+    let groups = len.div_ceil(GROUP);
+    if groups == 0 {
+        1
+    } else {
+        groups.div_ceil(LIST_GROUPS)
+    }
+}
+
+impl<G> Groups<G> {
+    /// An empty list, to fill in place with [`Self::gather`] or [`Self::gather4`] (the list is
+    /// 2.4 KB on a Cortex-M4: built where it stays, it is never copied).
+    pub(crate) const fn new() -> Self {
+        Self {
+            list: heapless::Vec::new(),
+            cols: 0,
+        }
+    }
+
+    /// Walks the groups of chunk `chunk` of a vector of `len` inputs (the last group zero-padded
+    /// when `len` is not a multiple of 4: the matrix has `cols` = `len` rounded up to 4 inputs);
+    /// `entry(g, offset)` gives the entry of group `g` (whose weights start `offset` = 64·g bytes
+    /// into each row block) if it is live.
+    #[inline(always)]
+    fn fill(
+        &mut self,
+        len: usize,
+        chunk: usize,
+        mut entry: impl FnMut(usize, u32) -> Option<G>,
+        close: impl FnOnce(&mut GroupList<G>),
+    ) {
+        self.list.clear();
+        let groups = len.div_ceil(GROUP);
+        let first = chunk.saturating_mul(LIST_GROUPS).min(groups);
+        for g in first..groups.min(first + LIST_GROUPS) {
+            if let Some(e) = entry(g, (g * TILE_BYTES) as u32) {
+                // Cannot fail: at most LIST_GROUPS groups, and the capacity is larger.
+                let _ = self.list.push(e);
+            }
+        }
+        close(&mut self.list);
+        self.cols = groups * GROUP;
+    }
+
+    /// The entries, in group order (then the appended ones).
+    pub(crate) fn entries(&self) -> &[G] {
+        &self.list
+    }
+
+    /// Inputs of the matrix the vector(s) meet: the vector's length rounded up to whole groups.
+    pub(crate) fn cols(&self) -> usize {
+        self.cols
+    }
+}
+
+/// A group's 4 inputs widened to 4 × i16 in one 64-bit lane (for `vpmaddwd` and NEON's `smlal`).
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
+pub(crate) fn halfwords(x: [u8; 4]) -> u64 {
+    let [a, b, c, d] = x.map(u64::from);
+    a | b << 16 | c << 32 | d << 48
+}
+
+/// Group `g` of `x` as 4 bytes, the last one zero-padded; `None` past the end.
+#[inline(always)]
+fn group_of(x: &[u8], g: usize) -> Option<[u8; 4]> {
+    let (whole, tail) = x.as_chunks::<GROUP>();
+    match whole.get(g) {
+        Some(b) => Some(*b),
+        None if g == whole.len() && !tail.is_empty() => {
+            let mut b = [0u8; GROUP];
+            for (b, &t) in b.iter_mut().zip(tail) {
+                *b = t;
+            }
+            Some(b)
+        }
+        None => None,
+    }
+}
+
+/// What an architecture supplies: the form of one live group, and the walk over a list of them.
+pub(crate) trait Arch {
+    /// One live group, with its offset, as the inner step reads it.
+    type Group: Copy;
+
+    /// The entry of a group at byte `offset` of each row block, with inputs `x` (not all zero).
+    fn group(offset: u32, x: [u8; 4]) -> Self::Group;
+
+    /// Appends what the walk needs after the live groups (at most two entries). None by default.
+    #[inline(always)]
+    fn close(_list: &mut GroupList<Self::Group>) {}
+
+    /// `out[r] += Σ` over the groups' inputs and the weights of row `r`, for the `out.len() / 16`
+    /// row blocks of `w` (wrapping i32).
+    ///
+    /// # Safety
+    /// - the running CPU has the instructions this architecture uses (its kernel is available);
+    /// - `out.len()` is a multiple of [`TILE_ROWS`] and `w.len() == out.len() · groups.cols()`.
+    ///
+    /// (That every entry's offset lies inside a row block follows from how [`Groups`] is filled.)
+    unsafe fn rows(w: &[i8], groups: &Groups<Self::Group>, out: &mut [i32]);
+
+    /// [`Self::rows`] for [4-bit weights](super#4-bit-weights), without their offset: `out[r] +=
+    /// Σ` over the groups' inputs times the stored nibbles (0…15) of row `r` (wrapping i32).
+    ///
+    /// # Safety
+    /// As [`Self::rows`], with `2 · w.len() == out.len() · groups.cols()`.
+    unsafe fn rows4(w: &[u8], groups: &Groups<Self::Group>, out: &mut [i32]);
+
+    /// `out[j] = requantize(acc[j], multiplier[j], shift[j])`, the same integers on every
+    /// architecture.
+    ///
+    /// # Safety
+    /// The running CPU has the instructions this architecture uses.
+    #[inline(always)]
+    unsafe fn requantize(acc: &[i32], multiplier: &[[u8; 4]], shift: &[u8], out: &mut [u8]) {
+        requantize_portable(acc, multiplier, shift, out);
+    }
+}
+
+// Only x86-64 has batch forms so far.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+/// An architecture whose walk serves four input vectors at once: each weight load is used four
+/// times, and a group is skipped only where it is zero in all four.
+pub(crate) trait BatchArch: Arch {
+    /// One group live in at least one of four vectors.
+    type Group4: Copy;
+
+    /// The entry of a group at byte `offset`, with each vector's inputs.
+    fn group4(offset: u32, xs: [[u8; 4]; 4]) -> Self::Group4;
+
+    /// [`Arch::rows`] for four vectors: `outs[i] += W · xs[i]`.
+    ///
+    /// # Safety
+    /// As [`Arch::rows`], for each of `outs`.
+    unsafe fn rows_x4(w: &[i8], groups: &Groups<Self::Group4>, outs: [&mut [i32]; 4]);
+
+    /// [`Arch::rows4`] for four vectors.
+    ///
+    /// # Safety
+    /// As [`Arch::rows4`], for each of `outs`.
+    unsafe fn rows4_x4(w: &[u8], groups: &Groups<Self::Group4>, outs: [&mut [i32]; 4]);
+}
+
+impl<G> Groups<G> {
+    /// Replaces the list with the live groups of chunk `chunk` of `x` for architecture `A`.
+    #[inline(always)]
+    pub(crate) fn gather<A: Arch<Group = G>>(&mut self, x: &[u8], chunk: usize) {
+        self.fill(
+            x.len(),
+            chunk,
+            |g, offset| {
+                group_of(x, g)
+                    .filter(|b| u32::from_ne_bytes(*b) != 0)
+                    .map(|b| A::group(offset, b))
+            },
+            A::close,
+        )
+    }
+
+    /// Replaces the list with the groups of chunk `chunk` live in any of the four `xs` (all of
+    /// the first one's length; a shorter one reads as zeros) for architecture `A`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn gather4<A: BatchArch<Group4 = G>>(&mut self, xs: [&[u8]; 4], chunk: usize) {
+        self.fill(
+            xs[0].len(),
+            chunk,
+            |g, offset| {
+                let bytes = xs.map(|x| group_of(x, g).unwrap_or([0; 4]));
+                bytes
+                    .iter()
+                    .any(|b| u32::from_ne_bytes(*b) != 0)
+                    .then(|| A::group4(offset, bytes))
+            },
+            |_| {},
+        )
+    }
+}
+
+/// The requantization loop every architecture compiles (see [`crate::quant::requantize`]).
+#[inline(always)]
+pub(crate) fn requantize_portable(
+    acc: &[i32],
+    multiplier: &[[u8; 4]],
+    shift: &[u8],
+    out: &mut [u8],
+) {
+    for (o, ((&a, m), &s)) in out.iter_mut().zip(acc.iter().zip(multiplier).zip(shift)) {
+        *o = crate::quant::requantize(a, i32::from_le_bytes(*m), s);
+    }
+}
