@@ -5,8 +5,9 @@
 //!   I/O, timer and boot-time needs, and `qemu-board.txt`, the QEMU command `qemu-run` starts the
 //!   ELF with (embedded in the ELF, so that each ELF carries its own board's);
 //! - `model.bin`: the board's model (`model/mlp-int8.bin`, or `mlp-int4.bin` where flash is
-//!   short) or the file named by `FIRMWARE_MODEL`, int8 or int4 (the `model_int4` cfg tells the
-//!   firmware which);
+//!   short) or the file named by `FIRMWARE_MODEL`, any chain of int8 and int4 layers taking 784
+//!   inputs; `model_shape.rs`, its inputs, widest hidden layer and kind, which bound the
+//!   firmware's forward pass;
 //! - `images.rle`, `labels.bin`: the first `FIRMWARE_IMAGES` (default: the board's `digits`)
 //!   MNIST test digits, the images run-length encoded (see `decode` in main.rs): about a quarter
 //!   of their 784 bytes;
@@ -20,8 +21,8 @@ use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use infer_core::format::{ModelKind, peek_kind};
-use infer_core::{INPUTS, Int4Model, Int8Model};
+use infer_core::QuantModel;
+use infer_core::format::peek;
 
 /// What the firmware's code and constants take besides the model and the digits (measured:
 /// 13.2 KB on a Cortex-M0, 15 KB on a Cortex-M4): the flash check's allowance, which the linker
@@ -196,7 +197,6 @@ fn run() -> Result<(), String> {
         println!("cargo::rustc-cfg=armv6m");
     }
     for cfg in [
-        "model_int4",
         "io_semihosting",
         "io_rtt",
         "timer_systick",
@@ -296,27 +296,39 @@ fn run() -> Result<(), String> {
             test.len()
         ));
     }
-    let images = test.images[..count * INPUTS].to_vec();
+    // The model's shape, from its header (a header too damaged to read: the tutorial's, and the
+    // firmware refuses the model at boot).
+    let header = peek(&model).ok();
+    let inputs = header.as_ref().map_or(784, |h| h.inputs());
+    let max_width = header.as_ref().map_or(16, |h| h.max_hidden_width().max(16));
+    let kind = header.as_ref().map_or("int8", |h| h.kind_name());
+    if inputs != 784 {
+        return Err(format!(
+            "{} takes {inputs} inputs: the firmware embeds 28 × 28 MNIST digits",
+            model_path.display()
+        ));
+    }
+    fs::write(
+        out.join("model_shape.rs"),
+        format!(
+            "/// Inputs of the embedded model.\nconst INPUTS: usize = {inputs};\n\
+             /// Its widest hidden layer (rows padded to 16).\nconst MAX_WIDTH: usize = {max_width};\n\
+             /// Its weights.\nconst MODEL_KIND: &str = {kind:?};\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let images = test.images[..count * inputs].to_vec();
     let labels = test.labels[..count].to_vec();
 
     // The host's answers, by the same crate the firmware runs (here on the host's kernel).
     let aligned = Aligned::new(&model);
-    let int4 = peek_kind(&model) == Ok(ModelKind::Int4);
-    if int4 {
-        println!("cargo::rustc-cfg=model_int4");
-    }
-    let digits = images.as_chunks::<INPUTS>().0;
-    let predicted = if int4 {
-        Int4Model::from_bytes(aligned.bytes()).map(|m| {
-            digits
-                .iter()
-                .map(|d| m.predict(d).class)
-                .collect::<Vec<u8>>()
-        })
-    } else {
-        Int8Model::from_bytes(aligned.bytes())
-            .map(|m| digits.iter().map(|d| m.predict(d).class).collect())
-    };
+    let digits: Vec<&[u8]> = images.chunks_exact(inputs).collect();
+    let predicted = QuantModel::from_bytes(aligned.bytes()).map(|m| {
+        digits
+            .iter()
+            .map(|d| m.predict(d).map_or(u8::MAX, |p| p.class))
+            .collect::<Vec<u8>>()
+    });
     let expected: Vec<u8> = match predicted {
         Ok(classes) => classes,
         Err(e) => {
@@ -342,10 +354,12 @@ fn run() -> Result<(), String> {
             board.flash.1
         ));
     }
-    if STACK_BUDGET > board.ram.1 as usize {
+    // The forward pass's two activation buffers grow with the model's widest layer.
+    let stack = STACK_BUDGET + 2 * max_width;
+    if stack > board.ram.1 as usize {
         return Err(format!(
-            "the {} board's {} bytes of RAM cannot hold the {STACK_BUDGET} bytes of stack an \
-             inference needs",
+            "the {} board's {} bytes of RAM cannot hold the {stack} bytes of stack an \
+             inference of this model needs",
             board.name, board.ram.1
         ));
     }
@@ -371,7 +385,7 @@ fn run_length(image: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A copy of the model in aligned memory, as `Int8Model::from_bytes` requires.
+/// A copy of the model in aligned memory, as `QuantModel::from_bytes` requires.
 struct Aligned {
     words: Vec<u128>,
     len: usize,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use benches::CandleNet;
 use benches::{NalgebraNet, int4_view, mnist, models, test_images, views};
 use criterion::{BenchmarkId, Criterion, Throughput};
-use infer_core::{F32Model, Int4Model, Int8Model, Kernel, Prediction};
+use infer_core::{F32Model, Kernel, Prediction, QuantModel};
 
 const IMAGES: usize = 256;
 const BATCHES: [usize; 4] = [1, 8, 64, 256];
@@ -78,17 +78,17 @@ fn inference(c: &mut Criterion) {
         let mut out = vec![
             Prediction {
                 class: 0,
-                logits: [0; 10]
+                logits: Default::default()
             };
             n
         ];
         batch.bench_function(
             BenchmarkId::new(format!("int8/{}", Kernel::best()), format!("batch-{n}")),
-            |b| b.iter(|| int8.predict_batch(black_box(imgs), &mut out)),
+            |b| b.iter(|| int8.predict_batch(black_box(imgs.as_flattened()), &mut out)),
         );
         batch.bench_function(
             BenchmarkId::new(format!("int4/{}", Kernel::best()), format!("batch-{n}")),
-            |b| b.iter(|| int4.predict_batch(black_box(imgs), &mut out)),
+            |b| b.iter(|| int4.predict_batch(black_box(imgs.as_flattened()), &mut out)),
         );
         batch.bench_function(
             BenchmarkId::new("f32/infer-core", format!("batch-{n}")),
@@ -96,7 +96,7 @@ fn inference(c: &mut Criterion) {
                 b.iter(|| {
                     imgs.iter()
                         .map(|img| f32_model.predict(img))
-                        .fold(0u32, |a, c| a + u32::from(c))
+                        .fold(0u32, |a, c| a + u32::from(c.unwrap_or(0)))
                 })
             },
         );
@@ -114,10 +114,10 @@ fn inference(c: &mut Criterion) {
     // Validation of a model file: CRC, sections, scales.
     let mut load = c.benchmark_group("load");
     load.bench_function("int8/from_bytes", |b| {
-        b.iter(|| black_box(Int8Model::from_bytes(black_box(models.int8.as_bytes())).is_ok()))
+        b.iter(|| black_box(QuantModel::from_bytes(black_box(models.int8.as_bytes())).is_ok()))
     });
     load.bench_function("int4/from_bytes", |b| {
-        b.iter(|| black_box(Int4Model::from_bytes(black_box(models.int4.as_bytes())).is_ok()))
+        b.iter(|| black_box(QuantModel::from_bytes(black_box(models.int4.as_bytes())).is_ok()))
     });
     load.bench_function("f32/from_bytes", |b| {
         b.iter(|| black_box(F32Model::from_bytes(black_box(models.f32.as_bytes())).is_ok()))

@@ -4,13 +4,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use infer_core::{CLASSES, F32Model, HIDDEN, INPUTS, Int4Model, Int8Model};
+use infer_core::{F32Model, QuantModel};
 use nalgebra::{DMatrix, DVector};
 use trainer::idx::{Mnist, load_mnist};
 use trainer::output::{AlignedBytes, F32_FILE, INT4_FILE, INT8_FILE};
 use trainer::output_set::OutputSet;
 use trainer::pipeline::{self, Run};
 use trainer::quantize::Width;
+use trainer::shape::{CLASSES, HIDDEN, INPUTS};
 use trainer::train::TrainConfig;
 
 /// The repository root.
@@ -83,16 +84,16 @@ pub fn models(mnist: &Mnist) -> Result<Models> {
 }
 
 /// Loads the int8 and f32 views (validation once).
-pub fn views(models: &Models) -> Result<(Int8Model<'_>, F32Model<'_>)> {
+pub fn views(models: &Models) -> Result<(QuantModel<'_>, F32Model<'_>)> {
     Ok((
-        Int8Model::from_bytes(models.int8.as_bytes()).context("int8 model")?,
+        QuantModel::from_bytes(models.int8.as_bytes()).context("int8 model")?,
         F32Model::from_bytes(models.f32.as_bytes()).context("f32 model")?,
     ))
 }
 
 /// Loads the int4 view.
-pub fn int4_view(models: &Models) -> Result<Int4Model<'_>> {
-    Int4Model::from_bytes(models.int4.as_bytes()).context("int4 model")
+pub fn int4_view(models: &Models) -> Result<QuantModel<'_>> {
+    QuantModel::from_bytes(models.int4.as_bytes()).context("int4 model")
 }
 
 /// The first `n` test digits.
@@ -199,6 +200,19 @@ type F32Parts = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);
 /// The four f32 arrays of a model, read through infer-core's validated view.
 fn f32_parts(model: &Models) -> Result<F32Parts> {
     let view = F32Model::from_bytes(model.f32.as_bytes())?;
-    let (w1, b1, w2, b2) = view.weights();
-    Ok((w1.to_vec(), b1.to_vec(), w2.to_vec(), b2.to_vec()))
+    let [first, second] = view.layers() else {
+        anyhow::bail!("the benchmarks' peers take a network with one hidden layer");
+    };
+    let (hidden, classes) = (first.layer().outputs, second.layer().outputs);
+    // infer-core's layers are input-major; the peers take the output layer class-major.
+    let w2: Vec<f32> = second.weights().collect();
+    let w2 = (0..hidden * classes)
+        .map(|i| w2[(i % hidden) * classes + i / hidden])
+        .collect();
+    Ok((
+        first.weights().collect(),
+        first.biases().collect(),
+        w2,
+        second.biases().collect(),
+    ))
 }

@@ -13,17 +13,16 @@
 mod platform;
 
 use cortex_m_rt::entry;
-use infer_core::{INPUTS, Kernel, Prediction, include_model};
+use infer_core::{Kernel, Prediction, include_model};
 
 use platform::{Timer, exit, log};
 
-/// The embedded model's kind, as build.rs found it in the file.
-#[cfg(not(model_int4))]
-type Model<'a> = infer_core::Int8Model<'a>;
-/// The embedded model's kind, as build.rs found it in the file.
-#[cfg(model_int4)]
-type Model<'a> = infer_core::Int4Model<'a>;
-const MODEL_KIND: &str = if cfg!(model_int4) { "int4" } else { "int8" };
+// The embedded model's shape as build.rs read it from the file: `INPUTS`, `MAX_WIDTH` (its widest
+// hidden layer, the bound of the forward pass's buffers) and `MODEL_KIND`.
+include!(concat!(env!("OUT_DIR"), "/model_shape.rs"));
+
+/// The embedded model, its forward pass bounded by its own widest layer.
+type Model<'a> = infer_core::QuantModel<'a, MAX_WIDTH>;
 
 /// The model file, aligned as its weight sections need (the kernels load words).
 static MODEL: &[u8] = include_model!(concat!(env!("OUT_DIR"), "/model.bin"));
@@ -61,7 +60,7 @@ fn main() -> ! {
         Kernel::best().name()
     );
     let boot = timer.now();
-    let model = match Model::from_bytes(MODEL) {
+    let model = match Model::from_bytes_bounded(MODEL) {
         Ok(model) => model,
         Err(e) => {
             log!("the embedded model is invalid: {}", e);
@@ -153,11 +152,18 @@ fn measure(timer: &Timer, model: &Model<'_>, image: &[u8; INPUTS]) -> (Predictio
     marker::<6>();
     let prediction = model.predict(image);
     marker::<7>();
-    (prediction, timer.cost_since(start))
+    let spent = timer.cost_since(start);
+    match prediction {
+        Ok(p) => (p, spent),
+        Err(e) => {
+            log!("the model cannot classify the digits: {}", e);
+            exit(1)
+        }
+    }
 }
 
 /// The next image of the run-length stream `encoded` into `image`; `false` if the stream is
-/// malformed (it runs out, or its runs do not cover exactly the 784 pixels).
+/// malformed (it runs out, or its runs do not cover exactly the `INPUTS` pixels).
 ///
 /// The stream is, per image, runs of `zeros: u8, count: u8` followed by `count` pixel bytes: the
 /// zero pixels and then the ink of each run. A digit takes about a quarter of its 784 bytes.

@@ -10,7 +10,6 @@
 use fuzz::check_loads;
 use infer_core::format::{checksum, write};
 use infer_core::quant::SHIFTS;
-use infer_core::{CLASSES, HIDDEN, INPUTS};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 
@@ -141,32 +140,42 @@ impl<G: Gene> Fill<G> {
     }
 }
 
+/// One integer layer: its width and its parts.
 #[derive(Debug, Arbitrary)]
-struct Quant {
+struct QuantLayer {
     int4: bool,
-    hidden_scale: Scale,
-    w1_scale: Fill<Scale>,
-    b1: Fill<i32>,
-    m1: Fill<Multiplier>,
-    s1: Fill<Shift>,
-    w2_scale: Fill<Scale>,
-    b2: Fill<i32>,
-    w1: Fill<Weight>,
-    w2: Fill<Weight>,
+    outputs: u16,
+    act_scale: Scale,
+    w_scale: Fill<Scale>,
+    bias: Fill<i32>,
+    multiplier: Fill<Multiplier>,
+    shift: Fill<Shift>,
+    w: Fill<Weight>,
 }
 
 #[derive(Debug, Arbitrary)]
-struct Float {
-    w1: Fill<Real>,
-    b1: Fill<Real>,
-    w2: Fill<Real>,
-    b2: Fill<Real>,
+struct FloatLayer {
+    outputs: u16,
+    w: Fill<Real>,
+    bias: Fill<Real>,
 }
 
+/// A chain of 1–4 layers (the format allows 8) after its input width: widths 1–1100 (past one
+/// gathered list), the classes up to 70 (past the forward pass's bound, which must be refused).
 #[derive(Debug, Arbitrary)]
 enum Parts {
-    Quant(Quant),
-    Float(Float),
+    Quant(u16, Vec<QuantLayer>),
+    Float(u16, Vec<FloatLayer>),
+}
+
+/// The widths of a chain: `inputs`, then each layer's outputs.
+fn widths(inputs: u16, outputs: impl ExactSizeIterator<Item = u16>) -> Vec<usize> {
+    let n = outputs.len();
+    let mut w = vec![1 + usize::from(inputs) % 1100];
+    for (i, o) in outputs.enumerate() {
+        w.push(1 + usize::from(o) % if i + 1 == n { 70 } else { 1100 });
+    }
+    w
 }
 
 /// What happens to the written file before it is loaded.
@@ -186,68 +195,108 @@ struct Input {
 }
 
 fuzz_target!(|input: Input| {
-    let image: [u8; INPUTS] = input.image.expand(INPUTS, 0).try_into().unwrap();
-    let images = [image, [0; INPUTS], [255; INPUTS]];
-    // 64-byte aligned, as the trainer and the firmware hold a model.
-    let mut words = vec![[0u64; 8]; write::MAX_F32_LEN.div_ceil(64) + 1];
-    let buf = bytemuck::cast_slice_mut::<[u64; 8], u8>(&mut words);
-    // One spare line, so the file can be moved off its alignment.
-    let buf = &mut buf[..write::MAX_F32_LEN.div_ceil(64) * 64];
-    match &input.parts {
-        Parts::Quant(q) => {
-            // The fallbacks load: a model of zeros with unit scales and a mid-range requantization.
-            let (w1_scale, b1, m1, s1) = (
-                q.w1_scale.expand(HIDDEN, 1.0),
-                q.b1.expand(HIDDEN, 0),
-                q.m1.expand(HIDDEN, 1 << 30),
-                q.s1.expand(HIDDEN, 40),
-            );
-            let (w2_scale, b2) = (q.w2_scale.expand(CLASSES, 1.0), q.b2.expand(CLASSES, 0));
-            let (w1, w2) = (
-                q.w1.expand(HIDDEN * INPUTS, 0),
-                q.w2.expand(CLASSES * HIDDEN, 0),
-            );
-            let parts = write::QuantParts {
-                hidden_scale: q.hidden_scale.value(),
-                w1_scale: &w1_scale,
-                b1: &b1,
-                m1: &m1,
-                s1: &s1,
-                w2_scale: &w2_scale,
-                b2: &b2,
-                w1: &w1,
-                w2: &w2,
-            };
-            let written = if q.int4 {
-                write::int4(&parts, buf)
-            } else {
-                write::int8(&parts, buf)
-            };
-            let Ok(n) = written else { return };
-            load_all(&mut words, n, input.damage.as_ref(), &images);
-        }
-        Parts::Float(f) => {
-            let (w1, b1) = (f.w1.expand(INPUTS * HIDDEN, 0.0), f.b1.expand(HIDDEN, 0.0));
-            let (w2, b2) = (
-                f.w2.expand(CLASSES * HIDDEN, 0.0),
-                f.b2.expand(CLASSES, 0.0),
-            );
-            let parts = write::F32Parts {
-                w1: &w1,
-                b1: &b1,
-                w2: &w2,
-                b2: &b2,
-            };
-            let Ok(n) = write::f32(&parts, buf) else {
+    let generated = |n: usize| input.image.expand(n, 0);
+    let images: [&dyn Fn(usize) -> Vec<u8>; 3] =
+        [&generated, &|n| vec![0; n], &|n| vec![255; n]];
+    // 64-byte aligned, as the trainer and the firmware hold a model, with one spare line so the
+    // file can be moved off its alignment.
+    let mut words;
+    let n = match &input.parts {
+        Parts::Quant(inputs, layers) => {
+            let layers = &layers[..layers.len().min(4)];
+            if layers.is_empty() {
+                return;
+            }
+            let w = widths(*inputs, layers.iter().map(|l| l.outputs));
+            // The fallbacks load: zeros with unit scales and a mid-range requantization.
+            let values: Vec<_> = layers
+                .iter()
+                .zip(w.windows(2))
+                .enumerate()
+                .map(|(i, (l, io))| {
+                    let (k, r) = (io[0], io[1]);
+                    let hidden = if i + 1 == layers.len() { 0 } else { r };
+                    (
+                        l.w_scale.expand(r, 1.0),
+                        l.bias.expand(r, 0),
+                        l.multiplier.expand(hidden, 1 << 30),
+                        l.shift.expand(hidden, 40),
+                        l.w.expand(r * k, 0),
+                    )
+                })
+                .collect();
+            let parts: Vec<_> = layers
+                .iter()
+                .zip(w.windows(2))
+                .zip(&values)
+                .map(|((l, io), v)| write::QuantLayerParts {
+                    weights: if l.int4 {
+                        infer_core::Weights::Int4
+                    } else {
+                        infer_core::Weights::Int8
+                    },
+                    inputs: io[0],
+                    outputs: io[1],
+                    act_scale: l.act_scale.value(),
+                    w_scale: &v.0,
+                    bias: &v.1,
+                    multiplier: &v.2,
+                    shift: &v.3,
+                    w: &v.4,
+                })
+                .collect();
+            let Ok(len) = write::quant_len(&parts) else {
                 return;
             };
-            load_all(&mut words, n, input.damage.as_ref(), &images);
+            words = vec![[0u64; 8]; len.div_ceil(64) + 1];
+            let buf: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
+            let Ok(n) = write::quant(&parts, &mut buf[..len]) else {
+                return;
+            };
+            n
         }
-    }
+        Parts::Float(inputs, layers) => {
+            let layers = &layers[..layers.len().min(4)];
+            if layers.is_empty() {
+                return;
+            }
+            let w = widths(*inputs, layers.iter().map(|l| l.outputs));
+            let values: Vec<_> = layers
+                .iter()
+                .zip(w.windows(2))
+                .map(|(l, io)| (l.w.expand(io[0] * io[1], 0.0), l.bias.expand(io[1], 0.0)))
+                .collect();
+            let parts: Vec<_> = w
+                .windows(2)
+                .zip(&values)
+                .map(|(io, v)| write::F32LayerParts {
+                    inputs: io[0],
+                    outputs: io[1],
+                    bias: &v.1,
+                    w: &v.0,
+                })
+                .collect();
+            let Ok(len) = write::f32_len(&parts) else {
+                return;
+            };
+            words = vec![[0u64; 8]; len.div_ceil(64) + 1];
+            let buf: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
+            let Ok(n) = write::f32(&parts, &mut buf[..len]) else {
+                return;
+            };
+            n
+        }
+    };
+    load_all(&mut words, n, input.damage.as_ref(), &images);
 });
 
 /// The `n` written bytes in `words`, damaged as asked, given to every model kind.
-fn load_all(words: &mut [[u64; 8]], n: usize, damage: Option<&Damage>, images: &[[u8; INPUTS]]) {
+fn load_all(
+    words: &mut [[u64; 8]],
+    n: usize,
+    damage: Option<&Damage>,
+    images: &[&dyn Fn(usize) -> Vec<u8>],
+) {
     let buf = bytemuck::cast_slice_mut::<[u64; 8], u8>(words);
     let mut n = n;
     let mut start = 0;

@@ -1,30 +1,34 @@
 //! # infer-core
 //!
-//! Inference for the Keras-tutorial MNIST network (784 → 512 ReLU → 10 softmax) on anything from
-//! a Cortex-M0 to an AVX-512 server: `#![no_std]`, no allocator, no panics, and the same answer
-//! bit for bit on every CPU for the int8 model.
+//! Inference of dense ReLU networks — any chain of layers, the Keras-tutorial MNIST network
+//! (784 → 512 ReLU → 10 softmax) the first of them — on anything from a Cortex-M0 to an AVX-512
+//! server: `#![no_std]`, no allocator, no panics, and the same answer bit for bit on every CPU
+//! for the integer models.
 //!
-//! - [`format`]: the model file, validated once by [`Int8Model::from_bytes`] /
-//!   [`Int4Model::from_bytes`] / [`F32Model::from_bytes`] and then read in place (zero-copy: a
-//!   `&'static [u8]` in flash works);
+//! - [`format`]: the model file (its shape and each layer's weight kind are data), validated once
+//!   by [`QuantModel::from_bytes`] / [`F32Model::from_bytes`] and then read in place (zero-copy:
+//!   a `&'static [u8]` in flash works);
 //! - [`quant`]: the integer arithmetic of the int8 and int4 networks;
 //! - [`kernels`]: the int8 and int4 matrix–vector products over the non-zero inputs only — one
 //!   algorithm, with a scalar reference and AVX2, AVX-VNNI, AVX-512 VNNI, Cortex-M DSP and NEON
 //!   inner steps, all bit-exact with the reference;
-//! - the forward passes, [`QuantModel::predict`] (int8 and int4) and [`F32Model::logits`].
+//! - the forward passes, one loop over the layers: [`QuantModel::predict`] (each layer int8 or
+//!   int4) and [`F32Model::logits`]. Their two activation buffers live on the stack, bounded by
+//!   the model type's `MAX_WIDTH` ([`format::DEFAULT_MAX_WIDTH`] unless the caller picks one:
+//!   the firmware derives it from the model it embeds); a wider model is refused at load.
 //!
 //! ## Example
 //!
 //! A model file embedded in the program, aligned as the zero-copy view needs:
 //!
 //! ```
-//! # fn main() -> Result<(), infer_core::FormatError> {
-//! use infer_core::{Int8Model, include_model};
+//! # fn main() -> Result<(), Box<dyn core::error::Error>> {
+//! use infer_core::{QuantModel, include_model};
 //!
 //! // The file `cargo run -p trainer` writes to out/mlp-int8.bin (here the firmware's copy).
-//! let model = Int8Model::from_bytes(include_model!("../../firmware-example/model/mlp-int8.bin"))?;
+//! let model = QuantModel::from_bytes(include_model!("../../firmware-example/model/mlp-int8.bin"))?;
 //! let digit = [0u8; 784]; // 28 × 28 raw pixels, 0 = background, row by row
-//! let prediction = model.predict(&digit);
+//! let prediction = model.predict(&digit)?;
 //! assert!(prediction.class < 10);
 //! let probabilities = model.probabilities(&prediction);
 //! assert!((probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-4);
@@ -42,11 +46,12 @@
 //! at a scale calibrated on training data by a fixed-point multiplier and shift, with the ReLU
 //! folded into the clamp at 0 ([`quant::requantize`]); the output layer's i32 accumulators give
 //! the class by comparing them at their classes' scales, exactly, in integers. No float is used
-//! up to the class; [`Int8Model::probabilities`] adds an
+//! up to the class; [`QuantModel::probabilities`] adds an
 //! optional f32 softmax (via `libm`).
 //!
-//! An [`Int4Model`] is the same network with 4-bit weights (−8…7, the trainer uses ±7), half the
-//! flash: the same biases, requantization and class comparison.
+//! A layer may hold 4-bit weights instead (−8…7, the trainer uses ±7), half the flash: the same
+//! biases, requantization and class comparison. A deeper network repeats the hidden layer's
+//! arithmetic, each hidden layer with its own activation scale.
 //!
 //! ## f32 tolerance
 //!
@@ -100,7 +105,7 @@ pub use kernels::{Kernel, KernelError};
 pub use model::{Logits, Prediction};
 pub use weights::Weights;
 
-/// Embeds a model file like `include_bytes!`, but 64-byte aligned: [`Int8Model::from_bytes`] and
+/// Embeds a model file like `include_bytes!`, but 64-byte aligned: [`QuantModel::from_bytes`] and
 /// [`F32Model::from_bytes`] need the weight sections word-aligned (a plain `include_bytes!` has
 /// alignment 1 and may give [`FormatError::Misaligned`]), and the kernels are fastest with each
 /// weight tile in one cache line. Yields a

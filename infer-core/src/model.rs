@@ -109,10 +109,7 @@ impl<'a> QuantLayer<'a> {
 
     /// The prediction from the output layer's accumulators.
     fn prediction(&self, acc: &[i32]) -> Prediction {
-        prediction(
-            acc.get(..self.layer.outputs).unwrap_or(&[]),
-            self.w_scale,
-        )
+        prediction(acc.get(..self.layer.outputs).unwrap_or(&[]), self.w_scale)
     }
 }
 
@@ -162,12 +159,9 @@ impl<'a, const MAX_WIDTH: usize> QuantModel<'a, MAX_WIDTH> {
         let kernel = Kernel::best();
         let mut images = inputs.chunks_exact(width);
         let mut out = out.iter_mut();
-        loop {
-            let (Some(a), Some(b), Some(c), Some(d)) =
-                (images.next(), images.next(), images.next(), images.next())
-            else {
-                break;
-            };
+        while let (Some(a), Some(b), Some(c), Some(d)) =
+            (images.next(), images.next(), images.next(), images.next())
+        {
             // SAFETY: `best` returns an available kernel; each input has the model's width.
             let four = unsafe { kernels::dispatch(kernel, PredictX4(self, [a, b, c, d])) };
             for p in four {
@@ -233,9 +227,8 @@ impl<'a, const MAX_WIDTH: usize> QuantModel<'a, MAX_WIDTH> {
     #[inline(always)]
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     unsafe fn forward_x4<A: BatchArch>(&self, inputs: [&[u8]; 4]) -> [Prediction; 4] {
-        let mut bufs = [[[0u8; MAX_WIDTH]; 4]; 2];
-        let (first, second) = bufs.split_at_mut(1);
-        let (mut src, mut dst) = (&mut first[0], &mut second[0]);
+        let (mut a, mut b) = ([[0u8; MAX_WIDTH]; 4], [[0u8; MAX_WIDTH]; 4]);
+        let (mut src, mut dst) = (&mut a, &mut b);
         let mut x_len = inputs[0].len();
         let n = self.layers.len();
         let mut groups = Groups::new();
@@ -249,7 +242,9 @@ impl<'a, const MAX_WIDTH: usize> QuantModel<'a, MAX_WIDTH> {
             let mut acc = [[0i32; MAX_WIDTH]; 4];
             let mut logits = [[0i32; MAX_CLASSES]; 4];
             let accs: [&mut [i32]; 4] = if i + 1 == n {
-                logits.each_mut().map(|l| l.get_mut(..rows).unwrap_or(&mut []))
+                logits
+                    .each_mut()
+                    .map(|l| l.get_mut(..rows).unwrap_or(&mut []))
             } else {
                 acc.each_mut().map(|a| a.get_mut(..rows).unwrap_or(&mut []))
             };

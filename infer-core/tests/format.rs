@@ -74,7 +74,9 @@ impl Layer {
             outputs,
             act_scale: 0.05,
             w_scale: (0..outputs).map(|j| 0.001 + j as f32 * 1e-5).collect(),
-            bias: (0..outputs).map(|_| rng.below(20_001) as i32 - 10_000).collect(),
+            bias: (0..outputs)
+                .map(|_| rng.below(20_001) as i32 - 10_000)
+                .collect(),
             // Factors that keep the u8 outputs varied for inputs this wide.
             multiplier: (0..hidden)
                 .map(|_| (1 << 30) + rng.below(1 << 30) as i32)
@@ -117,8 +119,8 @@ fn reference(layers: &[Layer], input: &[u8]) -> Vec<i32> {
         let acc: Vec<i32> = (0..l.outputs)
             .map(|j| {
                 let mut a = l.bias[j];
-                for k in 0..l.inputs {
-                    a = a.wrapping_add(i32::from(x[k]) * i32::from(l.w[j * l.inputs + k]));
+                for (&xk, &w) in x.iter().zip(&l.w[j * l.inputs..][..l.inputs]) {
+                    a = a.wrapping_add(i32::from(xk) * i32::from(w));
                 }
                 a
             })
@@ -214,14 +216,23 @@ fn the_tutorial_shape_round_trips_its_parts() {
         panic!()
     };
     for (j, k) in [(0, 0), (511, 783), (77, 400)] {
-        assert_eq!(first.weight(j, k), Some(i32::from(layers[0].w[j * 784 + k])));
+        assert_eq!(
+            first.weight(j, k),
+            Some(i32::from(layers[0].w[j * 784 + k]))
+        );
     }
-    assert_eq!(second.weight(9, 511), Some(i32::from(layers[1].w[9 * 512 + 511])));
+    assert_eq!(
+        second.weight(9, 511),
+        Some(i32::from(layers[1].w[9 * 512 + 511]))
+    );
     assert_eq!(second.weight(10, 0), None);
     assert_eq!(first.weight(0, 784), None);
     assert_eq!(second.bias(3), Some(layers[1].bias[3]));
     assert_eq!(second.bias(10), None);
-    assert_eq!(first.requantization(5), Some((layers[0].multiplier[5], layers[0].shift[5])));
+    assert_eq!(
+        first.requantization(5),
+        Some((layers[0].multiplier[5], layers[0].shift[5]))
+    );
     assert_eq!(second.act_scale(), None);
     assert_eq!(first.act_scale(), Some(0.05));
     // int4 hidden scales are derived from the requantization; stored ones are read back.
@@ -263,7 +274,10 @@ fn a_model_wider_than_the_build_is_refused_at_load() {
     assert!(QuantModel::<'_, 112>::from_bytes_bounded(file.bytes()).is_ok());
     assert_eq!(
         QuantModel::<'_, 64>::from_bytes_bounded(file.bytes()).unwrap_err(),
-        FormatError::TooWide { width: 112, max: 64 }
+        FormatError::TooWide {
+            width: 112,
+            max: 64
+        }
     );
     let wide = vec![
         Layer::random(&mut rng, Weights::Int8, 8, DEFAULT_MAX_WIDTH + 1, false),
@@ -273,7 +287,13 @@ fn a_model_wider_than_the_build_is_refused_at_load() {
         QuantModel::from_bytes(encode(&wide).bytes()),
         Err(FormatError::TooWide { .. })
     ));
-    let classes = vec![Layer::random(&mut rng, Weights::Int8, 8, MAX_CLASSES + 1, true)];
+    let classes = vec![Layer::random(
+        &mut rng,
+        Weights::Int8,
+        8,
+        MAX_CLASSES + 1,
+        true,
+    )];
     assert_eq!(
         QuantModel::from_bytes(encode(&classes).bytes()).unwrap_err(),
         FormatError::TooManyClasses {
@@ -308,7 +328,10 @@ fn load(bytes: &[u8]) -> Result<(), FormatError> {
 fn damaged_headers_are_refused() {
     let (_, bytes) = small_file();
     assert_eq!(load(&bytes), Ok(()));
-    assert!(matches!(load(&bytes[..5]), Err(FormatError::Truncated { .. })));
+    assert!(matches!(
+        load(&bytes[..5]),
+        Err(FormatError::Truncated { .. })
+    ));
     let mut magic = bytes.clone();
     magic[0] = b'X';
     assert_eq!(load(&magic), Err(FormatError::BadMagic));
@@ -325,7 +348,10 @@ fn damaged_headers_are_refused() {
     for n in [0u8, 9] {
         let mut layers = bytes.clone();
         layers[5] = n;
-        assert_eq!(load(&resealed(layers)), Err(FormatError::LayerCount(n.into())));
+        assert_eq!(
+            load(&resealed(layers)),
+            Err(FormatError::LayerCount(n.into()))
+        );
     }
     let mut kind = bytes.clone();
     kind[6] = 9;
@@ -353,7 +379,10 @@ fn damaged_headers_are_refused() {
     // Cut anywhere: an error, never a panic.
     for n in 0..bytes.len() {
         assert!(load(&bytes[..n]).is_err(), "{n}");
-        assert!(load(&resealed(bytes[..n.max(10)].to_vec())).is_err(), "{n} resealed");
+        assert!(
+            load(&resealed(bytes[..n.max(10)].to_vec())).is_err(),
+            "{n} resealed"
+        );
     }
 }
 
@@ -414,7 +443,10 @@ fn the_writer_refuses_what_the_reader_would() {
     parts[1].inputs = 19;
     assert_eq!(
         write::quant_len(&parts),
-        Err(FormatError::BadWidth { index: 1, width: 19 })
+        Err(FormatError::BadWidth {
+            index: 1,
+            width: 19
+        })
     );
     assert_eq!(write::quant_len(&[]), Err(FormatError::LayerCount(0)));
     let mut int4 = layers.clone();
@@ -444,9 +476,12 @@ fn the_writer_refuses_what_the_reader_would() {
     );
 }
 
+/// An f32 layer: biases, then weights input-major.
+type F32Layer = (Vec<f32>, Vec<f32>);
+
 /// An f32 chain, weights input-major.
-fn f32_file(widths: &[usize], weight: f32) -> (Vec<(Vec<f32>, Vec<f32>)>, Vec<u8>) {
-    let layers: Vec<(Vec<f32>, Vec<f32>)> = widths
+fn f32_file(widths: &[usize], weight: f32) -> (Vec<F32Layer>, Vec<u8>) {
+    let layers: Vec<F32Layer> = widths
         .windows(2)
         .map(|w| {
             let bias = (0..w[1]).map(|j| j as f32 * 0.01 - 0.02).collect();
@@ -522,5 +557,11 @@ fn f32_weights_that_could_overflow_are_refused() {
     let (_, bytes) = f32_file(&[784, 512, 10], big);
     let file = File::new(&bytes);
     let model = F32Model::from_bytes(file.bytes()).unwrap();
-    assert!(model.probabilities(&[255; 784]).unwrap().iter().all(|v| v.is_finite()));
+    assert!(
+        model
+            .probabilities(&[255; 784])
+            .unwrap()
+            .iter()
+            .all(|v| v.is_finite())
+    );
 }

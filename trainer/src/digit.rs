@@ -9,10 +9,10 @@
 
 use std::path::Path;
 
+use crate::shape::INPUTS;
 use anyhow::{Context, Result, bail};
 use image::imageops::{self, FilterType};
 use image::{DynamicImage, GrayImage, Luma};
-use infer_core::INPUTS;
 
 /// MNIST's digits fit a 20 × 20 box inside the 28 × 28 image.
 const BOX: u32 = 20;

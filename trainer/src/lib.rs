@@ -35,3 +35,14 @@ pub mod sparse;
 pub mod train;
 
 pub use mnist_idx as idx;
+
+/// The tutorial network's shape, which the trainer's network still has (infer-core reads and
+/// runs any chain of layers; the trainer fits one hidden layer of `--hidden` units).
+pub mod shape {
+    /// Pixels per image (28 × 28).
+    pub const INPUTS: usize = 784;
+    /// Hidden units of the tutorial's network (the default `--hidden`).
+    pub const HIDDEN: usize = 512;
+    /// Classes (digits 0–9).
+    pub const CLASSES: usize = 10;
+}

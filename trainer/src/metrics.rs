@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use infer_core::CLASSES;
+use crate::shape::CLASSES;
 
 /// Counts of (true digit, predicted digit).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

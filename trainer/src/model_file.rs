@@ -1,10 +1,10 @@
-//! A model file from disk, int8, int4 or f32 (told apart by its kind byte), as one classifier.
+//! A model file from disk, integer or f32 (told apart by its header), as one classifier.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use infer_core::format::{FormatError, ModelKind, peek_kind};
-use infer_core::{CLASSES, F32Model, INPUTS, Int4Model, Int8Model};
+use infer_core::format::{FormatError, Header, peek};
+use infer_core::{F32Model, QuantModel};
 
 use crate::output::AlignedBytes;
 
@@ -15,12 +15,12 @@ pub struct ModelFile {
 }
 
 /// A validated model of either kind.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
+// The integer layers' views are larger than the f32 ones; a model is made once per command.
+#[allow(clippy::large_enum_variant)]
 pub enum Classifier<'a> {
-    /// The integer-only network, int8 weights.
-    Int8(Int8Model<'a>),
-    /// The integer-only network, int4 weights.
-    Int4(Int4Model<'a>),
+    /// The integer-only network (each layer int8 or int4).
+    Quant(QuantModel<'a>),
     /// The float network.
     F32(F32Model<'a>),
 }
@@ -40,11 +40,10 @@ impl ModelFile {
 
     /// Validates the file as whichever kind it says it is.
     pub fn classifier(&self) -> Result<Classifier<'_>, FormatError> {
-        match peek_kind(self.bytes())? {
-            ModelKind::F32 => F32Model::from_bytes(self.bytes()).map(Classifier::F32),
-            ModelKind::Int4 => Int4Model::from_bytes(self.bytes()).map(Classifier::Int4),
-            // `ModelKind` may grow: an int8 reader reports any other kind itself.
-            _ => Int8Model::from_bytes(self.bytes()).map(Classifier::Int8),
+        if peek(self.bytes())?.is_f32() {
+            F32Model::from_bytes(self.bytes()).map(Classifier::F32)
+        } else {
+            QuantModel::from_bytes(self.bytes()).map(Classifier::Quant)
         }
     }
 
@@ -56,53 +55,58 @@ impl ModelFile {
 }
 
 impl Classifier<'_> {
-    /// "int8", "int4" or "f32".
+    /// The file's header: shape and weight kinds.
+    pub fn header(&self) -> &Header {
+        match self {
+            Classifier::Quant(m) => m.header(),
+            Classifier::F32(m) => m.header(),
+        }
+    }
+
+    /// "int8", "int4", "int4+int8" or "f32".
     pub fn kind(&self) -> &'static str {
-        match self {
-            Classifier::Int8(_) => "int8",
-            Classifier::Int4(_) => "int4",
-            Classifier::F32(_) => "f32",
-        }
+        self.header().kind_name()
     }
 
-    /// The digit.
-    pub fn classify(&self, image: &[u8; INPUTS]) -> u8 {
-        match self {
-            Classifier::Int8(m) => m.predict(image).class,
-            Classifier::Int4(m) => m.predict(image).class,
-            Classifier::F32(m) => m.predict(image),
-        }
+    /// Inputs the model takes.
+    pub fn inputs(&self) -> usize {
+        self.header().inputs()
     }
 
-    /// The ten logits in real units (for an integer model, each class's accumulator at its
-    /// scale).
-    pub fn logits(&self, image: &[u8; INPUTS]) -> [f32; CLASSES] {
-        fn real<B: infer_core::format::Bits>(
-            m: &infer_core::QuantModel<'_, B>,
-            image: &[u8; INPUTS],
-        ) -> [f32; CLASSES] {
-            let p = m.predict(image);
-            std::array::from_fn(|c| p.logits[c] as f32 * m.logit_scale(c))
-        }
-        match self {
-            Classifier::Int8(m) => real(m, image),
-            Classifier::Int4(m) => real(m, image),
-            Classifier::F32(m) => m.logits(image),
-        }
+    /// Classes it tells apart.
+    pub fn classes(&self) -> usize {
+        self.header().classes()
     }
 
-    /// The digit and the ten probabilities.
-    pub fn probabilities(&self, image: &[u8; INPUTS]) -> (u8, [f32; CLASSES]) {
-        match self {
-            Classifier::Int8(m) => {
-                let p = m.predict(image);
-                (p.class, m.probabilities(&p))
+    /// The class of one input (of [`Self::inputs`] bytes).
+    pub fn classify(&self, input: &[u8]) -> Result<u8> {
+        Ok(match self {
+            Classifier::Quant(m) => m.predict(input)?.class,
+            Classifier::F32(m) => m.predict(input)?,
+        })
+    }
+
+    /// The logits in real units (for an integer model, each class's accumulator at its scale).
+    pub fn logits(&self, input: &[u8]) -> Result<Vec<f32>> {
+        Ok(match self {
+            Classifier::Quant(m) => {
+                let p = m.predict(input)?;
+                (0..p.logits.len())
+                    .map(|c| p.logits[c] as f32 * m.logit_scale(c))
+                    .collect()
             }
-            Classifier::Int4(m) => {
-                let p = m.predict(image);
-                (p.class, m.probabilities(&p))
+            Classifier::F32(m) => m.logits(input)?.to_vec(),
+        })
+    }
+
+    /// The class and the probabilities.
+    pub fn probabilities(&self, input: &[u8]) -> Result<(u8, Vec<f32>)> {
+        Ok(match self {
+            Classifier::Quant(m) => {
+                let p = m.predict(input)?;
+                (p.class, m.probabilities(&p).to_vec())
             }
-            Classifier::F32(m) => (m.predict(image), m.probabilities(image)),
-        }
+            Classifier::F32(m) => (m.predict(input)?, m.probabilities(input)?.to_vec()),
+        })
     }
 }

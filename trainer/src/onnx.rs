@@ -17,8 +17,10 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use infer_core::format::Bits;
-use infer_core::{CLASSES, F32Model, HIDDEN, INPUTS, QuantModel};
+use infer_core::format::QuantLayer;
+use infer_core::{F32Model, QuantModel};
+
+use crate::shape::{CLASSES, INPUTS};
 use nalgebra::{DMatrix, DVector};
 use prost::Message;
 
@@ -255,7 +257,13 @@ fn value_info(name: &str, columns: i64) -> ValueInfoProto {
 }
 
 /// A model around `graph` (nodes and initializers), input `pixels` and output `logits`.
-pub fn model_proto(name: &str, node: Vec<NodeProto>, initializer: Vec<TensorProto>) -> ModelProto {
+pub fn model_proto(
+    name: &str,
+    node: Vec<NodeProto>,
+    initializer: Vec<TensorProto>,
+    inputs: usize,
+    classes: usize,
+) -> ModelProto {
     ModelProto {
         ir_version: 7,
         opset_import: vec![OperatorSetIdProto {
@@ -267,65 +275,109 @@ pub fn model_proto(name: &str, node: Vec<NodeProto>, initializer: Vec<TensorProt
             node,
             name: name.into(),
             initializer,
-            input: vec![value_info("pixels", INPUTS as i64)],
-            output: vec![value_info("logits", CLASSES as i64)],
+            input: vec![value_info("pixels", inputs as i64)],
+            output: vec![value_info("logits", classes as i64)],
         }),
     }
 }
 
-/// The f32 network as ONNX.
-pub fn export_f32(model: &F32Model<'_>) -> Vec<u8> {
-    let (w1, b1, w2, b2) = model.weights();
-    // infer-core's w1 is input-major, MatMul's [784, 512]; its w2 class-major, transposed here.
-    let w2t: Vec<f32> = (0..HIDDEN * CLASSES)
-        .map(|i| w2[(i % CLASSES) * HIDDEN + i / CLASSES])
-        .collect();
-    let nodes = vec![
-        node("MatMul", &["pixels", "w1"], "z1"),
-        node("Add", &["z1", "b1"], "a1"),
-        node("Relu", &["a1"], "hidden"),
-        node("MatMul", &["hidden", "w2"], "z2"),
-        node("Add", &["z2", "b2"], "logits"),
-    ];
-    let inits = vec![
-        float_tensor("w1", &[INPUTS as i64, HIDDEN as i64], w1),
-        float_tensor("b1", &[HIDDEN as i64], b1),
-        float_tensor("w2", &[HIDDEN as i64, CLASSES as i64], &w2t),
-        float_tensor("b2", &[CLASSES as i64], b2),
-    ];
-    model_proto("mnist_mlp_f32", nodes, inits).encode_to_vec()
+/// The name of the tensor layer `l` (from 0) of `layers` writes: `logits` for the last.
+fn layer_output(l: usize, layers: usize) -> String {
+    if l + 1 == layers {
+        "logits".into()
+    } else {
+        format!("h{}", l + 1)
+    }
 }
 
-/// An integer network (int8 or int4) as an ONNX QDQ graph with its exact scales and zero points.
-pub fn export_quant<B: Bits>(model: &QuantModel<'_, B>) -> Result<Vec<u8>> {
-    let (s1, s2): (Vec<f32>, Vec<f32>) = (model.w1_scales().collect(), model.w2_scales().collect());
-    let hidden_scale = model.hidden_scale();
+/// The f32 network as ONNX: a MatMul, an Add and (but for the last) a Relu per layer.
+pub fn export_f32(model: &F32Model<'_>) -> Vec<u8> {
+    let n = model.layers().len();
+    let (mut nodes, mut inits) = (Vec::new(), Vec::new());
+    let mut input = "pixels".to_string();
+    for (l, layer) in model.layers().iter().enumerate() {
+        let shape = layer.layer();
+        let i = l + 1;
+        let (w, b, z) = (format!("w{i}"), format!("b{i}"), format!("z{i}"));
+        let output = layer_output(l, n);
+        let sum = if shape.last {
+            output.clone()
+        } else {
+            format!("a{i}")
+        };
+        nodes.push(node("MatMul", &[&input, &w], &z));
+        nodes.push(node("Add", &[&z, &b], &sum));
+        if !shape.last {
+            nodes.push(node("Relu", &[&sum], &output));
+        }
+        // infer-core's weights are input-major, MatMul's [in, out].
+        let weights: Vec<f32> = layer.weights().collect();
+        let biases: Vec<f32> = layer.biases().collect();
+        inits.push(float_tensor(
+            &w,
+            &[shape.inputs as i64, shape.outputs as i64],
+            &weights,
+        ));
+        inits.push(float_tensor(&b, &[shape.outputs as i64], &biases));
+        input = output;
+    }
+    let header = model.header();
+    model_proto(
+        "mnist_mlp_f32",
+        nodes,
+        inits,
+        header.inputs(),
+        header.classes(),
+    )
+    .encode_to_vec()
+}
+
+/// An integer network (int8 or int4 layers) as an ONNX QDQ graph with its exact scales and zero
+/// points.
+pub fn export_quant(model: &QuantModel<'_>) -> Result<Vec<u8>> {
     let mut graph = (Vec::new(), Vec::new());
+    let n = model.layers().len();
     // The raw pixels: u8 at 1/255, as infer-core takes them.
     qdq_activation(&mut graph, "pixels", "x", 1.0 / 255.0);
-    qdq_dense(&mut graph, model, 1, ("x", "a1"), &s1, |j| {
-        f64::from(s1[j]) / 255.0
-    })?;
-    graph.0.push(node("Relu", &["a1"], "h"));
-    qdq_activation(&mut graph, "h", "hidden", hidden_scale);
-    qdq_dense(&mut graph, model, 2, ("hidden", "logits"), &s2, |c| {
-        f64::from(hidden_scale) * f64::from(s2[c])
-    })?;
+    let mut input = "x".to_string();
+    for (l, layer) in model.layers().iter().enumerate() {
+        let i = l + 1;
+        let scales: Vec<f32> = layer.w_scales().collect();
+        let in_scale = f64::from(layer.input_scale());
+        let output = layer_output(l, n);
+        match layer.act_scale() {
+            None => qdq_dense(&mut graph, layer, i, (&input, &output), &scales, in_scale)?,
+            Some(act_scale) => {
+                let (sum, relu) = (format!("a{i}"), format!("r{i}"));
+                qdq_dense(&mut graph, layer, i, (&input, &sum), &scales, in_scale)?;
+                graph.0.push(node("Relu", &[&sum], &relu));
+                qdq_activation(&mut graph, &relu, &output, act_scale);
+            }
+        }
+        input = output;
+    }
     let (nodes, inits) = graph;
-    Ok(model_proto("mnist_mlp_qdq", nodes, inits).encode_to_vec())
+    let header = model.header();
+    Ok(model_proto(
+        "mnist_mlp_qdq",
+        nodes,
+        inits,
+        header.inputs(),
+        header.classes(),
+    )
+    .encode_to_vec())
 }
 
 /// Nodes and initializers of a graph being built.
 type Graph = (Vec<NodeProto>, Vec<TensorProto>);
 
 /// `input` quantized to u8 at `scale` (zero point 0) and back, as `output` (the tensors named
-/// after its first letter: `x_scale`, `x_zero`, `x_q`).
+/// after it: `output_scale`, `output_zero`, `output_q`).
 fn qdq_activation(graph: &mut Graph, input: &str, output: &str, scale: f32) {
-    let prefix = &output[..1];
     let (s, z, q) = (
-        format!("{prefix}_scale"),
-        format!("{prefix}_zero"),
-        format!("{prefix}_q"),
+        format!("{output}_scale"),
+        format!("{output}_zero"),
+        format!("{output}_q"),
     );
     graph.0.push(node("QuantizeLinear", &[input, &s, &z], &q));
     graph
@@ -337,43 +389,38 @@ fn qdq_activation(graph: &mut Graph, input: &str, output: &str, scale: f32) {
         .push(byte_tensor(&z, UINT8, &[], std::iter::once(0)));
 }
 
-/// Layer `layer` of `model`: its int8 weights in MatMul's `[in, out]` layout, dequantized per
-/// output (`scales`, zero points 0), then `MatMul` and `Add` of the bias in real units (the i32
-/// bias times `bias_scale(row)`), from `input` to `output`.
-fn qdq_dense<B: Bits>(
+/// Layer `i` (from 1) of a model: its integer weights in MatMul's `[in, out]` layout,
+/// dequantized per output (`scales`, zero points 0), then `MatMul` and `Add` of the bias in real
+/// units (the i32 bias times `in_scale · scale`), from `input` to `output`.
+fn qdq_dense(
     graph: &mut Graph,
-    model: &QuantModel<'_, B>,
-    layer: u8,
+    layer: &QuantLayer<'_>,
+    i: usize,
     (input, output): (&str, &str),
     scales: &[f32],
-    bias_scale: impl Fn(usize) -> f64,
+    in_scale: f64,
 ) -> Result<()> {
-    let (inputs, outputs) = if layer == 1 {
-        (INPUTS, HIDDEN)
-    } else {
-        (HIDDEN, CLASSES)
-    };
+    let shape = layer.layer();
+    let (inputs, outputs) = (shape.inputs, shape.outputs);
     let weights: Vec<u8> = (0..inputs * outputs)
-        .map(|i| {
-            let (row, col) = (i % outputs, i / outputs);
-            model
-                .weight(layer, row, col)
+        .map(|n| {
+            let (row, col) = (n % outputs, n / outputs);
+            layer
+                .weight(row, col)
                 .and_then(|w| i8::try_from(w).ok())
                 .map(|w| w as u8)
-                .ok_or_else(|| anyhow!("no weight ({layer}, {row}, {col})"))
+                .ok_or_else(|| anyhow!("no weight ({i}, {row}, {col})"))
         })
         .collect::<Result<_>>()?;
     let bias: Vec<f32> = (0..outputs)
         .map(|r| {
-            let b = model
-                .bias(layer, r)
-                .ok_or_else(|| anyhow!("no bias ({layer}, {r})"))?;
-            Ok((f64::from(b) * bias_scale(r)) as f32)
+            let b = layer.bias(r).ok_or_else(|| anyhow!("no bias ({i}, {r})"))?;
+            Ok((f64::from(b) * in_scale * f64::from(scales[r])) as f32)
         })
         .collect::<Result<_>>()?;
-    let w = format!("w{layer}");
+    let w = format!("w{i}");
     let (q, s, z) = (format!("{w}_q"), format!("{w}_scale"), format!("{w}_zero"));
-    let (product, b) = (format!("z{layer}"), format!("b{layer}"));
+    let (product, b) = (format!("z{i}"), format!("b{i}"));
     let mut dequantize = node("DequantizeLinear", &[&q, &s, &z], &w);
     dequantize.attribute.push(int_attribute("axis", 1));
     graph.0.push(dequantize);
@@ -521,16 +568,17 @@ pub fn import(bytes: &[u8]) -> Result<Mlp> {
             "Relu" => relus_after.push(layers.len()),
             "Softmax" | "Identity" | "Flatten" | "Reshape" | "Cast" => {}
             other => bail!(
-                "operator {other} (node {}) is not part of a 784-512-10 MLP \
+                "operator {other} (node {}) is not part of a 784-H-10 MLP \
                  (Gemm or MatMul+Add, Relu, optional Softmax)",
                 n.name
             ),
         }
     }
     let shape: Vec<(usize, usize)> = layers.iter().map(|l| (l.inputs, l.outputs)).collect();
+    let hidden = shape.first().map_or(0, |s| s.1);
     ensure!(
-        shape == [(INPUTS, HIDDEN), (HIDDEN, CLASSES)],
-        "the model's dense layers are {shape:?}, not 784→512→10"
+        shape == [(INPUTS, hidden), (hidden, CLASSES)],
+        "the model's dense layers are {shape:?}, not 784→H→10 (one hidden layer of any width)"
     );
     ensure!(
         relus_after == [1],
@@ -548,9 +596,9 @@ pub fn import(bytes: &[u8]) -> Result<Mlp> {
     };
     let (l1, l2) = (&layers[0], &layers[1]);
     Ok(Mlp {
-        w1: DMatrix::from_fn(HIDDEN, INPUTS, |j, k| l1.w[k * HIDDEN + j]),
+        w1: DMatrix::from_fn(hidden, INPUTS, |j, k| l1.w[k * hidden + j]),
         b1: DVector::from_vec(bias(l1)?),
-        w2: DMatrix::from_fn(HIDDEN, CLASSES, |j, c| l2.w[j * CLASSES + c]),
+        w2: DMatrix::from_fn(hidden, CLASSES, |j, c| l2.w[j * CLASSES + c]),
         b2: DVector::from_vec(bias(l2)?),
     })
 }

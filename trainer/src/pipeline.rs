@@ -3,8 +3,7 @@
 //! benchmarks both call; and its steps that `trainer import` shares.
 
 use anyhow::{Context, Result};
-use infer_core::format::Bits;
-use infer_core::{F32Model, INPUTS, Int4Model, Int8Model, QuantModel};
+use infer_core::{F32Model, QuantModel};
 
 use crate::idx::{Dataset, Mnist};
 use crate::metrics::Confusion;
@@ -179,19 +178,25 @@ pub fn run(
     })
 }
 
-/// What `classify` says about every image of `data`.
-pub fn predictions(data: &Dataset, classify: impl Fn(&[u8; INPUTS]) -> u8) -> Vec<u8> {
+/// What `classify` says about every image of `data` (an error for the first it refuses, such as
+/// an image of another size than the model takes).
+pub fn predictions<E>(
+    data: &Dataset,
+    classify: impl Fn(&[u8]) -> Result<u8, E>,
+) -> Result<Vec<u8>, E> {
+    let pixels = data.images.len() / data.len().max(1);
     data.images
-        .as_chunks::<INPUTS>()
-        .0
-        .iter()
+        .chunks_exact(pixels.max(1))
         .map(classify)
         .collect()
 }
 
 /// What an integer model says about every test image.
-pub fn classify_test<B: Bits>(model: &QuantModel<'_, B>, test: &Dataset) -> Vec<u8> {
-    predictions(test, |image| model.predict(image).class)
+pub fn classify_test(
+    model: &QuantModel<'_>,
+    test: &Dataset,
+) -> Result<Vec<u8>, infer_core::KernelError> {
+    predictions(test, |image| model.predict(image).map(|p| p.class))
 }
 
 /// The model file name of an integer width.
@@ -210,7 +215,7 @@ pub fn write_model(
     file: &str,
     bytes: &[u8],
     test: &Dataset,
-    classify_all: impl FnOnce(&[u8]) -> Result<Vec<u8>, infer_core::FormatError>,
+    classify_all: impl FnOnce(&[u8]) -> Result<Vec<u8>>,
 ) -> Result<(ModelReport, Vec<u8>)> {
     let staged = out.stage(file.as_ref())?;
     write_atomic(&staged, bytes)?;
@@ -229,7 +234,7 @@ pub fn write_model(
 pub fn write_f32(out: &OutputSet, net: &Mlp, test: &Dataset) -> Result<ModelReport> {
     let (report, _) = write_model(out, F32_FILE, &encode_f32(net)?, test, |bytes| {
         let model = F32Model::from_bytes(bytes)?;
-        Ok(predictions(test, |image| model.predict(image)))
+        Ok(predictions(test, |image| model.predict(image))?)
     })?;
     Ok(report)
 }
@@ -241,14 +246,7 @@ pub fn write_quant(
     q: &QuantWeights,
     test: &Dataset,
 ) -> Result<(ModelReport, Vec<u8>)> {
-    write_model(
-        out,
-        quant_file(q.width),
-        &encode_quant(q)?,
-        test,
-        |bytes| match q.width {
-            Width::Int8 => Int8Model::from_bytes(bytes).map(|m| classify_test(&m, test)),
-            Width::Int4 => Int4Model::from_bytes(bytes).map(|m| classify_test(&m, test)),
-        },
-    )
+    write_model(out, quant_file(q.width), &encode_quant(q)?, test, |bytes| {
+        Ok(classify_test(&QuantModel::from_bytes(bytes)?, test)?)
+    })
 }

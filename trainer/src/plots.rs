@@ -34,7 +34,7 @@ pub struct Miss<'a> {
 /// each).
 pub fn misses<'a>(images: &'a [u8], labels: &[u8], predictions: &[u8]) -> Vec<Miss<'a>> {
     images
-        .as_chunks::<{ infer_core::INPUTS }>()
+        .as_chunks::<{ crate::shape::INPUTS }>()
         .0
         .iter()
         .zip(labels)

@@ -11,7 +11,6 @@ use nalgebra::DMatrix;
 use rayon::prelude::*;
 
 use infer_core::quant::requantize;
-use infer_core::{CLASSES, HIDDEN, INPUTS};
 
 use crate::mlp::{BatchStats, Mlp};
 use crate::quantize::QuantWeights;
@@ -21,53 +20,63 @@ use crate::sparse::{SparseBatch, SparseRows};
 #[derive(Debug, Clone)]
 pub struct Quantized<'q> {
     q: &'q QuantWeights,
-    /// `w1` input-major (`w1t[k·HIDDEN + j]`), so each input adds one contiguous column.
+    /// `w1` input-major (`w1t[k·hidden + j]`), so each input adds one contiguous column.
     w1t: Vec<i8>,
+    hidden: usize,
+    classes: usize,
 }
 
 impl<'q> Quantized<'q> {
     /// Prepares `q` for forward passes.
     pub fn new(q: &'q QuantWeights) -> Self {
-        let mut w1t = vec![0i8; HIDDEN * INPUTS];
-        for (j, row) in q.w1.chunks_exact(INPUTS).enumerate() {
+        let (hidden, classes) = (q.b1.len(), q.b2.len());
+        let inputs = q.w1.len() / hidden.max(1);
+        let mut w1t = vec![0i8; hidden * inputs];
+        for (j, row) in q.w1.chunks_exact(inputs.max(1)).enumerate() {
             for (k, &w) in row.iter().enumerate() {
-                w1t[k * HIDDEN + j] = w;
+                w1t[k * hidden + j] = w;
             }
         }
-        Self { q, w1t }
+        Self {
+            q,
+            w1t,
+            hidden,
+            classes,
+        }
     }
 
     /// The rounded output weights as float values (`q · scale`), `hidden × classes` as the
     /// trainer's `w2`: what the backward pass multiplies by.
     fn rounded_w2(&self) -> DMatrix<f32> {
-        let q = self.q;
-        DMatrix::from_fn(HIDDEN, CLASSES, |j, c| {
-            f32::from(q.w2[c * HIDDEN + j]) * q.w2_scale[c]
+        let (q, hidden) = (self.q, self.hidden);
+        DMatrix::from_fn(hidden, self.classes, |j, c| {
+            f32::from(q.w2[c * hidden + j]) * q.w2_scale[c]
         })
     }
 
     /// One image through the integer network: the u8 hidden activations and the output layer's
     /// accumulators, exactly infer-core's `Prediction::logits`. `pixels` are (index, value/255).
-    pub fn image(
-        &self,
-        pixels: impl Iterator<Item = (usize, f32)>,
-    ) -> ([u8; HIDDEN], [i32; CLASSES]) {
-        let q = self.q;
-        let mut acc: [i32; HIDDEN] = std::array::from_fn(|j| q.b1[j]);
+    pub fn image(&self, pixels: impl Iterator<Item = (usize, f32)>) -> (Vec<u8>, Vec<i32>) {
+        let (q, n) = (self.q, self.hidden);
+        let mut acc = q.b1.clone();
         for (k, v) in pixels {
             // The network input is p / 255 of an integer pixel p: recovered exactly.
             let p = (v * 255.0).round() as i32;
-            for (a, &w) in acc.iter_mut().zip(&self.w1t[k * HIDDEN..][..HIDDEN]) {
+            for (a, &w) in acc.iter_mut().zip(&self.w1t[k * n..][..n]) {
                 *a = a.wrapping_add(p * i32::from(w));
             }
         }
-        let hidden: [u8; HIDDEN] = std::array::from_fn(|j| requantize(acc[j], q.m1[j], q.s1[j]));
-        let logits = std::array::from_fn(|c| {
-            let row = &q.w2[c * HIDDEN..][..HIDDEN];
-            hidden.iter().zip(row).fold(q.b2[c], |a, (&h, &w)| {
-                a.wrapping_add(i32::from(h) * i32::from(w))
+        let hidden: Vec<u8> = (0..n)
+            .map(|j| requantize(acc[j], q.m1[j], q.s1[j]))
+            .collect();
+        let logits = (0..self.classes)
+            .map(|c| {
+                let row = &q.w2[c * n..][..n];
+                hidden.iter().zip(row).fold(q.b2[c], |a, (&h, &w)| {
+                    a.wrapping_add(i32::from(h) * i32::from(w))
+                })
             })
-        });
+            .collect();
         (hidden, logits)
     }
 
@@ -76,11 +85,11 @@ impl<'q> Quantized<'q> {
     pub fn forward(&self, rows: &SparseRows) -> (DMatrix<f32>, DMatrix<f32>) {
         let q = self.q;
         let n = rows.len();
-        let mut h = DMatrix::zeros(HIDDEN, n);
-        let mut z = DMatrix::zeros(CLASSES, n);
+        let mut h = DMatrix::zeros(self.hidden, n);
+        let mut z = DMatrix::zeros(self.classes, n);
         h.as_mut_slice()
-            .par_chunks_mut(HIDDEN)
-            .zip(z.as_mut_slice().par_chunks_mut(CLASSES))
+            .par_chunks_mut(self.hidden.max(1))
+            .zip(z.as_mut_slice().par_chunks_mut(self.classes.max(1)))
             .enumerate()
             .for_each(|(i, (h, z))| {
                 let (hidden, logits) = self.image(rows.row(i));

@@ -10,7 +10,6 @@
 use anyhow::{Context, Result, anyhow};
 use infer_core::format::write;
 use infer_core::quant::quantize_multiplier;
-use infer_core::{CLASSES, HIDDEN, INPUTS};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -41,6 +40,14 @@ impl Width {
         match self {
             Width::Int8 => 127.0,
             Width::Int4 => 7.0,
+        }
+    }
+
+    /// The layer weight kind it writes.
+    pub fn weights(self) -> infer_core::Weights {
+        match self {
+            Width::Int8 => infer_core::Weights::Int8,
+            Width::Int4 => infer_core::Weights::Int4,
         }
     }
 
@@ -83,7 +90,7 @@ pub fn calibrate_hidden_scale(net: &Mlp, data: &Dataset) -> f32 {
     const CHUNK: usize = 1000;
     let inputs = network_inputs(data);
     let all: Vec<usize> = (0..data.len()).collect();
-    let mut values: Vec<f32> = Vec::with_capacity(data.len() * HIDDEN / 2);
+    let mut values: Vec<f32> = Vec::with_capacity(data.len() * net.w1.nrows() / 2);
     for chunk in all.chunks(CHUNK) {
         let h = net.hidden(&SparseBatch::new(inputs.gather(chunk)));
         values.extend(h.iter().copied().filter(|&v| v > 0.0));
@@ -151,12 +158,12 @@ fn quantize_rows(
     (scales, q)
 }
 
-/// Quantizes `net` (784-512-10) to `width`, calibrating the hidden scale on `calibration`.
+/// Quantizes `net` to `width`, calibrating the hidden scale on `calibration`.
 pub fn quantize(net: &Mlp, calibration: &Dataset, width: Width) -> Result<QuantWeights> {
     quantize_with_hidden_scale(net, calibrate_hidden_scale(net, calibration), width)
 }
 
-/// Quantizes `net` (784-512-10) to `width` with a given hidden activation scale
+/// Quantizes `net` to `width` with a given hidden activation scale
 /// (quantization-aware training fixes it when it starts, so that what it trains is what is
 /// exported).
 pub fn quantize_with_hidden_scale(
@@ -164,13 +171,10 @@ pub fn quantize_with_hidden_scale(
     hidden_scale: f32,
     width: Width,
 ) -> Result<QuantWeights> {
-    anyhow::ensure!(
-        (net.w1.ncols(), net.w1.nrows(), net.w2.ncols()) == (INPUTS, HIDDEN, CLASSES),
-        "only the {INPUTS}-{HIDDEN}-{CLASSES} network can be exported"
-    );
-    let (w1_scale, w1) = quantize_rows(HIDDEN, INPUTS, width, |j, k| net.w1[(j, k)]);
-    let mut b1 = Vec::with_capacity(HIDDEN);
-    let (mut m1, mut s1) = (Vec::with_capacity(HIDDEN), Vec::with_capacity(HIDDEN));
+    let (inputs, hidden, classes) = (net.w1.ncols(), net.w1.nrows(), net.w2.ncols());
+    let (w1_scale, w1) = quantize_rows(hidden, inputs, width, |j, k| net.w1[(j, k)]);
+    let mut b1 = Vec::with_capacity(hidden);
+    let (mut m1, mut s1) = (Vec::with_capacity(hidden), Vec::with_capacity(hidden));
     for (j, &scale) in w1_scale.iter().enumerate() {
         let acc_scale = f64::from(scale) / 255.0;
         b1.push(round_i32(f64::from(net.b1[j]) / acc_scale));
@@ -181,8 +185,8 @@ pub fn quantize_with_hidden_scale(
         s1.push(s);
     }
 
-    let (w2_scale, w2) = quantize_rows(CLASSES, HIDDEN, width, |c, j| net.w2[(j, c)]);
-    let b2: Vec<i32> = (0..CLASSES)
+    let (w2_scale, w2) = quantize_rows(classes, hidden, width, |c, j| net.w2[(j, c)]);
+    let b2: Vec<i32> = (0..classes)
         .map(|c| {
             round_i32(f64::from(net.b2[c]) / (f64::from(hidden_scale) * f64::from(w2_scale[c])))
         })
@@ -205,40 +209,74 @@ fn round_i32(v: f64) -> i32 {
     v.round().clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32
 }
 
-/// The int8 or int4 model file, by `q`'s width.
-pub fn encode_quant(q: &QuantWeights) -> Result<Vec<u8>> {
-    let parts = write::QuantParts {
-        hidden_scale: q.hidden_scale,
-        w1_scale: &q.w1_scale,
-        b1: &q.b1,
-        m1: &q.m1,
-        s1: &q.s1,
-        w2_scale: &q.w2_scale,
-        b2: &q.b2,
-        w1: &q.w1,
-        w2: &q.w2,
-    };
-    let mut bytes = vec![0u8; write::MAX_INT8_LEN];
-    let len = match q.width {
-        Width::Int8 => write::int8(&parts, &mut bytes),
-        Width::Int4 => write::int4(&parts, &mut bytes),
-    }
-    .with_context(|| format!("cannot encode the {} model", q.width.name()))?;
-    bytes.truncate(len);
-    Ok(bytes)
+/// An upper bound of the bytes of any model file (f32 or integer) of an `inputs`-`hidden`-`classes`
+/// network: for checking free space before training.
+pub fn model_bytes_bound(inputs: usize, hidden: usize, classes: usize) -> u64 {
+    let padded = |n: usize| n.div_ceil(16) * 16;
+    let params =
+        padded(hidden) * (inputs.div_ceil(4) * 4 + 1) + padded(classes) * (padded(hidden) + 1);
+    (4 * params + 16 * padded(hidden) + 4096) as u64
 }
 
-/// The f32 model file. nalgebra's column-major storage already is the file's layout: `w1`
-/// (`hidden × inputs`) is input-major, `w2` (`hidden × classes`) class-major.
-pub fn encode_f32(net: &Mlp) -> Result<Vec<u8>> {
-    let parts = write::F32Parts {
-        w1: net.w1.as_slice(),
-        b1: net.b1.as_slice(),
-        w2: net.w2.as_slice(),
-        b2: net.b2.as_slice(),
+/// The int8 or int4 model file, by `q`'s width.
+pub fn encode_quant(q: &QuantWeights) -> Result<Vec<u8>> {
+    let weights = q.width.weights();
+    let (hidden, inputs, classes) = (q.b1.len(), q.w1.len() / q.b1.len().max(1), q.b2.len());
+    let parts = [
+        write::QuantLayerParts {
+            weights,
+            inputs,
+            outputs: hidden,
+            act_scale: q.hidden_scale,
+            w_scale: &q.w1_scale,
+            bias: &q.b1,
+            multiplier: &q.m1,
+            shift: &q.s1,
+            w: &q.w1,
+        },
+        write::QuantLayerParts {
+            weights,
+            inputs: hidden,
+            outputs: classes,
+            act_scale: 0.0,
+            w_scale: &q.w2_scale,
+            bias: &q.b2,
+            multiplier: &[],
+            shift: &[],
+            w: &q.w2,
+        },
+    ];
+    let encode = || -> Result<Vec<u8>, infer_core::FormatError> {
+        let mut bytes = vec![0u8; write::quant_len(&parts)?];
+        write::quant(&parts, &mut bytes)?;
+        Ok(bytes)
     };
-    let mut bytes = vec![0u8; write::MAX_F32_LEN];
-    let len = write::f32(&parts, &mut bytes).context("cannot encode the f32 model")?;
-    bytes.truncate(len);
-    Ok(bytes)
+    encode().with_context(|| format!("cannot encode the {} model", q.width.name()))
+}
+
+/// The f32 model file. nalgebra's column-major storage of `w1` (`hidden × inputs`) already is
+/// the file's input-major layout; `w2` (`hidden × classes`) is too.
+pub fn encode_f32(net: &Mlp) -> Result<Vec<u8>> {
+    let (inputs, hidden, classes) = (net.w1.ncols(), net.w1.nrows(), net.w2.ncols());
+    let w2: Vec<f32> = net.w2.transpose().as_slice().to_vec();
+    let parts = [
+        write::F32LayerParts {
+            inputs,
+            outputs: hidden,
+            bias: net.b1.as_slice(),
+            w: net.w1.as_slice(),
+        },
+        write::F32LayerParts {
+            inputs: hidden,
+            outputs: classes,
+            bias: net.b2.as_slice(),
+            w: &w2,
+        },
+    ];
+    let encode = || -> Result<Vec<u8>, infer_core::FormatError> {
+        let mut bytes = vec![0u8; write::f32_len(&parts)?];
+        write::f32(&parts, &mut bytes)?;
+        Ok(bytes)
+    };
+    encode().context("cannot encode the f32 model")
 }

@@ -96,7 +96,7 @@ impl TrainConfig {
             batch_size: 128,
             learning_rate: 1e-3,
             seed: 42,
-            hidden: infer_core::HIDDEN,
+            hidden: crate::shape::HIDDEN,
             schedule: Schedule::Constant,
             augment: None,
             restore_best: false,
@@ -234,7 +234,7 @@ pub fn fit(
         .test
         .map(|t| (network_inputs(t), t.labels.as_slice()));
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let mut net = Mlp::glorot(PIXELS, config.hidden, infer_core::CLASSES, &mut rng);
+    let mut net = Mlp::glorot(PIXELS, config.hidden, crate::shape::CLASSES, &mut rng);
     let mut optimizer = RmsProp::new(config.learning_rate, &net);
     let mut grads = net.zeros_like();
     let mut order: Vec<usize> = (0..data.len()).collect();

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use infer_core::{F32Model, Int8Model, Kernel};
+use infer_core::{F32Model, Kernel, QuantModel};
 use trainer::mlp::network_inputs;
 use trainer::output::AlignedBytes;
 use trainer::quantize::{Width, encode_f32, encode_quant, quantize};
@@ -29,7 +29,7 @@ fn trained_model_round_trips_through_infer_core() {
         "{} bytes",
         int8_file.as_bytes().len()
     );
-    let int8 = Int8Model::from_bytes(int8_file.as_bytes()).unwrap();
+    let int8 = QuantModel::from_bytes(int8_file.as_bytes()).unwrap();
 
     let f32_file = AlignedBytes::new(&encode_f32(&net).unwrap());
     let f32_model = F32Model::from_bytes(f32_file.as_bytes()).unwrap();
@@ -55,7 +55,7 @@ fn trained_model_round_trips_through_infer_core() {
             );
         }
 
-        let logits = f32_model.logits(image);
+        let logits = f32_model.logits(image).unwrap();
         for (c, &l) in logits.iter().enumerate() {
             let t = trainer_logits[(c, i)];
             assert!(
@@ -63,7 +63,7 @@ fn trained_model_round_trips_through_infer_core() {
                 "image {i} class {c}: {l} vs {t}"
             );
         }
-        let f32_class = f32_model.predict(image);
+        let f32_class = f32_model.predict(image).unwrap();
         assert_eq!(
             f32_class as usize,
             trainer_logits.column(i).argmax().0,
@@ -76,10 +76,15 @@ fn trained_model_round_trips_through_infer_core() {
     }
     // The batch path (four images per pass on AVX-512 VNNI) gives the same answers; 999 images
     // leave a remainder for the single-image path.
-    let mut batch = vec![int8.predict(&images[0]); 999];
-    int8.predict_batch(&images[..999], &mut batch);
+    let mut batch = vec![int8.predict(&images[0]).unwrap(); 999];
+    int8.predict_batch(images[..999].as_flattened(), &mut batch)
+        .unwrap();
     for (i, (image, p)) in images.iter().zip(&batch).enumerate() {
-        assert_eq!(*p, int8.predict(image), "batch prediction of image {i}");
+        assert_eq!(
+            *p,
+            int8.predict(image).unwrap(),
+            "batch prediction of image {i}"
+        );
     }
 
     assert!(f32_correct > 900, "f32 {f32_correct}/1000");

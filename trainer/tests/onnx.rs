@@ -57,13 +57,15 @@ fn pytorch_gemm_layers_with_transposed_weights_read_the_same() {
             float_tensor("fc2.weight", &[10, 512], &w2),
             float_tensor("fc2.bias", &[10], net.b2.as_slice()),
         ],
+        784,
+        10,
     );
     use prost::Message;
     same(&onnx::import(&model.encode_to_vec()).unwrap(), &net);
 }
 
 #[test]
-fn what_is_not_a_784_512_10_mlp_is_refused_naming_it() {
+fn what_is_not_a_784_h_10_mlp_is_refused_naming_it() {
     let err = |bytes: &[u8]| format!("{:#}", onnx::import(bytes).unwrap_err());
     assert!(err(b"\xff\xff not protobuf").contains("not an ONNX model"));
     use prost::Message;
@@ -75,19 +77,23 @@ fn what_is_not_a_784_512_10_mlp_is_refused_naming_it() {
             node("MatMul", &["h", "w2"], "logits"),
         ],
         vec![
-            float_tensor("w1", &[784, 256], &vec![0.0; 784 * 256]),
+            float_tensor("w1", &[100, 256], &vec![0.0; 100 * 256]),
             float_tensor("w2", &[256, 10], &vec![0.0; 2560]),
         ],
+        100,
+        10,
     );
     let message = err(&narrow.encode_to_vec());
     assert!(
-        message.contains("(784, 256)") && message.contains("784→512→10"),
+        message.contains("(100, 256)") && message.contains("784→H→10"),
         "{message}"
     );
     let sigmoid = model_proto(
         "sigmoid",
         vec![node("Sigmoid", &["pixels"], "logits")],
         vec![],
+        784,
+        10,
     );
     let message = err(&sigmoid.encode_to_vec());
     assert!(message.contains("Sigmoid"), "{message}");

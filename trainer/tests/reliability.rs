@@ -235,7 +235,7 @@ fn weights_choose_the_integer_files_and_every_command_reads_them() {
     let inspect = trainer(&["inspect", int4.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&inspect.stdout);
     assert!(
-        text.contains("int4 model") && text.contains("w1:       int4"),
+        text.contains("int4 model") && text.contains("layer 1:  784→512, int4 weights per unit"),
         "{text}"
     );
 
@@ -305,7 +305,9 @@ fn inspect_json_and_eval_plots_describe_an_existing_model() {
         facts["bytes"].as_u64().unwrap(),
         std::fs::metadata(&model).unwrap().len()
     );
-    assert!(facts["hidden_scale"].as_f64().unwrap() > 0.0);
+    assert_eq!(facts["shape"], serde_json::json!([784, 512, 10]));
+    assert!(facts["layers"][0]["act_scale"].as_f64().unwrap() > 0.0);
+    assert_eq!(facts["layers"][1]["act_scale"], serde_json::Value::Null);
 
     let plots = temp_dir("eval-plots");
     let run = trainer(&[

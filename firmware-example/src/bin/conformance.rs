@@ -15,13 +15,16 @@ mod platform;
 
 use cortex_m_rt::entry;
 use infer_core::Kernel;
-use infer_core::kernels::conformance::{self, SCRATCH_LEN};
+use infer_core::kernels::conformance::{self, TUTORIAL_SHAPES, scratch_len};
 
 use platform::{exit, log};
 
 /// Random shapes per kernel, as many as `cargo test` runs on the host: the same seed gives the
 /// same cases.
 const RANDOM_CASES: u32 = 300;
+
+/// Weight bytes of the cases: the tutorial network's layers.
+const SCRATCH_LEN: usize = scratch_len(&TUTORIAL_SHAPES);
 
 /// Weights of the cases, in RAM (the suite writes them).
 static mut SCRATCH: [i8; SCRATCH_LEN] = [0; SCRATCH_LEN];
@@ -32,7 +35,7 @@ fn main() -> ! {
     let scratch = unsafe { &mut *core::ptr::addr_of_mut!(SCRATCH) };
     let mut failed = 0;
     for kernel in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
-        let result = conformance::run(kernel, scratch, RANDOM_CASES, |part| {
+        let result = conformance::run(kernel, scratch, &TUTORIAL_SHAPES, RANDOM_CASES, |part| {
             log!("conformance: {}: {}", kernel.name(), part)
         });
         match result {

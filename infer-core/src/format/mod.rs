@@ -329,7 +329,13 @@ impl Header {
     pub fn max_hidden_width(&self) -> usize {
         self.layers()
             .filter(|l| !l.last)
-            .map(|l| if l.weights.is_integer() { l.padded_rows() } else { l.outputs })
+            .map(|l| {
+                if l.weights.is_integer() {
+                    l.padded_rows()
+                } else {
+                    l.outputs
+                }
+            })
             .max()
             .unwrap_or(0)
     }
@@ -550,7 +556,8 @@ pub(crate) struct Fields<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Fields<'a> {
     pub(crate) fn varint(&mut self) -> Result<u32, FormatError> {
-        let (v, rest) = postcard::take_from_bytes::<u32>(self.0).map_err(|_| FormatError::Malformed)?;
+        let (v, rest) =
+            postcard::take_from_bytes::<u32>(self.0).map_err(|_| FormatError::Malformed)?;
         self.0 = rest;
         Ok(v)
     }
@@ -603,7 +610,11 @@ fn header(bytes: &[u8]) -> Result<(Header, Fields<'_>), FormatError> {
         // Cannot fail: at most MAX_LAYERS.
         let _ = header.weights.push(w);
     }
-    if header.weights.iter().any(|w| w.is_integer() != !header.is_f32()) {
+    if header
+        .weights
+        .iter()
+        .any(|w| w.is_integer() == header.is_f32())
+    {
         return Err(FormatError::WrongKind);
     }
     for index in 0..=n {

@@ -1,8 +1,8 @@
 //! Reading: validation once, then zero-copy views of each layer's sections.
 
 use super::{
-    CRC, CRC_LEN, DEFAULT_MAX_WIDTH, Fields, FormatError, Header, Layer, MAX_F32_WEIGHT, MAX_LAYERS,
-    MAX_SCALE, PREAMBLE_LEN, SECTION_ALIGN, Weights, float, header, int, sections,
+    CRC, CRC_LEN, DEFAULT_MAX_WIDTH, Fields, FormatError, Header, Layer, MAX_F32_WEIGHT,
+    MAX_LAYERS, MAX_SCALE, PREAMBLE_LEN, SECTION_ALIGN, Weights, float, header, int, sections,
 };
 
 /// Checks the CRC and decodes the header; the fields after it.
@@ -73,8 +73,16 @@ fn f32_of(b: &[u8; 4]) -> f32 {
     f32::from_le_bytes(*b)
 }
 
-fn check_scales(layer: usize, section: &'static str, scales: &[[u8; 4]]) -> Result<(), FormatError> {
-    match scales.iter().map(f32_of).position(|s| !(s > 0.0 && s <= MAX_SCALE)) {
+fn check_scales(
+    layer: usize,
+    section: &'static str,
+    scales: &[[u8; 4]],
+) -> Result<(), FormatError> {
+    match scales
+        .iter()
+        .map(f32_of)
+        .position(|s| !(s > 0.0 && s <= MAX_SCALE))
+    {
         Some(index) => Err(FormatError::BadScale {
             layer,
             section,

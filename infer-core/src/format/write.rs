@@ -294,7 +294,7 @@ fn check_quant(l: &Layer, p: &QuantLayerParts<'_>) -> Result<(), FormatError> {
     if !p.weights.is_integer() {
         return Err(FormatError::WrongKind);
     }
-    let stores_scales = !(p.weights == Weights::Int4 && !l.last);
+    let stores_scales = p.weights != Weights::Int4 || l.last;
     if stores_scales {
         check_len(i, "w_scale", p.w_scale.len(), r)?;
     }
@@ -315,7 +315,10 @@ fn check_quant(l: &Layer, p: &QuantLayerParts<'_>) -> Result<(), FormatError> {
     Ok(())
 }
 
-fn encode_quant(parts: &[QuantLayerParts<'_>], buf: Option<&mut [u8]>) -> Result<usize, FormatError> {
+fn encode_quant(
+    parts: &[QuantLayerParts<'_>],
+    buf: Option<&mut [u8]>,
+) -> Result<usize, FormatError> {
     let layers = chain(parts.iter().map(|p| (p.weights, p.inputs, p.outputs)))?;
     let mut w = Writer { buf, pos: 0 };
     w.header(&layers)?;

@@ -409,7 +409,9 @@ fn extremes<V: Width>(
                 out.copy_from_slice(init);
                 V::matvec(kernel, w, x, out).map_err(refused(case))?;
                 // The padding columns meet zeros.
-                let sum = weight.wrapping_mul(i32::from(input)).wrapping_mul(cols as i32);
+                let sum = weight
+                    .wrapping_mul(i32::from(input))
+                    .wrapping_mul(cols as i32);
                 for (row, (&g, &i)) in out.iter().zip(init).enumerate() {
                     if g != i.wrapping_add(sum) {
                         return Err(Failure::Mismatch {

@@ -74,11 +74,11 @@ pub mod conformance;
 
 use core::fmt;
 
+pub(crate) use arch::{Arch, BatchArch, Groups, chunks};
 pub use arch::{
     GROUP, LIST_GROUPS, NIBBLE_OFFSET, TILE_BYTES, TILE_ROWS, TILE4_BYTES, nibble_index,
     tiled_index,
 };
-pub(crate) use arch::{Arch, BatchArch, Groups, chunks};
 
 use crate::Weights;
 

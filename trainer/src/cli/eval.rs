@@ -4,11 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use infer_core::INPUTS;
 use trainer::metrics::Confusion;
 use trainer::model_file::ModelFile;
 use trainer::output::write_atomic;
-use trainer::plots;
+use trainer::{pipeline, plots};
 
 use super::{default_data_dir, emit};
 
@@ -33,22 +32,22 @@ pub(crate) fn eval(args: EvalArgs) -> Result<()> {
     let model = file.open(&args.model)?;
     let data_dir = args.data.unwrap_or_else(default_data_dir);
     let test = trainer::idx::load_test(&data_dir)?;
-    let predictions: Vec<u8> = test
-        .images
-        .as_chunks::<INPUTS>()
-        .0
-        .iter()
-        .map(|image| model.classify(image))
-        .collect();
+    let width = model.inputs();
+    let fits = |e: anyhow::Error| {
+        e.context(format!(
+            "{} takes {width} inputs; the images in {} have {}",
+            args.model.display(),
+            data_dir.display(),
+            test.images.len() / test.len().max(1)
+        ))
+    };
+    let predictions: Vec<u8> =
+        pipeline::predictions(&test, |image| model.classify(image)).map_err(fits)?;
     if let Some(path) = &args.logits {
-        let bytes: Vec<u8> = test
-            .images
-            .as_chunks::<INPUTS>()
-            .0
-            .iter()
-            .flat_map(|image| model.logits(image))
-            .flat_map(f32::to_le_bytes)
-            .collect();
+        let mut bytes = Vec::with_capacity(test.len() * model.classes() * 4);
+        for image in test.images.chunks_exact(width) {
+            bytes.extend(model.logits(image)?.iter().flat_map(|v| v.to_le_bytes()));
+        }
         write_atomic(path, &bytes)?;
     }
     let confusion = Confusion::new(&test.labels, &predictions);

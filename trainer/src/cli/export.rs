@@ -37,9 +37,8 @@ pub(crate) fn export(args: ExportArgs) -> Result<()> {
     let model = file.open(&args.model)?;
     let bytes = match args.format {
         ExportFormat::Onnx => match model {
-            Classifier::F32(m) => trainer::onnx::export_f32(&m),
-            Classifier::Int8(m) => trainer::onnx::export_quant(&m)?,
-            Classifier::Int4(m) => trainer::onnx::export_quant(&m)?,
+            Classifier::F32(ref m) => trainer::onnx::export_f32(m),
+            Classifier::Quant(ref m) => trainer::onnx::export_quant(m)?,
         },
         ExportFormat::C => {
             let stem = args

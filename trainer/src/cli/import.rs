@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use infer_core::format::write;
 use trainer::idx::load_mnist;
 use trainer::output_set::OutputSet;
 use trainer::pipeline::{write_f32, write_quant};
+use trainer::quantize::model_bytes_bound;
 use trainer::quantize::{
     CALIBRATION_IMAGES, Width, calibrate_hidden_scale, quantize_with_hidden_scale,
 };
@@ -33,9 +33,9 @@ pub(crate) fn import(args: ImportArgs) -> Result<()> {
     let bytes = std::fs::read(&args.model)
         .with_context(|| format!("cannot read {}", args.model.display()))?;
     let net = trainer::onnx::import(&bytes)
-        .with_context(|| format!("{} is not a usable 784-512-10 model", args.model.display()))?;
+        .with_context(|| format!("{} is not a usable 784-H-10 model", args.model.display()))?;
     let data_dir = args.data.unwrap_or_else(default_data_dir);
-    let need = (write::MAX_F32_LEN + write::MAX_INT8_LEN) as u64;
+    let need = 2 * model_bytes_bound(net.w1.ncols(), net.w1.nrows(), net.w2.ncols());
     let out = OutputSet::begin(&args.out, need)?;
     let mnist = load_mnist(&data_dir)?;
     let scale = calibrate_hidden_scale(&net, &mnist.train.head(CALIBRATION_IMAGES));

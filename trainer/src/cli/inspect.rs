@@ -2,10 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
-use infer_core::format::Bits;
-use infer_core::{INPUTS, Kernel, QuantModel};
+use infer_core::Kernel;
 use trainer::model_file::{Classifier, ModelFile};
 
 use super::emit;
@@ -19,80 +18,82 @@ pub(crate) struct InspectArgs {
     json: bool,
 }
 
-/// Weights and biases of the 784-512-10 network.
-const PARAMETERS: usize = INPUTS * infer_core::HIDDEN
-    + infer_core::HIDDEN
-    + infer_core::HIDDEN * infer_core::CLASSES
-    + infer_core::CLASSES;
-
 pub(crate) fn inspect(args: InspectArgs) -> Result<()> {
     let file = ModelFile::read(&args.model)?;
     let bytes = file.bytes();
-    let kind = infer_core::format::peek_kind(bytes)
-        .with_context(|| format!("{} is not a usable model file", args.model.display()))?;
     let model = file.open(&args.model)?;
+    let header = model.header();
+    let kind = header.kind_name();
+    let widths = header.widths();
+    let parameters: usize = header.layers().map(|l| l.parameters()).sum();
+    let shape = widths
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("-");
     let crc = bytes
         .last_chunk::<4>()
         .map_or(0, |c| u32::from_le_bytes(*c));
-    let mut facts = serde_json::json!({
-        "file": args.model.display().to_string(),
-        "bytes": bytes.len(),
-        "format_version": infer_core::format::VERSION,
-        "kind": kind.name(),
-        "status": "valid",
-        "crc32": format!("{crc:#010x}"),
-        "shape": [INPUTS, infer_core::HIDDEN, infer_core::CLASSES],
-        "parameters": PARAMETERS,
-    });
     let range = |v: Vec<f32>| {
         let min = v.iter().copied().fold(f32::INFINITY, f32::min);
         let max = v.iter().copied().fold(0.0f32, f32::max);
         serde_json::json!({ "min": min, "max": max })
     };
-    fn quant<B: Bits>(
-        m: &QuantModel<'_, B>,
-        range: impl Fn(Vec<f32>) -> serde_json::Value,
-    ) -> serde_json::Value {
-        serde_json::json!({
-            "hidden_scale": m.hidden_scale(),
-            "w1_scale": range(m.w1_scales().collect()),
-            "w2_scale": range(m.w2_scales().collect()),
-            "kernel": Kernel::best().name(),
-        })
-    }
-    let details = match model {
-        Classifier::Int8(m) => Some(quant(&m, range)),
-        Classifier::Int4(m) => Some(quant(&m, range)),
-        Classifier::F32(_) => None,
+    let layers: Vec<serde_json::Value> = match &model {
+        Classifier::Quant(m) => m
+            .layers()
+            .iter()
+            .map(|l| {
+                let s = l.layer();
+                serde_json::json!({
+                    "inputs": s.inputs,
+                    "outputs": s.outputs,
+                    "weights": s.weights.name(),
+                    "w_scale": range(l.w_scales().collect()),
+                    "act_scale": l.act_scale(),
+                })
+            })
+            .collect(),
+        Classifier::F32(m) => m
+            .layers()
+            .iter()
+            .map(|l| {
+                let s = l.layer();
+                serde_json::json!({
+                    "inputs": s.inputs,
+                    "outputs": s.outputs,
+                    "weights": "f32",
+                })
+            })
+            .collect(),
     };
-    if let (Some(d), Some(f)) = (&details, facts.as_object_mut()) {
-        f.extend(
-            d.as_object()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
+    let mut facts = serde_json::json!({
+        "file": args.model.display().to_string(),
+        "bytes": bytes.len(),
+        "format_version": infer_core::format::VERSION,
+        "kind": kind,
+        "status": "valid",
+        "crc32": format!("{crc:#010x}"),
+        "shape": widths,
+        "parameters": parameters,
+        "layers": layers,
+    });
+    if let (Classifier::Quant(_), Some(f)) = (&model, facts.as_object_mut()) {
+        f.insert("kernel".into(), Kernel::best().name().into());
     }
     if args.json {
         return emit(&format!("{}\n", serde_json::to_string_pretty(&facts)?));
     }
     say!("file:     {} ({} bytes)", args.model.display(), bytes.len())?;
     say!(
-        "format:   version {}, {} model",
-        infer_core::format::VERSION,
-        kind.name()
+        "format:   version {}, {kind} model",
+        infer_core::format::VERSION
     )?;
     say!("status:   valid (CRC-32 {crc:#010x} matches; every section checked)")?;
-    say!(
-        "shape:    {}-{}-{}, {PARAMETERS} parameters",
-        INPUTS,
-        infer_core::HIDDEN,
-        infer_core::CLASSES
-    )?;
-    let Some(d) = details else {
+    say!("shape:    {shape}, {parameters} parameters")?;
+    let Classifier::Quant(m) = &model else {
         return say!("kind:     f32");
     };
-    let width = kind.name();
     let span = |v: &serde_json::Value| {
         format!(
             "{:.3e} … {:.3e}",
@@ -100,19 +101,22 @@ pub(crate) fn inspect(args: InspectArgs) -> Result<()> {
             v["max"].as_f64().unwrap_or(0.0)
         )
     };
-    say!("kind:     {width} (integer-only inference)")?;
-    say!("input:    u8 pixels, scale 1/255, zero point 0")?;
-    say!(
-        "hidden:   u8 activations, scale {:.4e}",
-        d["hidden_scale"].as_f64().unwrap_or(0.0)
-    )?;
-    say!(
-        "w1:       {width} per hidden unit, scales {}",
-        span(&d["w1_scale"])
-    )?;
-    say!(
-        "w2:       {width} per class, scales {}",
-        span(&d["w2_scale"])
-    )?;
+    say!("kind:     {kind} (integer-only inference)")?;
+    say!("input:    u8, scale 1/255, zero point 0")?;
+    for (l, facts) in m.layers().iter().zip(&layers) {
+        let s = l.layer();
+        let what = if s.last { "per class" } else { "per unit" };
+        say!(
+            "layer {}:  {}→{}, {} weights {what}, scales {}",
+            s.index + 1,
+            s.inputs,
+            s.outputs,
+            s.weights,
+            span(&facts["w_scale"])
+        )?;
+        if let Some(a) = l.act_scale() {
+            say!("          u8 outputs, scale {a:.4e}")?;
+        }
+    }
     say!("kernel:   {} on this machine", Kernel::best())
 }

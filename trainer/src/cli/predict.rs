@@ -30,6 +30,13 @@ const LOW_MARGIN: f32 = 0.2;
 pub(crate) fn predict(args: PredictArgs) -> Result<ExitCode> {
     let file = ModelFile::read(&args.model)?;
     let model = file.open(&args.model)?;
+    anyhow::ensure!(
+        model.inputs() == trainer::shape::INPUTS,
+        "{} takes {} inputs: predict reads images as 28 × 28 = {} pixels",
+        args.model.display(),
+        model.inputs(),
+        trainer::shape::INPUTS
+    );
     let mut results = Vec::with_capacity(args.images.len());
     let mut failed = 0;
     // Every image gets its own answer or its own error; one bad file does not stop the others.
@@ -37,10 +44,11 @@ pub(crate) fn predict(args: PredictArgs) -> Result<ExitCode> {
         let mut entry = serde_json::json!({ "image": path.display().to_string() });
         match trainer::digit::read(path) {
             Ok(image) => {
-                let (digit, probabilities) = model.probabilities(&image);
-                let mut sorted = probabilities;
+                let (digit, probabilities) = model.probabilities(&image)?;
+                let mut sorted = probabilities.clone();
                 sorted.sort_by(|a, b| b.total_cmp(a));
-                let (top, next) = (sorted[0], sorted[1]);
+                let at = |i: usize| sorted.get(i).copied().unwrap_or(0.0);
+                let (top, next) = (at(0), at(1));
                 let warning = (top < LOW_TOP || top - next < LOW_MARGIN).then(|| {
                     format!(
                         "low confidence: top probability {top:.2}, {:.2} ahead of the next",

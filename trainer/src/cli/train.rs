@@ -7,7 +7,6 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use infer_core::format::write;
 use trainer::idx::load_mnist;
 use trainer::metrics::Confusion;
 use trainer::output::{F32_FILE, REPORT_FILE, Report, write_atomic};
@@ -15,6 +14,8 @@ use trainer::output_set::{MANIFEST, OutputSet, check_writable_dir, check_writabl
 use trainer::pipeline::{self, Run};
 use trainer::plots;
 use trainer::quantize::Width;
+use trainer::quantize::model_bytes_bound;
+use trainer::shape::{CLASSES, INPUTS};
 use trainer::train::{Progress, Recipe, TrainConfig, default_validation_split};
 
 use super::{default_data_dir, emit, positive_f32, validation_fraction};
@@ -58,6 +59,10 @@ pub(crate) struct TrainArgs {
     /// Passes over the training set, 1 to 100000 [default: 5 (tutorial), 40 (best)]
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     epochs: Option<u32>,
+    /// Units of the hidden ReLU layer, 1 to 1024 (the tutorial's 512; 128 or 64 fit 64 KB parts
+    /// in int4).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    hidden: u32,
     /// Images per gradient step, 1 to 65535.
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65_535))]
     batch_size: u32,
@@ -199,6 +204,7 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
         batch_size: args.batch_size as usize,
         learning_rate: args.learning_rate.unwrap_or(recipe.learning_rate),
         seed: args.seed,
+        hidden: args.hidden as usize,
         qat_width: args.weights.qat_width(),
         ..recipe
     };
@@ -388,8 +394,8 @@ impl Places {
         }
 
         let epochs = u64::from(args.epochs.unwrap_or(100));
-        let mut set_bytes =
-            (write::MAX_F32_LEN + args.weights.widths().len() * write::MAX_INT8_LEN) as u64;
+        let file = model_bytes_bound(INPUTS, args.hidden as usize, CLASSES);
+        let mut set_bytes = file * (1 + args.weights.widths().len() as u64);
         match &report {
             Place::InSet(_) => set_bytes += report_bytes(epochs),
             Place::Outside(path) => check_writable_file(path, report_bytes(epochs))?,
