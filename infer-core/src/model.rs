@@ -14,6 +14,13 @@ const ROWS_PER_PASS: usize = if cfg!(target_os = "none") {
     512
 };
 
+/// Output rows per walk: a tile on a microcontroller (64 bytes of stack), every class elsewhere.
+const OUTPUT_ROWS_PER_PASS: usize = if cfg!(target_os = "none") {
+    TILE_ROWS
+} else {
+    MAX_CLASSES
+};
+
 /// Logits, one per class.
 pub type Logits<T> = heapless::Vec<T, MAX_CLASSES>;
 
@@ -32,32 +39,37 @@ impl<'a> QuantLayer<'a> {
         Matrix::new(self.layer.weights, self.w)
     }
 
-    /// `acc = bias + W · x` for rows `first..first + acc.len()` (whole row blocks) on `A`, `x`
-    /// gathered in `groups` already when it has one chunk.
+    /// One pass of a hidden layer: `out = requantize(bias − excess + W · x)` for the rows of
+    /// `m` (whole row blocks), `x` gathered in `groups` already when it has one chunk (`chunks`
+    /// is 1), else gathered here chunk by chunk.
     ///
     /// # Safety
-    /// The running CPU has the instructions `A` uses; `x.len()` is the layer's inputs; the rows
-    /// lie inside the layer's padded rows.
+    /// The running CPU has the instructions `A` uses; `m` is `acc.len()` rows of `x.len()`
+    /// inputs rounded up to 4; `bias`, `mul`, `shift` and `out` hold `acc.len()` rows.
     #[inline(always)]
-    unsafe fn rows<A: Arch>(
-        &self,
-        x: &[u8],
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn pass<A: Arch>(
+        m: Matrix<'_>,
+        (x, chunks): (&[u8], usize),
         groups: &mut Groups<A::Group>,
-        first: usize,
+        (bias, excess): (&[[u8; 4]], i32),
         acc: &mut [i32],
+        requantization: Option<(&[[u8; 4]], &[u8], &mut [u8])>,
     ) {
-        set_bias(acc, self.bias.get(first..).unwrap_or(&[]));
-        let m = self.matrix();
-        m.take_excess(x, acc);
-        let m = m.row_blocks(first, acc.len(), self.layer.padded_cols());
-        let n = chunks(x.len());
-        for chunk in 0..n {
-            if n > 1 {
-                groups.gather::<A>(x, chunk);
-            }
-            // SAFETY: `acc.len()` rows (whole blocks) of the layer's padded inputs, `x` of its
-            // inputs; the CPU by the caller.
+        start(acc, bias, excess);
+        if chunks == 1 {
+            // SAFETY: the caller's guarantee.
             unsafe { m.walk::<A>(groups, acc) };
+        } else {
+            for chunk in 0..chunks {
+                groups.gather::<A>(x, chunk);
+                // SAFETY: as above.
+                unsafe { m.walk::<A>(groups, acc) };
+            }
+        }
+        if let Some((mul, shift, out)) = requantization {
+            // SAFETY: the CPU by the caller.
+            unsafe { A::requantize(acc, mul, shift, out) };
         }
     }
 
@@ -67,49 +79,113 @@ impl<'a> QuantLayer<'a> {
     /// (on a Cortex-M4 it is 2.4 KB).
     ///
     /// # Safety
-    /// As [`Self::rows`]; `out.len()` is the layer's padded rows.
+    /// The running CPU has the instructions `A` uses; `x.len()` is the layer's inputs;
+    /// `out.len()` is the layer's padded rows.
     #[inline(never)]
     unsafe fn hidden<A: Arch>(&self, x: &[u8], out: &mut [u8]) {
+        // Built where it stays: the list is never copied.
         let mut groups = Groups::new();
-        if chunks(x.len()) == 1 {
+        let n = chunks(x.len());
+        if n == 1 {
             groups.gather::<A>(x, 0);
         }
-        let mut acc = [0i32; ROWS_PER_PASS];
+        let m = self.matrix();
+        let excess = m.excess(x);
+        const P: usize = ROWS_PER_PASS;
+        let pass_bytes = P * self.layer.padded_cols() * self.layer.weights.bits() / 8;
+        let mut acc = [0i32; P];
         let passes = out
-            .chunks_mut(ROWS_PER_PASS)
-            .zip(self.multiplier.chunks(ROWS_PER_PASS))
-            .zip(self.shift.chunks(ROWS_PER_PASS));
-        for (pass, ((out, m), s)) in passes.enumerate() {
-            let acc = acc.get_mut(..out.len()).unwrap_or(&mut []);
-            // SAFETY: whole row blocks (`ROWS_PER_PASS` and the padded rows are multiples of 16)
-            // inside the layer; the rest by the caller.
+            .chunks_exact_mut(P)
+            .zip(self.w.chunks_exact(pass_bytes))
+            .zip(self.bias.chunks_exact(P))
+            .zip(self.multiplier.chunks_exact(P))
+            .zip(self.shift.chunks_exact(P));
+        for ((((out, w), bias), mul), shift) in passes {
+            // SAFETY: `P` rows (whole row blocks) of the layer's padded inputs; the rest by the
+            // caller.
             unsafe {
-                self.rows::<A>(x, &mut groups, pass * ROWS_PER_PASS, acc);
-                A::requantize(acc, m, s, out);
-            }
+                Self::pass::<A>(
+                    m.with_bytes(w),
+                    (x, n),
+                    &mut groups,
+                    (bias, excess),
+                    &mut acc,
+                    Some((mul, shift, out)),
+                )
+            };
+        }
+        // The rows after the last whole pass (where a pass is more than one tile).
+        let done = out.len() / P * P;
+        let rest = out.len() - done;
+        if let (Some(out), Some(w), Some(bias), Some(mul), Some(shift), Some(acc)) = (
+            out.get_mut(done..),
+            self.w.get(done / P * pass_bytes..),
+            self.bias.get(done..),
+            self.multiplier.get(done..),
+            self.shift.get(done..),
+            acc.get_mut(..rest),
+        ) && rest > 0
+        {
+            // SAFETY: as above, `rest` rows (whole row blocks).
+            unsafe {
+                Self::pass::<A>(
+                    m.with_bytes(w),
+                    (x, n),
+                    &mut groups,
+                    (bias, excess),
+                    acc,
+                    Some((mul, shift, out)),
+                )
+            };
         }
     }
 
-    /// The output layer's accumulators (its padded rows) for `x`.
+    /// The output layer's prediction for `x`, its rows computed [`OUTPUT_ROWS_PER_PASS`] at a
+    /// time straight into the logits.
     ///
     /// # Safety
     /// As [`Self::rows`].
     #[inline(never)]
-    unsafe fn output<A: Arch>(&self, x: &[u8]) -> [i32; MAX_CLASSES] {
-        let mut acc = [0i32; MAX_CLASSES];
-        let rows = self.layer.padded_rows().min(MAX_CLASSES);
+    unsafe fn output<A: Arch>(&self, x: &[u8]) -> Prediction {
+        let mut logits = Logits::new();
         let mut groups = Groups::new();
-        if chunks(x.len()) == 1 {
+        let n = chunks(x.len());
+        if n == 1 {
             groups.gather::<A>(x, 0);
         }
-        // SAFETY: the padded rows (at most MAX_CLASSES, a multiple of 16, checked at load).
-        unsafe { self.rows::<A>(x, &mut groups, 0, acc.get_mut(..rows).unwrap_or(&mut [])) };
-        acc
-    }
-
-    /// The prediction from the output layer's accumulators.
-    fn prediction(&self, acc: &[i32]) -> Prediction {
-        prediction(acc.get(..self.layer.outputs).unwrap_or(&[]), self.w_scale)
+        let m = self.matrix();
+        let excess = m.excess(x);
+        const P: usize = OUTPUT_ROWS_PER_PASS;
+        let pass_bytes = P * self.layer.padded_cols() * self.layer.weights.bits() / 8;
+        let mut acc = [0i32; P];
+        let rows = self.layer.padded_rows().min(MAX_CLASSES);
+        for (pass, (w, bias)) in self
+            .w
+            .chunks(pass_bytes)
+            .zip(self.bias.chunks(P))
+            .enumerate()
+        {
+            let first = pass * P;
+            let acc = acc
+                .get_mut(..rows.saturating_sub(first).min(P))
+                .unwrap_or(&mut []);
+            // SAFETY: whole row blocks inside the padded rows (at most MAX_CLASSES, checked at
+            // load), `w` their weights; the rest by the caller.
+            unsafe {
+                Self::pass::<A>(
+                    m.with_bytes(w),
+                    (x, n),
+                    &mut groups,
+                    (bias, excess),
+                    acc,
+                    None,
+                )
+            };
+            let real = self.layer.outputs.saturating_sub(first).min(acc.len());
+            // Cannot fail: at most the classes, at most MAX_CLASSES.
+            let _ = logits.extend_from_slice(acc.get(..real).unwrap_or(&[]));
+        }
+        prediction(logits, self.w_scale)
     }
 }
 
@@ -184,40 +260,61 @@ impl<'a, const MAX_WIDTH: usize> QuantModel<'a, MAX_WIDTH> {
         Ok(())
     }
 
-    /// One input through the layers on `A`, two activation buffers ping-ponging.
+    /// One input through the layers on `A`: the first hidden layer into one activation buffer;
+    /// a second one only for deeper networks ([`Self::deep`]).
     ///
     /// # Safety
     /// The running CPU has the instructions `A` uses; `input.len()` is the model's inputs.
     #[inline(always)]
     unsafe fn forward<A: Arch>(&self, input: &[u8]) -> Prediction {
-        let (mut a, mut b) = ([0u8; MAX_WIDTH], [0u8; MAX_WIDTH]);
-        let (mut src, mut dst) = (&mut a, &mut b);
-        let mut x_len = input.len();
         let Some((last, hidden)) = self.layers.split_last() else {
-            return prediction(&[], &[]);
+            return prediction(Logits::new(), &[]);
         };
-        for (i, layer) in hidden.iter().enumerate() {
-            let rows = layer.layer.padded_rows();
-            let out = dst.get_mut(..rows).unwrap_or(&mut []);
-            let x = if i == 0 {
-                input
-            } else {
-                src.get(..x_len).unwrap_or(&[])
-            };
-            // SAFETY: `x` has the layer's inputs (the model's, or the previous layer's outputs),
-            // `out` its padded rows (at most MAX_WIDTH, checked at load); the CPU by the caller.
-            unsafe { layer.hidden::<A>(x, out) };
+        let Some((first, deeper)) = hidden.split_first() else {
+            // SAFETY: the input has the layer's inputs; the CPU by the caller.
+            return unsafe { last.output::<A>(input) };
+        };
+        let mut a = [0u8; MAX_WIDTH];
+        let out = a.get_mut(..first.layer.padded_rows()).unwrap_or(&mut []);
+        // SAFETY: `input` has the layer's inputs, `out` its padded rows (at most MAX_WIDTH,
+        // checked at load); the CPU by the caller.
+        unsafe { first.hidden::<A>(input, out) };
+        let outputs = first.layer.outputs;
+        if deeper.is_empty() {
+            // SAFETY: as above, the previous layer's outputs being this one's inputs.
+            unsafe { last.output::<A>(a.get(..outputs).unwrap_or(&[])) }
+        } else {
+            // SAFETY: as above.
+            unsafe { Self::deep::<A>(deeper, last, &mut a, outputs) }
+        }
+    }
+
+    /// The hidden layers after the first (their input, `outputs` values, in `a`), then the output
+    /// layer, two buffers ping-ponging. Not inlined: the second buffer is on the stack only for
+    /// networks with more than one hidden layer.
+    ///
+    /// # Safety
+    /// As [`Self::forward`].
+    #[inline(never)]
+    unsafe fn deep<A: Arch>(
+        hidden: &[QuantLayer<'_>],
+        last: &QuantLayer<'_>,
+        a: &mut [u8; MAX_WIDTH],
+        outputs: usize,
+    ) -> Prediction {
+        let mut b = [0u8; MAX_WIDTH];
+        let (mut src, mut dst) = (a, &mut b);
+        let mut x_len = outputs;
+        for layer in hidden {
+            let out = dst.get_mut(..layer.layer.padded_rows()).unwrap_or(&mut []);
+            // SAFETY: `src` holds the layer's inputs, `out` is its padded rows (at most
+            // MAX_WIDTH, checked at load); the CPU by the caller.
+            unsafe { layer.hidden::<A>(src.get(..x_len).unwrap_or(&[]), out) };
             x_len = layer.layer.outputs;
             core::mem::swap(&mut src, &mut dst);
         }
-        let x = if hidden.is_empty() {
-            input
-        } else {
-            src.get(..x_len).unwrap_or(&[])
-        };
         // SAFETY: as above.
-        let acc = unsafe { last.output::<A>(x) };
-        last.prediction(&acc)
+        unsafe { last.output::<A>(src.get(..x_len).unwrap_or(&[])) }
     }
 
     /// Four inputs through the layers on `A`'s batch form.
@@ -251,8 +348,7 @@ impl<'a, const MAX_WIDTH: usize> QuantModel<'a, MAX_WIDTH> {
             let m = layer.matrix();
             let mut accs = accs;
             for (acc, x) in accs.iter_mut().zip(xs) {
-                set_bias(acc, layer.bias);
-                m.take_excess(x, acc);
+                start(acc, layer.bias, m.excess(x));
             }
             for chunk in 0..chunks(x_len) {
                 groups.gather4::<A>(xs, chunk);
@@ -262,7 +358,10 @@ impl<'a, const MAX_WIDTH: usize> QuantModel<'a, MAX_WIDTH> {
                 unsafe { m.walk_x4::<A>(&groups, outs) };
             }
             if i + 1 == n {
-                return logits.map(|l| layer.prediction(&l));
+                return logits.map(|l| {
+                    let real = l.get(..layer.layer.outputs).unwrap_or(&[]);
+                    prediction(real.iter().copied().collect(), layer.w_scale)
+                });
             }
             for (out, acc) in dst.iter_mut().zip(&accs) {
                 let out = out.get_mut(..rows).unwrap_or(&mut []);
@@ -272,7 +371,7 @@ impl<'a, const MAX_WIDTH: usize> QuantModel<'a, MAX_WIDTH> {
             x_len = layer.layer.outputs;
             core::mem::swap(&mut src, &mut dst);
         }
-        [(); 4].map(|_| prediction(&[], &[]))
+        [(); 4].map(|_| prediction(Logits::new(), &[]))
     }
 
     /// The real-valued scale of class `c`'s logit accumulator (0 outside the classes).
@@ -323,11 +422,18 @@ impl<const W: usize> ArchOp for PredictX4<'_, '_, W> {
     }
 }
 
-/// `acc[j] = bias[j]`: the accumulators start from the biases (little-endian i32, read in place).
+/// `acc[j] = bias[j] − excess`: where the accumulators start (little-endian i32 biases, read in
+/// place). Without an excess (int8 weights), a plain copy.
 #[inline(always)]
-fn set_bias(acc: &mut [i32], bias: &[[u8; 4]]) {
-    for (a, b) in acc.iter_mut().zip(bias) {
-        *a = i32::from_le_bytes(*b);
+fn start(acc: &mut [i32], bias: &[[u8; 4]], excess: i32) {
+    if excess == 0 {
+        for (a, b) in acc.iter_mut().zip(bias) {
+            *a = i32::from_le_bytes(*b);
+        }
+    } else {
+        for (a, b) in acc.iter_mut().zip(bias) {
+            *a = i32::from_le_bytes(*b).wrapping_sub(excess);
+        }
     }
 }
 
@@ -337,8 +443,7 @@ fn set_bias(acc: &mut [i32], bias: &[[u8; 4]]) {
 /// scales exactly, in integers (no float on the integer path). (The input scale is common to all
 /// classes.)
 #[inline(never)]
-fn prediction(acc: &[i32], w_scale: &[[u8; 4]]) -> Prediction {
-    let logits: Logits<i32> = acc.iter().copied().collect();
+fn prediction(logits: Logits<i32>, w_scale: &[[u8; 4]]) -> Prediction {
     let real = |c: usize| {
         let (mantissa, exponent) = w_scale.get(c).map_or((0, 0), |s| split_f32(*s));
         let acc = logits.get(c).copied().unwrap_or(0);
@@ -540,9 +645,9 @@ mod tests {
         acc[7] = 20; // real 80: the largest, though its accumulator is not
         acc[9] = 80; // real 80: a tie with 7, which is lower
         acc[12] = 1_000_000; // a padding row: never a class
-        let p = prediction(&acc[..10], &scales);
+        let p = prediction(acc[..10].iter().copied().collect(), &scales);
         assert_eq!(p.class, 7);
         assert_eq!(p.logits[..], acc[..10]);
-        assert_eq!(prediction(&[0; 10], &scales).class, 0);
+        assert_eq!(prediction([0; 10].into_iter().collect(), &scales).class, 0);
     }
 }

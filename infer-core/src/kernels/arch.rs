@@ -73,29 +73,39 @@ impl<G> Groups<G> {
         }
     }
 
-    /// Walks the groups of chunk `chunk` of a vector of `len` inputs (the last group zero-padded
-    /// when `len` is not a multiple of 4: the matrix has `cols` = `len` rounded up to 4 inputs);
-    /// `entry(g, offset)` gives the entry of group `g` (whose weights start `offset` = 64·g bytes
-    /// into each row block) if it is live.
+    /// Fills the list with the entries `entry(g, b, offset)` gives for groups `g` (inputs `b`,
+    /// weights `offset` = 64·g bytes into each row block) of chunk `chunk` of `x` (the last
+    /// group zero-padded when `x.len()` is not a multiple of 4: the matrix has `cols` = `x.len()`
+    /// rounded up to 4).
     #[inline(always)]
     fn fill(
         &mut self,
-        len: usize,
+        x: &[u8],
         chunk: usize,
-        mut entry: impl FnMut(usize, u32) -> Option<G>,
+        mut entry: impl FnMut(usize, [u8; GROUP], u32) -> Option<G>,
         close: impl FnOnce(&mut GroupList<G>),
     ) {
         self.list.clear();
-        let groups = len.div_ceil(GROUP);
-        let first = chunk.saturating_mul(LIST_GROUPS).min(groups);
-        for g in first..groups.min(first + LIST_GROUPS) {
-            if let Some(e) = entry(g, (g * TILE_BYTES) as u32) {
+        let (whole, last) = split_groups(x);
+        let (first, end) = chunk_range(x.len(), chunk);
+        // A plain slice loop: the iterator adapters' state would stay in memory.
+        let groups = whole.get(first..end.min(whole.len())).unwrap_or(&[]);
+        let mut g = first;
+        for &b in groups {
+            if let Some(e) = entry(g, b, (g * TILE_BYTES) as u32) {
                 // Cannot fail: at most LIST_GROUPS groups, and the capacity is larger.
                 let _ = self.list.push(e);
             }
+            g += 1;
+        }
+        if let Some(b) = last
+            && (first..end).contains(&whole.len())
+            && let Some(e) = entry(g, b, (g * TILE_BYTES) as u32)
+        {
+            let _ = self.list.push(e);
         }
         close(&mut self.list);
-        self.cols = groups * GROUP;
+        self.cols = x.len().div_ceil(GROUP) * GROUP;
     }
 
     /// The entries, in group order (then the appended ones).
@@ -119,21 +129,28 @@ pub(crate) fn halfwords(x: [u8; 4]) -> u64 {
     a | b << 16 | c << 32 | d << 48
 }
 
-/// Group `g` of `x` as 4 bytes, the last one zero-padded; `None` past the end.
+/// The groups of chunk `chunk` of a vector of `len` inputs: `(first, end)`, clamped to the
+/// vector's `len.div_ceil(4)` groups.
 #[inline(always)]
-fn group_of(x: &[u8], g: usize) -> Option<[u8; 4]> {
+fn chunk_range(len: usize, chunk: usize) -> (usize, usize) {
+    let groups = len.div_ceil(GROUP);
+    let first = chunk.saturating_mul(LIST_GROUPS).min(groups);
+    (first, groups.min(first + LIST_GROUPS))
+}
+
+/// `x` as whole groups, and its last partial group zero-padded (if its length is not a multiple
+/// of 4).
+#[inline(always)]
+fn split_groups(x: &[u8]) -> (&[[u8; GROUP]], Option<[u8; GROUP]>) {
     let (whole, tail) = x.as_chunks::<GROUP>();
-    match whole.get(g) {
-        Some(b) => Some(*b),
-        None if g == whole.len() && !tail.is_empty() => {
-            let mut b = [0u8; GROUP];
-            for (b, &t) in b.iter_mut().zip(tail) {
-                *b = t;
-            }
-            Some(b)
+    let last = (!tail.is_empty()).then(|| {
+        let mut b = [0u8; GROUP];
+        for (b, &t) in b.iter_mut().zip(tail) {
+            *b = t;
         }
-        None => None,
-    }
+        b
+    });
+    (whole, last)
 }
 
 /// What an architecture supplies: the form of one live group, and the walk over a list of them.
@@ -205,26 +222,29 @@ impl<G> Groups<G> {
     #[inline(always)]
     pub(crate) fn gather<A: Arch<Group = G>>(&mut self, x: &[u8], chunk: usize) {
         self.fill(
-            x.len(),
+            x,
             chunk,
-            |g, offset| {
-                group_of(x, g)
-                    .filter(|b| u32::from_ne_bytes(*b) != 0)
-                    .map(|b| A::group(offset, b))
-            },
+            |_, b, offset| (u32::from_ne_bytes(b) != 0).then(|| A::group(offset, b)),
             A::close,
         )
     }
 
     /// Replaces the list with the groups of chunk `chunk` live in any of the four `xs` (all of
-    /// the first one's length; a shorter one reads as zeros) for architecture `A`.
+    /// one length) for architecture `A`.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn gather4<A: BatchArch<Group4 = G>>(&mut self, xs: [&[u8]; 4], chunk: usize) {
+        let split = xs.map(split_groups);
         self.fill(
-            xs[0].len(),
+            xs[0],
             chunk,
-            |g, offset| {
-                let bytes = xs.map(|x| group_of(x, g).unwrap_or([0; 4]));
+            |g, _, offset| {
+                let bytes = split.map(|(whole, last)| {
+                    whole
+                        .get(g)
+                        .copied()
+                        .or(if g == whole.len() { last } else { None })
+                        .unwrap_or([0; 4])
+                });
                 bytes
                     .iter()
                     .any(|b| u32::from_ne_bytes(*b) != 0)

@@ -311,14 +311,9 @@ impl<'a> Matrix<'a> {
         Self::new(Weights::Int8, bytemuck::must_cast_slice(w))
     }
 
-    /// Rows `first..first + count` (whole row blocks) of a matrix of `cols` (padded) inputs.
+    /// The same kind of weights in `bytes` (some of its row blocks).
     #[inline(always)]
-    pub(crate) fn row_blocks(self, first: usize, count: usize, cols: usize) -> Self {
-        let per_row = cols * self.weights.bits() / 8;
-        let bytes = self
-            .bytes
-            .get(first * per_row..(first + count) * per_row)
-            .unwrap_or(&[]);
+    pub(crate) fn with_bytes(self, bytes: &'a [u8]) -> Self {
         Self { bytes, ..self }
     }
 
@@ -397,16 +392,24 @@ impl<'a> Matrix<'a> {
         }
     }
 
-    /// Takes the 4-bit weights' offset off accumulators that will meet `x`: `NIBBLE_OFFSET · Σ x`
-    /// from each (nothing for int8 weights).
+    /// What the 4-bit weights' offset adds to every row's sum with `x`: `NIBBLE_OFFSET · Σ x`
+    /// (0 for int8 weights), to take off the accumulators first.
     #[inline(always)]
-    pub(crate) fn take_excess(self, x: &[u8], out: &mut [i32]) {
+    pub(crate) fn excess(self, x: &[u8]) -> i32 {
         if self.weights == Weights::Int4 {
             let sum: u32 = x.iter().map(|&v| u32::from(v)).sum();
-            let excess = (sum as i32).wrapping_mul(NIBBLE_OFFSET);
-            for o in out.iter_mut() {
-                *o = o.wrapping_sub(excess);
-            }
+            (sum as i32).wrapping_mul(NIBBLE_OFFSET)
+        } else {
+            0
+        }
+    }
+
+    /// Takes [`Self::excess`] of `x` off each of `out`.
+    #[inline(always)]
+    fn take_excess(self, x: &[u8], out: &mut [i32]) {
+        let excess = self.excess(x);
+        for o in out.iter_mut() {
+            *o = o.wrapping_sub(excess);
         }
     }
 }
