@@ -119,7 +119,7 @@ fn main() -> ! {
     // The bound: no group of inputs can be skipped. (Filled at run time: as a constant it would
     // take 784 bytes of flash.)
     let every_pixel = [core::hint::black_box(u8::MAX); INPUTS];
-    let (_, worst) = measure(&timer, &model, &every_pixel);
+    let (worst, inference_stack) = inference_stack(&timer, &model, &every_pixel);
     if Timer::MEASURES {
         log!(
             "per inference: mean {}, min {}, max {} {}",
@@ -136,7 +136,7 @@ fn main() -> ! {
     } else {
         log!("per inference: {}", Timer::UNIT);
     }
-    report_memory();
+    report_memory(inference_stack);
     if disagree == 0 {
         log!("host and MCU agree on all {} images", n);
         exit(0)
@@ -252,8 +252,25 @@ fn paint_stack() {
     }
 }
 
-/// Flash and static RAM from the linker's symbols, peak stack from the paint.
-fn report_memory() {
+/// One inference of `image` and the stack it took below this function's frame: the free stack is
+/// painted just before and read after.
+#[inline(never)]
+fn inference_stack(timer: &Timer, model: &Model<'_>, image: &[u8; INPUTS]) -> (u32, usize) {
+    paint_stack();
+    let sp = cortex_m::register::msp::read() as usize;
+    let (_, spent) = measure(timer, model, image);
+    // SAFETY: a linker symbol; only its address is used.
+    let mut p = unsafe { addr(&__sheap) };
+    // SAFETY: reads painted RAM below the live stack.
+    while p < sp && unsafe { core::ptr::read_volatile(p as *const u32) } == STACK_PAINT {
+        p += 4;
+    }
+    (spent, sp.saturating_sub(p))
+}
+
+/// Flash and static RAM from the linker's symbols, peak stack from the paint (of the whole run,
+/// and of one inference below its caller).
+fn report_memory(inference_stack: usize) {
     // SAFETY: linker symbols; only their addresses are used.
     let (flash_origin, sheap, stack_top, sdata, edata, erodata) = unsafe {
         (
@@ -279,8 +296,9 @@ fn report_memory() {
         flash - (embedded - MODEL.len())
     );
     log!(
-        "static RAM: {} bytes; peak stack: {} bytes",
+        "static RAM: {} bytes; peak stack: {} bytes, {} of them one inference",
         sheap - sdata,
-        stack_top - p
+        stack_top - p,
+        inference_stack
     );
 }

@@ -64,6 +64,9 @@
 //! - `std`: runtime CPU detection (the best x86 kernel of the running machine is used, not only
 //!   the compile-time target's) and `std::error::Error` through `core::error::Error`.
 //! - `defmt`: `defmt::Format` for the public types.
+//! - `int8`, `int4` (both by default): the weight kinds the integer forward pass runs; a build
+//!   without one leaves its walks out of the binary (a firmware with an int4 model saves the int8
+//!   code's flash) and refuses such layers at load ([`FormatError::NotCompiled`]).
 //! - `conformance`: [`kernels::conformance`], the suite every kernel passes, for running it where
 //!   `cargo test` cannot (the firmware runs it on an emulated Cortex-M4).
 //!
@@ -81,6 +84,8 @@
 //! Rust 1.89 (AVX-512 intrinsics).
 #![no_std]
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
+// A build without one of the weight kinds leaves its walks unused.
+#![cfg_attr(not(all(feature = "int8", feature = "int4")), allow(dead_code))]
 #![cfg_attr(
     not(test),
     deny(

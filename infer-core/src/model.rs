@@ -14,6 +14,9 @@ const ROWS_PER_PASS: usize = if cfg!(target_os = "none") {
     512
 };
 
+/// A hidden pass's requantization: multipliers, shifts and the u8 outputs.
+type Requantization<'a> = (&'a [[u8; 4]], &'a [u8], &'a mut [u8]);
+
 /// Output rows per walk: a tile on a microcontroller (64 bytes of stack), every class elsewhere.
 const OUTPUT_ROWS_PER_PASS: usize = if cfg!(target_os = "none") {
     TILE_ROWS
@@ -54,7 +57,7 @@ impl<'a> QuantLayer<'a> {
         groups: &mut Groups<A::Group>,
         (bias, excess): (&[[u8; 4]], i32),
         acc: &mut [i32],
-        requantization: Option<(&[[u8; 4]], &[u8], &mut [u8])>,
+        requantization: Option<Requantization<'_>>,
     ) {
         start(acc, bias, excess);
         if chunks == 1 {
@@ -73,18 +76,14 @@ impl<'a> QuantLayer<'a> {
         }
     }
 
-    /// A hidden layer: `out = requantize(bias + W · x)`, `out` its padded rows.
-    ///
-    /// Not inlined: each layer's gathered list lives in its own stack frame, one after the other
-    /// (on a Cortex-M4 it is 2.4 KB).
+    /// A hidden layer: `out = requantize(bias + W · x)`, `out` its padded rows; `groups` is the
+    /// forward pass's one gathered list (2.4 KB on a Cortex-M4), which every layer refills.
     ///
     /// # Safety
     /// The running CPU has the instructions `A` uses; `x.len()` is the layer's inputs;
     /// `out.len()` is the layer's padded rows.
     #[inline(never)]
-    unsafe fn hidden<A: Arch>(&self, x: &[u8], out: &mut [u8]) {
-        // Built where it stays: the list is never copied.
-        let mut groups = Groups::new();
+    unsafe fn hidden<A: Arch>(&self, x: &[u8], groups: &mut Groups<A::Group>, out: &mut [u8]) {
         let n = chunks(x.len());
         if n == 1 {
             groups.gather::<A>(x, 0);
@@ -107,7 +106,7 @@ impl<'a> QuantLayer<'a> {
                 Self::pass::<A>(
                     m.with_bytes(w),
                     (x, n),
-                    &mut groups,
+                    groups,
                     (bias, excess),
                     &mut acc,
                     Some((mul, shift, out)),
@@ -131,7 +130,7 @@ impl<'a> QuantLayer<'a> {
                 Self::pass::<A>(
                     m.with_bytes(w),
                     (x, n),
-                    &mut groups,
+                    groups,
                     (bias, excess),
                     acc,
                     Some((mul, shift, out)),
@@ -146,9 +145,12 @@ impl<'a> QuantLayer<'a> {
     /// # Safety
     /// As [`Self::rows`].
     #[inline(never)]
-    unsafe fn output<A: Arch>(&self, x: &[u8]) -> Prediction {
-        let mut logits = Logits::new();
-        let mut groups = Groups::new();
+    unsafe fn output<A: Arch>(&self, x: &[u8], groups: &mut Groups<A::Group>) -> Prediction {
+        // Filled in place: the prediction is returned where the caller keeps it.
+        let mut p = Prediction {
+            class: 0,
+            logits: Logits::new(),
+        };
         let n = chunks(x.len());
         if n == 1 {
             groups.gather::<A>(x, 0);
@@ -171,21 +173,13 @@ impl<'a> QuantLayer<'a> {
                 .unwrap_or(&mut []);
             // SAFETY: whole row blocks inside the padded rows (at most MAX_CLASSES, checked at
             // load), `w` their weights; the rest by the caller.
-            unsafe {
-                Self::pass::<A>(
-                    m.with_bytes(w),
-                    (x, n),
-                    &mut groups,
-                    (bias, excess),
-                    acc,
-                    None,
-                )
-            };
+            unsafe { Self::pass::<A>(m.with_bytes(w), (x, n), groups, (bias, excess), acc, None) };
             let real = self.layer.outputs.saturating_sub(first).min(acc.len());
             // Cannot fail: at most the classes, at most MAX_CLASSES.
-            let _ = logits.extend_from_slice(acc.get(..real).unwrap_or(&[]));
+            let _ = p.logits.extend_from_slice(acc.get(..real).unwrap_or(&[]));
         }
-        prediction(logits, self.w_scale)
+        p.class = class_of(&p.logits, self.w_scale);
+        p
     }
 }
 
@@ -270,22 +264,24 @@ impl<'a, const MAX_WIDTH: usize> QuantModel<'a, MAX_WIDTH> {
         let Some((last, hidden)) = self.layers.split_last() else {
             return prediction(Logits::new(), &[]);
         };
+        // One gathered list for every layer, built where it stays (it is never copied).
+        let mut groups = Groups::new();
         let Some((first, deeper)) = hidden.split_first() else {
             // SAFETY: the input has the layer's inputs; the CPU by the caller.
-            return unsafe { last.output::<A>(input) };
+            return unsafe { last.output::<A>(input, &mut groups) };
         };
         let mut a = [0u8; MAX_WIDTH];
         let out = a.get_mut(..first.layer.padded_rows()).unwrap_or(&mut []);
         // SAFETY: `input` has the layer's inputs, `out` its padded rows (at most MAX_WIDTH,
         // checked at load); the CPU by the caller.
-        unsafe { first.hidden::<A>(input, out) };
+        unsafe { first.hidden::<A>(input, &mut groups, out) };
         let outputs = first.layer.outputs;
         if deeper.is_empty() {
             // SAFETY: as above, the previous layer's outputs being this one's inputs.
-            unsafe { last.output::<A>(a.get(..outputs).unwrap_or(&[])) }
+            unsafe { last.output::<A>(a.get(..outputs).unwrap_or(&[]), &mut groups) }
         } else {
             // SAFETY: as above.
-            unsafe { Self::deep::<A>(deeper, last, &mut a, outputs) }
+            unsafe { Self::deep::<A>(deeper, last, &mut a, outputs, &mut groups) }
         }
     }
 
@@ -301,6 +297,7 @@ impl<'a, const MAX_WIDTH: usize> QuantModel<'a, MAX_WIDTH> {
         last: &QuantLayer<'_>,
         a: &mut [u8; MAX_WIDTH],
         outputs: usize,
+        groups: &mut Groups<A::Group>,
     ) -> Prediction {
         let mut b = [0u8; MAX_WIDTH];
         let (mut src, mut dst) = (a, &mut b);
@@ -309,12 +306,12 @@ impl<'a, const MAX_WIDTH: usize> QuantModel<'a, MAX_WIDTH> {
             let out = dst.get_mut(..layer.layer.padded_rows()).unwrap_or(&mut []);
             // SAFETY: `src` holds the layer's inputs, `out` is its padded rows (at most
             // MAX_WIDTH, checked at load); the CPU by the caller.
-            unsafe { layer.hidden::<A>(src.get(..x_len).unwrap_or(&[]), out) };
+            unsafe { layer.hidden::<A>(src.get(..x_len).unwrap_or(&[]), groups, out) };
             x_len = layer.layer.outputs;
             core::mem::swap(&mut src, &mut dst);
         }
         // SAFETY: as above.
-        unsafe { last.output::<A>(src.get(..x_len).unwrap_or(&[])) }
+        unsafe { last.output::<A>(src.get(..x_len).unwrap_or(&[]), groups) }
     }
 
     /// Four inputs through the layers on `A`'s batch form.
@@ -442,8 +439,16 @@ fn start(acc: &mut [i32], bias: &[[u8; 4]], excess: i32) {
 /// has its own weight scale, so raw accumulators are not comparable; they are compared at their
 /// scales exactly, in integers (no float on the integer path). (The input scale is common to all
 /// classes.)
-#[inline(never)]
 fn prediction(logits: Logits<i32>, w_scale: &[[u8; 4]]) -> Prediction {
+    Prediction {
+        class: class_of(&logits, w_scale),
+        logits,
+    }
+}
+
+/// The class of the largest real logit (see [`prediction`]).
+#[inline(never)]
+fn class_of(logits: &[i32], w_scale: &[[u8; 4]]) -> u8 {
     let real = |c: usize| {
         let (mantissa, exponent) = w_scale.get(c).map_or((0, 0), |s| split_f32(*s));
         let acc = logits.get(c).copied().unwrap_or(0);
@@ -455,10 +460,7 @@ fn prediction(logits: Logits<i32>, w_scale: &[[u8; 4]]) -> Prediction {
             best = c;
         }
     }
-    Prediction {
-        class: best as u8,
-        logits,
-    }
+    best as u8
 }
 
 /// A positive finite f32's bits (little-endian) as `mantissa · 2^(exponent − 150)`.

@@ -63,6 +63,16 @@ impl Weights {
     pub const fn is_integer(self) -> bool {
         !matches!(self, Weights::F32)
     }
+
+    /// Whether this build runs it: f32 always, int8 and int4 with their crate features (both by
+    /// default).
+    pub const fn is_compiled(self) -> bool {
+        match self {
+            Weights::Int8 => cfg!(feature = "int8"),
+            Weights::Int4 => cfg!(feature = "int4"),
+            Weights::F32 => true,
+        }
+    }
 }
 
 impl core::fmt::Display for Weights {

@@ -342,6 +342,9 @@ impl Header {
 
     /// Refuses a header a forward pass bounded by `max_width` cannot run.
     fn check_bounds(&self, max_width: usize) -> Result<(), FormatError> {
+        if let Some(&w) = self.weights.iter().find(|w| !w.is_compiled()) {
+            return Err(FormatError::NotCompiled(w));
+        }
         let widest = self.max_hidden_width();
         if widest > max_width {
             return Err(FormatError::TooWide {
@@ -379,6 +382,8 @@ pub enum FormatError {
     WrongKind,
     /// A weight byte that names no [`Weights`].
     UnknownWeights(u8),
+    /// Layers of a kind this build leaves out (crate features `int8`, `int4`).
+    NotCompiled(Weights),
     /// The CRC-32 at the end does not match the contents.
     CrcMismatch {
         /// CRC stored in the file.
@@ -485,6 +490,10 @@ impl fmt::Display for FormatError {
                  are different files)"
             ),
             FormatError::UnknownWeights(b) => write!(f, "weight kind {b} is unknown"),
+            FormatError::NotCompiled(w) => write!(
+                f,
+                "the model has {w} layers, which this build leaves out (infer-core feature `{w}`)"
+            ),
             FormatError::CrcMismatch { stored, computed } => write!(
                 f,
                 "CRC mismatch: file says {stored:#010x}, contents give {computed:#010x}"

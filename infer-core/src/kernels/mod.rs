@@ -233,6 +233,8 @@ pub enum KernelError {
     /// `out.len()` not a multiple of 16, `w` not `out.len()` rows of `x.len()` inputs (rounded
     /// up to 4), or the vectors of a batch differ in length.
     Shape,
+    /// Weights of a kind this build leaves out (crate features `int8`, `int4`).
+    NotCompiled(Weights),
     /// An input vector of the wrong length for the model.
     InputLength {
         /// The model's inputs.
@@ -247,6 +249,12 @@ impl fmt::Display for KernelError {
         match self {
             KernelError::Unavailable(k) => write!(f, "kernel {k} is not available on this CPU"),
             KernelError::Shape => write!(f, "matrix and vector shapes do not fit the kernel"),
+            KernelError::NotCompiled(w) => {
+                write!(
+                    f,
+                    "{w} weights are left out of this build (infer-core feature `{w}`)"
+                )
+            }
             KernelError::InputLength { expected, got } => {
                 write!(f, "the input has {got} values, the model takes {expected}")
             }
@@ -293,7 +301,8 @@ pub fn matvec4_x4(
 }
 
 /// A weight matrix in the tiled layout: its bytes and their kind ([`Weights::Int8`] or
-/// [`Weights::Int4`]; anything else walks as int8).
+/// [`Weights::Int4`], when compiled in; any other kind walks as nothing, and never reaches a
+/// walk: it is refused first).
 #[derive(Clone, Copy)]
 pub(crate) struct Matrix<'a> {
     weights: Weights,
@@ -331,6 +340,9 @@ impl<'a> Matrix<'a> {
 
     fn matvec(self, kernel: Kernel, x: &[u8], out: &mut [i32]) -> Result<(), KernelError> {
         self.check_shape(x.len(), out.len())?;
+        if !self.weights.is_compiled() {
+            return Err(KernelError::NotCompiled(self.weights));
+        }
         if !kernel.is_available() {
             return Err(KernelError::Unavailable(kernel));
         }
@@ -350,6 +362,9 @@ impl<'a> Matrix<'a> {
             return Err(KernelError::Shape);
         }
         self.check_shape(cols, rows)?;
+        if !self.weights.is_compiled() {
+            return Err(KernelError::NotCompiled(self.weights));
+        }
         if !kernel.is_available() {
             return Err(KernelError::Unavailable(kernel));
         }
@@ -364,12 +379,17 @@ impl<'a> Matrix<'a> {
     /// # Safety
     /// As [`Arch::rows`] / [`Arch::rows4`].
     #[inline(always)]
+    #[cfg_attr(not(all(feature = "int8", feature = "int4")), allow(unused_variables))]
     pub(crate) unsafe fn walk<A: Arch>(self, groups: &Groups<A::Group>, out: &mut [i32]) {
         match self.weights {
             // SAFETY: the caller's guarantee, passed on.
+            #[cfg(feature = "int4")]
             Weights::Int4 => unsafe { A::rows4(self.bytes, groups, out) },
             // SAFETY: as above.
-            _ => unsafe { A::rows(bytemuck::must_cast_slice(self.bytes), groups, out) },
+            #[cfg(feature = "int8")]
+            Weights::Int8 => unsafe { A::rows(bytemuck::must_cast_slice(self.bytes), groups, out) },
+            // Refused before any walk (`is_compiled`).
+            _ => {}
         }
     }
 
@@ -379,6 +399,7 @@ impl<'a> Matrix<'a> {
     /// As [`BatchArch::rows_x4`] / [`BatchArch::rows4_x4`].
     #[inline(always)]
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    #[cfg_attr(not(all(feature = "int8", feature = "int4")), allow(unused_variables))]
     pub(crate) unsafe fn walk_x4<A: BatchArch>(
         self,
         groups: &Groups<A::Group4>,
@@ -386,9 +407,15 @@ impl<'a> Matrix<'a> {
     ) {
         match self.weights {
             // SAFETY: the caller's guarantee, passed on.
+            #[cfg(feature = "int4")]
             Weights::Int4 => unsafe { A::rows4_x4(self.bytes, groups, outs) },
             // SAFETY: as above.
-            _ => unsafe { A::rows_x4(bytemuck::must_cast_slice(self.bytes), groups, outs) },
+            #[cfg(feature = "int8")]
+            Weights::Int8 => unsafe {
+                A::rows_x4(bytemuck::must_cast_slice(self.bytes), groups, outs)
+            },
+            // Refused before any walk (`is_compiled`).
+            _ => {}
         }
     }
 
