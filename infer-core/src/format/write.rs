@@ -375,7 +375,7 @@ pub fn f32(parts: &[F32LayerParts<'_>], out: &mut [u8]) -> Result<usize, FormatE
     encode_f32(parts, Some(out))
 }
 
-/// The exact size [`f32`] writes for `parts` (or the error it gives).
+/// The exact size [`f32()`] writes for `parts` (or the error it gives).
 pub fn f32_len(parts: &[F32LayerParts<'_>]) -> Result<usize, FormatError> {
     encode_f32(parts, None)
 }
