@@ -125,6 +125,9 @@ struct Fill<G> {
 
 impl<G: Gene> Fill<G> {
     fn expand(&self, len: usize, fallback: G::Value) -> Vec<G::Value> {
+        if len == 0 {
+            return Vec::new();
+        }
         let mut v: Vec<G::Value> = (0..len)
             .map(|i| match self.pattern.len() {
                 0 => fallback,
