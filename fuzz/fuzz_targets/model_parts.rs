@@ -199,8 +199,7 @@ struct Input {
 
 fuzz_target!(|input: Input| {
     let generated = |n: usize| input.image.expand(n, 0);
-    let images: [&dyn Fn(usize) -> Vec<u8>; 3] =
-        [&generated, &|n| vec![0; n], &|n| vec![255; n]];
+    let images: [&dyn Fn(usize) -> Vec<u8>; 3] = [&generated, &|n| vec![0; n], &|n| vec![255; n]];
     // 64-byte aligned, as the trainer and the firmware hold a model, with one spare line so the
     // file can be moved off its alignment.
     let mut words;

@@ -17,7 +17,13 @@ pub fn check_loads(bytes: &[u8], images: &[&dyn Fn(usize) -> Vec<u8>]) {
         for image in images {
             let image = image(model.inputs());
             assert!(model.logits(&image).unwrap().iter().all(|v| v.is_finite()));
-            assert!(model.probabilities(&image).unwrap().iter().all(|v| v.is_finite()));
+            assert!(
+                model
+                    .probabilities(&image)
+                    .unwrap()
+                    .iter()
+                    .all(|v| v.is_finite())
+            );
         }
     }
 }
@@ -33,7 +39,11 @@ fn check_quant(model: &QuantModel<'_>, image: &[u8]) {
     assert!(usize::from(p.class) < model.classes().max(1));
     assert_eq!(p.logits.len(), model.classes());
     for kernel in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
-        assert_eq!(model.predict_with(kernel, image).as_ref(), Ok(&p), "{kernel}");
+        assert_eq!(
+            model.predict_with(kernel, image).as_ref(),
+            Ok(&p),
+            "{kernel}"
+        );
     }
     let mut batch = vec![p.clone(); 5];
     model.predict_batch(&image.repeat(5), &mut batch).unwrap();
