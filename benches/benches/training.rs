@@ -16,7 +16,7 @@ fn training(c: &mut Criterion) {
     let mnist = mnist().expect("MNIST in data/mnist");
     let inputs = network_inputs(&mnist.train);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let mut net = Mlp::glorot(784, 512, 10, &mut rng);
+    let mut net = Mlp::glorot(784, &[512], 10, &mut rng);
     let mut optimizer = RmsProp::new(1e-3, &net);
     let mut grads = net.zeros_like();
     let mut order: Vec<usize> = (0..mnist.train.len()).collect();

@@ -1,9 +1,11 @@
-//! The two-layer perceptron, its gradients and the RMSprop optimizer, on nalgebra matrices.
+//! The multilayer perceptron (one or more hidden ReLU layers), its gradients and the RMSprop
+//! optimizer, on nalgebra matrices.
 //!
 //! Activations are stored one image per column (`features × batch`), so a layer is `W · X` with
 //! `W` as `outputs × inputs`: column `k` of `W` holds the weights that input `k` feeds forward,
-//! contiguous in memory. The input layer is a sparse product ([`SparseBatch`]); the output layer
-//! is a nalgebra GEMM.
+//! contiguous in memory. The input layer is a sparse product ([`SparseBatch`]); the hidden
+//! layers after it ([`Mlp::middle`]) are nalgebra GEMMs; the output layer takes a dot product per
+//! class.
 
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
@@ -19,14 +21,27 @@ pub fn network_inputs(data: &Dataset) -> SparseRows {
     SparseRows::from_dense_parallel(PIXELS, &data.images, |p| f32::from(p) / 255.0)
 }
 
-/// Weights and biases of `inputs → hidden (ReLU) → classes (softmax)`.
+/// A dense hidden layer after the first: `outputs × inputs` weights and the biases.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dense {
+    /// `outputs × inputs`.
+    pub w: DMatrix<f32>,
+    /// `outputs`.
+    pub b: DVector<f32>,
+}
+
+/// Weights and biases of `inputs → hidden (ReLU) → … → classes (softmax)`: the first hidden
+/// layer (`w1`, `b1`), the hidden layers after it (`middle`, none for the tutorial's network) and
+/// the output layer (`w2`, `b2`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mlp {
     /// `hidden × inputs`.
     pub w1: DMatrix<f32>,
     /// `hidden`.
     pub b1: DVector<f32>,
-    /// `hidden × classes`: column `c` holds the weights into class `c`, contiguous.
+    /// The hidden layers after the first, in order.
+    pub middle: Vec<Dense>,
+    /// `last hidden × classes`: column `c` holds the weights into class `c`, contiguous.
     pub w2: DMatrix<f32>,
     /// `classes`.
     pub b2: DVector<f32>,
@@ -66,20 +81,39 @@ impl BatchStats {
 }
 
 impl Mlp {
-    /// Keras's defaults: Glorot-uniform weights, zero biases.
-    pub fn glorot(inputs: usize, hidden: usize, classes: usize, rng: &mut impl Rng) -> Self {
+    /// Keras's defaults: Glorot-uniform weights, zero biases; `hidden` lists the hidden layers'
+    /// widths (at least one).
+    pub fn glorot(inputs: usize, hidden: &[usize], classes: usize, rng: &mut impl Rng) -> Self {
         let mut uniform = |rows: usize, cols: usize| {
             let limit = (6.0 / (rows + cols) as f32).sqrt();
             DMatrix::from_fn(rows, cols, |_, _| rng.random_range(-limit..limit))
         };
-        let w1 = uniform(hidden, inputs);
-        let w2 = uniform(hidden, classes);
+        let first = hidden.first().copied().unwrap_or(1);
+        let w1 = uniform(first, inputs);
+        let middle = hidden
+            .windows(2)
+            .map(|io| Dense {
+                w: uniform(io[1], io[0]),
+                b: DVector::zeros(io[1]),
+            })
+            .collect();
+        let last = hidden.last().copied().unwrap_or(first);
+        let w2 = uniform(last, classes);
         Self {
             w1,
-            b1: DVector::zeros(hidden),
+            b1: DVector::zeros(first),
+            middle,
             w2,
             b2: DVector::zeros(classes),
         }
+    }
+
+    /// Inputs, each hidden layer's width, classes.
+    pub fn widths(&self) -> Vec<usize> {
+        let mut w = vec![self.w1.ncols(), self.w1.nrows()];
+        w.extend(self.middle.iter().map(|d| d.w.nrows()));
+        w.push(self.w2.ncols());
+        w
     }
 
     /// A zero network of the same shape (the optimizer's state, a gradient buffer).
@@ -87,38 +121,65 @@ impl Mlp {
         Self {
             w1: DMatrix::zeros(self.w1.nrows(), self.w1.ncols()),
             b1: DVector::zeros(self.b1.len()),
+            middle: self
+                .middle
+                .iter()
+                .map(|d| Dense {
+                    w: DMatrix::zeros(d.w.nrows(), d.w.ncols()),
+                    b: DVector::zeros(d.b.len()),
+                })
+                .collect(),
             w2: DMatrix::zeros(self.w2.nrows(), self.w2.ncols()),
             b2: DVector::zeros(self.b2.len()),
         }
     }
 
-    /// The four parameter tensors as flat slices, in a fixed order.
-    pub fn tensors(&self) -> [&[f32]; 4] {
-        [
-            self.w1.as_slice(),
-            self.b1.as_slice(),
-            self.w2.as_slice(),
-            self.b2.as_slice(),
-        ]
+    /// The parameter tensors as flat slices, in a fixed order: `w1`, `b1`, each middle layer's
+    /// weights and biases, `w2`, `b2`.
+    pub fn tensors(&self) -> Vec<&[f32]> {
+        let mut t = vec![self.w1.as_slice(), self.b1.as_slice()];
+        for d in &self.middle {
+            t.extend([d.w.as_slice(), d.b.as_slice()]);
+        }
+        t.extend([self.w2.as_slice(), self.b2.as_slice()]);
+        t
     }
 
     /// [`Self::tensors`], mutably.
-    pub fn tensors_mut(&mut self) -> [&mut [f32]; 4] {
-        [
-            self.w1.as_mut_slice(),
-            self.b1.as_mut_slice(),
-            self.w2.as_mut_slice(),
-            self.b2.as_mut_slice(),
-        ]
+    pub fn tensors_mut(&mut self) -> Vec<&mut [f32]> {
+        let mut t = vec![self.w1.as_mut_slice(), self.b1.as_mut_slice()];
+        for d in &mut self.middle {
+            t.extend([d.w.as_mut_slice(), d.b.as_mut_slice()]);
+        }
+        t.extend([self.w2.as_mut_slice(), self.b2.as_mut_slice()]);
+        t
     }
 
-    /// Hidden activations (after ReLU) for a batch, one column per image.
-    pub fn hidden(&self, x: &SparseBatch) -> DMatrix<f32> {
+    /// Every hidden layer's activations (after ReLU) for a batch, one column per image, first
+    /// to last.
+    pub fn activations(&self, x: &SparseBatch) -> Vec<DMatrix<f32>> {
         debug_assert_eq!(x.inputs(), self.w1.ncols());
         let mut h = DMatrix::zeros(self.w1.nrows(), x.len());
         x.times_weights(self.w1.as_slice(), self.b1.as_slice(), h.as_mut_slice());
         h.apply(|v| *v = v.max(0.0));
-        h
+        let mut all = Vec::with_capacity(1 + self.middle.len());
+        all.push(h);
+        for d in &self.middle {
+            let Some(input) = all.last() else { break };
+            let mut z = &d.w * input;
+            for mut column in z.column_iter_mut() {
+                column += &d.b;
+                column.apply(|v| *v = v.max(0.0));
+            }
+            all.push(z);
+        }
+        all
+    }
+
+    /// The last hidden layer's activations (after ReLU) for a batch, one column per image.
+    pub fn hidden(&self, x: &SparseBatch) -> DMatrix<f32> {
+        let mut all = self.activations(x);
+        all.pop().unwrap_or_else(|| DMatrix::zeros(0, x.len()))
     }
 
     /// Output logits (before softmax) from hidden activations.
@@ -145,27 +206,35 @@ impl Mlp {
     ///
     /// `labels` holds one class per image of `x`.
     pub fn backprop(&self, x: &SparseBatch, labels: &[u8], grads: &mut Gradients) -> BatchStats {
-        let h = self.hidden(x);
-        let logits = self.logits(&h);
-        Self::backward(&self.w2, x, &h, logits, labels, grads)
+        let acts = self.activations(x);
+        let Some(h) = acts.last() else {
+            return BatchStats::default();
+        };
+        let logits = self.logits(h);
+        let middle: Vec<&DMatrix<f32>> = self.middle.iter().map(|d| &d.w).collect();
+        Self::backward(&middle, &self.w2, x, &acts, logits, labels, grads)
     }
 
-    /// The gradients of a batch's mean cross-entropy given its forward pass: hidden activations
-    /// `h` and `logits`, one column per image, and the output weights `w2` (`hidden × classes`,
-    /// the only weights the backward pass reads). Where `h` is zero, no gradient passes (the
-    /// ReLU).
+    /// The gradients of a batch's mean cross-entropy given its forward pass: every hidden
+    /// layer's activations `acts` and the `logits`, one column per image, and the weights the
+    /// backward pass reads: the middle layers' (`middle`) and the output layer's (`w2`, `hidden ×
+    /// classes`). Where an activation is zero, no gradient passes (the ReLU).
     ///
     /// [`Self::backprop`] passes its own forward pass; quantization-aware training passes the
-    /// integer one and the rounded `w2`, so the gradients reach the float weights straight
+    /// integer one and the rounded weights, so the gradients reach the float weights straight
     /// through the rounding.
     pub fn backward(
+        middle: &[&DMatrix<f32>],
         w2: &DMatrix<f32>,
         x: &SparseBatch,
-        h: &DMatrix<f32>,
+        acts: &[DMatrix<f32>],
         logits: DMatrix<f32>,
         labels: &[u8],
         grads: &mut Gradients,
     ) -> BatchStats {
+        let Some(h) = acts.last() else {
+            return BatchStats::default();
+        };
         let batch = x.len();
         debug_assert_eq!(labels.len(), batch);
         // The logits become dL/dz in place: (softmax − one-hot) / batch.
@@ -207,7 +276,20 @@ impl Mlp {
                     *d = if a > 0.0 { *d } else { 0.0 };
                 }
             });
-        x.outer_gradient(dh.as_slice(), hidden, grads.w1.as_mut_slice());
+        // Back through the middle layers: dW = dh · inputᵀ, d(input) = Wᵀ · dh where the input
+        // was active.
+        for (m, w) in middle.iter().enumerate().rev() {
+            let (Some(input), Some(g)) = (acts.get(m), grads.middle.get_mut(m)) else {
+                break;
+            };
+            g.w.gemm(1.0, &dh, &input.transpose(), 0.0);
+            row_sums(&dh, &mut g.b);
+            let mut below = w.tr_mul(&dh);
+            below.zip_apply(input, |d, a| *d = if a > 0.0 { *d } else { 0.0 });
+            dh = below;
+        }
+        let first = grads.w1.nrows();
+        x.outer_gradient(dh.as_slice(), first, grads.w1.as_mut_slice());
         row_sums(&dh, &mut grads.b1);
         stats
     }

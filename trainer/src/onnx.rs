@@ -481,7 +481,7 @@ struct Dense {
     b: Option<Vec<f32>>,
 }
 
-/// Reads a 784-512-10 MLP from ONNX bytes into the trainer's network.
+/// Reads an MLP (784 → hidden ReLU layers → 10) from ONNX bytes into the trainer's network.
 pub fn import(bytes: &[u8]) -> Result<Mlp> {
     let model =
         ModelProto::decode(bytes).context("not an ONNX model (the protobuf does not decode)")?;
@@ -568,21 +568,29 @@ pub fn import(bytes: &[u8]) -> Result<Mlp> {
             "Relu" => relus_after.push(layers.len()),
             "Softmax" | "Identity" | "Flatten" | "Reshape" | "Cast" => {}
             other => bail!(
-                "operator {other} (node {}) is not part of a 784-H-10 MLP \
+                "operator {other} (node {}) is not part of a dense ReLU MLP \
                  (Gemm or MatMul+Add, Relu, optional Softmax)",
                 n.name
             ),
         }
     }
     let shape: Vec<(usize, usize)> = layers.iter().map(|l| (l.inputs, l.outputs)).collect();
-    let hidden = shape.first().map_or(0, |s| s.1);
+    let chained = shape.windows(2).all(|p| p[0].1 == p[1].0);
     ensure!(
-        shape == [(INPUTS, hidden), (hidden, CLASSES)],
-        "the model's dense layers are {shape:?}, not 784→H→10 (one hidden layer of any width)"
+        shape.len() >= 2
+            && shape.len() <= infer_core::format::MAX_LAYERS
+            && chained
+            && shape.first().map(|s| s.0) == Some(INPUTS)
+            && shape.last().map(|s| s.1) == Some(CLASSES),
+        "the model's dense layers are {shape:?}, not a chain 784→…→10 of 2 to {} layers",
+        infer_core::format::MAX_LAYERS
     );
+    let expected: Vec<usize> = (1..layers.len()).collect();
     ensure!(
-        relus_after == [1],
-        "the model needs one Relu, between its two layers (found after layers {relus_after:?})"
+        relus_after == expected,
+        "the model needs a Relu after every layer but the last (found after layers \
+         {relus_after:?} of {})",
+        layers.len()
     );
     let bias = |l: &Dense| -> Result<Vec<f32>> {
         let b = l.b.clone().unwrap_or_else(|| vec![0.0; l.outputs]);
@@ -594,11 +602,24 @@ pub fn import(bytes: &[u8]) -> Result<Mlp> {
         );
         Ok(b)
     };
-    let (l1, l2) = (&layers[0], &layers[1]);
+    let (first, last) = (&layers[0], &layers[layers.len() - 1]);
+    let (hidden, last_hidden) = (first.outputs, last.inputs);
+    // Imported weights are `[in][out]` row-major; the trainer's matrices are `out × in` (the
+    // output layer `hidden × classes`).
+    let middle = layers[1..layers.len() - 1]
+        .iter()
+        .map(|l| {
+            Ok(crate::mlp::Dense {
+                w: DMatrix::from_fn(l.outputs, l.inputs, |j, k| l.w[k * l.outputs + j]),
+                b: DVector::from_vec(bias(l)?),
+            })
+        })
+        .collect::<Result<_>>()?;
     Ok(Mlp {
-        w1: DMatrix::from_fn(hidden, INPUTS, |j, k| l1.w[k * hidden + j]),
-        b1: DVector::from_vec(bias(l1)?),
-        w2: DMatrix::from_fn(hidden, CLASSES, |j, c| l2.w[j * CLASSES + c]),
-        b2: DVector::from_vec(bias(l2)?),
+        w1: DMatrix::from_fn(hidden, INPUTS, |j, k| first.w[k * hidden + j]),
+        b1: DVector::from_vec(bias(first)?),
+        middle,
+        w2: DMatrix::from_fn(last_hidden, CLASSES, |j, c| last.w[j * CLASSES + c]),
+        b2: DVector::from_vec(bias(last)?),
     })
 }

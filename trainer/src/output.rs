@@ -194,6 +194,8 @@ pub struct Report {
     pub learning_rate: f32,
     /// The integer model widths written (`--weights`).
     pub weights: Vec<crate::quantize::Width>,
+    /// The network's widths: inputs, each hidden layer (`--hidden`), classes.
+    pub layers: Vec<usize>,
     /// The int8 model file, evaluated through infer-core (absent with `--weights int4`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub int8: Option<ModelReport>,

@@ -13,8 +13,8 @@ use crate::output::{
 };
 use crate::output_set::OutputSet;
 use crate::quantize::{
-    CALIBRATION_IMAGES, QuantWeights, Width, calibrate_hidden_scale, encode_f32, encode_quant,
-    quantize_with_hidden_scale,
+    CALIBRATION_IMAGES, QuantWeights, Width, calibrate_hidden_scales, encode_f32, encode_quant,
+    quantize_with_scales,
 };
 use crate::train::{EpochStats, HeldOut, Progress, TrainConfig, evaluate, fit};
 
@@ -136,14 +136,14 @@ pub fn run(
     ));
 
     // After quantization-aware training, the hidden scale it trained with; else calibrated now.
-    let hidden_scale = match fitted.hidden_scale {
-        Some(scale) => scale,
-        None => calibrate_hidden_scale(&net, &mnist.train.head(CALIBRATION_IMAGES)),
+    let act_scales = match &fitted.act_scales {
+        Some(scales) => scales.clone(),
+        None => calibrate_hidden_scales(&net, &mnist.train.head(CALIBRATION_IMAGES)),
     };
     let f32 = write_f32(run.out, &net, &mnist.test)?;
     let (mut int8, mut int4, mut integer_predictions) = (None, None, Vec::new());
     for &width in run.widths {
-        let quantized = quantize_with_hidden_scale(&net, hidden_scale, width)?;
+        let quantized = quantize_with_scales(&net, &act_scales, width)?;
         let slot = match width {
             Width::Int8 => &mut int8,
             Width::Int4 => &mut int4,

@@ -4,7 +4,7 @@
 //! Weights: symmetric per output unit, int8 (`scale = max|w| / 127`) or int4 (`max|w| / 7`, the
 //! values −7…7). Biases: i32 at
 //! `input scale × weight scale`. Hidden activations: u8 at a scale calibrated on training images
-//! (see [`calibrate_hidden_scale`]), reached from the i32 accumulators by a fixed-point multiplier
+//! (see [`calibrate_hidden_scales`], one scale per hidden layer), reached from the i32 accumulators by a fixed-point multiplier
 //! per hidden unit. See `infer_core::quant` for the arithmetic the device runs.
 
 use anyhow::{Context, Result, anyhow};
@@ -60,41 +60,59 @@ impl Width {
     }
 }
 
-/// The integer network, unpacked: what the file's sections hold.
+/// One integer layer, unpacked: what its sections hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantLayer {
+    /// Inputs.
+    pub inputs: usize,
+    /// Outputs (units, or classes for the last layer).
+    pub outputs: usize,
+    /// Real value of one step of the u8 outputs (hidden layers; `None` for the output layer).
+    pub act_scale: Option<f32>,
+    /// Per output.
+    pub w_scale: Vec<f32>,
+    /// Per output, at scale `input scale · w_scale`.
+    pub bias: Vec<i32>,
+    /// Requantization multiplier per output (hidden layers).
+    pub multiplier: Vec<i32>,
+    /// Requantization shift per output (hidden layers).
+    pub shift: Vec<u8>,
+    /// `outputs × inputs`, row-major (infer-core's writer lays it out for the kernels).
+    pub w: Vec<i8>,
+}
+
+/// The integer network, unpacked: what the file's sections hold, layer by layer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantWeights {
     /// The weights' width.
     pub width: Width,
-    /// Real value of one step of the u8 hidden activations.
-    pub hidden_scale: f32,
-    /// Per hidden unit.
-    pub w1_scale: Vec<f32>,
-    /// Per hidden unit, at scale `w1_scale / 255`.
-    pub b1: Vec<i32>,
-    /// Requantization multiplier per hidden unit.
-    pub m1: Vec<i32>,
-    /// Requantization shift per hidden unit.
-    pub s1: Vec<u8>,
-    /// Per class.
-    pub w2_scale: Vec<f32>,
-    /// Per class, at scale `hidden_scale · w2_scale`.
-    pub b2: Vec<i32>,
-    /// `HIDDEN × INPUTS`, row-major (infer-core's writer lays it out for the kernels).
-    pub w1: Vec<i8>,
-    /// `CLASSES × HIDDEN`, row-major.
-    pub w2: Vec<i8>,
+    /// The layers, first to last.
+    pub layers: Vec<QuantLayer>,
 }
 
-/// The hidden activation value that `1 − CLIP_FRACTION` of the activations on `data` stay below.
-pub fn calibrate_hidden_scale(net: &Mlp, data: &Dataset) -> f32 {
+/// For each hidden layer, the activation value that `1 − CLIP_FRACTION` of its activations on
+/// `data` stay below (divided by 255: the real value of one u8 step).
+pub fn calibrate_hidden_scales(net: &Mlp, data: &Dataset) -> Vec<f32> {
     const CHUNK: usize = 1000;
     let inputs = network_inputs(data);
     let all: Vec<usize> = (0..data.len()).collect();
-    let mut values: Vec<f32> = Vec::with_capacity(data.len() * net.w1.nrows() / 2);
+    let widths = net.widths();
+    let hidden = &widths[1..widths.len() - 1];
+    let mut values: Vec<Vec<f32>> = hidden
+        .iter()
+        .map(|&h| Vec::with_capacity(data.len() * h / 2))
+        .collect();
     for chunk in all.chunks(CHUNK) {
-        let h = net.hidden(&SparseBatch::new(inputs.gather(chunk)));
-        values.extend(h.iter().copied().filter(|&v| v > 0.0));
+        let acts = net.activations(&SparseBatch::new(inputs.gather(chunk)));
+        for (v, h) in values.iter_mut().zip(&acts) {
+            v.extend(h.iter().copied().filter(|&v| v > 0.0));
+        }
     }
+    values.into_iter().map(percentile_scale).collect()
+}
+
+/// The scale at which `1 − CLIP_FRACTION` of the positive `values` fit in 255 steps.
+fn percentile_scale(mut values: Vec<f32>) -> f32 {
     if values.is_empty() {
         return 1.0 / 255.0;
     }
@@ -158,94 +176,110 @@ fn quantize_rows(
     (scales, q)
 }
 
-/// Quantizes `net` to `width`, calibrating the hidden scale on `calibration`.
+/// Quantizes `net` to `width`, calibrating the hidden scales on `calibration`.
 pub fn quantize(net: &Mlp, calibration: &Dataset, width: Width) -> Result<QuantWeights> {
-    quantize_with_hidden_scale(net, calibrate_hidden_scale(net, calibration), width)
+    quantize_with_scales(net, &calibrate_hidden_scales(net, calibration), width)
 }
 
-/// Quantizes `net` to `width` with a given hidden activation scale
-/// (quantization-aware training fixes it when it starts, so that what it trains is what is
+/// Quantizes `net` to `width` with given hidden activation scales, one per hidden layer
+/// (quantization-aware training fixes them when it starts, so that what it trains is what is
 /// exported).
-pub fn quantize_with_hidden_scale(
-    net: &Mlp,
-    hidden_scale: f32,
-    width: Width,
-) -> Result<QuantWeights> {
-    let (inputs, hidden, classes) = (net.w1.ncols(), net.w1.nrows(), net.w2.ncols());
-    let (w1_scale, w1) = quantize_rows(hidden, inputs, width, |j, k| net.w1[(j, k)]);
-    let mut b1 = Vec::with_capacity(hidden);
-    let (mut m1, mut s1) = (Vec::with_capacity(hidden), Vec::with_capacity(hidden));
-    for (j, &scale) in w1_scale.iter().enumerate() {
-        let acc_scale = f64::from(scale) / 255.0;
-        b1.push(round_i32(f64::from(net.b1[j]) / acc_scale));
-        let (m, s) = quantize_multiplier(acc_scale / f64::from(hidden_scale)).ok_or_else(|| {
-            anyhow!("hidden unit {j}: requantization factor out of range (weight scale {scale}, hidden scale {hidden_scale})")
-        })?;
-        m1.push(m);
-        s1.push(s);
+pub fn quantize_with_scales(net: &Mlp, act_scales: &[f32], width: Width) -> Result<QuantWeights> {
+    let widths = net.widths();
+    let n = widths.len() - 1;
+    anyhow::ensure!(
+        act_scales.len() == n - 1,
+        "{} activation scales for {} hidden layers",
+        act_scales.len(),
+        n - 1
+    );
+    let mut layers = Vec::with_capacity(n);
+    for l in 0..n {
+        let (inputs, outputs) = (widths[l], widths[l + 1]);
+        let (w_scale, w) = match l {
+            0 => quantize_rows(outputs, inputs, width, |j, k| net.w1[(j, k)]),
+            _ if l + 1 == n => quantize_rows(outputs, inputs, width, |c, j| net.w2[(j, c)]),
+            _ => {
+                let d = &net.middle[l - 1];
+                quantize_rows(outputs, inputs, width, |j, k| d.w[(j, k)])
+            }
+        };
+        let bias_f32 = match l {
+            0 => &net.b1,
+            _ if l + 1 == n => &net.b2,
+            _ => &net.middle[l - 1].b,
+        };
+        // The accumulator's real step per output: the first layer's inputs are pixels / 255.
+        let acc_scale = |j: usize| match l {
+            0 => f64::from(w_scale[j]) / 255.0,
+            _ => f64::from(act_scales[l - 1]) * f64::from(w_scale[j]),
+        };
+        let bias = (0..outputs)
+            .map(|j| round_i32(f64::from(bias_f32[j]) / acc_scale(j)))
+            .collect();
+        let act_scale = act_scales.get(l).copied().filter(|_| l + 1 < n);
+        let (mut multiplier, mut shift) = (Vec::new(), Vec::new());
+        if let Some(act) = act_scale {
+            for (j, scale) in w_scale.iter().enumerate() {
+                let (m, s) =
+                    quantize_multiplier(acc_scale(j) / f64::from(act)).ok_or_else(|| {
+                        anyhow!(
+                            "layer {}, unit {j}: requantization factor out of range (weight scale \
+                         {scale}, activation scale {act})",
+                            l + 1
+                        )
+                    })?;
+                multiplier.push(m);
+                shift.push(s);
+            }
+        }
+        layers.push(QuantLayer {
+            inputs,
+            outputs,
+            act_scale,
+            w_scale,
+            bias,
+            multiplier,
+            shift,
+            w,
+        });
     }
-
-    let (w2_scale, w2) = quantize_rows(classes, hidden, width, |c, j| net.w2[(j, c)]);
-    let b2: Vec<i32> = (0..classes)
-        .map(|c| {
-            round_i32(f64::from(net.b2[c]) / (f64::from(hidden_scale) * f64::from(w2_scale[c])))
-        })
-        .collect();
-    Ok(QuantWeights {
-        width,
-        hidden_scale,
-        w1_scale,
-        b1,
-        m1,
-        s1,
-        w2_scale,
-        b2,
-        w1,
-        w2,
-    })
+    Ok(QuantWeights { width, layers })
 }
 
 fn round_i32(v: f64) -> i32 {
     v.round().clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32
 }
 
-/// An upper bound of the bytes of any model file (f32 or integer) of an `inputs`-`hidden`-`classes`
-/// network: for checking free space before training.
-pub fn model_bytes_bound(inputs: usize, hidden: usize, classes: usize) -> u64 {
+/// An upper bound of the bytes of any model file (f32 or integer) of a network of these widths
+/// (inputs, hidden layers, classes): for checking free space before training.
+pub fn model_bytes_bound(widths: &[usize]) -> u64 {
     let padded = |n: usize| n.div_ceil(16) * 16;
-    let params =
-        padded(hidden) * (inputs.div_ceil(4) * 4 + 1) + padded(classes) * (padded(hidden) + 1);
-    (4 * params + 16 * padded(hidden) + 4096) as u64
+    let per_layer: usize = widths
+        .windows(2)
+        .map(|io| 4 * padded(io[1]) * (io[0].div_ceil(4) * 4 + 1) + 16 * padded(io[1]) + 256)
+        .sum();
+    (per_layer + 4096) as u64
 }
 
 /// The int8 or int4 model file, by `q`'s width.
 pub fn encode_quant(q: &QuantWeights) -> Result<Vec<u8>> {
     let weights = q.width.weights();
-    let (hidden, inputs, classes) = (q.b1.len(), q.w1.len() / q.b1.len().max(1), q.b2.len());
-    let parts = [
-        write::QuantLayerParts {
+    let parts: Vec<write::QuantLayerParts<'_>> = q
+        .layers
+        .iter()
+        .map(|l| write::QuantLayerParts {
             weights,
-            inputs,
-            outputs: hidden,
-            act_scale: q.hidden_scale,
-            w_scale: &q.w1_scale,
-            bias: &q.b1,
-            multiplier: &q.m1,
-            shift: &q.s1,
-            w: &q.w1,
-        },
-        write::QuantLayerParts {
-            weights,
-            inputs: hidden,
-            outputs: classes,
-            act_scale: 0.0,
-            w_scale: &q.w2_scale,
-            bias: &q.b2,
-            multiplier: &[],
-            shift: &[],
-            w: &q.w2,
-        },
-    ];
+            inputs: l.inputs,
+            outputs: l.outputs,
+            act_scale: l.act_scale.unwrap_or(0.0),
+            w_scale: &l.w_scale,
+            bias: &l.bias,
+            multiplier: &l.multiplier,
+            shift: &l.shift,
+            w: &l.w,
+        })
+        .collect();
     let encode = || -> Result<Vec<u8>, infer_core::FormatError> {
         let mut bytes = vec![0u8; write::quant_len(&parts)?];
         write::quant(&parts, &mut bytes)?;
@@ -254,25 +288,28 @@ pub fn encode_quant(q: &QuantWeights) -> Result<Vec<u8>> {
     encode().with_context(|| format!("cannot encode the {} model", q.width.name()))
 }
 
-/// The f32 model file. nalgebra's column-major storage of `w1` (`hidden × inputs`) already is
-/// the file's input-major layout; `w2` (`hidden × classes`) is too.
+/// The f32 model file: every layer input-major, as the file stores it (nalgebra's column-major
+/// `outputs × inputs` matrices already are; `w2`, `hidden × classes`, is transposed).
 pub fn encode_f32(net: &Mlp) -> Result<Vec<u8>> {
-    let (inputs, hidden, classes) = (net.w1.ncols(), net.w1.nrows(), net.w2.ncols());
-    let w2: Vec<f32> = net.w2.transpose().as_slice().to_vec();
-    let parts = [
-        write::F32LayerParts {
-            inputs,
-            outputs: hidden,
-            bias: net.b1.as_slice(),
-            w: net.w1.as_slice(),
-        },
-        write::F32LayerParts {
-            inputs: hidden,
-            outputs: classes,
-            bias: net.b2.as_slice(),
-            w: &w2,
-        },
-    ];
+    let widths = net.widths();
+    let mut weights: Vec<Vec<f32>> = vec![net.w1.as_slice().to_vec()];
+    let mut biases: Vec<&[f32]> = vec![net.b1.as_slice()];
+    for d in &net.middle {
+        weights.push(d.w.as_slice().to_vec());
+        biases.push(d.b.as_slice());
+    }
+    weights.push(net.w2.transpose().as_slice().to_vec());
+    biases.push(net.b2.as_slice());
+    let parts: Vec<write::F32LayerParts<'_>> = widths
+        .windows(2)
+        .zip(weights.iter().zip(&biases))
+        .map(|(io, (w, b))| write::F32LayerParts {
+            inputs: io[0],
+            outputs: io[1],
+            bias: b,
+            w,
+        })
+        .collect();
     let encode = || -> Result<Vec<u8>, infer_core::FormatError> {
         let mut bytes = vec![0u8; write::f32_len(&parts)?];
         write::f32(&parts, &mut bytes)?;

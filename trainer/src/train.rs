@@ -14,9 +14,7 @@ use crate::augment::{Augment, Fields, distort, image_rng};
 use crate::idx::{Dataset, PIXELS};
 use crate::mlp::{BatchStats, Mlp, RmsProp, network_inputs};
 use crate::qat::Quantized;
-use crate::quantize::{
-    CALIBRATION_IMAGES, Width, calibrate_hidden_scale, quantize_with_hidden_scale,
-};
+use crate::quantize::{CALIBRATION_IMAGES, Width, calibrate_hidden_scales, quantize_with_scales};
 use crate::sparse::{SparseBatch, SparseRows};
 
 /// A named set of training choices.
@@ -67,8 +65,8 @@ pub struct TrainConfig {
     pub learning_rate: f32,
     /// Seeds the initial weights, every epoch's shuffle and every distortion.
     pub seed: u64,
-    /// Hidden units.
-    pub hidden: usize,
+    /// Units of each hidden layer, first to last (at least one).
+    pub hidden: Vec<usize>,
     /// The learning rate over the run.
     pub schedule: Schedule,
     /// Distortions drawn afresh for every image and epoch (none: the digits as they are).
@@ -96,7 +94,7 @@ impl TrainConfig {
             batch_size: 128,
             learning_rate: 1e-3,
             seed: 42,
-            hidden: crate::shape::HIDDEN,
+            hidden: vec![crate::shape::HIDDEN],
             schedule: Schedule::Constant,
             augment: None,
             restore_best: false,
@@ -209,9 +207,9 @@ pub struct Fitted {
     pub history: Vec<EpochStats>,
     /// The 1-based epoch whose weights `net` holds.
     pub epoch: usize,
-    /// The hidden activation scale `net` was fine-tuned with, if that epoch was
+    /// The hidden layers' activation scales `net` was fine-tuned with, if that epoch was
     /// quantization-aware: the export must use it.
-    pub hidden_scale: Option<f32>,
+    pub act_scales: Option<Vec<f32>>,
 }
 
 /// Trains a fresh network on `data`, calling `progress` after every step and every epoch, and
@@ -234,17 +232,17 @@ pub fn fit(
         .test
         .map(|t| (network_inputs(t), t.labels.as_slice()));
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let mut net = Mlp::glorot(PIXELS, config.hidden, crate::shape::CLASSES, &mut rng);
+    let mut net = Mlp::glorot(PIXELS, &config.hidden, crate::shape::CLASSES, &mut rng);
     let mut optimizer = RmsProp::new(config.learning_rate, &net);
     let mut grads = net.zeros_like();
     let mut order: Vec<usize> = (0..data.len()).collect();
     let mut labels = Vec::with_capacity(config.batch_size);
     // Grows with the epochs run, not the epochs asked for.
     let mut history = Vec::new();
-    let mut best: Option<(f64, usize, Mlp, Option<f32>)> = None;
+    let mut best: Option<(f64, usize, Mlp, Option<Vec<f32>>)> = None;
     // The last `qat_epochs` epochs, or all of them in a shorter run.
     let first_qat_epoch = (config.epochs + 1).saturating_sub(config.qat_epochs).max(1);
-    let mut hidden_scale = None;
+    let mut act_scales: Option<Vec<f32>> = None;
     let steps = data.len().div_ceil(config.batch_size.max(1));
     let total_steps = (steps * config.epochs).max(1) as f64;
 
@@ -252,7 +250,10 @@ pub fn fit(
         let start = Instant::now();
         if config.qat_epochs > 0 && epoch == first_qat_epoch {
             // Fixed from here on, so the last epochs train exactly what is exported.
-            hidden_scale = Some(calibrate_hidden_scale(&net, &data.head(CALIBRATION_IMAGES)));
+            act_scales = Some(calibrate_hidden_scales(
+                &net,
+                &data.head(CALIBRATION_IMAGES),
+            ));
         }
         order.shuffle(&mut rng);
         let mut stats = BatchStats::default();
@@ -265,10 +266,10 @@ pub fn fit(
             };
             labels.clear();
             labels.extend(indices.iter().map(|&i| data.labels[i]));
-            let batch_stats = match hidden_scale {
+            let batch_stats = match &act_scales {
                 None => net.backprop(&x, &labels, &mut grads),
-                Some(scale) => {
-                    let q = quantize_with_hidden_scale(&net, scale, config.qat_width)
+                Some(scales) => {
+                    let q = quantize_with_scales(&net, scales, config.qat_width)
                         .map_err(|e| TrainError::Quantization(format!("{e:#}")))?;
                     Quantized::new(&q).backprop(&x, &labels, &mut grads)
                 }
@@ -295,9 +296,9 @@ pub fn fit(
         }
         let seconds = start.elapsed().as_secs_f64();
         // During quantization-aware epochs the held-out figures are the integer network's.
-        let q = match hidden_scale {
-            Some(scale) => Some(
-                quantize_with_hidden_scale(&net, scale, config.qat_width)
+        let q = match &act_scales {
+            Some(scales) => Some(
+                quantize_with_scales(&net, scales, config.qat_width)
                     .map_err(|e| TrainError::Quantization(format!("{e:#}")))?,
             ),
             None => None,
@@ -324,20 +325,20 @@ pub fn fit(
         if let (true, Some(v)) = (config.restore_best, val)
             && best.as_ref().is_none_or(|(loss, ..)| v.loss() < *loss)
         {
-            best = Some((v.loss(), epoch, net.clone(), hidden_scale));
+            best = Some((v.loss(), epoch, net.clone(), act_scales.clone()));
         }
         progress(Progress::Epoch(epoch_stats));
         history.push(epoch_stats);
     }
-    let (net, epoch, hidden_scale) = match best {
-        Some((_, epoch, best_net, scale)) => (best_net, epoch, scale),
-        None => (net, config.epochs, hidden_scale),
+    let (net, epoch, act_scales) = match best {
+        Some((_, epoch, best_net, scales)) => (best_net, epoch, scales),
+        None => (net, config.epochs, act_scales),
     };
     Ok(Fitted {
         net,
         history,
         epoch,
-        hidden_scale,
+        act_scales,
     })
 }
 

@@ -1,6 +1,7 @@
 //! ONNX in and out: a model exported and imported again is the same network, the layouts other
-//! exporters write (PyTorch's `Gemm` with `transB`) read the same, and what is not a 784-512-10
-//! MLP is refused naming what was found.
+//! exporters write (PyTorch's `Gemm` with `transB`) read the same, deeper chains (784-256-128-10)
+//! and narrower ones (784-128-10) too, and what is not a dense ReLU MLP is refused naming what was
+//! found.
 
 use std::process::Command;
 
@@ -20,6 +21,8 @@ fn exported(net: &Mlp) -> Vec<u8> {
 }
 
 fn same(a: &Mlp, b: &Mlp) {
+    assert_eq!(a.widths(), b.widths());
+    assert_eq!(a.middle, b.middle);
     assert_eq!(a.w1, b.w1);
     assert_eq!(a.b1, b.b1);
     assert_eq!(a.w2, b.w2);
@@ -30,6 +33,13 @@ fn same(a: &Mlp, b: &Mlp) {
 fn export_then_import_gives_the_same_network() {
     let net = tutorial_net(&mnist().train.head(2000), 1);
     same(&onnx::import(&exported(&net)).unwrap(), &net);
+    // Other chains of dense layers: narrower, and deeper.
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(5);
+    for hidden in [&[128][..], &[256, 128], &[64, 48, 32]] {
+        let net = Mlp::glorot(784, hidden, 10, &mut rng);
+        let imported = onnx::import(&exported(&net)).unwrap();
+        same(&imported, &net);
+    }
 }
 
 #[test]
@@ -65,7 +75,7 @@ fn pytorch_gemm_layers_with_transposed_weights_read_the_same() {
 }
 
 #[test]
-fn what_is_not_a_784_h_10_mlp_is_refused_naming_it() {
+fn what_is_not_a_dense_relu_mlp_is_refused_naming_it() {
     let err = |bytes: &[u8]| format!("{:#}", onnx::import(bytes).unwrap_err());
     assert!(err(b"\xff\xff not protobuf").contains("not an ONNX model"));
     use prost::Message;
@@ -85,7 +95,7 @@ fn what_is_not_a_784_h_10_mlp_is_refused_naming_it() {
     );
     let message = err(&narrow.encode_to_vec());
     assert!(
-        message.contains("(100, 256)") && message.contains("784→H→10"),
+        message.contains("(100, 256)") && message.contains("784→…→10"),
         "{message}"
     );
     let sigmoid = model_proto(

@@ -108,11 +108,27 @@ fn the_quantization_aware_forward_pass_is_infer_cores() {
     let int8 = quantize(&net, &mnist.train.head(2000), Width::Int8).unwrap();
     check(&int8, &test, &rows);
     let int4 = quantize(&net, &mnist.train.head(2000), Width::Int4).unwrap();
-    assert!(int4.w1.iter().chain(&int4.w2).all(|w| (-7..=7).contains(w)));
+    assert!(
+        int4.layers
+            .iter()
+            .flat_map(|l| &l.w)
+            .all(|w| (-7..=7).contains(w))
+    );
     check(&int4, &test, &rows);
     let file = AlignedBytes::new(&encode_quant(&int4).unwrap());
     let header = infer_core::format::peek(file.as_bytes()).unwrap();
     assert_eq!(header.weights(), &[Weights::Int4, Weights::Int4]);
+
+    // A deeper network (784-64-32-10, two hidden layers, each with its own calibrated scale):
+    // the training forward pass is still infer-core's, integer for integer.
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3);
+    let deep = trainer::mlp::Mlp::glorot(PIXELS, &[64, 32], 10, &mut rng);
+    for width in [Width::Int8, Width::Int4] {
+        let q = quantize(&deep, &mnist.train.head(1000), width).unwrap();
+        assert_eq!(q.layers.len(), 3);
+        assert!(q.layers[0].act_scale.is_some() && q.layers[1].act_scale.is_some());
+        check(&q, &test, &rows);
+    }
 }
 
 #[test]
@@ -134,7 +150,7 @@ fn one_seed_gives_one_network_for_both_recipes() {
         let (a, b) = (run(), run());
         assert_eq!(a.net, b.net, "{recipe:?}: weights differ between two runs");
         assert_eq!(a.epoch, b.epoch);
-        assert_eq!(a.hidden_scale, b.hidden_scale);
+        assert_eq!(a.act_scales, b.act_scales);
         let c = fit(
             &train,
             held_out,
@@ -168,7 +184,7 @@ fn a_run_shorter_than_its_quantization_aware_epochs_is_all_quantization_aware() 
         // The last epoch is quantization-aware in each case: the export gets its hidden scale.
         if fitted.epoch == epochs {
             assert!(
-                fitted.hidden_scale.is_some(),
+                fitted.act_scales.is_some(),
                 "{epochs} epochs, {qat_epochs} QAT"
             );
         }

@@ -125,7 +125,7 @@ fn an_unwritable_destination_fails_before_training() {
 
 #[test]
 fn out_of_range_numbers_are_usage_errors_not_crashes() {
-    let cases: [(&str, &[&str]); 5] = [
+    let cases: [(&str, &[&str]); 6] = [
         (
             "--epochs",
             &["0", "100001", "18446744073709551615", "-1", "1.5"],
@@ -134,6 +134,18 @@ fn out_of_range_numbers_are_usage_errors_not_crashes() {
         ("--learning-rate", &["0", "-0.001", "NaN", "inf", "1e39"]),
         ("--validation-split", &["1", "-0.1", "NaN", "2"]),
         ("--seed", &["-1", "18446744073709551616", "0.5"]),
+        (
+            "--hidden",
+            &[
+                "0",
+                "1025",
+                "256,0",
+                "256,,128",
+                "x",
+                "1,2,3,4,5,6,7,8",
+                "-4",
+            ],
+        ),
     ];
     for (option, values) in cases {
         for value in values {
@@ -360,4 +372,52 @@ fn a_link_stays_a_link_and_a_non_file_is_written_not_replaced() {
     let _ = std::io::Read::read_to_end(&mut reader, &mut got);
     assert_eq!(got, b"through the pipe");
     assert!(!std::fs::metadata(&fifo).unwrap().is_file());
+}
+
+/// `--hidden 32,16`: a network with two hidden layers, trained, written, and read by every
+/// command as any other model.
+#[test]
+fn two_hidden_layers_train_and_every_command_reads_them() {
+    let out = temp_dir("two-hidden");
+    let out_s = out.to_str().unwrap();
+    let run = trainer(&[
+        "--epochs",
+        "1",
+        "--hidden",
+        "32,16",
+        "--weights",
+        "both",
+        "--out",
+        out_s,
+        "-q",
+    ]);
+    succeeded(&run);
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["layers"], serde_json::json!([784, 32, 16, 10]));
+    for (file, kind) in [
+        ("mlp-int8.bin", "int8"),
+        ("mlp-int4.bin", "int4"),
+        ("mlp-f32.bin", "f32"),
+    ] {
+        let model = out.join(file);
+        let reported = json[kind]["test_accuracy"].as_f64().unwrap();
+        assert!(reported > 0.85, "{kind}: {reported}");
+        let eval = trainer(&["eval", model.to_str().unwrap()]);
+        succeeded(&eval);
+        let text = String::from_utf8_lossy(&eval.stdout);
+        assert!((eval_accuracy(&text) - reported).abs() < 1e-9, "{text}");
+        let inspect = trainer(&["inspect", model.to_str().unwrap(), "--json"]);
+        succeeded(&inspect);
+        let facts: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+        assert_eq!(facts["shape"], serde_json::json!([784, 32, 16, 10]));
+        assert_eq!(
+            facts["parameters"],
+            784 * 32 + 32 + 32 * 16 + 16 + 16 * 10 + 10
+        );
+        let digit =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/handwritten-3.pgm");
+        let predict = trainer(&["predict", model.to_str().unwrap(), digit.to_str().unwrap()]);
+        succeeded(&predict);
+    }
 }

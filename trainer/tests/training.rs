@@ -28,7 +28,7 @@ fn mean_loss(net: &Mlp, x: &SparseBatch, labels: &[u8]) -> f64 {
 fn backprop_matches_finite_differences() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     // 6 hidden units: not a multiple of any vector width, so the scalar tails run too.
-    let mut net = Mlp::glorot(5, 6, 3, &mut rng);
+    let mut net = Mlp::glorot(5, &[6], 3, &mut rng);
     net.b1 = DVector::from_fn(6, |i, _| 0.05 * i as f32 + 0.1);
     net.b2 = DVector::from_vec(vec![0.1, -0.2, 0.05]);
     let (x, labels) = tiny_batch();
@@ -57,12 +57,50 @@ fn backprop_matches_finite_differences() {
     assert_eq!(checked, 5 * 6 + 6 + 6 * 3 + 3);
 }
 
+/// The same check through two more hidden layers (5 → 6 → 4 → 7 → 3): the middle layers'
+/// gradients and the gradients they pass down.
+#[test]
+fn backprop_through_middle_layers_matches_finite_differences() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut net = Mlp::glorot(5, &[6, 4, 7], 3, &mut rng);
+    net.b1 = DVector::from_fn(6, |i, _| 0.05 * i as f32 + 0.1);
+    for (m, d) in net.middle.iter_mut().enumerate() {
+        d.b = DVector::from_fn(d.b.len(), |i, _| 0.03 * (i + m) as f32 + 0.05);
+    }
+    assert_eq!(net.widths(), [5, 6, 4, 7, 3]);
+    let (x, labels) = tiny_batch();
+    let mut grads = net.zeros_like();
+    net.backprop(&x, &labels, &mut grads);
+    let eps = 1e-3f32;
+    let tensors = net.tensors().len();
+    assert_eq!(tensors, 8);
+    let mut checked = 0;
+    for t in 0..tensors {
+        for i in 0..net.tensors()[t].len() {
+            let mut plus = net.clone();
+            plus.tensors_mut()[t][i] += eps;
+            let mut minus = net.clone();
+            minus.tensors_mut()[t][i] -= eps;
+            let numeric = (mean_loss(&plus, &x, &labels) - mean_loss(&minus, &x, &labels))
+                / (2.0 * f64::from(eps));
+            let analytic = f64::from(grads.tensors()[t][i]);
+            assert!(
+                (numeric - analytic).abs() < 2e-3 * (1.0 + numeric.abs()),
+                "tensor {t} element {i}: numeric {numeric}, backprop {analytic}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 5 * 6 + 6 + 6 * 4 + 4 + 4 * 7 + 7 + 7 * 3 + 3);
+}
+
 #[test]
 fn rmsprop_steps_match_hand_computed_values() {
     let one = |v: f32| DMatrix::from_element(1, 1, v);
     let mut net = Mlp {
         w1: one(1.0),
         b1: DVector::from_element(1, -2.0),
+        middle: vec![],
         w2: one(0.0),
         b2: DVector::from_element(1, 0.5),
     };
@@ -70,6 +108,7 @@ fn rmsprop_steps_match_hand_computed_values() {
     let grads = |g: f32| Mlp {
         w1: one(g),
         b1: DVector::from_element(1, 0.0),
+        middle: vec![],
         w2: one(-g),
         b2: DVector::from_element(1, 2.0 * g),
     };

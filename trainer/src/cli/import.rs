@@ -8,9 +8,7 @@ use trainer::idx::load_mnist;
 use trainer::output_set::OutputSet;
 use trainer::pipeline::{write_f32, write_quant};
 use trainer::quantize::model_bytes_bound;
-use trainer::quantize::{
-    CALIBRATION_IMAGES, Width, calibrate_hidden_scale, quantize_with_hidden_scale,
-};
+use trainer::quantize::{CALIBRATION_IMAGES, Width, calibrate_hidden_scales, quantize_with_scales};
 
 use super::default_data_dir;
 
@@ -35,11 +33,11 @@ pub(crate) fn import(args: ImportArgs) -> Result<()> {
     let net = trainer::onnx::import(&bytes)
         .with_context(|| format!("{} is not a usable 784-H-10 model", args.model.display()))?;
     let data_dir = args.data.unwrap_or_else(default_data_dir);
-    let need = 2 * model_bytes_bound(net.w1.ncols(), net.w1.nrows(), net.w2.ncols());
+    let need = 2 * model_bytes_bound(&net.widths());
     let out = OutputSet::begin(&args.out, need)?;
     let mnist = load_mnist(&data_dir)?;
-    let scale = calibrate_hidden_scale(&net, &mnist.train.head(CALIBRATION_IMAGES));
-    let quantized = quantize_with_hidden_scale(&net, scale, Width::Int8)?;
+    let scales = calibrate_hidden_scales(&net, &mnist.train.head(CALIBRATION_IMAGES));
+    let quantized = quantize_with_scales(&net, &scales, Width::Int8)?;
     let f32 = write_f32(&out, &net, &mnist.test)?;
     let (int8, _) = write_quant(&out, &quantized, &mnist.test)?;
     out.commit()?;

@@ -93,6 +93,30 @@ pub(crate) fn validation_fraction(s: &str) -> Result<f64, String> {
     }
 }
 
+/// The hidden layers' widths, as `--hidden` takes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HiddenWidths(pub(crate) Vec<usize>);
+
+/// `--hidden`: one width, or a comma-separated list (`256,128`), each 1–1024, 1 to 7 layers.
+pub(crate) fn hidden_widths(s: &str) -> Result<HiddenWidths, String> {
+    let max_hidden = infer_core::format::MAX_LAYERS - 1;
+    let widths = s
+        .split(',')
+        .map(|w| match w.trim().parse::<usize>() {
+            Ok(v) if (1..=1024).contains(&v) => Ok(v),
+            Ok(v) => Err(format!("{v}: a hidden layer has 1 to 1024 units")),
+            Err(e) => Err(format!("{w:?}: {e}")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if widths.len() > max_hidden {
+        return Err(format!(
+            "{} hidden layers: at most {max_hidden}",
+            widths.len()
+        ));
+    }
+    Ok(HiddenWidths(widths))
+}
+
 pub(crate) fn positive_f32(s: &str) -> Result<f32, String> {
     match s.parse::<f32>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),

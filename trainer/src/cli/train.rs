@@ -18,7 +18,9 @@ use trainer::quantize::model_bytes_bound;
 use trainer::shape::{CLASSES, INPUTS};
 use trainer::train::{Progress, Recipe, TrainConfig, default_validation_split};
 
-use super::{default_data_dir, emit, positive_f32, validation_fraction};
+use super::{
+    HiddenWidths, default_data_dir, emit, hidden_widths, positive_f32, validation_fraction,
+};
 
 /// Which integer model files a run writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -59,10 +61,10 @@ pub(crate) struct TrainArgs {
     /// Passes over the training set, 1 to 100000 [default: 5 (tutorial), 40 (best)]
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     epochs: Option<u32>,
-    /// Units of the hidden ReLU layer, 1 to 1024 (the tutorial's 512; 128 or 64 fit 64 KB parts
-    /// in int4).
-    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    hidden: u32,
+    /// Units of the hidden ReLU layer, 1 to 1024 (the tutorial's 512; 96 fits a 64 KB part in
+    /// int4), or of several, comma-separated, first to last (`256,128`; up to 7 layers).
+    #[arg(long, default_value = "512", value_name = "N[,N…]", value_parser = hidden_widths)]
+    hidden: HiddenWidths,
     /// Images per gradient step, 1 to 65535.
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65_535))]
     batch_size: u32,
@@ -204,7 +206,7 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
         batch_size: args.batch_size as usize,
         learning_rate: args.learning_rate.unwrap_or(recipe.learning_rate),
         seed: args.seed,
-        hidden: args.hidden as usize,
+        hidden: args.hidden.0.clone(),
         qat_width: args.weights.qat_width(),
         ..recipe
     };
@@ -260,6 +262,12 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
         batch_size: config.batch_size,
         learning_rate: config.learning_rate,
         weights: args.weights.widths().to_vec(),
+        layers: {
+            let mut widths = vec![INPUTS];
+            widths.extend(&config.hidden);
+            widths.push(CLASSES);
+            widths
+        },
         int8: outcome.int8,
         int4: outcome.int4,
         f32: outcome.f32,
@@ -394,7 +402,10 @@ impl Places {
         }
 
         let epochs = u64::from(args.epochs.unwrap_or(100));
-        let file = model_bytes_bound(INPUTS, args.hidden as usize, CLASSES);
+        let mut widths = vec![INPUTS];
+        widths.extend(&args.hidden.0);
+        widths.push(CLASSES);
+        let file = model_bytes_bound(&widths);
         let mut set_bytes = file * (1 + args.weights.widths().len() as u64);
         match &report {
             Place::InSet(_) => set_bytes += report_bytes(epochs),
