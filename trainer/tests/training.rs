@@ -24,6 +24,30 @@ fn mean_loss(net: &Mlp, x: &SparseBatch, labels: &[u8]) -> f64 {
     net.backprop(x, labels, &mut scratch).loss()
 }
 
+/// Every parameter's gradient against a central finite difference of the mean loss; returns how
+/// many were checked.
+fn check_gradients(net: &Mlp, grads: &Mlp, x: &SparseBatch, labels: &[u8]) -> usize {
+    let eps = 1e-3f32;
+    let mut checked = 0;
+    for t in 0..net.tensors().len() {
+        for i in 0..net.tensors()[t].len() {
+            let mut plus = net.clone();
+            plus.tensors_mut()[t][i] += eps;
+            let mut minus = net.clone();
+            minus.tensors_mut()[t][i] -= eps;
+            let numeric = (mean_loss(&plus, x, labels) - mean_loss(&minus, x, labels))
+                / (2.0 * f64::from(eps));
+            let analytic = f64::from(grads.tensors()[t][i]);
+            assert!(
+                (numeric - analytic).abs() < 2e-3 * (1.0 + numeric.abs()),
+                "tensor {t} element {i}: numeric {numeric}, backprop {analytic}"
+            );
+            checked += 1;
+        }
+    }
+    checked
+}
+
 #[test]
 fn backprop_matches_finite_differences() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
@@ -35,25 +59,7 @@ fn backprop_matches_finite_differences() {
     let mut grads = net.zeros_like();
     net.backprop(&x, &labels, &mut grads);
 
-    let eps = 1e-3f32;
-    let mut checked = 0;
-    for t in 0..4 {
-        let len = net.tensors()[t].len();
-        for i in 0..len {
-            let mut plus = net.clone();
-            plus.tensors_mut()[t][i] += eps;
-            let mut minus = net.clone();
-            minus.tensors_mut()[t][i] -= eps;
-            let numeric = (mean_loss(&plus, &x, &labels) - mean_loss(&minus, &x, &labels))
-                / (2.0 * f64::from(eps));
-            let analytic = f64::from(grads.tensors()[t][i]);
-            assert!(
-                (numeric - analytic).abs() < 2e-3 * (1.0 + numeric.abs()),
-                "tensor {t} element {i}: numeric {numeric}, backprop {analytic}"
-            );
-            checked += 1;
-        }
-    }
+    let checked = check_gradients(&net, &grads, &x, &labels);
     assert_eq!(checked, 5 * 6 + 6 + 6 * 3 + 3);
 }
 
@@ -71,26 +77,8 @@ fn backprop_through_middle_layers_matches_finite_differences() {
     let (x, labels) = tiny_batch();
     let mut grads = net.zeros_like();
     net.backprop(&x, &labels, &mut grads);
-    let eps = 1e-3f32;
-    let tensors = net.tensors().len();
-    assert_eq!(tensors, 8);
-    let mut checked = 0;
-    for t in 0..tensors {
-        for i in 0..net.tensors()[t].len() {
-            let mut plus = net.clone();
-            plus.tensors_mut()[t][i] += eps;
-            let mut minus = net.clone();
-            minus.tensors_mut()[t][i] -= eps;
-            let numeric = (mean_loss(&plus, &x, &labels) - mean_loss(&minus, &x, &labels))
-                / (2.0 * f64::from(eps));
-            let analytic = f64::from(grads.tensors()[t][i]);
-            assert!(
-                (numeric - analytic).abs() < 2e-3 * (1.0 + numeric.abs()),
-                "tensor {t} element {i}: numeric {numeric}, backprop {analytic}"
-            );
-            checked += 1;
-        }
-    }
+    assert_eq!(net.tensors().len(), 8);
+    let checked = check_gradients(&net, &grads, &x, &labels);
     assert_eq!(checked, 5 * 6 + 6 + 6 * 4 + 4 + 4 * 7 + 7 + 7 * 3 + 3);
 }
 

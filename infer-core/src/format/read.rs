@@ -251,27 +251,37 @@ impl<'a, const MAX_WIDTH: usize> QuantModel<'a, MAX_WIDTH> {
         }
         Ok(Self { header, layers })
     }
-
-    /// Its header: widths and weight kinds.
-    pub fn header(&self) -> &Header {
-        &self.header
-    }
-
-    /// The layers, first to last.
-    pub fn layers(&self) -> &[QuantLayer<'a>] {
-        &self.layers
-    }
-
-    /// Inputs of the first layer.
-    pub fn inputs(&self) -> usize {
-        self.header.inputs()
-    }
-
-    /// Outputs of the last layer.
-    pub fn classes(&self) -> usize {
-        self.header.classes()
-    }
 }
+
+/// The accessors both model views share.
+macro_rules! model_accessors {
+    ($model:ident, $layer:ident) => {
+        impl<'a, const MAX_WIDTH: usize> $model<'a, MAX_WIDTH> {
+            /// Its header: widths and weight kinds.
+            pub fn header(&self) -> &Header {
+                &self.header
+            }
+
+            /// The layers, first to last.
+            pub fn layers(&self) -> &[$layer<'a>] {
+                &self.layers
+            }
+
+            /// Inputs of the first layer.
+            pub fn inputs(&self) -> usize {
+                self.header.inputs()
+            }
+
+            /// Outputs of the last layer.
+            pub fn classes(&self) -> usize {
+                self.header.classes()
+            }
+        }
+    };
+}
+
+model_accessors!(QuantModel, QuantLayer);
+model_accessors!(F32Model, F32Layer);
 
 /// One validated layer of an [`F32Model`], borrowing the file's bytes.
 #[derive(Debug, Clone, Copy)]
@@ -359,25 +369,5 @@ impl<'a, const MAX_WIDTH: usize> F32Model<'a, MAX_WIDTH> {
             return Err(FormatError::Malformed);
         }
         Ok(Self { header, layers })
-    }
-
-    /// Its header: widths and weight kinds.
-    pub fn header(&self) -> &Header {
-        &self.header
-    }
-
-    /// The layers, first to last.
-    pub fn layers(&self) -> &[F32Layer<'a>] {
-        &self.layers
-    }
-
-    /// Inputs of the first layer.
-    pub fn inputs(&self) -> usize {
-        self.header.inputs()
-    }
-
-    /// Outputs of the last layer.
-    pub fn classes(&self) -> usize {
-        self.header.classes()
     }
 }
