@@ -1,10 +1,13 @@
-//! Classifies real MNIST test digits with infer-core's int8 (or int4) model on a Cortex-M, checks
+//! Classifies real MNIST test digits with infer-core's integer model (any chain of int8 and int4
+//! layers) on a Cortex-M, checks
 //! that every prediction equals the host's, and reports what it costs: per-inference time, flash,
 //! static RAM and peak stack.
 //!
 //! Boards (Cargo features, exactly one; each declared in `boards/<feature>.toml`): `mps2-an386`
 //! (the default, QEMU, Cortex-M4F; `cargo run --release`), `netduinoplus2` (QEMU, STM32F405),
-//! `microbit` (QEMU, nRF51822 Cortex-M0 with 256 KB of flash, the int4 model; `cargo microbit`),
+//! `microbit` (QEMU, nRF51822 Cortex-M0 with 256 KB of flash, a 784-256-128-10 int4 model;
+//! `cargo microbit`), `lm3s811evb` (QEMU, Stellaris LM3S811, Cortex-M3 with 64 KB of flash and
+//! 8 KB of RAM, a 784-96-10 int4 model),
 //! `nrf52840` (the DK, `cargo board`) and `pico` (RP2040, build only). Exit status 0 only if the
 //! model is valid and host and MCU agree on every image.
 #![no_std]
