@@ -111,6 +111,27 @@ fn inference(c: &mut Criterion) {
     }
     batch.finish();
 
+    // One image through the int8 network of each shape the README compares, best kernel here.
+    let mut shapes = c.benchmark_group("shape");
+    shapes.throughput(Throughput::Elements(1));
+    let kernel = Kernel::best();
+    for hidden in benches::SHAPES {
+        let file = benches::shape_model(&mnist, hidden).expect("a trained shape");
+        let model = QuantModel::from_bytes(file.as_bytes()).expect("a valid model");
+        let name: Vec<String> = hidden.iter().map(ToString::to_string).collect();
+        let mut i = 0;
+        shapes.bench_function(
+            format!("784-{}-10/int8/{kernel}/batch-1", name.join("-")),
+            |b| {
+                b.iter(|| {
+                    i = (i + 1) % IMAGES;
+                    black_box(model.predict_with(kernel, black_box(&images[i])))
+                })
+            },
+        );
+    }
+    shapes.finish();
+
     // Validation of a model file: CRC, sections, scales.
     let mut load = c.benchmark_group("load");
     load.bench_function("int8/from_bytes", |b| {

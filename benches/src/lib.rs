@@ -83,6 +83,47 @@ pub fn models(mnist: &Mnist) -> Result<Models> {
     })
 }
 
+/// The shapes the README's table compares, as `--hidden` takes them.
+pub const SHAPES: [&[usize]; 5] = [&[512], &[256], &[128], &[64], &[256, 128]];
+
+/// The int8 file of the tutorial recipe (seed 42, as `cargo run -p trainer -- --hidden …`) for
+/// a network with these hidden layers: trained here by the trainer's pipeline the first time,
+/// then kept in `target/benches-shapes/`.
+pub fn shape_model(mnist: &Mnist, hidden: &[usize]) -> Result<AlignedBytes> {
+    let name: Vec<String> = hidden.iter().map(ToString::to_string).collect();
+    let dir = repo()
+        .join("target/benches-shapes")
+        .join(format!("784-{}-10", name.join("-")));
+    let file = dir.join(INT8_FILE);
+    if !file.is_file() {
+        eprintln!(
+            "benches: training the tutorial recipe's {} network",
+            dir.display()
+        );
+        let set = OutputSet::begin(&dir, 0)?;
+        let run = Run {
+            config: TrainConfig {
+                hidden: hidden.to_vec(),
+                ..TrainConfig::default()
+            },
+            validation_split: 0.0,
+            widths: &[Width::Int8],
+            out: &set,
+            test_every_epoch: false,
+            force: true,
+        };
+        pipeline::run(
+            mnist,
+            &run,
+            |_| {},
+            |_| {},
+            |w| eprintln!("benches: warning: {w}"),
+        )?;
+        set.commit()?;
+    }
+    AlignedBytes::read(&file)
+}
+
 /// Loads the int8 and f32 views (validation once).
 pub fn views(models: &Models) -> Result<(QuantModel<'_>, F32Model<'_>)> {
     Ok((

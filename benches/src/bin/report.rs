@@ -220,6 +220,22 @@ fn render(est: &BTreeMap<String, Estimate>, tflite: Option<&Value>) -> String {
         );
     }
 
+    let _ = writeln!(
+        md,
+        "\n## One image by network shape (int8, the tutorial recipe's files)\n\n\
+         | benchmark | median per image | vs 784-512-10 |\n| --- | ---: | ---: |"
+    );
+    let tutorial = est
+        .iter()
+        .find(|(id, _)| id.starts_with("shape/784-512-10/"))
+        .map(|(_, e)| e.per_image_ns());
+    for (id, e) in est.iter().filter(|(id, _)| id.starts_with("shape/")) {
+        let ratio = tutorial.map_or(String::from("—"), |t| {
+            format!("{:.2}×", e.per_image_ns() / t)
+        });
+        let _ = writeln!(md, "| `{id}` | {} | {ratio} |", duration(e.per_image_ns()));
+    }
+
     let _ = writeln!(md, "\n## Other\n\n| benchmark | median |\n| --- | ---: |");
     for (id, e) in est
         .iter()
