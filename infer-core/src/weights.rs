@@ -14,9 +14,6 @@ pub enum Weights {
 }
 
 impl Weights {
-    /// Every kind, by byte.
-    pub const ALL: [Weights; 3] = [Weights::Int8, Weights::F32, Weights::Int4];
-
     /// The byte that stands for it in a file.
     pub const fn byte(self) -> u8 {
         match self {
@@ -43,11 +40,6 @@ impl Weights {
             Weights::F32 => "f32",
             Weights::Int4 => "int4",
         }
-    }
-
-    /// The kind named `name` (as [`Weights::name`] gives it).
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|w| w.name() == name)
     }
 
     /// Bits per stored weight.

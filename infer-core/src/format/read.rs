@@ -5,9 +5,9 @@ use super::{
     MAX_LAYERS, MAX_SCALE, PREAMBLE_LEN, SECTION_ALIGN, Weights, float, header, int, sections,
 };
 
-/// Checks the CRC and decodes the header; the fields after it.
+/// Decodes the header and checks the CRC; the fields after the header, up to the CRC.
 fn open(bytes: &[u8]) -> Result<(Header, Fields<'_>), FormatError> {
-    let (head, _) = header(bytes)?;
+    let (head, fields) = header(bytes)?;
     let Some(split) = bytes
         .len()
         .checked_sub(CRC_LEN)
@@ -24,9 +24,9 @@ fn open(bytes: &[u8]) -> Result<(Header, Fields<'_>), FormatError> {
     if stored != computed {
         return Err(FormatError::CrcMismatch { stored, computed });
     }
-    let (again, fields) = header(contents)?;
-    debug_assert_eq!(head, again);
-    Ok((again, fields))
+    // The sections end where the CRC starts (a header that runs into it is malformed).
+    let sections = fields.0.len().checked_sub(CRC_LEN).ok_or(FormatError::Malformed)?;
+    Ok((head, Fields(fields.0.get(..sections).unwrap_or(&[]))))
 }
 
 /// The sections of `layer`, in table order, each checked for its length (a weight section also
