@@ -8,7 +8,7 @@
 #![no_main]
 
 use fuzz::check_loads;
-use infer_core::format::{checksum, write};
+use infer_core::format::{FormatError, checksum, write};
 use infer_core::quant::SHIFTS;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
@@ -200,10 +200,7 @@ struct Input {
 fuzz_target!(|input: Input| {
     let generated = |n: usize| input.image.expand(n, 0);
     let images: [&dyn Fn(usize) -> Vec<u8>; 3] = [&generated, &|n| vec![0; n], &|n| vec![255; n]];
-    // 64-byte aligned, as the trainer and the firmware hold a model, with one spare line so the
-    // file can be moved off its alignment.
-    let mut words;
-    let n = match &input.parts {
+    let written = match &input.parts {
         Parts::Quant(inputs, layers) => {
             let layers = &layers[..layers.len().min(4)];
             if layers.is_empty() {
@@ -247,15 +244,7 @@ fuzz_target!(|input: Input| {
                     w: &v.4,
                 })
                 .collect();
-            let Ok(len) = write::quant_len(&parts) else {
-                return;
-            };
-            words = vec![[0u64; 8]; len.div_ceil(64) + 1];
-            let buf: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
-            let Ok(n) = write::quant(&parts, &mut buf[..len]) else {
-                return;
-            };
-            n
+            encoded(write::quant_len(&parts), |buf| write::quant(&parts, buf))
         }
         Parts::Float(inputs, layers) => {
             let layers = &layers[..layers.len().min(4)];
@@ -278,19 +267,27 @@ fuzz_target!(|input: Input| {
                     w: &v.0,
                 })
                 .collect();
-            let Ok(len) = write::f32_len(&parts) else {
-                return;
-            };
-            words = vec![[0u64; 8]; len.div_ceil(64) + 1];
-            let buf: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
-            let Ok(n) = write::f32(&parts, &mut buf[..len]) else {
-                return;
-            };
-            n
+            encoded(write::f32_len(&parts), |buf| write::f32(&parts, buf))
         }
     };
-    load_all(&mut words, n, input.damage.as_ref(), &images);
+    if let Some((mut words, n)) = written {
+        load_all(&mut words, n, input.damage.as_ref(), &images);
+    }
 });
+
+/// The file the writer makes (`len` bytes, or the error it gives) in 64-byte-aligned memory, as
+/// the trainer and the firmware hold a model, with one spare line so the file can be moved off
+/// its alignment; with the bytes written.
+fn encoded(
+    len: Result<usize, FormatError>,
+    write: impl FnOnce(&mut [u8]) -> Result<usize, FormatError>,
+) -> Option<(Vec<[u64; 8]>, usize)> {
+    let len = len.ok()?;
+    let mut words = vec![[0u64; 8]; len.div_ceil(64) + 1];
+    let buf: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
+    let n = write(buf.get_mut(..len)?).ok()?;
+    Some((words, n))
+}
 
 /// The `n` written bytes in `words`, damaged as asked, given to every model kind.
 fn load_all(
