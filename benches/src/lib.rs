@@ -56,14 +56,26 @@ pub fn models(mnist: &Mnist) -> Result<Models> {
     );
     // The trainer's own pipeline, into a folder of its own.
     let dir = repo().join("target/benches-models");
-    let set = OutputSet::begin(&dir, 0)?;
+    let config = TrainConfig {
+        epochs: 1,
+        ..TrainConfig::default()
+    };
+    train_into(mnist, &dir, config, &[Width::Int8, Width::Int4])?;
+    Ok(Models {
+        int8: AlignedBytes::read(&dir.join(INT8_FILE))?,
+        int4: AlignedBytes::read(&dir.join(INT4_FILE))?,
+        f32: AlignedBytes::read(&dir.join(F32_FILE))?,
+    })
+}
+
+/// A run of the trainer's pipeline with `config`, its set (the f32 file and the `widths`' integer
+/// files) committed into `dir`.
+fn train_into(mnist: &Mnist, dir: &Path, config: TrainConfig, widths: &[Width]) -> Result<()> {
+    let set = OutputSet::begin(dir, 0)?;
     let run = Run {
-        config: TrainConfig {
-            epochs: 1,
-            ..TrainConfig::default()
-        },
+        config,
         validation_split: 0.0,
-        widths: &[Width::Int8, Width::Int4],
+        widths,
         out: &set,
         test_every_epoch: false,
         force: true,
@@ -76,50 +88,36 @@ pub fn models(mnist: &Mnist) -> Result<Models> {
         |w| eprintln!("benches: warning: {w}"),
     )?;
     set.commit()?;
-    Ok(Models {
-        int8: AlignedBytes::read(&dir.join(INT8_FILE))?,
-        int4: AlignedBytes::read(&dir.join(INT4_FILE))?,
-        f32: AlignedBytes::read(&dir.join(F32_FILE))?,
-    })
+    Ok(())
 }
 
 /// The shapes the README's table compares, as `--hidden` takes them.
 pub const SHAPES: [&[usize]; 5] = [&[512], &[256], &[128], &[64], &[256, 128]];
 
+/// `784-256-128-10` for hidden layers `[256, 128]`.
+pub fn shape_name(hidden: &[usize]) -> String {
+    let widths: Vec<String> = hidden.iter().map(ToString::to_string).collect();
+    format!("784-{}-10", widths.join("-"))
+}
+
 /// The int8 file of the tutorial recipe (seed 42, as `cargo run -p trainer -- --hidden …`) for
 /// a network with these hidden layers: trained here by the trainer's pipeline the first time,
 /// then kept in `target/benches-shapes/`.
 pub fn shape_model(mnist: &Mnist, hidden: &[usize]) -> Result<AlignedBytes> {
-    let name: Vec<String> = hidden.iter().map(ToString::to_string).collect();
     let dir = repo()
         .join("target/benches-shapes")
-        .join(format!("784-{}-10", name.join("-")));
+        .join(shape_name(hidden));
     let file = dir.join(INT8_FILE);
     if !file.is_file() {
         eprintln!(
             "benches: training the tutorial recipe's {} network",
             dir.display()
         );
-        let set = OutputSet::begin(&dir, 0)?;
-        let run = Run {
-            config: TrainConfig {
-                hidden: hidden.to_vec(),
-                ..TrainConfig::default()
-            },
-            validation_split: 0.0,
-            widths: &[Width::Int8],
-            out: &set,
-            test_every_epoch: false,
-            force: true,
+        let config = TrainConfig {
+            hidden: hidden.to_vec(),
+            ..TrainConfig::default()
         };
-        pipeline::run(
-            mnist,
-            &run,
-            |_| {},
-            |_| {},
-            |w| eprintln!("benches: warning: {w}"),
-        )?;
-        set.commit()?;
+        train_into(mnist, &dir, config, &[Width::Int8])?;
     }
     AlignedBytes::read(&file)
 }

@@ -25,7 +25,11 @@ fn open(bytes: &[u8]) -> Result<(Header, Fields<'_>), FormatError> {
         return Err(FormatError::CrcMismatch { stored, computed });
     }
     // The sections end where the CRC starts (a header that runs into it is malformed).
-    let sections = fields.0.len().checked_sub(CRC_LEN).ok_or(FormatError::Malformed)?;
+    let sections = fields
+        .0
+        .len()
+        .checked_sub(CRC_LEN)
+        .ok_or(FormatError::Malformed)?;
     Ok((head, Fields(fields.0.get(..sections).unwrap_or(&[]))))
 }
 
