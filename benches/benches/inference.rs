@@ -118,17 +118,14 @@ fn inference(c: &mut Criterion) {
     for hidden in benches::SHAPES {
         let file = benches::shape_model(&mnist, hidden).expect("a trained shape");
         let model = QuantModel::from_bytes(file.as_bytes()).expect("a valid model");
-        let name: Vec<String> = hidden.iter().map(ToString::to_string).collect();
+        let name = benches::shape_name(hidden);
         let mut i = 0;
-        shapes.bench_function(
-            format!("784-{}-10/int8/{kernel}/batch-1", name.join("-")),
-            |b| {
-                b.iter(|| {
-                    i = (i + 1) % IMAGES;
-                    black_box(model.predict_with(kernel, black_box(&images[i])))
-                })
-            },
-        );
+        shapes.bench_function(format!("{name}/int8/{kernel}/batch-1"), |b| {
+            b.iter(|| {
+                i = (i + 1) % IMAGES;
+                black_box(model.predict_with(kernel, black_box(&images[i])))
+            })
+        });
     }
     shapes.finish();
 
