@@ -39,34 +39,23 @@ pub(crate) fn inspect(args: InspectArgs) -> Result<()> {
         let max = v.iter().copied().fold(0.0f32, f32::max);
         serde_json::json!({ "min": min, "max": max })
     };
-    let layers: Vec<serde_json::Value> = match &model {
-        Classifier::Quant(m) => m
-            .layers()
-            .iter()
-            .map(|l| {
-                let s = l.layer();
-                serde_json::json!({
-                    "inputs": s.inputs,
-                    "outputs": s.outputs,
-                    "weights": s.weights.name(),
-                    "w_scale": range(l.w_scales().collect()),
-                    "act_scale": l.act_scale(),
-                })
+    // Every layer's shape and weights from the header; an integer layer's scales besides.
+    let mut layers: Vec<serde_json::Value> = header
+        .layers()
+        .map(|l| {
+            serde_json::json!({
+                "inputs": l.inputs,
+                "outputs": l.outputs,
+                "weights": l.weights.name(),
             })
-            .collect(),
-        Classifier::F32(m) => m
-            .layers()
-            .iter()
-            .map(|l| {
-                let s = l.layer();
-                serde_json::json!({
-                    "inputs": s.inputs,
-                    "outputs": s.outputs,
-                    "weights": "f32",
-                })
-            })
-            .collect(),
-    };
+        })
+        .collect();
+    if let Classifier::Quant(m) = &model {
+        for (facts, l) in layers.iter_mut().zip(m.layers()) {
+            facts["w_scale"] = range(l.w_scales().collect());
+            facts["act_scale"] = serde_json::json!(l.act_scale());
+        }
+    }
     let mut facts = serde_json::json!({
         "file": args.model.display().to_string(),
         "bytes": bytes.len(),
