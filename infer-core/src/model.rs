@@ -143,7 +143,7 @@ impl<'a> QuantLayer<'a> {
     /// time straight into the logits.
     ///
     /// # Safety
-    /// As [`Self::rows`].
+    /// As [`Self::hidden`], without `out`.
     #[inline(never)]
     unsafe fn output<A: Arch>(&self, x: &[u8], groups: &mut Groups<A::Group>) -> Prediction {
         // Filled in place: the prediction is returned where the caller keeps it.
