@@ -147,6 +147,9 @@ impl<G: Gene> Fill<G> {
 #[derive(Debug, Arbitrary)]
 struct QuantLayer {
     int4: bool,
+    /// Block-sparse, its tiles (16 rows × 4 inputs) kept by this seed (its low 4 bits the
+    /// density in 1/16ths): some zeroed, the layer written sparse.
+    sparse: Option<u64>,
     outputs: u16,
     act_scale: Scale,
     w_scale: Fill<Scale>,
@@ -197,6 +200,20 @@ struct Input {
     damage: Option<Damage>,
 }
 
+/// `w` (`rows × k`, row-major) with the tiles a seed drops zeroed.
+fn pruned(mut w: Vec<i8>, k: usize, seed: Option<u64>) -> Vec<i8> {
+    let Some(seed) = seed else { return w };
+    let density = seed & 15;
+    for (i, v) in w.iter_mut().enumerate() {
+        let tile = (i / k / 16) as u64 * 1_000_003 + (i % k / 4) as u64;
+        let h = (tile ^ seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60;
+        if h >= density {
+            *v = 0;
+        }
+    }
+    w
+}
+
 fuzz_target!(|input: Input| {
     let generated = |n: usize| input.image.expand(n, 0);
     let images: [&dyn Fn(usize) -> Vec<u8>; 3] = [&generated, &|n| vec![0; n], &|n| vec![255; n]];
@@ -220,7 +237,7 @@ fuzz_target!(|input: Input| {
                         l.bias.expand(r, 0),
                         l.multiplier.expand(hidden, 1 << 30),
                         l.shift.expand(hidden, 40),
-                        l.w.expand(r * k, 0),
+                        pruned(l.w.expand(r * k, 0), k, l.sparse),
                     )
                 })
                 .collect();
@@ -242,6 +259,7 @@ fuzz_target!(|input: Input| {
                     multiplier: &v.2,
                     shift: &v.3,
                     w: &v.4,
+                    sparse: l.sparse.is_some(),
                 })
                 .collect();
             encoded(write::quant_len(&parts), |buf| write::quant(&parts, buf))

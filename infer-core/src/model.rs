@@ -3,7 +3,7 @@
 
 use crate::format::{F32Model, MAX_CLASSES, QuantLayer, QuantModel};
 use crate::kernels::{self, Arch, ArchOp, BatchArch, Groups, Kernel, KernelError, TILE_ROWS};
-use crate::kernels::{Matrix, chunks};
+use crate::kernels::{Matrix, Sparsity, TILE_BYTES, chunks};
 
 /// Rows computed per walk of the input's groups. On a microcontroller one tile of rows, so the
 /// i32 scratch is 64 bytes of stack; elsewhere up to 512, so that wide kernels keep several row
@@ -40,6 +40,18 @@ pub struct Prediction {
 impl<'a> QuantLayer<'a> {
     fn matrix(&self) -> Matrix<'a> {
         Matrix::new(self.layer.weights, self.w)
+    }
+
+    /// Each row block of a block-sparse layer: its kept groups and their stored tiles.
+    fn sparse_blocks(
+        &self,
+        s: Sparsity<'a>,
+    ) -> impl Iterator<Item = (&'a [[u8; 2]], &'a [u8])> + use<'a> {
+        let (w, tile) = (self.w, TILE_BYTES * self.layer.weights.bits() / 8);
+        s.blocks().map(move |(kept, tiles)| {
+            let bytes = w.get(tiles.start * tile..tiles.end * tile).unwrap_or(&[]);
+            (kept, bytes)
+        })
     }
 
     /// One pass of a hidden layer: `out = requantize(bias − excess + W · x)` for the rows of
@@ -84,6 +96,27 @@ impl<'a> QuantLayer<'a> {
     /// `out.len()` is the layer's padded rows.
     #[inline(never)]
     unsafe fn hidden<A: Arch>(&self, x: &[u8], groups: &mut Groups<A::Group>, out: &mut [u8]) {
+        if let Some(s) = self.sparsity {
+            let blocks = self
+                .bias
+                .chunks_exact(TILE_ROWS)
+                .zip(self.multiplier.chunks_exact(TILE_ROWS))
+                .zip(self.shift.chunks_exact(TILE_ROWS))
+                .zip(out.chunks_exact_mut(TILE_ROWS));
+            let mut acc = [0i32; TILE_ROWS];
+            for ((kept, w), (((bias, mul), shift), out)) in self.sparse_blocks(s).zip(blocks) {
+                start(&mut acc, bias, 0);
+                // SAFETY: one row block and its stored tiles (checked at load); the rest by the
+                // caller.
+                unsafe {
+                    self.matrix()
+                        .with_bytes(w)
+                        .walk_block::<A>(kept, x, groups, &mut acc);
+                    A::requantize(&acc, mul, shift, out);
+                }
+            }
+            return;
+        }
         let n = chunks(x.len());
         if n == 1 {
             groups.gather::<A>(x, 0);
@@ -151,6 +184,30 @@ impl<'a> QuantLayer<'a> {
             class: 0,
             logits: Logits::new(),
         };
+        if let Some(s) = self.sparsity {
+            let mut acc = [0i32; TILE_ROWS];
+            for (b, ((kept, w), bias)) in self
+                .sparse_blocks(s)
+                .zip(self.bias.chunks_exact(TILE_ROWS))
+                .enumerate()
+            {
+                start(&mut acc, bias, 0);
+                // SAFETY: as in `hidden`.
+                unsafe {
+                    self.matrix()
+                        .with_bytes(w)
+                        .walk_block::<A>(kept, x, groups, &mut acc)
+                };
+                let real = self
+                    .layer
+                    .outputs
+                    .saturating_sub(b * TILE_ROWS)
+                    .min(TILE_ROWS);
+                let _ = p.logits.extend_from_slice(acc.get(..real).unwrap_or(&[]));
+            }
+            p.class = class_of(&p.logits, self.w_scale);
+            return p;
+        }
         let n = chunks(x.len());
         if n == 1 {
             groups.gather::<A>(x, 0);
@@ -414,6 +471,11 @@ impl<const W: usize> ArchOp for PredictX4<'_, '_, W> {
     }
     unsafe fn run_batch<A: BatchArch>(self) -> [Prediction; 4] {
         let PredictX4(model, inputs) = self;
+        if model.header.is_sparse() {
+            // Block-sparse layers have no four-vector walk: one input after another.
+            // SAFETY: as `Predict`.
+            return inputs.map(|x| unsafe { model.forward::<A>(x) });
+        }
         // SAFETY: as above.
         unsafe { model.forward_x4::<A>(inputs) }
     }

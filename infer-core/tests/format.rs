@@ -58,6 +58,7 @@ struct Layer {
     multiplier: Vec<i32>,
     shift: Vec<u8>,
     w: Vec<i8>,
+    sparse: bool,
 }
 
 impl Layer {
@@ -85,7 +86,30 @@ impl Layer {
                 .map(|_| (40 + inputs.ilog2() as usize + rng.below(4)).min(62) as u8)
                 .collect(),
             w,
+            sparse: false,
         }
+    }
+
+    /// Keeps each tile (16 rows × 4 inputs) with probability `density` (in 1/16ths; whole row
+    /// blocks and whole groups now and then), zeroing the others; written block-sparse.
+    fn pruned(mut self, rng: &mut Rng, density: usize) -> Self {
+        let (blocks, groups) = (self.outputs.div_ceil(16), self.inputs.div_ceil(4));
+        let empty_block = rng.below(blocks);
+        let empty_group = rng.below(groups);
+        for b in 0..blocks {
+            for g in 0..groups {
+                let keep = rng.below(16) < density && b != empty_block && g != empty_group;
+                if !keep {
+                    for r in (b * 16..(b + 1) * 16).filter(|&r| r < self.outputs) {
+                        for k in (g * 4..(g + 1) * 4).filter(|&k| k < self.inputs) {
+                            self.w[r * self.inputs + k] = 0;
+                        }
+                    }
+                }
+            }
+        }
+        self.sparse = true;
+        self
     }
 
     fn parts(&self) -> QuantLayerParts<'_> {
@@ -99,6 +123,7 @@ impl Layer {
             multiplier: &self.multiplier,
             shift: &self.shift,
             w: &self.w,
+            sparse: self.sparse,
         }
     }
 }
@@ -163,7 +188,15 @@ fn random_layers(rng: &mut Rng) -> Vec<Layer> {
             } else {
                 Weights::Int4
             };
-            Layer::random(rng, weights, widths[i], widths[i + 1], i + 1 == depth)
+            let layer = Layer::random(rng, weights, widths[i], widths[i + 1], i + 1 == depth);
+            // A third of the layers block-sparse, at densities 0–100 %.
+            match rng.below(3) {
+                0 => {
+                    let density = rng.below(17);
+                    layer.pruned(rng, density)
+                }
+                _ => layer,
+            }
         })
         .collect()
 }
@@ -172,6 +205,7 @@ fn random_layers(rng: &mut Rng) -> Vec<Layer> {
 fn random_chains_predict_as_the_definition_on_every_kernel() {
     let mut rng = Rng(7);
     let mut shapes = vec![];
+    let mut sparse = 0;
     for case in 0..40 {
         let layers = random_layers(&mut rng);
         let file = encode(&layers);
@@ -193,9 +227,11 @@ fn random_chains_predict_as_the_definition_on_every_kernel() {
             assert_eq!(p, &model.predict(image).unwrap(), "case {case}, batch");
         }
         shapes.push(model.header().widths().to_vec());
+        sparse += usize::from(model.header().is_sparse());
     }
-    // The cases covered deep chains and wide layers (several gathered lists).
+    // The cases covered deep chains, wide layers (several gathered lists) and sparse ones.
     assert!(shapes.iter().any(|w| w.len() == 5));
+    assert!(sparse > 5);
     assert!(shapes.iter().any(|w| w.iter().any(|&v| v > 784)));
 }
 
@@ -564,4 +600,111 @@ fn f32_weights_that_could_overflow_are_refused() {
             .iter()
             .all(|v| v.is_finite())
     );
+}
+
+/// A pruned tutorial-shaped layer: stored sparse (smaller), read back weight for weight, and its
+/// damaged kept lists refused, naming the row block.
+#[test]
+fn sparse_layers_round_trip_and_bad_kept_lists_are_refused() {
+    let mut rng = Rng(11);
+    let dense = vec![
+        Layer::random(&mut rng, Weights::Int4, 784, 512, false),
+        Layer::random(&mut rng, Weights::Int8, 512, 10, true),
+    ];
+    let mut pruned = dense.clone();
+    pruned[0] = pruned[0].clone().pruned(&mut rng, 2);
+    let (dense_file, file) = (encode(&dense), encode(&pruned));
+    assert!(
+        file.len < dense_file.len / 4,
+        "{} {}",
+        file.len,
+        dense_file.len
+    );
+    let model = QuantModel::from_bytes(file.bytes()).unwrap();
+    let first = &model.layers()[0];
+    let s = first.sparsity().unwrap();
+    assert!(first.layer().sparse && !model.layers()[1].layer().sparse);
+    assert_eq!(s.tiles(), first.layer().tiles);
+    assert!(s.tiles() < s.dense_tiles() / 4);
+    for j in (0..512).step_by(7) {
+        for k in (0..784).step_by(3) {
+            let w = i32::from(pruned[0].w[j * 784 + k]);
+            assert_eq!(first.weight(j, k), Some(w), "{j} {k}");
+        }
+    }
+    let image = input(&mut rng, 784);
+    assert_eq!(
+        model.predict(&image).unwrap().logits[..],
+        reference(&pruned, &image)[..]
+    );
+
+    // The kept list: find it (after the 32 u16 block counts) and damage it.
+    let bytes = file.bytes().to_vec();
+    let counts: Vec<u8> = s_counts(&pruned[0]);
+    let at = bytes
+        .windows(counts.len())
+        .position(|w| w == counts)
+        .unwrap()
+        + counts.len();
+    let kept_at = at + varint_len(2 * s.tiles());
+    let first_block = u16::from_le_bytes([counts[0], counts[1]]) as usize;
+    assert!(
+        first_block >= 2,
+        "the first row block keeps at least two tiles"
+    );
+    let damage = |edit: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = bytes.clone();
+        edit(&mut b);
+        load(&resealed(b))
+    };
+    let bad = |block| Err(FormatError::BadSparsity { layer: 0, block });
+    // Two groups out of order; a group repeated; a group past the inputs (196 groups).
+    assert_eq!(damage(&|b| b.swap(kept_at, kept_at + 2)), bad(0));
+    assert_eq!(
+        damage(&|b| {
+            b[kept_at + 2] = b[kept_at];
+            b[kept_at + 3] = b[kept_at + 1];
+        }),
+        bad(0)
+    );
+    let last = kept_at + 2 * s.tiles() - 2;
+    assert_eq!(
+        damage(&|b| b[last..last + 2].copy_from_slice(&196u16.to_le_bytes())),
+        bad(31)
+    );
+    // Counts that do not add up to the tiles: one more in block 0, one less in block 0.
+    for edit in [1u8, 255] {
+        let got = damage(&|b| b[at - counts.len()] = b[at - counts.len()].wrapping_add(edit));
+        assert!(
+            matches!(got, Err(FormatError::BadSparsity { layer: 0, .. })),
+            "{got:?}"
+        );
+    }
+}
+
+/// The u16 kept-tile counts of a pruned layer's row blocks, as the file stores them.
+fn s_counts(l: &Layer) -> Vec<u8> {
+    let (blocks, groups) = (l.outputs.div_ceil(16), l.inputs.div_ceil(4));
+    (0..blocks)
+        .flat_map(|b| {
+            let n = (0..groups)
+                .filter(|g| {
+                    (b * 16..(b + 1) * 16).filter(|&r| r < l.outputs).any(|r| {
+                        (g * 4..(g + 1) * 4)
+                            .filter(|&k| k < l.inputs)
+                            .any(|k| l.w[r * l.inputs + k] != 0)
+                    })
+                })
+                .count() as u16;
+            n.to_le_bytes()
+        })
+        .collect()
+}
+
+fn varint_len(v: usize) -> usize {
+    if v < 128 {
+        1
+    } else {
+        (usize::BITS - v.leading_zeros()).div_ceil(7) as usize
+    }
 }

@@ -262,7 +262,14 @@ pub fn model_bytes_bound(widths: &[usize]) -> u64 {
     (per_layer + 4096) as u64
 }
 
-/// The int8 or int4 model file, by `q`'s width.
+/// Whether a layer is written block-sparse: when at least a quarter of its weight tiles (16 rows
+/// × 4 inputs) are all zero, as in a pruned layer; a trained dense layer has none.
+fn stores_sparse(p: &write::QuantLayerParts<'_>) -> bool {
+    let dense = p.outputs.div_ceil(16) * p.inputs.div_ceil(4);
+    4 * write::kept_tiles(p) <= 3 * dense
+}
+
+/// The int8 or int4 model file, by `q`'s width; pruned layers block-sparse.
 pub fn encode_quant(q: &QuantWeights) -> Result<Vec<u8>> {
     let weights = q.width.weights();
     let parts: Vec<write::QuantLayerParts<'_>> = q
@@ -278,6 +285,11 @@ pub fn encode_quant(q: &QuantWeights) -> Result<Vec<u8>> {
             multiplier: &l.multiplier,
             shift: &l.shift,
             w: &l.w,
+            sparse: false,
+        })
+        .map(|p| write::QuantLayerParts {
+            sparse: stores_sparse(&p),
+            ..p
         })
         .collect();
     let encode = || -> Result<Vec<u8>, infer_core::FormatError> {

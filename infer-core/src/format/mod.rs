@@ -16,8 +16,9 @@
 //! | 0 | magic | `b"MNML"` |
 //! | 4 | format version | u8, `3` |
 //! | 5 | layers `L` | u8, 1–[`MAX_LAYERS`] |
-//! | 6 | each layer's weights | `L` bytes: `1` int8, `3` int4, `2` f32 ([`Weights::byte`]); an f32 file's layers are all f32, an integer file's any mix of int8 and int4 |
+//! | 6 | each layer's weights | `L` bytes: `1` int8, `3` int4, `2` f32 ([`Weights::byte`]), plus [`SPARSE`] (`0x80`) for a block-sparse integer layer; an f32 file's layers are all f32 and dense, an integer file's any mix of int8 and int4, dense or sparse |
 //! | 6 + `L` | widths | `L + 1` varints: inputs, each hidden layer's units, classes; each 1–[`MAX_FORMAT_WIDTH`] |
+//! | … | kept tiles | a varint `T` per sparse layer, in layer order (none in a dense file): the tiles it stores, at most `R′·K′/64` |
 //! | … | each layer's sections, in order | see below, each `varint length ‖ bytes` |
 //! | end − 4 | CRC-32 of bytes `0..end−4` | u32 little-endian |
 //!
@@ -26,6 +27,13 @@
 //! rounded up to 4); padding rows and columns are zero, padding rows have bias 0 (and scale 1 and
 //! a valid requantization), so they are never read as outputs and never add to a sum. Padding is
 //! the writer's work: no kernel has a tail.
+//!
+//! A **block-sparse** layer stores only some of its tiles (16 rows × 4 inputs: the blocks the
+//! trainer prunes, and the units the [kernels skip](crate::kernels::Sparsity)): for each row
+//! block, how many it keeps (`blocks`), their groups (`kept`, each block's strictly increasing),
+//! and those tiles one after another (`weights`). A dense layer has `T = R′·K′/64` tiles and
+//! no `blocks` or `kept` section at all (so dense files are what they were before sparse layers
+//! existed). Every tile not stored is zero.
 //!
 //! Sections of a layer of an **integer** file (the same for int8 and int4 weights; "hidden" is
 //! every layer but the last, whose outputs are the class logits):
@@ -37,7 +45,9 @@
 //! | `bias` | 4·R′ | i32 per row, at scale `input scale · w_scale` (the input scale is 1/255 for the first layer, the previous `act_scale` after it) |
 //! | `multiplier` | 4·R′ in a hidden layer, else 0 | i32 per row: requantization multiplier, > 0 |
 //! | `shift` | R′ in a hidden layer, else 0 | u8 per row: requantization shift ([33–62](crate::quant::SHIFTS)) |
-//! | `weights` | R′·K′ (int8) or R′·K′/2 (int4), after a `pad` | [tiled](crate::kernels#weight-layout) int8, or [4-bit tiles](crate::kernels#4-bit-weights) of nibbles `w + 8` |
+//! | `blocks` | 2·R′/16; only in a sparse layer | u16 per row block: the tiles it keeps (they add up to `T`) |
+//! | `kept` | 2·T; only in a sparse layer | u16 per stored tile: its group `g` (inputs 4g…4g+3), row block after row block, each block's strictly increasing and below K′/4 |
+//! | `weights` | 64·T (int8) or 32·T (int4), after a `pad` | the `T` stored tiles, [tiled](crate::kernels#weight-layout) int8 or [4-bit tiles](crate::kernels#4-bit-weights) of nibbles `w + 8` (a dense layer's in tile order: R′·K′ or R′·K′/2 bytes) |
 //!
 //! Sections of a layer of an **f32** file:
 //!
@@ -66,7 +76,10 @@ use core::fmt;
 pub use read::{F32Layer, F32Model, QuantLayer, QuantModel};
 
 pub use crate::Weights;
-use crate::kernels::{GROUP, TILE_ROWS};
+use crate::kernels::{GROUP, TILE_BYTES, TILE_ROWS};
+
+/// Added to a layer's [`Weights::byte`] when the layer is block-sparse.
+pub const SPARSE: u8 = 0x80;
 
 /// The first four bytes of every model file.
 pub const MAGIC: [u8; 4] = *b"MNML";
@@ -123,6 +136,10 @@ pub struct Layer {
     pub weights: Weights,
     /// Whether it is the output layer (no ReLU, no requantization).
     pub last: bool,
+    /// Whether it stores only some of its tiles (block-sparse).
+    pub sparse: bool,
+    /// The weight tiles it stores: [`Self::dense_tiles`] for a dense layer.
+    pub tiles: usize,
 }
 
 impl Layer {
@@ -134,6 +151,16 @@ impl Layer {
     /// Inputs as stored: [`Self::inputs`] rounded up to a whole group of 4.
     pub const fn padded_cols(&self) -> usize {
         self.inputs.div_ceil(GROUP) * GROUP
+    }
+
+    /// The tiles of 16 rows × 4 inputs its padded weights have.
+    pub const fn dense_tiles(&self) -> usize {
+        self.padded_rows() / TILE_ROWS * (self.padded_cols() / GROUP)
+    }
+
+    /// The weight bytes it stores.
+    pub const fn weight_bytes(&self) -> usize {
+        self.tiles * TILE_BYTES * self.weights.bits() / 8
     }
 
     /// Parameters the layer really has (weights and biases, padding left out).
@@ -149,6 +176,9 @@ pub struct Section {
     pub name: &'static str,
     /// Whether a `pad` section before it starts it [`SECTION_ALIGN`]-aligned in the file.
     pub aligned: bool,
+    /// Whether only a block-sparse layer has it (a dense layer has no such section at all, so
+    /// dense files read as they always have).
+    pub sparse_only: bool,
     /// The docs' "bytes" column.
     pub bytes_doc: &'static str,
     /// The docs' "content" column.
@@ -175,15 +205,21 @@ pub(crate) mod int {
     pub const BIAS: usize = 2;
     pub const MULTIPLIER: usize = 3;
     pub const SHIFT: usize = 4;
-    pub const WEIGHTS: usize = 5;
+    pub const BLOCKS: usize = 5;
+    pub const KEPT: usize = 6;
+    pub const WEIGHTS: usize = 7;
 }
+
+/// Sections a layer has at most.
+pub(crate) const MAX_SECTIONS: usize = INTEGER_SECTIONS.len();
 
 /// The sections of an integer layer, in file order: the reader, the writer and the format docs
 /// follow this table.
-pub const INTEGER_SECTIONS: [Section; 6] = [
+pub const INTEGER_SECTIONS: [Section; 8] = [
     Section {
         name: "act_scale",
         aligned: false,
+        sparse_only: false,
         bytes_doc: "4 in a hidden layer, else 0",
         content_doc: "f32: real value of one step of the layer's u8 outputs (the next layer's input scale)",
         len: |l| hidden(l, 4),
@@ -191,6 +227,7 @@ pub const INTEGER_SECTIONS: [Section; 6] = [
     Section {
         name: "w_scale",
         aligned: false,
+        sparse_only: false,
         bytes_doc: "4·R′, but 0 in an int4 hidden layer",
         content_doc: "f32 per row: weight scale (an int4 hidden layer's follow from its requantization: `multiplier · 2^−shift · act_scale / input scale`)",
         len: |l| {
@@ -204,6 +241,7 @@ pub const INTEGER_SECTIONS: [Section; 6] = [
     Section {
         name: "bias",
         aligned: false,
+        sparse_only: false,
         bytes_doc: "4·R′",
         content_doc: "i32 per row, at scale `input scale · w_scale` (the input scale is 1/255 for the first layer, the previous `act_scale` after it)",
         len: |l| 4 * l.padded_rows(),
@@ -211,6 +249,7 @@ pub const INTEGER_SECTIONS: [Section; 6] = [
     Section {
         name: "multiplier",
         aligned: false,
+        sparse_only: false,
         bytes_doc: "4·R′ in a hidden layer, else 0",
         content_doc: "i32 per row: requantization multiplier, > 0",
         len: |l| hidden(l, 4 * l.padded_rows()),
@@ -218,16 +257,34 @@ pub const INTEGER_SECTIONS: [Section; 6] = [
     Section {
         name: "shift",
         aligned: false,
+        sparse_only: false,
         bytes_doc: "R′ in a hidden layer, else 0",
         content_doc: "u8 per row: requantization shift ([33–62](crate::quant::SHIFTS))",
         len: |l| hidden(l, l.padded_rows()),
     },
     Section {
+        name: "blocks",
+        aligned: false,
+        sparse_only: true,
+        bytes_doc: "2·R′/16; only in a sparse layer",
+        content_doc: "u16 per row block: the tiles it keeps (they add up to `T`)",
+        len: |l| 2 * l.padded_rows() / TILE_ROWS,
+    },
+    Section {
+        name: "kept",
+        aligned: false,
+        sparse_only: true,
+        bytes_doc: "2·T; only in a sparse layer",
+        content_doc: "u16 per stored tile: its group `g` (inputs 4g…4g+3), row block after row block, each block's strictly increasing and below K′/4",
+        len: |l| 2 * l.tiles,
+    },
+    Section {
         name: "weights",
         aligned: true,
-        bytes_doc: "R′·K′ (int8) or R′·K′/2 (int4)",
-        content_doc: "[tiled](crate::kernels#weight-layout) int8, or [4-bit tiles](crate::kernels#4-bit-weights) of nibbles `w + 8`",
-        len: |l| l.padded_rows() * l.padded_cols() * l.weights.bits() / 8,
+        sparse_only: false,
+        bytes_doc: "64·T (int8) or 32·T (int4)",
+        content_doc: "the `T` stored tiles, [tiled](crate::kernels#weight-layout) int8 or [4-bit tiles](crate::kernels#4-bit-weights) of nibbles `w + 8` (a dense layer's in tile order: R′·K′ or R′·K′/2 bytes)",
+        len: Layer::weight_bytes,
     },
 ];
 
@@ -242,6 +299,7 @@ pub const F32_SECTIONS: [Section; 2] = [
     Section {
         name: "bias",
         aligned: true,
+        sparse_only: false,
         bytes_doc: "4·R",
         content_doc: "f32 per output",
         len: |l| 4 * l.outputs,
@@ -249,6 +307,7 @@ pub const F32_SECTIONS: [Section; 2] = [
     Section {
         name: "weights",
         aligned: true,
+        sparse_only: false,
         bytes_doc: "4·K·R",
         content_doc: "f32, input-major: `w[k·R + j]` weighs input `k` for output `j` (Keras's kernel)",
         len: |l| 4 * l.inputs * l.outputs,
@@ -269,6 +328,8 @@ pub(crate) fn sections(weights: Weights) -> &'static [Section] {
 pub struct Header {
     widths: heapless::Vec<usize, { MAX_LAYERS + 1 }>,
     weights: heapless::Vec<Weights, MAX_LAYERS>,
+    /// Per layer, its stored tiles if it is block-sparse.
+    sparse: heapless::Vec<Option<usize>, MAX_LAYERS>,
 }
 
 impl Header {
@@ -288,14 +349,26 @@ impl Header {
         self.weights
             .iter()
             .zip(self.widths.windows(2))
+            .zip(&self.sparse)
             .enumerate()
-            .map(move |(index, (&weights, w))| Layer {
-                index,
-                inputs: w.first().copied().unwrap_or(0),
-                outputs: w.get(1).copied().unwrap_or(0),
-                weights,
-                last: index + 1 == n,
+            .map(move |(index, ((&weights, w), &tiles))| {
+                let mut layer = Layer {
+                    index,
+                    inputs: w.first().copied().unwrap_or(0),
+                    outputs: w.get(1).copied().unwrap_or(0),
+                    weights,
+                    last: index + 1 == n,
+                    sparse: tiles.is_some(),
+                    tiles: 0,
+                };
+                layer.tiles = tiles.unwrap_or(layer.dense_tiles());
+                layer
             })
+    }
+
+    /// Whether any layer is block-sparse.
+    pub fn is_sparse(&self) -> bool {
+        self.sparse.iter().any(Option::is_some)
     }
 
     /// Inputs of the first layer.
@@ -461,6 +534,15 @@ pub enum FormatError {
         /// The row.
         index: usize,
     },
+    /// A block-sparse layer whose kept tiles are not, block by block, strictly increasing groups
+    /// of the layer's inputs adding up to its tile count (`block`: the first wrong row block; the
+    /// number of row blocks when the counts do not add up or the count exceeds a dense layer's).
+    BadSparsity {
+        /// The layer.
+        layer: usize,
+        /// The row block.
+        block: usize,
+    },
     /// An f32 layer whose outputs could overflow f32 for some input in [0, 1] (its widths times
     /// its largest weights, after the layers before it, pass 2^100).
     Overflow {
@@ -550,6 +632,11 @@ impl fmt::Display for FormatError {
                 f,
                 "layer {layer}: requantization of unit {index} is out of range"
             ),
+            FormatError::BadSparsity { layer, block } => write!(
+                f,
+                "layer {layer}: the kept tiles of row block {block} are not sorted, distinct \
+                 groups of the layer's inputs adding up to its tile count"
+            ),
             FormatError::Overflow { layer } => write!(
                 f,
                 "layer {layer}: weights this large over this many inputs could overflow f32"
@@ -613,11 +700,15 @@ fn header(bytes: &[u8]) -> Result<(Header, Fields<'_>), FormatError> {
     let mut header = Header {
         widths: heapless::Vec::new(),
         weights: heapless::Vec::new(),
+        sparse: heapless::Vec::new(),
     };
     for &b in fields.bytes(n).map_err(|_| truncated)? {
-        let w = Weights::from_byte(b).ok_or(FormatError::UnknownWeights(b))?;
+        let w = Weights::from_byte(b & !SPARSE)
+            .filter(|w| b & SPARSE == 0 || w.is_integer())
+            .ok_or(FormatError::UnknownWeights(b))?;
         // Cannot fail: at most MAX_LAYERS.
         let _ = header.weights.push(w);
+        let _ = header.sparse.push((b & SPARSE != 0).then_some(0));
     }
     if header
         .weights
@@ -632,6 +723,18 @@ fn header(bytes: &[u8]) -> Result<(Header, Fields<'_>), FormatError> {
             return Err(FormatError::BadWidth { index, width });
         }
         let _ = header.widths.push(width);
+    }
+    let dense: heapless::Vec<Layer, MAX_LAYERS> = header.layers().collect();
+    for (tiles, layer) in header.sparse.iter_mut().zip(dense) {
+        if let Some(t) = tiles {
+            *t = fields.varint()? as usize;
+            if *t > layer.dense_tiles() {
+                return Err(FormatError::BadSparsity {
+                    layer: layer.index,
+                    block: layer.padded_rows() / TILE_ROWS,
+                });
+            }
+        }
     }
     Ok((header, fields))
 }

@@ -1,8 +1,11 @@
 //! Reading: validation once, then zero-copy views of each layer's sections.
 
+use crate::kernels::{BadBlock, GROUP, Sparsity, TILE_ROWS};
+
 use super::{
     CRC, CRC_LEN, DEFAULT_MAX_WIDTH, Fields, FormatError, Header, Layer, MAX_F32_WEIGHT,
-    MAX_LAYERS, MAX_SCALE, PREAMBLE_LEN, SECTION_ALIGN, Weights, float, header, int, sections,
+    MAX_LAYERS, MAX_SCALE, MAX_SECTIONS, PREAMBLE_LEN, SECTION_ALIGN, Weights, float, header, int,
+    sections,
 };
 
 /// Decodes the header and checks the CRC; the fields after the header, up to the CRC.
@@ -38,9 +41,12 @@ fn open(bytes: &[u8]) -> Result<(Header, Fields<'_>), FormatError> {
 fn layer_sections<'a>(
     fields: &mut Fields<'a>,
     layer: &Layer,
-) -> Result<[&'a [u8]; 6], FormatError> {
-    let mut found: [&[u8]; 6] = [&[]; 6];
+) -> Result<[&'a [u8]; MAX_SECTIONS], FormatError> {
+    let mut found: [&[u8]; MAX_SECTIONS] = [&[]; MAX_SECTIONS];
     for (slot, s) in found.iter_mut().zip(sections(layer.weights)) {
+        if s.sparse_only && !layer.sparse {
+            continue;
+        }
         if s.aligned {
             let pad = fields.section()?;
             if pad.len() >= SECTION_ALIGN {
@@ -110,10 +116,16 @@ pub struct QuantLayer<'a> {
     pub(crate) multiplier: &'a [[u8; 4]],
     pub(crate) shift: &'a [u8],
     pub(crate) w: &'a [u8],
+    /// The kept tiles of a block-sparse layer.
+    pub(crate) sparsity: Option<Sparsity<'a>>,
 }
 
 impl<'a> QuantLayer<'a> {
-    fn from_sections(layer: Layer, in_scale: f32, s: [&'a [u8]; 6]) -> Result<Self, FormatError> {
+    fn from_sections(
+        layer: Layer,
+        in_scale: f32,
+        s: [&'a [u8]; MAX_SECTIONS],
+    ) -> Result<Self, FormatError> {
         let i = layer.index;
         let act_scale = match words(s[int::ACT_SCALE]).first() {
             Some(b) => {
@@ -131,6 +143,22 @@ impl<'a> QuantLayer<'a> {
             multiplier: words(s[int::MULTIPLIER]),
             shift: s[int::SHIFT],
             w: s[int::WEIGHTS],
+            sparsity: None,
+        };
+        let l = if layer.sparse {
+            let pairs = |b: &'a [u8]| b.as_chunks::<2>().0;
+            let sparsity = Sparsity::new(
+                pairs(s[int::BLOCKS]),
+                pairs(s[int::KEPT]),
+                layer.padded_cols(),
+            )
+            .map_err(|BadBlock(block)| FormatError::BadSparsity { layer: i, block })?;
+            Self {
+                sparsity: Some(sparsity),
+                ..l
+            }
+        } else {
+            l
         };
         check_scales(i, "w_scale", l.w_scale)?;
         if let Some(index) = l
@@ -186,7 +214,19 @@ impl<'a> QuantLayer<'a> {
         if row >= self.layer.outputs || col >= self.layer.inputs {
             return None;
         }
-        let cols = self.layer.padded_cols();
+        let mut cols = self.layer.padded_cols();
+        let (mut row, mut col) = (row, col);
+        if let Some(s) = &self.sparsity {
+            // The stored tiles as one row block of `T` tiles.
+            let Some(tile) = s.tile_of(row, col) else {
+                return Some(0);
+            };
+            (row, col, cols) = (
+                row % TILE_ROWS,
+                tile * GROUP + col % GROUP,
+                s.tiles() * GROUP,
+            );
+        }
         if self.layer.weights == Weights::Int4 {
             let (byte, shift) = crate::kernels::nibble_index(row, col, cols);
             let nibble = (self.w.get(byte)? >> shift) & 0x0f;
@@ -195,6 +235,11 @@ impl<'a> QuantLayer<'a> {
             let byte = *self.w.get(crate::kernels::tiled_index(row, col, cols))?;
             Some(i32::from(byte as i8))
         }
+    }
+
+    /// The kept tiles, for a block-sparse layer.
+    pub fn sparsity(&self) -> Option<Sparsity<'a>> {
+        self.sparsity
     }
 
     /// The i32 bias of output `row` (at scale `input scale · w_scale`); `None` outside the layer.

@@ -29,6 +29,9 @@ pub struct QuantLayerParts<'p> {
     pub shift: &'p [u8],
     /// `R × K`, row-major: `w[j·K + k]` weighs input `k` for output `j`.
     pub w: &'p [i8],
+    /// Store the layer block-sparse: only its tiles (16 rows × 4 inputs) holding a non-zero
+    /// weight, which is exact (the others are zero). For a pruned layer.
+    pub sparse: bool,
 }
 
 /// One layer of an f32 file.
@@ -59,7 +62,7 @@ macro_rules! le_bytes {
         }
     )*};
 }
-le_bytes!(u8, i8, i32, u32, f32);
+le_bytes!(u8, i8, u16, i32, u32, f32);
 
 /// Appends fields to a buffer, postcard-encoded, tracking the offset. With no buffer, only
 /// counts (for [`quant_len`] and [`f32_len`]).
@@ -143,11 +146,15 @@ impl Writer<'_> {
         self.raw(&MAGIC)?;
         self.raw(&[VERSION, layers.len() as u8])?;
         for l in layers {
-            self.raw(&[l.weights.byte()])?;
+            let flag = if l.sparse { super::SPARSE } else { 0 };
+            self.raw(&[l.weights.byte() | flag])?;
         }
         let first = layers.first().map_or(0, |l| l.inputs);
         for v in core::iter::once(first).chain(layers.iter().map(|l| l.outputs)) {
             self.varint(v as u32)?;
+        }
+        for l in layers.iter().filter(|l| l.sparse) {
+            self.varint(l.tiles as u32)?;
         }
         Ok(())
     }
@@ -159,6 +166,9 @@ impl Writer<'_> {
         mut fill: impl FnMut(usize, &Section, &mut Self) -> Result<(), FormatError>,
     ) -> Result<(), FormatError> {
         for (i, s) in sections(layer.weights).iter().enumerate() {
+            if s.sparse_only && !layer.sparse {
+                continue;
+            }
             if s.aligned {
                 self.pad_for((s.len)(layer))?;
             }
@@ -201,10 +211,11 @@ fn check_len(
     }
 }
 
-/// The layers of a chain of `(weights, inputs, outputs)`, checked: 1–[`MAX_LAYERS`] layers,
-/// widths 1–[`MAX_FORMAT_WIDTH`], each layer taking the previous one's outputs.
+/// The layers of a chain of `(weights, inputs, outputs, sparse)`, checked: 1–[`MAX_LAYERS`]
+/// layers, widths 1–[`MAX_FORMAT_WIDTH`], each layer taking the previous one's outputs. (A sparse
+/// layer's tiles are counted by the caller.)
 fn chain(
-    parts: impl ExactSizeIterator<Item = (Weights, usize, usize)>,
+    parts: impl ExactSizeIterator<Item = (Weights, usize, usize, bool)>,
 ) -> Result<heapless::Vec<Layer, MAX_LAYERS>, FormatError> {
     let n = parts.len();
     if !(1..=MAX_LAYERS).contains(&n) {
@@ -212,7 +223,7 @@ fn chain(
     }
     let mut layers = heapless::Vec::new();
     let mut previous = None;
-    for (index, (weights, inputs, outputs)) in parts.enumerate() {
+    for (index, (weights, inputs, outputs, sparse)) in parts.enumerate() {
         if previous.is_some_and(|p| p != inputs) || !(1..=MAX_FORMAT_WIDTH).contains(&inputs) {
             return Err(FormatError::BadWidth {
                 index,
@@ -226,13 +237,17 @@ fn chain(
             });
         }
         previous = Some(outputs);
-        let _ = layers.push(Layer {
+        let mut layer = Layer {
             index,
             inputs,
             outputs,
             weights,
             last: index + 1 == n,
-        });
+            sparse,
+            tiles: 0,
+        };
+        layer.tiles = layer.dense_tiles();
+        let _ = layers.push(layer);
     }
     Ok(layers)
 }
@@ -279,6 +294,74 @@ fn tiled4(w: &[i8], layer: Layer) -> impl Iterator<Item = u8> + '_ {
     })
 }
 
+/// Whether tile `t` (row block `t / (K′/4)`, group `t % (K′/4)`) of `rows × cols` row-major
+/// weights holds a non-zero weight.
+fn tile_is_kept(w: &[i8], layer: &Layer, t: usize) -> bool {
+    let groups = layer.padded_cols() / GROUP;
+    let (block, group) = (t / groups, t % groups);
+    let rows = (block * TILE_ROWS..(block + 1) * TILE_ROWS).filter(|&r| r < layer.outputs);
+    let cols = group * GROUP..((group + 1) * GROUP).min(layer.inputs);
+    rows.into_iter().any(|r| {
+        w.get(r * layer.inputs + cols.start..r * layer.inputs + cols.end)
+            .is_some_and(|row| row.iter().any(|&v| v != 0))
+    })
+}
+
+/// The tiles (16 rows × 4 inputs) of a layer's padded weights that hold a non-zero weight: what
+/// it stores when written block-sparse (of `⌈R/16⌉ · ⌈K/4⌉`).
+pub fn kept_tiles(parts: &QuantLayerParts<'_>) -> usize {
+    let mut layer = Layer {
+        index: 0,
+        inputs: parts.inputs,
+        outputs: parts.outputs,
+        weights: parts.weights,
+        last: false,
+        sparse: true,
+        tiles: 0,
+    };
+    layer.tiles = layer.dense_tiles();
+    (0..layer.tiles)
+        .filter(|&t| tile_is_kept(parts.w, &layer, t))
+        .count()
+}
+
+/// Keeps, of a layer's bytes in tile order (`tile` bytes a tile), those of the tiles it stores:
+/// all of a dense layer's, the ones with a non-zero weight of a sparse layer's.
+fn stored<'w, T>(
+    w: &'w [i8],
+    layer: Layer,
+    tile: usize,
+    bytes: impl Iterator<Item = T> + 'w,
+) -> impl Iterator<Item = T> + 'w {
+    // One test per tile: the last tile's answer is kept.
+    let mut last = (usize::MAX, false);
+    bytes.enumerate().filter_map(move |(i, v)| {
+        let t = i / tile;
+        if last.0 != t {
+            last = (t, !layer.sparse || tile_is_kept(w, &layer, t));
+        }
+        last.1.then_some(v)
+    })
+}
+
+/// Per row block of a sparse layer, its kept tiles (u16).
+fn block_counts(w: &[i8], layer: Layer) -> impl Iterator<Item = u16> + '_ {
+    let groups = layer.padded_cols() / GROUP;
+    (0..layer.padded_rows() / TILE_ROWS).map(move |b| {
+        (0..groups)
+            .filter(|g| tile_is_kept(w, &layer, b * groups + g))
+            .count() as u16
+    })
+}
+
+/// The groups of a sparse layer's kept tiles (u16), row block after row block.
+fn kept_groups(w: &[i8], layer: Layer) -> impl Iterator<Item = u16> + '_ {
+    let groups = layer.padded_cols() / GROUP;
+    (0..layer.dense_tiles())
+        .filter(move |&t| tile_is_kept(w, &layer, t))
+        .map(move |t| (t % groups) as u16)
+}
+
 /// `values` then `pad` up to `len`.
 fn padded<T: Copy>(values: &[T], len: usize, pad: T) -> impl Iterator<Item = T> + '_ {
     values
@@ -319,11 +402,22 @@ fn encode_quant(
     parts: &[QuantLayerParts<'_>],
     buf: Option<&mut [u8]>,
 ) -> Result<usize, FormatError> {
-    let layers = chain(parts.iter().map(|p| (p.weights, p.inputs, p.outputs)))?;
+    let mut layers = chain(
+        parts
+            .iter()
+            .map(|p| (p.weights, p.inputs, p.outputs, p.sparse)),
+    )?;
+    for (l, p) in layers.iter_mut().zip(parts) {
+        check_quant(l, p)?;
+        if l.sparse {
+            l.tiles = (0..l.dense_tiles())
+                .filter(|&t| tile_is_kept(p.w, l, t))
+                .count();
+        }
+    }
     let mut w = Writer { buf, pos: 0 };
     w.header(&layers)?;
     for (l, p) in layers.iter().zip(parts) {
-        check_quant(l, p)?;
         let rows = l.padded_rows();
         w.layer(l, |section, s, w| {
             let len = (s.len)(l);
@@ -334,8 +428,12 @@ fn encode_quant(
                 // Padding rows: any valid requantization (their sums are zero).
                 int::MULTIPLIER => w.section(len / 4, padded(p.multiplier, rows, 1 << 30)),
                 int::SHIFT => w.section(len, padded(p.shift, rows, 40)),
-                _ if l.weights == Weights::Int4 => w.section(len, tiled4(p.w, *l)),
-                _ => w.section(len, tiled(p.w, *l)),
+                int::BLOCKS => w.section(len / 2, block_counts(p.w, *l)),
+                int::KEPT => w.section(len / 2, kept_groups(p.w, *l)),
+                _ if l.weights == Weights::Int4 => {
+                    w.section(len, stored(p.w, *l, TILE4_BYTES, tiled4(p.w, *l)))
+                }
+                _ => w.section(len, stored(p.w, *l, TILE_BYTES, tiled(p.w, *l))),
             }
         })?;
     }
@@ -353,7 +451,11 @@ pub fn quant_len(parts: &[QuantLayerParts<'_>]) -> Result<usize, FormatError> {
 }
 
 fn encode_f32(parts: &[F32LayerParts<'_>], buf: Option<&mut [u8]>) -> Result<usize, FormatError> {
-    let layers = chain(parts.iter().map(|p| (Weights::F32, p.inputs, p.outputs)))?;
+    let layers = chain(
+        parts
+            .iter()
+            .map(|p| (Weights::F32, p.inputs, p.outputs, false)),
+    )?;
     let mut w = Writer { buf, pos: 0 };
     w.header(&layers)?;
     for (l, p) in layers.iter().zip(parts) {

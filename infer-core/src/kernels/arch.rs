@@ -255,6 +255,48 @@ impl<G> Groups<G> {
     }
 }
 
+impl<G> Groups<G> {
+    /// Replaces the list with the groups of `kept` (at most [`LIST_GROUPS`], u16 little-endian,
+    /// below `x.len()` rounded up to 4 over 4) that are live in `x`, each with the offset of its
+    /// position in `kept`: the gathered list of a row block's stored tiles. Returns the sum of
+    /// their inputs (for the 4-bit weights' offset).
+    #[inline(always)]
+    pub(crate) fn gather_kept<A: Arch<Group = G>>(&mut self, x: &[u8], kept: &[[u8; 2]]) -> u32 {
+        self.list.clear();
+        let mut sum = 0u32;
+        let mut offset = 0u32;
+        for k in kept {
+            let start = u16_of(k) * GROUP;
+            let b = match x.get(start..start + GROUP) {
+                Some(&[a, b, c, d]) => [a, b, c, d],
+                // The zero-padded last group (or, for an unchecked list, nothing).
+                _ => {
+                    let mut b = [0u8; GROUP];
+                    for (b, &v) in b.iter_mut().zip(x.get(start..).unwrap_or(&[])) {
+                        *b = v;
+                    }
+                    b
+                }
+            };
+            if u32::from_ne_bytes(b) != 0 {
+                // Cannot fail: at most LIST_GROUPS groups, and the capacity is larger.
+                let _ = self.list.push(A::group(offset, b));
+                sum += b.iter().map(|&v| u32::from(v)).sum::<u32>();
+            }
+            offset += TILE_BYTES as u32;
+        }
+        A::close(&mut self.list);
+        self.cols = kept.len() * GROUP;
+        sum
+    }
+}
+
+/// A little-endian u16 (a sparse matrix's counts and groups) as an index.
+#[inline(always)]
+pub(crate) fn u16_of(b: &[u8; 2]) -> usize {
+    usize::from(u16::from_le_bytes(*b))
+}
+
 /// The requantization loop every architecture compiles (see [`crate::quant::requantize`]).
 #[inline(always)]
 pub(crate) fn requantize_portable(

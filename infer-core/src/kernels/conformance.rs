@@ -11,16 +11,19 @@
 //! then random shapes (16–64 rows, 0–[`MAX_COLS`] inputs, any length: the last group
 //! zero-padded, the widest walked in several chunks) with random weights, dense or digit-like
 //! sparse inputs in runs, and initial values near the i32 limits so that wrapping is exercised;
-//! each also for four vectors at once, and with a weight slice that is not word-aligned. Last,
+//! each also for four vectors at once, and with a weight slice that is not word-aligned; then
+//! block-sparse matrices ([`matvec_sparse`]) at densities from 0 to 100 %, with empty row blocks
+//! and empty groups, against the same formula with every tile not kept zero. Last,
 //! the kernel's requantization of a hidden layer against [`requantize`], at every shift the
 //! format accepts.
 
 use core::fmt;
 
 use super::{Arch, ArchOp, GROUP, KernelError, NIBBLE_OFFSET, TILE_ROWS, dispatch, matvec};
-use super::{matvec_x4, matvec4, matvec4_x4, nibble_index, tiled_index};
-use crate::Kernel;
+use super::{Sparsity, TILE_BYTES, matvec_sparse, matvec_x4, matvec4, matvec4_x4};
+use super::{nibble_index, tiled_index};
 use crate::quant::{SHIFTS, requantize};
+use crate::{Kernel, Weights};
 
 /// The tutorial network's layers as (rows, inputs): 784 → 512 → 10 (padded to 16 rows).
 pub const TUTORIAL_SHAPES: [(usize, usize); 2] = [(512, 784), (16, 512)];
@@ -198,6 +201,8 @@ trait Width {
     const BITS: usize;
     /// The name of its cases.
     const NAME: &'static str;
+    /// Its kind of weights.
+    const WEIGHTS: Weights;
     /// Weight bytes whose every weight is the largest, the smallest, and zero.
     const EXTREMES: [(Self::W, i32); 3];
     fn matvec(kernel: Kernel, w: &[Self::W], x: &[u8], out: &mut [i32]) -> Result<(), KernelError>;
@@ -218,6 +223,7 @@ impl Width for Int8 {
     type W = i8;
     const BITS: usize = 8;
     const NAME: &'static str = "int8";
+    const WEIGHTS: Weights = Weights::Int8;
     const EXTREMES: [(i8, i32); 3] = [(127, 127), (-128, -128), (0, 0)];
     fn matvec(kernel: Kernel, w: &[i8], x: &[u8], out: &mut [i32]) -> Result<(), KernelError> {
         matvec(kernel, w, x, out)
@@ -244,6 +250,7 @@ impl Width for Int4 {
     type W = u8;
     const BITS: usize = 4;
     const NAME: &'static str = "int4";
+    const WEIGHTS: Weights = Weights::Int4;
     const EXTREMES: [(u8, i32); 3] = [(0xff, 7), (0x00, -8), (0x88, 0)];
     fn matvec(kernel: Kernel, w: &[u8], x: &[u8], out: &mut [i32]) -> Result<(), KernelError> {
         matvec4(kernel, w, x, out)
@@ -273,10 +280,22 @@ fn compare<V: Width>(
     got: &[i32],
 ) -> Result<(), Failure> {
     let cols = x.len().div_ceil(GROUP) * GROUP;
+    compare_with(case, number, |r, k| V::weight(w, r, k, cols), x, init, got)
+}
+
+/// [`compare`] with the weights `weight(r, k)` gives.
+fn compare_with(
+    case: &'static str,
+    number: u32,
+    weight: impl Fn(usize, usize) -> i32,
+    x: &[u8],
+    init: &[i32],
+    got: &[i32],
+) -> Result<(), Failure> {
     for (row, (&g, &i)) in got.iter().zip(init).enumerate() {
         let mut expected = i;
         for (k, &xk) in x.iter().enumerate() {
-            expected = expected.wrapping_add(i32::from(xk) * V::weight(w, row, k, cols));
+            expected = expected.wrapping_add(i32::from(xk) * weight(row, k));
         }
         if g != expected {
             return Err(Failure::Mismatch {
@@ -323,10 +342,14 @@ pub fn run(
     extremes::<Int8>(kernel, bytes, shapes, &mut rng, &mut summary)?;
     progress("int8: random shapes, one vector and four, aligned and not");
     random::<Int8>(kernel, bytes, &mut rng, random_cases, &mut summary)?;
+    progress("int8: block-sparse, densities 0-100 %");
+    sparse::<Int8>(kernel, bytes, &mut rng, random_cases, &mut summary)?;
     progress("int4: extremes at the given shapes");
     extremes::<Int4>(kernel, bytes, shapes, &mut rng, &mut summary)?;
     progress("int4: random shapes, one vector and four, aligned and not");
     random::<Int4>(kernel, bytes, &mut rng, random_cases, &mut summary)?;
+    progress("int4: block-sparse, densities 0-100 %");
+    sparse::<Int4>(kernel, bytes, &mut rng, random_cases, &mut summary)?;
 
     progress("requantization of hidden layers");
     for round in 0..random_cases.max(4) {
@@ -499,6 +522,81 @@ fn random<V: Width>(
         }
         summary.cases += 5;
         summary.macs += 5 * (rows * padded) as u64;
+    }
+    Ok(())
+}
+
+/// Random block-sparse matrices ([`matvec_sparse`]): each tile kept with a density drawn per
+/// case from 0 to 100 % (now and then a whole row block or a whole group empty), random kept
+/// tiles, inputs and initial values, against the dense formula with every other tile zero.
+fn sparse<V: Width>(
+    kernel: Kernel,
+    scratch: &mut [u8],
+    rng: &mut Rng,
+    cases: u32,
+    summary: &mut Summary,
+) -> Result<(), Failure> {
+    const MAX_BLOCKS: usize = MAX_RANDOM_ROWS / TILE_ROWS;
+    const MAX_TILES: usize = MAX_BLOCKS * MAX_COLS / GROUP;
+    for number in 0..cases {
+        let blocks_n = 1 + rng.below(MAX_BLOCKS);
+        let rows = TILE_ROWS * blocks_n;
+        let cols = match rng.below(4) {
+            0 => MAX_COLS,
+            1 => 784,
+            _ => rng.below(MAX_COLS + 1),
+        };
+        let groups = cols.div_ceil(GROUP);
+        let density = rng.below(17);
+        let (empty_block, empty_group) = (rng.below(2 * blocks_n), rng.below(2 * groups.max(1)));
+        let mut blocks = [[0u8; 2]; MAX_BLOCKS];
+        let mut kept = [[0u8; 2]; MAX_TILES];
+        let mut tiles = 0;
+        for (b, count) in blocks.iter_mut().enumerate().take(blocks_n) {
+            let mut n = 0u16;
+            for g in 0..groups {
+                if rng.below(16) < density && b != empty_block && g != empty_group {
+                    if let Some(k) = kept.get_mut(tiles) {
+                        *k = (g as u16).to_le_bytes();
+                    }
+                    tiles += 1;
+                    n += 1;
+                }
+            }
+            *count = n.to_le_bytes();
+        }
+        let (blocks, kept) = (
+            blocks.get(..blocks_n).unwrap_or(&[]),
+            kept.get(..tiles).unwrap_or(&[]),
+        );
+        let s = Sparsity::new(blocks, kept, cols).map_err(|_| Failure::ScratchTooSmall)?;
+        let Some(w) = scratch.get_mut(..tiles * TILE_BYTES * V::BITS / 8) else {
+            return Err(Failure::ScratchTooSmall);
+        };
+        for v in w.iter_mut() {
+            *v = rng.byte();
+        }
+        let mut x = [0u8; MAX_COLS];
+        fill_inputs(rng, &mut x, number as usize % 3);
+        let x = x.get(..cols).unwrap_or(&[]);
+        let mut init = [0i32; MAX_RANDOM_ROWS];
+        fill_init(rng, &mut init);
+        let init = init.get(..rows).unwrap_or(&[]);
+        let mut got = [0i32; MAX_RANDOM_ROWS];
+        let got = got.get_mut(..rows).unwrap_or(&mut []);
+        got.copy_from_slice(init);
+        let case = "block-sparse";
+        matvec_sparse(kernel, V::WEIGHTS, w, s, x, got).map_err(refused(case))?;
+        let w: &[V::W] = bytemuck::try_cast_slice(w).map_err(|_| Failure::ScratchTooSmall)?;
+        let weight = |r: usize, k: usize| {
+            // The stored tiles as one row block of `tiles` tiles; zero where not kept.
+            s.tile_of(r, k).map_or(0, |t| {
+                V::weight(w, r % TILE_ROWS, t * GROUP + k % GROUP, tiles * GROUP)
+            })
+        };
+        compare_with(case, number, weight, x, init, got)?;
+        summary.cases += 1;
+        summary.macs += (rows * cols) as u64;
     }
     Ok(())
 }

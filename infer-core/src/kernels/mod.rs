@@ -58,6 +58,7 @@
 
 mod arch;
 mod scalar;
+mod sparse;
 mod swar;
 
 #[cfg(target_arch = "x86_64")]
@@ -79,6 +80,7 @@ pub use arch::{
     GROUP, LIST_GROUPS, NIBBLE_OFFSET, TILE_BYTES, TILE_ROWS, TILE4_BYTES, nibble_index,
     tiled_index,
 };
+pub use sparse::{BadBlock, Sparsity};
 
 use crate::Weights;
 
@@ -298,6 +300,47 @@ pub fn matvec4_x4(
     outs: [&mut [i32]; 4],
 ) -> Result<(), KernelError> {
     Matrix::new(Weights::Int4, w).matvec_x4(kernel, xs, outs)
+}
+
+/// [`matvec`] (or [`matvec4`], by `weights`) for a [block-sparse](sparse) matrix: `w` holds only
+/// the tiles `sparsity` keeps, and `out[r] += Σ_k x[k] · w[r][k]` with every other weight zero.
+/// Rows: `out.len()`, 16 per row block of `sparsity`; inputs: `x.len()` (rounded up to 4, the
+/// inputs `sparsity` was made for).
+pub fn matvec_sparse(
+    kernel: Kernel,
+    weights: Weights,
+    w: &[u8],
+    sparsity: Sparsity<'_>,
+    x: &[u8],
+    out: &mut [i32],
+) -> Result<(), KernelError> {
+    let m = Matrix::new(weights, w);
+    if !weights.is_integer() {
+        return Err(KernelError::Shape);
+    }
+    m.check_sparse(&sparsity, x.len(), out.len())?;
+    if !weights.is_compiled() {
+        return Err(KernelError::NotCompiled(weights));
+    }
+    if !kernel.is_available() {
+        return Err(KernelError::Unavailable(kernel));
+    }
+    // SAFETY: shape and availability checked above.
+    unsafe { dispatch(kernel, SparseMatVec(m, sparsity, x, out)) };
+    Ok(())
+}
+
+/// One vector against a block-sparse matrix; shapes checked by the caller.
+struct SparseMatVec<'a, 'o>(Matrix<'a>, Sparsity<'a>, &'a [u8], &'o mut [i32]);
+
+impl ArchOp for SparseMatVec<'_, '_> {
+    type Output = ();
+    unsafe fn run<A: Arch>(self) {
+        let SparseMatVec(w, s, x, out) = self;
+        let mut groups = Groups::new();
+        // SAFETY: shapes checked by the caller, the CPU by `dispatch`'s caller.
+        unsafe { w.walk_sparse::<A>(s, x, &mut groups, out) }
+    }
 }
 
 /// A weight matrix in the tiled layout: its bytes and their kind ([`Weights::Int8`] or

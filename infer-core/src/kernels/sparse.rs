@@ -1,0 +1,182 @@
+//! Block-sparse matrices: only some tiles of each row block are stored, and a product multiplies
+//! only the stored tiles whose group of inputs is live.
+//!
+//! # Kept and live
+//!
+//! A block-sparse matrix keeps, for each 16-row block, a sorted list of its kept groups (tiles of
+//! 16 rows × 4 inputs, in the [tiled layout](super#weight-layout)); the tiles themselves follow
+//! one another, row block after row block. The product is the dense formula on the same weights
+//! with every other tile zero.
+//!
+//! The intersection of "kept" and "live" is done the same way on every architecture, once per row
+//! block: a walk down the block's kept list that loads each kept group's 4 input bytes as one word
+//! and keeps the group if the word is not zero (a branch per kept tile), building the block's own
+//! gathered list in the architecture's form, with offsets into the block's stored tiles. The
+//! architecture's ordinary walk ([`super::Arch::rows`], [`super::Arch::rows4`]) then multiplies
+//! that list — so every kernel (scalar, swar, NEON, Cortex-M DSP, AVX2, AVX-VNNI, AVX-512 VNNI)
+//! skips what is pruned and what is blank with the inner step it already has, and the two
+//! sparsities multiply: the work is the tiles both kept and live, plus one test per kept tile.
+//! For 4-bit weights the nibble offset comes off per row block, over the inputs of its kept live
+//! groups (summed in the same walk).
+
+use core::ops::Range;
+
+use super::arch::{Arch, GROUP, Groups, LIST_GROUPS, TILE_BYTES, TILE_ROWS, u16_of};
+use super::{KernelError, Matrix, NIBBLE_OFFSET};
+
+/// Which tiles of a block-sparse matrix are stored: for each row block, how many, and their
+/// groups. Checked at construction ([`Sparsity::new`]), so a walk cannot leave the input or the
+/// weights whatever the bytes said.
+#[derive(Debug, Clone, Copy)]
+pub struct Sparsity<'a> {
+    /// Per row block, its kept tiles (u16, little-endian).
+    blocks: &'a [[u8; 2]],
+    /// Per kept tile, its group (u16, little-endian), row block after row block.
+    kept: &'a [[u8; 2]],
+    /// Groups of the matrix's inputs.
+    groups: usize,
+}
+
+/// Why a [`Sparsity`] was refused: the first row block whose list is wrong (the number of row
+/// blocks when the counts do not add up to the kept list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadBlock(pub usize);
+
+impl<'a> Sparsity<'a> {
+    /// The sparsity of a matrix of `blocks.len()` row blocks and `cols` inputs (rounded up to 4):
+    /// `blocks[b]` tiles kept in row block `b`, whose groups are the next ones of `kept`, strictly
+    /// increasing and below `cols / 4`; the counts add up to `kept.len()`.
+    pub fn new(blocks: &'a [[u8; 2]], kept: &'a [[u8; 2]], cols: usize) -> Result<Self, BadBlock> {
+        let groups = cols.div_ceil(GROUP);
+        let mut pos = 0usize;
+        for (b, count) in blocks.iter().enumerate() {
+            let end = pos + u16_of(count);
+            let list = kept.get(pos..end).ok_or(BadBlock(b))?;
+            let mut next = 0;
+            for g in list.iter().map(u16_of) {
+                if g < next || g >= groups {
+                    return Err(BadBlock(b));
+                }
+                next = g + 1;
+            }
+            pos = end;
+        }
+        if pos != kept.len() {
+            return Err(BadBlock(blocks.len()));
+        }
+        Ok(Self {
+            blocks,
+            kept,
+            groups,
+        })
+    }
+
+    /// Row blocks (of 16 rows).
+    pub fn row_blocks(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Tiles stored.
+    pub fn tiles(&self) -> usize {
+        self.kept.len()
+    }
+
+    /// Tiles a dense matrix of the same shape would store.
+    pub fn dense_tiles(&self) -> usize {
+        self.blocks.len() * self.groups
+    }
+
+    /// Each row block's kept groups (u16 little-endian) and the range of its tiles among the
+    /// stored ones.
+    pub(crate) fn blocks(self) -> impl Iterator<Item = (&'a [[u8; 2]], Range<usize>)> {
+        let kept = self.kept;
+        self.blocks.iter().scan(0usize, move |pos, count| {
+            let range = *pos..*pos + u16_of(count);
+            *pos = range.end;
+            Some((kept.get(range.clone()).unwrap_or(&[]), range))
+        })
+    }
+
+    /// The stored tile holding `w[row][col]`, if it is kept.
+    pub fn tile_of(&self, row: usize, col: usize) -> Option<usize> {
+        let (list, range) = self.blocks().nth(row / TILE_ROWS)?;
+        let g = col / GROUP;
+        let i = list.binary_search_by(|k| u16_of(k).cmp(&g)).ok()?;
+        Some(range.start + i)
+    }
+}
+
+impl<'a> Matrix<'a> {
+    /// `out += W · x` on `A` for one row block of a block-sparse matrix: `kept` its groups, the
+    /// matrix's bytes its stored tiles in that order, `out` its 16 rows.
+    ///
+    /// # Safety
+    /// The running CPU has the instructions `A` uses; `out.len()` is 16 and the bytes are
+    /// `kept.len()` tiles of the matrix's weights.
+    #[inline(always)]
+    pub(crate) unsafe fn walk_block<A: Arch>(
+        self,
+        kept: &[[u8; 2]],
+        x: &[u8],
+        groups: &mut Groups<A::Group>,
+        out: &mut [i32],
+    ) {
+        let tile = TILE_BYTES * self.weights.bits() / 8;
+        for (list, w) in kept
+            .chunks(LIST_GROUPS)
+            .zip(self.bytes.chunks(LIST_GROUPS * tile))
+        {
+            let sum = groups.gather_kept::<A>(x, list);
+            if self.weights == crate::Weights::Int4 {
+                let excess = (sum as i32).wrapping_mul(NIBBLE_OFFSET);
+                for o in out.iter_mut() {
+                    *o = o.wrapping_sub(excess);
+                }
+            }
+            // SAFETY: `w` is `list.len()` tiles, the list's offsets are below them; the rest by
+            // the caller.
+            unsafe { self.with_bytes(w).walk::<A>(groups, out) };
+        }
+    }
+
+    /// `out += W · x` over every row block of a block-sparse matrix (see [`Self::walk_block`]).
+    ///
+    /// # Safety
+    /// The running CPU has the instructions `A` uses; `out.len()` is 16 per row block of `s` and
+    /// the bytes are `s.tiles()` tiles.
+    pub(crate) unsafe fn walk_sparse<A: Arch>(
+        self,
+        s: Sparsity<'_>,
+        x: &[u8],
+        groups: &mut Groups<A::Group>,
+        out: &mut [i32],
+    ) {
+        let tile = TILE_BYTES * self.weights.bits() / 8;
+        for ((kept, tiles), out) in s.blocks().zip(out.chunks_exact_mut(TILE_ROWS)) {
+            let w = self
+                .bytes
+                .get(tiles.start * tile..tiles.end * tile)
+                .unwrap_or(&[]);
+            // SAFETY: one row block, its tiles; the rest by the caller.
+            unsafe { self.with_bytes(w).walk_block::<A>(kept, x, groups, out) };
+        }
+    }
+
+    /// Whether the matrix is `s`'s tiles for `out.len()` rows of `len` inputs.
+    pub(crate) fn check_sparse(
+        self,
+        s: &Sparsity<'_>,
+        len: usize,
+        rows: usize,
+    ) -> Result<(), KernelError> {
+        let tile = TILE_BYTES * self.weights.bits() / 8;
+        if rows == s.row_blocks() * TILE_ROWS
+            && len.div_ceil(GROUP) == s.groups
+            && s.tiles().checked_mul(tile) == Some(self.bytes.len())
+        {
+            Ok(())
+        } else {
+            Err(KernelError::Shape)
+        }
+    }
+}
