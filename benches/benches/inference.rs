@@ -129,6 +129,26 @@ fn inference(c: &mut Criterion) {
     }
     shapes.finish();
 
+    // One image through 784-512-10 pruned to each density (1: dense), int8 and int4, best
+    // kernel here: the pruned tiles and the blank pixels skipped in one walk.
+    let mut pruned = c.benchmark_group("pruned");
+    pruned.throughput(Throughput::Elements(1));
+    for density in benches::DENSITIES {
+        let files = benches::pruned_models(&mnist, density).expect("a pruned model");
+        for (file, weights) in files.iter().zip(["int8", "int4"]) {
+            let model = QuantModel::from_bytes(file.as_bytes()).expect("a valid model");
+            let mut i = 0;
+            let id = format!("density-{density}/{weights}/{kernel}/batch-1");
+            pruned.bench_function(id, |b| {
+                b.iter(|| {
+                    i = (i + 1) % IMAGES;
+                    black_box(model.predict_with(kernel, black_box(&images[i])))
+                })
+            });
+        }
+    }
+    pruned.finish();
+
     // Validation of a model file: CRC, sections, scales.
     let mut load = c.benchmark_group("load");
     load.bench_function("int8/from_bytes", |b| {

@@ -122,6 +122,29 @@ pub fn shape_model(mnist: &Mnist, hidden: &[usize]) -> Result<AlignedBytes> {
     AlignedBytes::read(&file)
 }
 
+/// The densities the pruning benchmarks compare (1 is the dense network).
+pub const DENSITIES: [f32; 5] = [1.0, 0.25, 0.15, 0.1, 0.06];
+
+/// The int8 and int4 files of the tutorial recipe (seed 42) for 784-512-10 pruned to `density`
+/// (`cargo run -p trainer -- --density D --weights both`): trained here the first time, then
+/// kept in `target/benches-pruned/`.
+pub fn pruned_models(mnist: &Mnist, density: f32) -> Result<[AlignedBytes; 2]> {
+    let dir = repo()
+        .join("target/benches-pruned")
+        .join(format!("density-{density}"));
+    let files = [INT8_FILE, INT4_FILE].map(|f| dir.join(f));
+    if !files.iter().all(|f| f.is_file()) {
+        eprintln!("benches: training the tutorial recipe pruned to {density}");
+        let config = TrainConfig {
+            prune: (density < 1.0).then(|| trainer::prune::Pruning::new(density)),
+            ..TrainConfig::default()
+        };
+        train_into(mnist, &dir, config, &[Width::Int8, Width::Int4])?;
+    }
+    let [int8, int4] = files;
+    Ok([AlignedBytes::read(&int8)?, AlignedBytes::read(&int4)?])
+}
+
 /// Loads the int8 and f32 views (validation once).
 pub fn views(models: &Models) -> Result<(QuantModel<'_>, F32Model<'_>)> {
     Ok((

@@ -11,7 +11,9 @@
 //! - [`quant`]: the integer arithmetic of the int8 and int4 networks;
 //! - [`kernels`]: the int8 and int4 matrix–vector products over the non-zero inputs only — one
 //!   algorithm, with a scalar reference and AVX2, AVX-VNNI, AVX-512 VNNI, Cortex-M DSP and NEON
-//!   inner steps, all bit-exact with the reference;
+//!   inner steps, all bit-exact with the reference — and over a pruned layer's kept tiles only
+//!   ([`kernels::Sparsity`]: a layer stored block-sparse skips what is pruned and what is blank
+//!   in the same walk);
 //! - the forward passes, one loop over the layers: [`QuantModel::predict`] (each layer int8 or
 //!   int4) and [`F32Model::logits`]. Their two activation buffers live on the stack, bounded by
 //!   the model type's `MAX_WIDTH` ([`format::DEFAULT_MAX_WIDTH`] unless the caller picks one:

@@ -29,6 +29,7 @@ pub mod output;
 pub mod output_set;
 pub mod pipeline;
 pub mod plots;
+pub mod prune;
 pub mod qat;
 pub mod quantize;
 pub mod sparse;

@@ -204,4 +204,25 @@ pub struct Report {
     pub int4: Option<ModelReport>,
     /// The f32 model file, evaluated through infer-core.
     pub f32: ModelReport,
+    /// What pruning did (`--density`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pruning: Option<PruningReport>,
+}
+
+/// A pruned run: the densities reached and the test accuracy at each stage.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PruningReport {
+    /// The density asked for (`--density`): the fraction of each hidden layer's blocks of 16
+    /// units × 4 inputs kept.
+    pub density: f32,
+    /// The density each hidden layer reached, first to last (the output layer stays dense).
+    pub layers: Vec<f32>,
+    /// Test accuracy of the f32 network when pruning started.
+    pub accuracy_before_pruning: f64,
+    /// Test accuracy of the f32 network after pruning and fine-tuning (before the
+    /// quantization-aware epochs).
+    pub accuracy_after_pruning: f64,
+    /// Test accuracy of each integer model file written (after the quantization-aware epochs,
+    /// if the recipe has them), by width.
+    pub accuracy_after_qat: std::collections::BTreeMap<String, f64>,
 }

@@ -9,7 +9,8 @@ use crate::idx::{Dataset, Mnist};
 use crate::metrics::Confusion;
 use crate::mlp::Mlp;
 use crate::output::{
-    AlignedBytes, F32_FILE, INT4_FILE, INT8_FILE, ModelReport, TestStats, write_atomic,
+    AlignedBytes, F32_FILE, INT4_FILE, INT8_FILE, ModelReport, PruningReport, TestStats,
+    write_atomic,
 };
 use crate::output_set::OutputSet;
 use crate::quantize::{
@@ -59,6 +60,8 @@ pub struct Outcome {
     pub int4: Option<ModelReport>,
     /// The first integer file's predictions on the test set (none without integer files).
     pub integer_predictions: Vec<u8>,
+    /// What pruning did, in a pruned run.
+    pub pruning: Option<PruningReport>,
 }
 
 /// Fits a network on `mnist`'s training set and writes, reads back and evaluates its model files.
@@ -96,6 +99,7 @@ pub fn run(
     let fitted = fit(&train_set, held_out, config, progress)?;
     let fit_seconds = fit_start.elapsed().as_secs_f64();
     let (net, history) = (fitted.net, fitted.history);
+    let pruned = fitted.pruned;
     if fitted.epoch != config.epochs {
         say(format!(
             "kept the weights of epoch {} (lowest val_loss)",
@@ -163,7 +167,38 @@ pub fn run(
         }
         *slot = Some(written);
     }
+    let pruning = match (pruned, config.prune) {
+        (Some(p), Some(asked)) => {
+            let accuracy = |net: &Mlp| evaluate(net, &mnist.test).stats.accuracy();
+            let after_qat = [(Width::Int8, &int8), (Width::Int4, &int4)]
+                .into_iter()
+                .filter_map(|(w, r)| Some((w.name().to_string(), r.as_ref()?.test_accuracy)))
+                .collect();
+            let report = PruningReport {
+                density: asked.density,
+                layers: p.densities,
+                accuracy_before_pruning: accuracy(&p.before),
+                accuracy_after_pruning: accuracy(&p.after),
+                accuracy_after_qat: after_qat,
+            };
+            let layers: Vec<String> = report
+                .layers
+                .iter()
+                .map(|d| format!("{:.1} %", 100.0 * d))
+                .collect();
+            say(format!(
+                "pruned to {} of the hidden blocks: test accuracy {:.4} before pruning, {:.4} \
+                 after (f32)",
+                layers.join(", "),
+                report.accuracy_before_pruning,
+                report.accuracy_after_pruning
+            ));
+            Some(report)
+        }
+        _ => None,
+    };
     Ok(Outcome {
+        pruning,
         history,
         best_epoch: fitted.epoch,
         test: TestStats {

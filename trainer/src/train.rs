@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::augment::{Augment, Fields, distort, image_rng};
 use crate::idx::{Dataset, PIXELS};
 use crate::mlp::{BatchStats, Mlp, RmsProp, network_inputs};
+use crate::prune::{Masks, Pruning};
 use crate::qat::Quantized;
 use crate::quantize::{CALIBRATION_IMAGES, Width, calibrate_hidden_scales, quantize_with_scales};
 use crate::sparse::{SparseBatch, SparseRows};
@@ -78,6 +79,8 @@ pub struct TrainConfig {
     pub qat_epochs: usize,
     /// The weight width those epochs train for.
     pub qat_width: Width,
+    /// Prune the hidden layers in blocks down to a density, gradually (none: dense).
+    pub prune: Option<Pruning>,
 }
 
 impl Default for TrainConfig {
@@ -100,6 +103,7 @@ impl TrainConfig {
             restore_best: false,
             qat_epochs: 0,
             qat_width: Width::Int8,
+            prune: None,
         };
         match recipe {
             Recipe::Tutorial => tutorial,
@@ -210,6 +214,20 @@ pub struct Fitted {
     /// The hidden layers' activation scales `net` was fine-tuned with, if that epoch was
     /// quantization-aware: the export must use it.
     pub act_scales: Option<Vec<f32>>,
+    /// What pruning did, in a pruned run.
+    pub pruned: Option<Pruned>,
+}
+
+/// A pruned run's snapshots: the network as pruning started, and after it and the fine-tuning
+/// (before any quantization-aware epoch), with the densities reached.
+#[derive(Debug, Clone)]
+pub struct Pruned {
+    /// The weights when pruning started (dense).
+    pub before: Mlp,
+    /// The weights after the last float epoch.
+    pub after: Mlp,
+    /// Each hidden layer's density of kept blocks, first to last.
+    pub densities: Vec<f32>,
 }
 
 /// Trains a fresh network on `data`, calling `progress` after every step and every epoch, and
@@ -245,9 +263,19 @@ pub fn fit(
     let mut act_scales: Option<Vec<f32>> = None;
     let steps = data.len().div_ceil(config.batch_size.max(1));
     let total_steps = (steps * config.epochs).max(1) as f64;
+    let mut masks = config.prune.map(|_| Masks::new(&net));
+    // The inputs' sums of squares over the batches seen, for scoring the first layer's blocks.
+    let mut activity = vec![0.0f64; if masks.is_some() { PIXELS } else { 0 }];
+    let (mut before, mut after) = (None, None);
 
     for epoch in 1..=config.epochs {
         let start = Instant::now();
+        if let (Some(_), Some(masks)) = (config.prune, &masks)
+            && config.qat_epochs > 0
+            && epoch == first_qat_epoch
+        {
+            after = Some((net.clone(), masks.densities()));
+        }
         if config.qat_epochs > 0 && epoch == first_qat_epoch {
             // Fixed from here on, so the last epochs train exactly what is exported.
             act_scales = Some(calibrate_hidden_scales(
@@ -266,6 +294,13 @@ pub fn fit(
             };
             labels.clear();
             labels.extend(indices.iter().map(|&i| data.labels[i]));
+            if config.prune.is_some() {
+                for r in 0..x.len() {
+                    for (k, v) in x.rows().row(r) {
+                        activity[k] += f64::from(v * v);
+                    }
+                }
+            }
             let batch_stats = match &act_scales {
                 None => net.backprop(&x, &labels, &mut grads),
                 Some(scales) => {
@@ -287,6 +322,15 @@ pub fn fit(
                 .schedule
                 .rate(config.learning_rate, done / total_steps);
             optimizer.step(&mut net, &grads);
+            if let (Some(p), Some(masks)) = (config.prune, &mut masks) {
+                let progress = (done + 1.0) / total_steps;
+                if before.is_none() && progress >= p.start {
+                    before = Some(net.clone());
+                }
+                let total: f64 = activity.iter().sum::<f64>().max(f64::MIN_POSITIVE);
+                let scores: Vec<f32> = activity.iter().map(|&a| (a / total) as f32).collect();
+                masks.prune(&mut net, p.density_at(progress), Some(&scores));
+            }
             progress(Progress::Batch {
                 epoch,
                 done: batch + 1,
@@ -322,7 +366,12 @@ pub fn fit(
             test_loss: tested.map(|s| s.loss()),
             test_accuracy: tested.map(|s| s.accuracy()),
         };
+        // Of a pruned run, only epochs at the target density are candidates.
+        let pruned_enough = config
+            .prune
+            .is_none_or(|p| p.is_done((epoch * steps) as f64 / total_steps));
         if let (true, Some(v)) = (config.restore_best, val)
+            && pruned_enough
             && best.as_ref().is_none_or(|(loss, ..)| v.loss() < *loss)
         {
             best = Some((v.loss(), epoch, net.clone(), act_scales.clone()));
@@ -334,11 +383,20 @@ pub fn fit(
         Some((_, epoch, best_net, scales)) => (best_net, epoch, scales),
         None => (net, config.epochs, act_scales),
     };
+    let pruned = masks.map(|masks| {
+        let (after, densities) = after.unwrap_or_else(|| (net.clone(), masks.densities()));
+        Pruned {
+            before: before.unwrap_or_else(|| after.clone()),
+            after,
+            densities,
+        }
+    });
     Ok(Fitted {
         net,
         history,
         epoch,
         act_scales,
+        pruned,
     })
 }
 

@@ -190,3 +190,71 @@ fn a_run_shorter_than_its_quantization_aware_epochs_is_all_quantization_aware() 
         }
     }
 }
+
+/// A pruned run: every hidden layer ends at the asked density in whole tiles of 16 units × 4
+/// inputs (the rest exactly zero, through the quantization-aware epochs too), the best epoch is
+/// one at that density, and the model files store only the kept tiles — under 70 % of the dense
+/// file's bytes — and still classify.
+#[test]
+fn pruning_reaches_the_density_in_whole_tiles_and_the_files_shrink() {
+    let mnist = mnist();
+    let (train, val) = mnist.train.head(6000).split_validation(0.1);
+    let held_out = HeldOut {
+        validation: Some(&val),
+        test: None,
+    };
+    let config = TrainConfig {
+        epochs: 6,
+        qat_epochs: 2,
+        augment: None,
+        hidden: vec![64, 32],
+        prune: Some(trainer::prune::Pruning::new(0.4)),
+        ..TrainConfig::recipe(Recipe::Best)
+    };
+    let fitted = fit(&train, held_out, &config, |_| {}).unwrap();
+    let pruned = fitted.pruned.as_ref().unwrap();
+    assert_eq!(pruned.densities.len(), 2);
+    for &d in &pruned.densities {
+        assert!((d - 0.4).abs() < 0.02, "{d}");
+    }
+    // The best epoch is at the target density: pruning ends at 65 % of 6 epochs.
+    assert!(fitted.epoch >= 4, "epoch {}", fitted.epoch);
+    let net = &fitted.net;
+    let zero_tiles = |w: &nalgebra::DMatrix<f32>| {
+        let (r, c) = w.shape();
+        let mut n = 0;
+        for b in 0..r.div_ceil(16) {
+            for g in 0..c.div_ceil(4) {
+                n += usize::from(
+                    (b * 16..(b * 16 + 16).min(r))
+                        .all(|j| (g * 4..(g * 4 + 4).min(c)).all(|k| w[(j, k)] == 0.0)),
+                );
+            }
+        }
+        n as f32 / (r.div_ceil(16) * c.div_ceil(4)) as f32
+    };
+    assert!(zero_tiles(&net.w1) >= 0.58, "{}", zero_tiles(&net.w1));
+    assert!(zero_tiles(&net.middle[0].w) >= 0.58);
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+    let dense = trainer::mlp::Mlp::glorot(PIXELS, &[64, 32], 10, &mut rng);
+    let test = mnist.test.head(1000);
+    for width in [Width::Int8, Width::Int4] {
+        let bytes = encode_quant(&quantize(net, &train, width).unwrap()).unwrap();
+        let dense_bytes = encode_quant(&quantize(&dense, &train, width).unwrap()).unwrap();
+        assert!(
+            bytes.len() * 10 < dense_bytes.len() * 7,
+            "{width:?}: {} of {} bytes",
+            bytes.len(),
+            dense_bytes.len()
+        );
+        let file = AlignedBytes::new(&bytes);
+        let model = QuantModel::from_bytes(file.as_bytes()).unwrap();
+        let layers = model.layers();
+        assert!(layers[0].layer().sparse && layers[1].layer().sparse);
+        assert!(!layers[2].layer().sparse, "the output layer stays dense");
+        let correct = (0..test.len())
+            .filter(|&i| model.predict(test.image(i)).unwrap().class == test.labels[i])
+            .count();
+        assert!(correct > 850, "{width:?}: {correct} of 1000");
+    }
+}

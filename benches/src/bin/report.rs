@@ -236,6 +236,21 @@ fn render(est: &BTreeMap<String, Estimate>, tflite: Option<&Value>) -> String {
         let _ = writeln!(md, "| `{id}` | {} | {ratio} |", duration(e.per_image_ns()));
     }
 
+    let _ = writeln!(
+        md,
+        "\n## One image, 784-512-10 pruned (the tutorial recipe with `--density`)\n\n\
+         | benchmark | median per image | vs dense (density 1) of its width |\n| --- | ---: | ---: |"
+    );
+    for (id, e) in est.iter().filter(|(id, _)| id.starts_with("pruned/")) {
+        // The dense file of the same width and kernel: `pruned/density-1/<width>/...`.
+        let rest = id.split_once('/').and_then(|(_, r)| r.split_once('/'));
+        let dense = rest.and_then(|(_, r)| est.get(&format!("pruned/density-1/{r}")));
+        let ratio = dense.map_or(String::from("—"), |d| {
+            format!("{:.2}×", e.per_image_ns() / d.per_image_ns())
+        });
+        let _ = writeln!(md, "| `{id}` | {} | {ratio} |", duration(e.per_image_ns()));
+    }
+
     let _ = writeln!(md, "\n## Other\n\n| benchmark | median |\n| --- | ---: |");
     for (id, e) in est
         .iter()

@@ -219,7 +219,9 @@ pub(crate) trait BatchArch: Arch {
 
 impl<G> Groups<G> {
     /// Replaces the list with the live groups of chunk `chunk` of `x` for architecture `A`.
-    #[inline(always)]
+    /// (Called once per layer and chunk: one copy on a microcontroller, where flash is scarce.)
+    #[cfg_attr(target_os = "none", inline(never))]
+    #[cfg_attr(not(target_os = "none"), inline(always))]
     pub(crate) fn gather<A: Arch<Group = G>>(&mut self, x: &[u8], chunk: usize) {
         self.fill(
             x,
@@ -259,29 +261,31 @@ impl<G> Groups<G> {
     /// Replaces the list with the groups of `kept` (at most [`LIST_GROUPS`], u16 little-endian,
     /// below `x.len()` rounded up to 4 over 4) that are live in `x`, each with the offset of its
     /// position in `kept`: the gathered list of a row block's stored tiles. Returns the sum of
-    /// their inputs (for the 4-bit weights' offset).
+    /// their inputs with `SUM` (for the 4-bit weights' offset), else 0.
     #[inline(always)]
-    pub(crate) fn gather_kept<A: Arch<Group = G>>(&mut self, x: &[u8], kept: &[[u8; 2]]) -> u32 {
+    pub(crate) fn gather_kept<A: Arch<Group = G>, const SUM: bool>(
+        &mut self,
+        x: &[u8],
+        kept: &[[u8; 2]],
+    ) -> u32 {
         self.list.clear();
         let mut sum = 0u32;
         let mut offset = 0u32;
+        let (whole, last) = split_groups(x);
         for k in kept {
-            let start = u16_of(k) * GROUP;
-            let b = match x.get(start..start + GROUP) {
-                Some(&[a, b, c, d]) => [a, b, c, d],
+            let g = u16_of(k);
+            let b = match whole.get(g) {
+                Some(&b) => b,
                 // The zero-padded last group (or, for an unchecked list, nothing).
-                _ => {
-                    let mut b = [0u8; GROUP];
-                    for (b, &v) in b.iter_mut().zip(x.get(start..).unwrap_or(&[])) {
-                        *b = v;
-                    }
-                    b
-                }
+                None if g == whole.len() => last.unwrap_or([0; GROUP]),
+                None => [0; GROUP],
             };
             if u32::from_ne_bytes(b) != 0 {
                 // Cannot fail: at most LIST_GROUPS groups, and the capacity is larger.
                 let _ = self.list.push(A::group(offset, b));
-                sum += b.iter().map(|&v| u32::from(v)).sum::<u32>();
+                if SUM {
+                    sum += b.iter().map(|&v| u32::from(v)).sum::<u32>();
+                }
             }
             offset += TILE_BYTES as u32;
         }

@@ -113,7 +113,9 @@ impl<'a> Matrix<'a> {
     /// # Safety
     /// The running CPU has the instructions `A` uses; `out.len()` is 16 and the bytes are
     /// `kept.len()` tiles of the matrix's weights.
-    #[inline(always)]
+    /// (Not inlined on a microcontroller: one copy serves every layer, where flash is scarce.)
+    #[cfg_attr(target_os = "none", inline(never))]
+    #[cfg_attr(not(target_os = "none"), inline(always))]
     pub(crate) unsafe fn walk_block<A: Arch>(
         self,
         kept: &[[u8; 2]],
@@ -126,12 +128,14 @@ impl<'a> Matrix<'a> {
             .chunks(LIST_GROUPS)
             .zip(self.bytes.chunks(LIST_GROUPS * tile))
         {
-            let sum = groups.gather_kept::<A>(x, list);
-            if self.weights == crate::Weights::Int4 {
+            if cfg!(feature = "int4") && self.weights == crate::Weights::Int4 {
+                let sum = groups.gather_kept::<A, true>(x, list);
                 let excess = (sum as i32).wrapping_mul(NIBBLE_OFFSET);
                 for o in out.iter_mut() {
                     *o = o.wrapping_sub(excess);
                 }
+            } else {
+                groups.gather_kept::<A, false>(x, list);
             }
             // SAFETY: `w` is `list.len()` tiles, the list's offsets are below them; the rest by
             // the caller.

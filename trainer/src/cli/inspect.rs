@@ -47,6 +47,9 @@ pub(crate) fn inspect(args: InspectArgs) -> Result<()> {
                 "inputs": l.inputs,
                 "outputs": l.outputs,
                 "weights": l.weights.name(),
+                "sparse": l.sparse,
+                "tiles": l.tiles,
+                "density": l.tiles as f64 / l.dense_tiles().max(1) as f64,
             })
         })
         .collect();
@@ -95,8 +98,18 @@ pub(crate) fn inspect(args: InspectArgs) -> Result<()> {
     for (l, facts) in m.layers().iter().zip(&layers) {
         let s = l.layer();
         let what = if s.last { "per class" } else { "per unit" };
+        let sparse = if s.sparse {
+            format!(
+                ", block-sparse: {} of {} tiles of 16×4 kept ({:.1} %)",
+                s.tiles,
+                s.dense_tiles(),
+                100.0 * s.tiles as f64 / s.dense_tiles().max(1) as f64
+            )
+        } else {
+            String::new()
+        };
         say!(
-            "layer {}:  {}→{}, {} weights {what}, scales {}",
+            "layer {}:  {}→{}, {} weights {what}, scales {}{sparse}",
             s.index + 1,
             s.inputs,
             s.outputs,

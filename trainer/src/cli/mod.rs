@@ -93,6 +93,15 @@ pub(crate) fn validation_fraction(s: &str) -> Result<f64, String> {
     }
 }
 
+/// `--density`: a fraction above 0, at most 1.
+pub(crate) fn density_fraction(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
+        Ok(_) => Err("must be above 0 and at most 1 (the fraction of weights kept)".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// The hidden layers' widths, as `--hidden` takes them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HiddenWidths(pub(crate) Vec<usize>);

@@ -13,13 +13,15 @@ use trainer::output::{F32_FILE, REPORT_FILE, Report, write_atomic};
 use trainer::output_set::{MANIFEST, OutputSet, check_writable_dir, check_writable_file, resolve};
 use trainer::pipeline::{self, Run};
 use trainer::plots;
+use trainer::prune::Pruning;
 use trainer::quantize::Width;
 use trainer::quantize::model_bytes_bound;
 use trainer::shape::{CLASSES, INPUTS};
 use trainer::train::{Progress, Recipe, TrainConfig, default_validation_split};
 
 use super::{
-    HiddenWidths, default_data_dir, emit, hidden_widths, positive_f32, validation_fraction,
+    HiddenWidths, default_data_dir, density_fraction, emit, hidden_widths, positive_f32,
+    validation_fraction,
 };
 
 /// Which integer model files a run writes.
@@ -58,13 +60,21 @@ pub(crate) struct TrainArgs {
     /// epoch that does best on a validation split.
     #[arg(long, value_enum, default_value_t = Recipe::Tutorial)]
     recipe: Recipe,
-    /// Passes over the training set, 1 to 100000 [default: 5 (tutorial), 40 (best)]
+    /// Passes over the training set, 1 to 100000 [default: 5 (tutorial), 40 (best), 80 (best with
+    /// --density: a pruned network needs the longer fine-tuning)]
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     epochs: Option<u32>,
     /// Units of the hidden ReLU layer, 1 to 1024 (the tutorial's 512; 96 fits a 64 KB part in
     /// int4), or of several, comma-separated, first to last (`256,128`; up to 7 layers).
     #[arg(long, default_value = "512", value_name = "N[,N…]", value_parser = hidden_widths)]
     hidden: HiddenWidths,
+    /// Prune each hidden layer to this fraction D of its weights (0 < D ≤ 1: 0.1 keeps a tenth),
+    /// in blocks of 16 units × 4 inputs, which the model files leave out and the kernels skip:
+    /// gradually from 25 % to 65 % of the run (smallest blocks first), then fine-tuning the rest
+    /// (and the recipe's quantization-aware epochs). The output layer stays dense. [default:
+    /// dense]
+    #[arg(long, value_name = "D", value_parser = density_fraction)]
+    density: Option<f32>,
     /// Images per gradient step, 1 to 65535.
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65_535))]
     batch_size: u32,
@@ -114,6 +124,16 @@ pub(crate) struct TrainArgs {
     /// a loss beyond 10): by default such a run does not replace model files already in --out.
     #[arg(long)]
     force: bool,
+}
+
+/// A recipe's epochs, doubled for a pruned `best` run (measured: 784-512-10 at density 0.15, int8,
+/// seed 42, 98.70 % after 40 epochs and 98.97 % after 80).
+fn default_epochs(recipe: Recipe, density: Option<f32>) -> usize {
+    let epochs = TrainConfig::recipe(recipe).epochs;
+    match (recipe, density) {
+        (Recipe::Best, Some(d)) if d < 1.0 => 2 * epochs,
+        _ => epochs,
+    }
 }
 
 /// Keras-like progress: a bar per epoch on a terminal, one line per epoch in any case.
@@ -202,12 +222,15 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
 
     let recipe = TrainConfig::recipe(args.recipe);
     let config = TrainConfig {
-        epochs: args.epochs.map_or(recipe.epochs, |e| e as usize),
+        epochs: args
+            .epochs
+            .map_or(default_epochs(args.recipe, args.density), |e| e as usize),
         batch_size: args.batch_size as usize,
         learning_rate: args.learning_rate.unwrap_or(recipe.learning_rate),
         seed: args.seed,
         hidden: args.hidden.0.clone(),
         qat_width: args.weights.qat_width(),
+        prune: args.density.filter(|&d| d < 1.0).map(Pruning::new),
         ..recipe
     };
     let validation_split = args
@@ -271,6 +294,7 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
         int8: outcome.int8,
         int4: outcome.int4,
         f32: outcome.f32,
+        pruning: outcome.pruning,
     };
     let json = serde_json::to_vec_pretty(&report)?;
     let report_path = match &places.report {
