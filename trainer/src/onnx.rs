@@ -3,7 +3,8 @@
 //! - Export: the f32 model as `MatMul → Add → Relu → MatMul → Add` (output `logits`); an integer
 //!   model (int8, or int4 whose −8…7 values an int8 tensor holds exactly) as the same graph with
 //!   QuantizeLinear/DequantizeLinear pairs carrying infer-core's exact scales and zero points: the
-//!   input quantized at 1/255 (the raw pixels), per-channel symmetric weights, the hidden
+//!   input quantized at 1/255 (the raw pixels), per-channel symmetric weights (stored as uint8
+//!   `w + 128` with zero point 128, which ONNX Runtime multiplies exactly on every x86 CPU), the hidden
 //!   activations requantized at the model's hidden scale. The input is `pixels`, `[N, 784]`
 //!   floats in 0–1 (the raw pixel / 255, as Keras takes them). Opset 13.
 //! - Import: a graph of two dense layers with a ReLU between — `Gemm` (any `transB`, as
@@ -389,9 +390,17 @@ fn qdq_activation(graph: &mut Graph, input: &str, output: &str, scale: f32) {
         .push(byte_tensor(&z, UINT8, &[], std::iter::once(0)));
 }
 
-/// Layer `i` (from 1) of a model: its integer weights in MatMul's `[in, out]` layout,
-/// dequantized per output (`scales`, zero points 0), then `MatMul` and `Add` of the bias in real
-/// units (the i32 bias times `in_scale · scale`), from `input` to `output`.
+/// Where the exported integer weights sit: `w + 128` as uint8, with zero point 128. The same
+/// real values as int8 with zero point 0, but ONNX Runtime then multiplies u8 inputs by u8
+/// weights, which its AVX2 kernels sum exactly; u8 × s8 goes through `vpmaddubsw`, whose 16-bit
+/// pair sums saturate (255 · 127 · 2 > 32767) on CPUs without VNNI, and changed 0.28 % of the
+/// test digits' classes there (microsoft/onnxruntime#6004).
+const WEIGHT_ZERO_POINT: i32 = 128;
+
+/// Layer `i` (from 1) of a model: its integer weights in MatMul's `[in, out]` layout, as uint8
+/// with zero point [`WEIGHT_ZERO_POINT`], dequantized per output (`scales`), then `MatMul` and
+/// `Add` of the bias in real units (the i32 bias times `in_scale · scale`), from `input` to
+/// `output`.
 fn qdq_dense(
     graph: &mut Graph,
     layer: &QuantLayer<'_>,
@@ -407,8 +416,7 @@ fn qdq_dense(
             let (row, col) = (n % outputs, n / outputs);
             layer
                 .weight(row, col)
-                .and_then(|w| i8::try_from(w).ok())
-                .map(|w| w as u8)
+                .and_then(|w| u8::try_from(w + WEIGHT_ZERO_POINT).ok())
                 .ok_or_else(|| anyhow!("no weight ({i}, {row}, {col})"))
         })
         .collect::<Result<_>>()?;
@@ -429,13 +437,13 @@ fn qdq_dense(
     let (rows, cols) = (inputs as i64, outputs as i64);
     graph
         .1
-        .push(byte_tensor(&q, INT8, &[rows, cols], weights.into_iter()));
+        .push(byte_tensor(&q, UINT8, &[rows, cols], weights.into_iter()));
     graph.1.push(float_tensor(&s, &[cols], scales));
     graph.1.push(byte_tensor(
         &z,
-        INT8,
+        UINT8,
         &[cols],
-        std::iter::repeat_n(0, outputs),
+        std::iter::repeat_n(WEIGHT_ZERO_POINT as u8, outputs),
     ));
     graph.1.push(float_tensor(&b, &[cols], &bias));
     Ok(())
