@@ -366,12 +366,15 @@ pub fn fit(
             test_loss: tested.map(|s| s.loss()),
             test_accuracy: tested.map(|s| s.accuracy()),
         };
-        // Of a pruned run, only epochs at the target density are candidates.
+        // Candidates for the best epoch: of a pruned run, only epochs at the target density; of a
+        // run with quantization-aware epochs, only those, whose validation figures are the
+        // integer model's (a float epoch's f32 loss is not what its file would score).
         let pruned_enough = config
             .prune
             .is_none_or(|p| p.is_done((epoch * steps) as f64 / total_steps));
         if let (true, Some(v)) = (config.restore_best, val)
             && pruned_enough
+            && (config.qat_epochs == 0 || act_scales.is_some())
             && best.as_ref().is_none_or(|(loss, ..)| v.loss() < *loss)
         {
             best = Some((v.loss(), epoch, net.clone(), act_scales.clone()));

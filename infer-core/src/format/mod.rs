@@ -111,10 +111,11 @@ pub const MAX_F32_WEIGHT: f32 = (1u32 << 20) as f32;
 /// 64-byte aligned keeps it so in memory ([`crate::include_model!`], the trainer's loader).
 pub const SECTION_ALIGN: usize = 64;
 
-/// Byte-at-a-time tables (1 KiB) on microcontrollers, where flash is scarce; slice-by-16 (16 KiB,
-/// several times faster) elsewhere. Same CRC either way.
+/// Bit by bit, with no table, on microcontrollers, where flash is scarce (the table would take
+/// 1 KiB, and the check runs once, at load); slice-by-16 (16 KiB, many
+/// times faster) elsewhere. Same CRC either way.
 #[cfg(target_os = "none")]
-const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+const CRC: crc::Crc<u32, crc::NoTable> = crc::Crc::<u32, crc::NoTable>::new(&crc::CRC_32_ISO_HDLC);
 #[cfg(not(target_os = "none"))]
 const CRC: crc::Crc<u32, crc::Table<16>> =
     crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISO_HDLC);
