@@ -23,9 +23,13 @@ pub fn c_header(bytes: &[u8], name: &str, about: &str) -> String {
          * must be at least 4-byte aligned; 16 is what this array guarantees). Include this header in\n \
          * one source file. */\n\
          #ifndef {guard}\n#define {guard}\n\n#include <stddef.h>\n#include <stdint.h>\n\n\
-         #if defined(__cplusplus)\n#define {guard}_ALIGNED alignas(16)\n\
+         #if defined(__cplusplus) && __cplusplus >= 201103L\n#define {guard}_ALIGNED alignas(16)\n\
+         #elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L\n\
+         #define {guard}_ALIGNED _Alignas(16)\n\
+         #elif defined(__GNUC__)\n#define {guard}_ALIGNED __attribute__((aligned(16)))\n\
          #elif defined(_MSC_VER)\n#define {guard}_ALIGNED __declspec(align(16))\n\
-         #else\n#define {guard}_ALIGNED _Alignas(16)\n#endif\n\n\
+         #else\n#error \"{guard}: no way known to align the model to 16 bytes with this compiler\"\n\
+         #endif\n\n\
          {guard}_ALIGNED static const uint8_t {name}[{}] = {{\n",
         bytes.len()
     );

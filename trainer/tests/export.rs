@@ -129,17 +129,46 @@ fn a_c_header_export_compiles_and_holds_the_file_byte_for_byte() {
         format!(
             "#include \"mlp-int4.h\"\n\
              _Static_assert(sizeof(mlp_int4) == {}, \"length\");\n\
-             _Static_assert(_Alignof(mlp_int4) >= 16, \"alignment\");\n\
+             _Static_assert(__alignof__(mlp_int4) >= 16, \"alignment\");\n\
              const uint8_t *model(size_t *len) {{ *len = mlp_int4_len; return mlp_int4; }}\n",
             bytes.len()
         ),
     )
     .unwrap();
-    let cc = std::process::Command::new("cc")
-        .args(["-std=c11", "-Wall", "-Werror", "-c", "-o"])
-        .arg(dir.join("use.o"))
-        .arg(&source)
-        .output()
-        .expect("a C compiler (`cc`), as Rust's own linking needs");
-    common::succeeded(&cc);
+    // C11 with its own assertions; C99 and C++11 (`c++`, where installed) with a C99 one; all
+    // strict.
+    let c99 = dir.join("use99.c");
+    std::fs::write(
+        &c99,
+        format!(
+            "#include \"mlp-int4.h\"\n\
+             typedef char length_is_right[sizeof(mlp_int4) == {} ? 1 : -1];\n\
+             typedef char aligned_to_16[__alignof__(mlp_int4) >= 16 ? 1 : -1];\n\
+             const uint8_t *model(size_t *len) {{ *len = mlp_int4_len; return mlp_int4; }}\n",
+            bytes.len()
+        ),
+    )
+    .unwrap();
+    let strict = ["-Wall", "-Wextra", "-pedantic", "-Werror", "-c", "-o"];
+    for (compiler, std, source) in [
+        ("cc", "-std=c11", &source),
+        ("cc", "-std=c99", &c99),
+        ("c++", "-std=c++11", &c99),
+    ] {
+        let mut command = std::process::Command::new(compiler);
+        if compiler == "c++" {
+            command.args(["-x", "c++"]);
+        }
+        let out = command
+            .arg(std)
+            .args(strict)
+            .arg(dir.join("use.o"))
+            .arg(source)
+            .output();
+        match out {
+            Ok(out) => common::succeeded(&out),
+            Err(_) if compiler == "c++" => eprintln!("no C++ compiler here: C++11 not checked"),
+            Err(e) => panic!("a C compiler (`cc`), as Rust's own linking needs: {e}"),
+        }
+    }
 }
