@@ -15,8 +15,16 @@
 //! the weight word, and per row half (a nibble pair) `lsrs`/`movs`, `ands`, `muls`, `lsrs #16`
 //! and an `add` into a high-register accumulator — each product's upper halfword is exact on its
 //! own (its lower one stays below 2^16): 26 instructions per entry and 8 multiply-accumulates. The
-//! same arithmetic in Rust is the walk everywhere else (and where LLVM, out of low registers on
-//! Thumb-1, would spill).
+//! same arithmetic in Rust is the walk off Arm (and where LLVM, out of low registers on Thumb-1,
+//! would spill).
+//!
+//! On Armv7-M (Cortex-M3, and M4/M7 where the `swar` kernel is chosen) the walk is Thumb-2
+//! `asm!`, which has the registers to keep four entries' products in two 32-bit sums (see above:
+//! they cannot carry) and shifted operands: per entry one `ldm`, an `add` of the offset, one
+//! `ldr`, and per nibble pair an `and` (with the word shifted in the same instruction) and an
+//! `mla` — 11 instructions per entry and 2 rows, plus the extraction of each row once per four
+//! entries. Its list is padded with zero entries to a multiple of four and ends with a sentinel
+//! (`x20 = u32::MAX`, impossible for paired bytes).
 //!
 //! int8 weights take the reference's walk.
 
@@ -34,6 +42,19 @@ pub(crate) struct Paired {
     x20: u32,
     x31: u32,
     offset: u32,
+}
+
+/// Ends the list of the Thumb-2 walk: no paired input has all bits of its upper halfword set.
+#[cfg(all(target_arch = "arm", not(thumb1_only)))]
+const SENTINEL: Paired = Paired {
+    x20: u32::MAX,
+    x31: 0,
+    offset: 0,
+};
+
+/// The live entries of a list (without the Thumb-2 walk's padding sentinel).
+fn live(entries: &[Paired]) -> impl Iterator<Item = &Paired> + Clone {
+    entries.iter().take_while(|e| e.x20 != u32::MAX)
 }
 
 impl Paired {
@@ -59,20 +80,30 @@ impl Arch for Swar {
         }
     }
 
+    /// Pads the list to a multiple of four entries and ends it with [`SENTINEL`] (room: at most
+    /// [`super::arch::LIST_GROUPS`] entries, a multiple of four, and two more).
+    #[cfg(all(target_arch = "arm", not(thumb1_only)))]
+    fn close(list: &mut super::arch::GroupList<Paired>) {
+        while !list.len().is_multiple_of(4) {
+            let _ = list.push(Paired {
+                x20: 0,
+                x31: 0,
+                offset: 0,
+            });
+        }
+        let _ = list.push(SENTINEL);
+    }
+
     unsafe fn rows(w: &[i8], groups: &Groups<Paired>, out: &mut [i32]) {
-        scalar::rows_of(
-            w,
-            groups.cols(),
-            groups.entries().iter().map(|e| e.plain()),
-            out,
-        );
+        let entries = live(groups.entries()).map(|e| e.plain());
+        scalar::rows_of(w, groups.cols(), entries, out);
     }
 
     unsafe fn rows4(w: &[u8], groups: &Groups<Paired>, out: &mut [i32]) {
         // Whole words, one load each (the model format aligns its sections); `matvec4` with a
         // misaligned slice takes the reference's walk.
         let Ok(words) = bytemuck::try_cast_slice::<u8, u32>(w) else {
-            let entries = groups.entries().iter().map(|e| e.plain());
+            let entries = live(groups.entries()).map(|e| e.plain());
             return scalar::rows4_of(w, groups.cols(), entries, out);
         };
         let block = TILE_ROWS / 8 * groups.cols();
@@ -96,7 +127,7 @@ impl Arch for Swar {
 
 /// Rows `i` (low nibbles) and `i + 8` (high nibbles) of one row block of 4-bit tiles (`w`, as
 /// words), summed over the entries.
-#[cfg(not(all(target_arch = "arm", not(cortex_m_dsp))))]
+#[cfg(not(target_arch = "arm"))]
 #[inline(always)]
 fn walk(w: &[u32], i: usize, entries: &[Paired]) -> [u32; 2] {
     let mut sums = [0u32; 2];
@@ -122,8 +153,79 @@ fn walk(w: &[u32], i: usize, entries: &[Paired]) -> [u32; 2] {
     sums
 }
 
+/// [`walk`] in Thumb-2 assembly (see the module docs): the list is padded to a multiple of four
+/// entries and ends with [`SENTINEL`] ([`Swar::close`]).
+#[cfg(all(target_arch = "arm", not(thumb1_only)))]
+#[inline(never)]
+fn walk(w: &[u32], i: usize, entries: &[Paired]) -> [u32; 2] {
+    let (mut lo, mut hi) = (0u32, 0u32);
+    if entries.last().is_none_or(|e| e.x20 != u32::MAX) {
+        // Not closed by `Swar::close`: the portable sums.
+        for e in live(entries) {
+            let Some(&word) = w.get((e.offset / 8) as usize + i) else {
+                continue;
+            };
+            let pair = |shift: u32| {
+                let p = (word >> shift) & PAIR_MASK;
+                let q = (word >> (shift + 8)) & PAIR_MASK;
+                (p.wrapping_mul(e.x20).wrapping_add(q.wrapping_mul(e.x31))) >> 16
+            };
+            lo = lo.wrapping_add(pair(0));
+            hi = hi.wrapping_add(pair(4));
+        }
+        return [lo, hi];
+    }
+    // Every entry's word is inside `w` (the `Arch::rows4` contract; padding entries have offset
+    // 0), and `i < 8`.
+    let base = w.as_ptr().wrapping_add(i);
+    // SAFETY: reads the entries (three words each, `repr(C)`) up to the sentinel, which ends the
+    // list after a multiple of four, and one word of `w` at `base + offset / 8` words for each
+    // (inside `w`, above). Only the named registers change; memory is only read.
+    unsafe {
+        core::arch::asm!(
+            "ldm {list}!, {{r0, r1, r2}}",
+            "cmn r0, #1",
+            "beq 3f",
+            "2:",
+            "mov.w {plo}, #0",
+            "mov.w {phi}, #0",
+            ".rept 4",
+            "add.w r2, {base}, r2, lsr #1",
+            "ldr r2, [r2]",
+            "and.w r3, {mask}, r2",
+            "mla {plo}, r3, r0, {plo}",
+            "and.w r3, {mask}, r2, lsr #8",
+            "mla {plo}, r3, r1, {plo}",
+            "and.w r3, {mask}, r2, lsr #4",
+            "mla {phi}, r3, r0, {phi}",
+            "and.w r3, {mask}, r2, lsr #12",
+            "mla {phi}, r3, r1, {phi}",
+            "ldm {list}!, {{r0, r1, r2}}",
+            ".endr",
+            "add.w {lo}, {lo}, {plo}, lsr #16",
+            "add.w {hi}, {hi}, {phi}, lsr #16",
+            "cmn r0, #1",
+            "bne 2b",
+            "3:",
+            list = inout(reg) entries.as_ptr() => _,
+            base = in(reg) base,
+            mask = in(reg) PAIR_MASK,
+            lo = inout(reg) lo,
+            hi = inout(reg) hi,
+            plo = out(reg) _,
+            phi = out(reg) _,
+            out("r0") _,
+            out("r1") _,
+            out("r2") _,
+            out("r3") _,
+            options(nostack, readonly),
+        );
+    }
+    [lo, hi]
+}
+
 /// [`walk`] in Thumb-1 assembly (see the module docs).
-#[cfg(all(target_arch = "arm", not(cortex_m_dsp)))]
+#[cfg(thumb1_only)]
 #[inline(never)]
 fn walk(w: &[u32], i: usize, entries: &[Paired]) -> [u32; 2] {
     let (lo, hi): (u32, u32);
