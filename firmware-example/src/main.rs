@@ -7,7 +7,7 @@
 //! (the default, QEMU, Cortex-M4F; `cargo run --release`), `netduinoplus2` (QEMU, STM32F405),
 //! `microbit` (QEMU, nRF51822 Cortex-M0 with 256 KB of flash, a 784-256-128-10 int4 model;
 //! `cargo microbit`), `lm3s811evb` (QEMU, Stellaris LM3S811, Cortex-M3 with 64 KB of flash and
-//! 8 KB of RAM, a 784-96-10 int4 model),
+//! 8 KB of RAM, the 784-512-10 int4 model pruned to 15 % of its first layer),
 //! `nrf52840` (the DK, `cargo board`) and `pico` (RP2040, build only). Exit status 0 only if the
 //! model is valid and host and MCU agree on every image.
 #![no_std]

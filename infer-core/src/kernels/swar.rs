@@ -52,9 +52,23 @@ const SENTINEL: Paired = Paired {
     offset: 0,
 };
 
-/// The live entries of a list (without the Thumb-2 walk's padding sentinel).
+/// The live entries of a list: without the Thumb-2 walk's sentinel and the zero entries padding
+/// up to it (at most three), found from the end.
 fn live(entries: &[Paired]) -> impl Iterator<Item = &Paired> + Clone {
-    entries.iter().take_while(|e| e.x20 != u32::MAX)
+    let mut live = entries;
+    if let Some((last, rest)) = live.split_last()
+        && last.x20 == u32::MAX
+    {
+        live = rest;
+        while let Some((last, rest)) = live.split_last()
+            && last.x20 == 0
+            && last.x31 == 0
+            && last.offset == 0
+        {
+            live = rest;
+        }
+    }
+    live.iter()
 }
 
 impl Paired {
