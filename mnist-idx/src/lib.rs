@@ -29,6 +29,60 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// 814,255), so that a hostile header cannot make the reader decompress gigabytes first.
 pub const MAX_DATA_BYTES: u64 = 1 << 30;
 const TYPE_U8: u8 = 0x08;
+/// The largest `SHA256SUMS` read (a line per file: a few hundred bytes for MNIST's four).
+const MAX_SUMS_BYTES: u64 = 1 << 20;
+
+/// Opening files the one careful way every reader of the workspace shares: only a regular file
+/// (a link is followed to what it names), never a FIFO, a device or a socket, which could hang
+/// the read or never end; its size checked against a cap per kind of file before anything is read,
+/// and the read itself stopped at the cap (a file that grows while read).
+pub mod file {
+    use std::io::{self, Read};
+    use std::path::Path;
+
+    /// Why [`read_regular`] refused.
+    #[derive(Debug, thiserror::Error)]
+    #[non_exhaustive]
+    pub enum ReadError {
+        /// A folder, a FIFO, a device, a socket (or a link to one).
+        #[error("not a regular file (a folder, a FIFO, a device or a socket)")]
+        NotAFile,
+        /// Larger than the cap for its kind.
+        #[error("{size} bytes, more than the {cap} accepted for {what}")]
+        TooLarge {
+            /// Its size (or what was read before the cap stopped it).
+            size: u64,
+            /// The cap.
+            cap: u64,
+            /// The kind of file, as the message names it ("a model file").
+            what: &'static str,
+        },
+        /// The operating system refused.
+        #[error("{0}")]
+        Io(#[from] io::Error),
+    }
+
+    /// The bytes of the regular file at `path`, at most `cap` of them (`what` names the kind
+    /// of file in the error).
+    pub fn read_regular(path: &Path, cap: u64, what: &'static str) -> Result<Vec<u8>, ReadError> {
+        let meta = std::fs::metadata(path)?;
+        if !meta.is_file() {
+            return Err(ReadError::NotAFile);
+        }
+        let too_large = |size| ReadError::TooLarge { size, cap, what };
+        if meta.len() > cap {
+            return Err(too_large(meta.len()));
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        std::fs::File::open(path)?
+            .take(cap.saturating_add(1))
+            .read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > cap {
+            return Err(too_large(bytes.len() as u64));
+        }
+        Ok(bytes)
+    }
+}
 
 /// What is wrong with one dataset file.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +94,14 @@ pub enum IdxError {
     /// The name exists but is a directory, a pipe, a device…
     #[error("not a regular file")]
     NotAFile,
+    /// The file is larger than any dataset file this reader accepts.
+    #[error("{size} bytes, more than the {cap} accepted for an IDX file")]
+    FileTooLarge {
+        /// Its size.
+        size: u64,
+        /// The cap.
+        cap: u64,
+    },
     /// The header claims more data than [`MAX_DATA_BYTES`].
     #[error(
         "the header claims {claimed} bytes of data, more than the {MAX_DATA_BYTES} this reader accepts"
@@ -287,10 +349,15 @@ fn read_file(dir: &Path, name: &str, sums: &Checksums) -> Result<(PathBuf, Vec<u
             kind: IdxError::Missing(format!("{name} or {gz}")),
         });
     };
-    let bytes = std::fs::read(&path).map_err(|e| DataError {
-        path: path.clone(),
-        kind: IdxError::Io(e),
-    })?;
+    let bytes =
+        file::read_regular(&path, MAX_DATA_BYTES + 4096, "an IDX file").map_err(|e| DataError {
+            path: path.clone(),
+            kind: match e {
+                file::ReadError::NotAFile => IdxError::NotAFile,
+                file::ReadError::TooLarge { size, cap, .. } => IdxError::FileTooLarge { size, cap },
+                file::ReadError::Io(e) => IdxError::Io(e),
+            },
+        })?;
     if let Err(kind) = sums.verify(file_name, &bytes) {
         return Err(DataError { path, kind });
     }
@@ -432,10 +499,24 @@ struct Checksums(Vec<(String, String)>);
 impl Checksums {
     fn read(dir: &Path) -> Result<Self, DataError> {
         let path = dir.join("SHA256SUMS");
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(e) => {
+        if path.symlink_metadata().is_err() {
+            return Ok(Self::default());
+        }
+        let text = match file::read_regular(&path, MAX_SUMS_BYTES, "SHA256SUMS") {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(file::ReadError::NotAFile) => {
+                return Err(DataError {
+                    path,
+                    kind: IdxError::NotAFile,
+                });
+            }
+            Err(file::ReadError::TooLarge { size, cap, .. }) => {
+                return Err(DataError {
+                    path,
+                    kind: IdxError::FileTooLarge { size, cap },
+                });
+            }
+            Err(file::ReadError::Io(e)) => {
                 return Err(DataError {
                     path,
                     kind: IdxError::Io(e),

@@ -17,6 +17,13 @@ use image::{DynamicImage, GrayImage, Luma};
 /// MNIST's digits fit a 20 × 20 box inside the 28 × 28 image.
 const BOX: u32 = 20;
 const SIDE: u32 = 28;
+/// The largest image file read (a phone photo is a few MB).
+const MAX_IMAGE_FILE_BYTES: u64 = 64 << 20;
+/// The largest side of an image decoded: what a file claims beyond it is refused before decoding.
+const MAX_IMAGE_SIDE: u32 = 8192;
+/// The most memory the decoder may take (a 8192 × 4096 RGBA image).
+const MAX_IMAGE_ALLOC: u64 = 128 << 20;
+
 /// Ink fainter than this fraction of the strongest ink is background noise.
 const NOISE: f32 = 0.2;
 /// Largest side an image is worked at (a phone photo is scaled down first): plenty for a digit
@@ -26,8 +33,22 @@ const WORK: u32 = 512;
 /// Reads a PNG, JPEG or PGM/PPM file (any size, dark ink on light or the reverse, ink in the
 /// alpha channel too).
 pub fn read(path: &Path) -> Result<[u8; INPUTS]> {
-    let image = image::open(path)
-        .with_context(|| format!("{}: not a readable PNG, JPEG or PGM image", path.display()))?;
+    let bytes = crate::output::read_capped(path, MAX_IMAGE_FILE_BYTES, "an image file")?;
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_IMAGE_ALLOC);
+    reader.limits(limits);
+    let image = reader.decode().with_context(|| {
+        format!(
+            "{}: not a readable PNG, JPEG or PGM image of at most {MAX_IMAGE_SIDE} × \
+             {MAX_IMAGE_SIDE} pixels",
+            path.display()
+        )
+    })?;
     to_mnist(&grey(&image)).with_context(|| format!("{}", path.display()))
 }
 

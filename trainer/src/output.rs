@@ -14,6 +14,17 @@ pub const INT8_FILE: &str = "mlp-int8.bin";
 pub const INT4_FILE: &str = "mlp-int4.bin";
 /// The f32 model's file name.
 pub const F32_FILE: &str = "mlp-f32.bin";
+/// The largest model file read: 256 MiB, several times the largest network the trainer fits (7
+/// hidden layers of 1024 units in f32 is 28 MB).
+pub const MAX_MODEL_BYTES: u64 = 256 << 20;
+
+/// A regular file of at most `cap` bytes (`what` names its kind in the error), with the file's
+/// name in every error: the one careful read the commands share (see [`crate::idx::file`]).
+pub fn read_capped(path: &Path, cap: u64, what: &'static str) -> Result<Vec<u8>> {
+    crate::idx::file::read_regular(path, cap, what)
+        .with_context(|| format!("cannot read {}", path.display()))
+}
+
 /// The report's file name in a run's folder.
 pub const REPORT_FILE: &str = "report.json";
 
@@ -134,10 +145,9 @@ impl AlignedBytes {
         }
     }
 
-    /// Reads a whole file.
+    /// Reads a whole model file: a regular file of at most [`MAX_MODEL_BYTES`].
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes = read_capped(path, MAX_MODEL_BYTES, "a model file")?;
         Ok(Self::new(&bytes))
     }
 

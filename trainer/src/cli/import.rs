@@ -28,8 +28,11 @@ pub(crate) struct ImportArgs {
 }
 
 pub(crate) fn import(args: ImportArgs) -> Result<()> {
-    let bytes = std::fs::read(&args.model)
-        .with_context(|| format!("cannot read {}", args.model.display()))?;
+    let bytes = trainer::output::read_capped(
+        &args.model,
+        trainer::output::MAX_MODEL_BYTES,
+        "an ONNX file",
+    )?;
     let net = trainer::onnx::import(&bytes)
         .with_context(|| format!("{} is not a usable 784-H-10 model", args.model.display()))?;
     let data_dir = args.data.unwrap_or_else(default_data_dir);
