@@ -47,21 +47,28 @@ def varint(buf, pos):
 
 
 def read_f32_model(path):
-    """The f32 model file (infer-core's format, kind 2): w1 input-major, b1, w2 class-major, b2."""
+    """The f32 model file of a 784-512-10 network (infer-core's format version 3: magic, version,
+    layer count, one weight-kind byte per layer, the widths, then per layer its sections, each a
+    varint length and the bytes: pad, bias, pad, weights input-major): w1, b1, w2 (hidden-major),
+    b2."""
     buf = Path(path).read_bytes()
-    if buf[:4] != b"MNML" or buf[5] != 2:
-        raise SystemExit(f"{path}: not an f32 model file")
-    pos = 6
+    if buf[:4] != b"MNML" or buf[4] != 3 or buf[5] != 2 or buf[6:8] != b"\x02\x02":
+        raise SystemExit(f"{path}: not a version-3 f32 model file of two layers")
+    pos = 8
+    widths = []
     for _ in range(3):
-        _, pos = varint(buf, pos)
+        w, pos = varint(buf, pos)
+        widths.append(w)
+    if widths != [INPUTS, HIDDEN, CLASSES]:
+        raise SystemExit(f"{path}: shape {widths}, not 784-512-10")
     sections = []
     while pos < len(buf) - 4:
         n, pos = varint(buf, pos)
         sections.append(buf[pos : pos + n])
         pos += n
-    # pad, b1, pad, b2, pad, w1, pad, w2
-    b1, b2, w1, w2 = (np.frombuffer(s, "<f4") for s in sections[1::2])
-    return w1.reshape(INPUTS, HIDDEN), b1, w2.reshape(CLASSES, HIDDEN).T, b2
+    # Layer 1: pad, b1, pad, w1; layer 2: pad, b2, pad, w2.
+    b1, w1, b2, w2 = (np.frombuffer(s, "<f4") for s in sections[1::2])
+    return w1.reshape(INPUTS, HIDDEN), b1, w2.reshape(HIDDEN, CLASSES), b2
 
 
 def idx(path):

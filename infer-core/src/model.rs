@@ -97,23 +97,29 @@ impl<'a> QuantLayer<'a> {
     #[inline(never)]
     unsafe fn hidden<A: Arch>(&self, x: &[u8], groups: &mut Groups<A::Group>, out: &mut [u8]) {
         if let Some(s) = self.sparsity {
-            let blocks = self
-                .bias
-                .chunks_exact(TILE_ROWS)
-                .zip(self.multiplier.chunks_exact(TILE_ROWS))
-                .zip(self.shift.chunks_exact(TILE_ROWS))
-                .zip(out.chunks_exact_mut(TILE_ROWS));
-            let mut acc = [0i32; TILE_ROWS];
-            for ((kept, w), (((bias, mul), shift), out)) in self.sparse_blocks(s).zip(blocks) {
-                start(&mut acc, bias, 0);
-                // SAFETY: one row block and its stored tiles (checked at load); the rest by the
-                // caller.
-                unsafe {
-                    self.matrix()
-                        .with_bytes(w)
-                        .walk_block::<A>(kept, x, groups, &mut acc);
-                    A::requantize(&acc, mul, shift, out);
+            // Passes of whole row blocks, as for a dense layer: one requantization per pass.
+            const P: usize = ROWS_PER_PASS;
+            let mut acc = [0i32; P];
+            let mut blocks = self.sparse_blocks(s);
+            let passes = out
+                .chunks_mut(P)
+                .zip(self.bias.chunks(P))
+                .zip(self.multiplier.chunks(P))
+                .zip(self.shift.chunks(P));
+            for (((out, bias), mul), shift) in passes {
+                let acc = acc.get_mut(..out.len()).unwrap_or(&mut []);
+                start(acc, bias, 0);
+                for (acc, (kept, w)) in acc.chunks_exact_mut(TILE_ROWS).zip(&mut blocks) {
+                    // SAFETY: one row block and its stored tiles (checked at load); the rest by
+                    // the caller.
+                    unsafe {
+                        self.matrix()
+                            .with_bytes(w)
+                            .walk_block::<A>(kept, x, groups, acc)
+                    };
                 }
+                // SAFETY: the CPU by the caller.
+                unsafe { A::requantize(acc, mul, shift, out) };
             }
             return;
         }

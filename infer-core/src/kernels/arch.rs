@@ -129,6 +129,20 @@ pub(crate) fn halfwords(x: [u8; 4]) -> u64 {
     a | b << 16 | c << 32 | d << 48
 }
 
+/// The 4 inputs of group `g` of `x` split by [`split_groups`] (zero-padded where partial, zero
+/// past the end).
+#[inline(always)]
+pub(crate) fn group_at(
+    (whole, last): (&[[u8; GROUP]], Option<[u8; GROUP]>),
+    g: usize,
+) -> [u8; GROUP] {
+    match whole.get(g) {
+        Some(&b) => b,
+        None if g == whole.len() => last.unwrap_or([0; GROUP]),
+        None => [0; GROUP],
+    }
+}
+
 /// The groups of chunk `chunk` of a vector of `len` inputs: `(first, end)`, clamped to the
 /// vector's `len.div_ceil(4)` groups.
 #[inline(always)]
@@ -141,7 +155,7 @@ fn chunk_range(len: usize, chunk: usize) -> (usize, usize) {
 /// `x` as whole groups, and its last partial group zero-padded (if its length is not a multiple
 /// of 4).
 #[inline(always)]
-fn split_groups(x: &[u8]) -> (&[[u8; GROUP]], Option<[u8; GROUP]>) {
+pub(crate) fn split_groups(x: &[u8]) -> (&[[u8; GROUP]], Option<[u8; GROUP]>) {
     let (whole, tail) = x.as_chunks::<GROUP>();
     let last = (!tail.is_empty()).then(|| {
         let mut b = [0u8; GROUP];
@@ -181,6 +195,42 @@ pub(crate) trait Arch {
     /// # Safety
     /// As [`Self::rows`], with `2 · w.len() == out.len() · groups.cols()`.
     unsafe fn rows4(w: &[u8], groups: &Groups<Self::Group>, out: &mut [i32]);
+
+    /// `out += W · x` for one row block of a [block-sparse](super::Sparsity) matrix: `w` its
+    /// stored tiles in the order of `kept` (at most [`LIST_GROUPS`]: their groups), 8-bit, or
+    /// 4-bit without their offset with `NIBBLES`; `out` its 16 rows. Returns, with `NIBBLES`, the
+    /// sum of the kept groups' inputs (for the offset), else 0.
+    ///
+    /// By default the kept groups that are live in `x` are gathered into `groups` (a branch per
+    /// kept tile) and walked by [`Self::rows`] / [`Self::rows4`]; an architecture whose tile step
+    /// is one instruction multiplies every kept tile instead, without a branch.
+    ///
+    /// # Safety
+    /// The running CPU has the instructions this architecture uses; `out.len()` is 16 and `w`
+    /// holds `kept.len()` tiles.
+    #[inline(always)]
+    unsafe fn kept_rows<const NIBBLES: bool>(
+        w: &[u8],
+        kept: &[[u8; 2]],
+        x: &[u8],
+        groups: &mut Groups<Self::Group>,
+        out: &mut [i32],
+    ) -> u32
+    where
+        Self: Sized,
+    {
+        let sum = groups.gather_kept::<Self, NIBBLES>(x, kept);
+        // SAFETY: the list's offsets are positions in `kept`, whose tiles `w` holds; the rest by
+        // the caller.
+        unsafe {
+            if NIBBLES {
+                Self::rows4(w, groups, out);
+            } else {
+                Self::rows(bytemuck::must_cast_slice(w), groups, out);
+            }
+        }
+        sum
+    }
 
     /// `out[j] = requantize(acc[j], multiplier[j], shift[j])`, the same integers on every
     /// architecture.
@@ -271,15 +321,9 @@ impl<G> Groups<G> {
         self.list.clear();
         let mut sum = 0u32;
         let mut offset = 0u32;
-        let (whole, last) = split_groups(x);
+        let split = split_groups(x);
         for k in kept {
-            let g = u16_of(k);
-            let b = match whole.get(g) {
-                Some(&b) => b,
-                // The zero-padded last group (or, for an unchecked list, nothing).
-                None if g == whole.len() => last.unwrap_or([0; GROUP]),
-                None => [0; GROUP],
-            };
+            let b = group_at(split, u16_of(k));
             if u32::from_ne_bytes(b) != 0 {
                 // Cannot fail: at most LIST_GROUPS groups, and the capacity is larger.
                 let _ = self.list.push(A::group(offset, b));

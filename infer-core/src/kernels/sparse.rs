@@ -128,18 +128,17 @@ impl<'a> Matrix<'a> {
             .chunks(LIST_GROUPS)
             .zip(self.bytes.chunks(LIST_GROUPS * tile))
         {
+            // SAFETY: `w` is `list.len()` tiles (the caller's guarantee); the rest by the caller.
             if cfg!(feature = "int4") && self.weights == crate::Weights::Int4 {
-                let sum = groups.gather_kept::<A, true>(x, list);
+                let sum = unsafe { A::kept_rows::<true>(w, list, x, groups, out) };
                 let excess = (sum as i32).wrapping_mul(NIBBLE_OFFSET);
                 for o in out.iter_mut() {
                     *o = o.wrapping_sub(excess);
                 }
-            } else {
-                groups.gather_kept::<A, false>(x, list);
+            } else if cfg!(feature = "int8") && self.weights == crate::Weights::Int8 {
+                // SAFETY: as above.
+                unsafe { A::kept_rows::<false>(w, list, x, groups, out) };
             }
-            // SAFETY: `w` is `list.len()` tiles, the list's offsets are below them; the rest by
-            // the caller.
-            unsafe { self.with_bytes(w).walk::<A>(groups, out) };
         }
     }
 

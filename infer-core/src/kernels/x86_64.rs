@@ -5,7 +5,7 @@
 
 use core::arch::x86_64::*;
 
-use super::arch::{Arch, BatchArch, Groups, TILE_ROWS};
+use super::arch::{Arch, BatchArch, Groups, TILE_BYTES, TILE_ROWS, TILE4_BYTES};
 
 // Every feature a kernel's `#[target_feature]` enables is one its detection checks.
 
@@ -315,6 +315,61 @@ macro_rules! vnni_arch {
                 // arithmetic only, so the same bytes.
                 super::arch::requantize_portable(acc, multiplier, shift, out);
             }
+
+            /// Every kept tile multiplied, live or not (a blank group's dword is zero, so it
+            /// adds nothing): one load of its 4 inputs and one `vpdpbusd` per tile and vector,
+            /// no branch to mispredict, four accumulator chains.
+            #[target_feature(enable = $features)]
+            unsafe fn kept_rows<const NIBBLES: bool>(
+                w: &[u8],
+                kept: &[[u8; 2]],
+                x: &[u8],
+                _groups: &mut Groups<Dword>,
+                out: &mut [i32],
+            ) -> u32 {
+                let split = super::arch::split_groups(x);
+                let tile = if NIBBLES { TILE4_BYTES } else { TILE_BYTES };
+                if w.len() < kept.len() * tile || out.len() < TILE_ROWS {
+                    return 0;
+                }
+                let mut acc = [[$zero(); TILE_ROWS / $lanes]; 4];
+                let mut sum = 0u32;
+                // Four kept tiles a step, one accumulator each (indexed by constants, so they
+                // stay in registers).
+                let mut step = |acc: &mut [$vec; TILE_ROWS / $lanes], p: usize, k: &[u8; 2]| {
+                    let b = super::arch::group_at(split, super::arch::u16_of(k));
+                    if NIBBLES {
+                        sum += b.iter().map(|&v| u32::from(v)).sum::<u32>();
+                    }
+                    let xv = $set1(i32::from_le_bytes(b));
+                    // SAFETY: tile `p` lies inside `w` (checked above).
+                    let wv = unsafe { Self::tile::<NIBBLES>(w.as_ptr(), p * tile) };
+                    for (acc, wv) in acc.iter_mut().zip(wv) {
+                        *acc = $dpbusd(*acc, xv, wv);
+                    }
+                };
+                let (quads, rest) = kept.as_chunks::<4>();
+                for (q, quad) in quads.iter().enumerate() {
+                    let [a0, a1, a2, a3] = &mut acc;
+                    step(a0, 4 * q, &quad[0]);
+                    step(a1, 4 * q + 1, &quad[1]);
+                    step(a2, 4 * q + 2, &quad[2]);
+                    step(a3, 4 * q + 3, &quad[3]);
+                }
+                for (i, k) in rest.iter().enumerate() {
+                    step(&mut acc[0], 4 * quads.len() + i, k);
+                }
+                let mut total = [$zero(); TILE_ROWS / $lanes];
+                for (h, t) in total.iter_mut().enumerate() {
+                    if let Some(init) = out.get($lanes * h..$lanes * h + $lanes) {
+                        // SAFETY: `$lanes` i32s; unaligned load.
+                        *t = unsafe { $load(init.as_ptr().cast()) };
+                    }
+                    *t = $add($add($add(*t, acc[0][h]), $add(acc[1][h], acc[2][h])), acc[3][h]);
+                }
+                store(&total, out);
+                sum
+            }
         }
 
         impl BatchArch for $arch {
@@ -486,6 +541,58 @@ impl Arch for Avx2 {
             let rows_8_15 = _mm256_permute4x64_epi64::<0xD8>(_mm256_hadd_epi32(acc[2], acc[3]));
             add_store([rows_0_7, rows_8_15], out);
         }
+    }
+
+    /// Every kept tile multiplied, live or not (a blank group adds nothing), without a branch:
+    /// the same steps as [`Self::rows`] and [`Self::rows4`] on each stored tile in turn.
+    #[target_feature(enable = "avx2")]
+    unsafe fn kept_rows<const NIBBLES: bool>(
+        w: &[u8],
+        kept: &[[u8; 2]],
+        x: &[u8],
+        _groups: &mut Groups<Halfwords>,
+        out: &mut [i32],
+    ) -> u32 {
+        let split = super::arch::split_groups(x);
+        let tile = if NIBBLES { TILE4_BYTES } else { TILE_BYTES };
+        if w.len() < kept.len() * tile || out.len() < TILE_ROWS {
+            return 0;
+        }
+        let base = w.as_ptr();
+        let mut sum = 0u32;
+        if NIBBLES {
+            let ones = _mm256_set1_epi16(1);
+            let mut acc = [_mm256_setzero_si256(); 2];
+            for (p, k) in kept.iter().enumerate() {
+                let b = super::arch::group_at(split, super::arch::u16_of(k));
+                sum += b.iter().map(|&v| u32::from(v)).sum::<u32>();
+                let x = _mm256_set1_epi32(i32::from_le_bytes(b));
+                // SAFETY: tile `p` lies inside `w` (checked above).
+                let halves = unsafe { unpack4_256(base.add(p * tile)) };
+                for (acc, h) in acc.iter_mut().zip(halves) {
+                    let pairs = _mm256_maddubs_epi16(x, h);
+                    *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(pairs, ones));
+                }
+            }
+            add_store(acc, out);
+        } else {
+            let mut acc = [_mm256_setzero_si256(); 4];
+            for (p, k) in kept.iter().enumerate() {
+                let b = super::arch::group_at(split, super::arch::u16_of(k));
+                let x = _mm256_set1_epi64x(super::arch::halfwords(b) as i64);
+                for (q, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: tile `p` lies inside `w` (checked above); a quarter is 16 bytes.
+                    let w16 = _mm256_cvtepi8_epi16(unsafe {
+                        _mm_loadu_si128(base.add(p * tile + 16 * q).cast())
+                    });
+                    *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(w16, x));
+                }
+            }
+            let rows_0_7 = _mm256_permute4x64_epi64::<0xD8>(_mm256_hadd_epi32(acc[0], acc[1]));
+            let rows_8_15 = _mm256_permute4x64_epi64::<0xD8>(_mm256_hadd_epi32(acc[2], acc[3]));
+            add_store([rows_0_7, rows_8_15], out);
+        }
+        sum
     }
 }
 
