@@ -365,7 +365,11 @@ macro_rules! vnni_arch {
                         // SAFETY: `$lanes` i32s; unaligned load.
                         *t = unsafe { $load(init.as_ptr().cast()) };
                     }
-                    *t = $add($add($add(*t, acc[0][h]), $add(acc[1][h], acc[2][h])), acc[3][h]);
+                }
+                let [a0, a1, a2, a3] = acc;
+                let parts = a0.into_iter().zip(a1).zip(a2.into_iter().zip(a3));
+                for (t, ((a, b), (c, d))) in total.iter_mut().zip(parts) {
+                    *t = $add($add(*t, $add(a, b)), $add(c, d));
                 }
                 store(&total, out);
                 sum
