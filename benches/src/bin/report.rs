@@ -171,7 +171,12 @@ fn render(est: &BTreeMap<String, Estimate>, tflite: Option<&Value>) -> String {
                 md,
                 "| infer-core kernel | median per image | time relative to TFLite int8 (net) |\n| --- | ---: | ---: |"
             );
-            for (id, e) in est.iter().filter(|(id, _)| id.starts_with("forward/int")) {
+            // The dense network on every kernel, and pruned to each density (its own, smaller
+            // model: TFLite runs the dense one).
+            let rows = est
+                .iter()
+                .filter(|(id, _)| id.starts_with("forward/int") || id.starts_with("pruned/"));
+            for (id, e) in rows {
                 let _ = writeln!(
                     md,
                     "| `{id}` | {} | {:.2}× |",
