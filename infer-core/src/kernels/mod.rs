@@ -55,7 +55,30 @@
 //!   shifted by 4, 8, 12, in the same instruction) gives each row's nibble pairs for `smlad`;
 //! - NEON: `vmull_u8` + `vpadalq_u16` on the unpacked bytes;
 //! - no SIMD (Cortex-M0, M3): two products per 32-bit multiply (`swar`).
-
+//!
+//! # Block-sparse matrices
+//!
+//! A block-sparse matrix keeps, for each 16-row block, a sorted list of its kept groups (tiles of
+//! 16 rows × 4 inputs, in the [tiled layout](self#weight-layout)); the tiles themselves follow
+//! one another, row block after row block. The product is the dense formula on the same weights
+//! with every other tile zero.
+//!
+//! [`matvec_sparse`] takes such a matrix with its [`Sparsity`]; the format stores pruned layers
+//! so. How "kept" meets "live" is each architecture's step (`kept_rows`), one row block at a time:
+//!
+//! - by default (scalar, swar, NEON, Cortex-M DSP, the Thumb-1 and Thumb-2 walks): a walk down the
+//!   block's kept list loads each kept group's 4 input bytes as one word and keeps the group if the
+//!   word is not zero — a branch per kept tile — building the block's own gathered list in the
+//!   architecture's form, with offsets into the block's stored tiles; the architecture's ordinary
+//!   walk then multiplies that list. The work is the tiles both kept and live, plus the test;
+//! - AVX-512 VNNI, AVX-VNNI and AVX2, whose tile step is one to four instructions: every kept
+//!   tile is multiplied, live or not (a blank group's inputs are zero and add nothing), in four
+//!   register accumulators, with no branch to mispredict. The work is the kept tiles.
+//!
+//! The two sparsities multiply only as far as the pruned tiles are those of blank inputs: a
+//! network pruned for accuracy keeps the tiles of the inputs that are usually live. For 4-bit
+//! weights the nibble offset comes off per row block, over the inputs of its kept groups.
+//!
 mod arch;
 mod scalar;
 mod sparse;
@@ -302,7 +325,7 @@ pub fn matvec4_x4(
     Matrix::new(Weights::Int4, w).matvec_x4(kernel, xs, outs)
 }
 
-/// [`matvec`] (or [`matvec4`], by `weights`) for a [block-sparse](sparse) matrix: `w` holds only
+/// [`matvec`] (or [`matvec4`], by `weights`) for a [block-sparse](self#block-sparse-matrices) matrix: `w` holds only
 /// the tiles `sparsity` keeps, and `out[r] += Σ_k x[k] · w[r][k]` with every other weight zero.
 /// Rows: `out.len()`, 16 per row block of `sparsity`; inputs: `x.len()` (rounded up to 4, the
 /// inputs `sparsity` was made for).

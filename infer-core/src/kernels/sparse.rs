@@ -1,23 +1,7 @@
 //! Block-sparse matrices: only some tiles of each row block are stored, and a product multiplies
 //! only the stored tiles whose group of inputs is live.
 //!
-//! # Kept and live
-//!
-//! A block-sparse matrix keeps, for each 16-row block, a sorted list of its kept groups (tiles of
-//! 16 rows × 4 inputs, in the [tiled layout](super#weight-layout)); the tiles themselves follow
-//! one another, row block after row block. The product is the dense formula on the same weights
-//! with every other tile zero.
-//!
-//! The intersection of "kept" and "live" is done the same way on every architecture, once per row
-//! block: a walk down the block's kept list that loads each kept group's 4 input bytes as one word
-//! and keeps the group if the word is not zero (a branch per kept tile), building the block's own
-//! gathered list in the architecture's form, with offsets into the block's stored tiles. The
-//! architecture's ordinary walk ([`super::Arch::rows`], [`super::Arch::rows4`]) then multiplies
-//! that list — so every kernel (scalar, swar, NEON, Cortex-M DSP, AVX2, AVX-VNNI, AVX-512 VNNI)
-//! skips what is pruned and what is blank with the inner step it already has, and the two
-//! sparsities multiply: the work is the tiles both kept and live, plus one test per kept tile.
-//! For 4-bit weights the nibble offset comes off per row block, over the inputs of its kept live
-//! groups (summed in the same walk).
+//! The walk is described in the [kernels docs](super#block-sparse-matrices).
 
 use core::ops::Range;
 
