@@ -47,11 +47,31 @@ impl ModelFile {
         }
     }
 
-    /// [`Self::classifier`] with the file named in the error.
+    /// [`Self::classifier`] with the file named in the error (and, for what looks like an ONNX
+    /// file, the command that reads one).
     pub fn open(&self, path: &Path) -> Result<Classifier<'_>> {
-        self.classifier()
-            .with_context(|| format!("{} is not a usable model file", path.display()))
+        self.classifier().with_context(|| {
+            let onnx = path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+                || looks_like_onnx(self.bytes());
+            let hint = if onnx {
+                format!(
+                    " (it looks like an ONNX model: `trainer import {}` converts one)",
+                    path.display()
+                )
+            } else {
+                String::new()
+            };
+            format!("{} is not a usable model file{hint}", path.display())
+        })
     }
+}
+
+/// Whether `bytes` start as an ONNX `ModelProto` does: field 1 (`ir_version`, a varint, tag
+/// 0x08) and not this format's magic.
+fn looks_like_onnx(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&0x08) && bytes.get(1).is_some_and(|&v| (3..=20).contains(&v))
 }
 
 impl Classifier<'_> {

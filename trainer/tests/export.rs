@@ -172,3 +172,29 @@ fn a_c_header_export_compiles_and_holds_the_file_byte_for_byte() {
         }
     }
 }
+
+/// `inspect` of an exported ONNX file says which command reads it, whatever its name.
+#[test]
+fn an_onnx_file_given_as_a_model_points_to_import() {
+    let dir = common::temp_dir("export-onnx-hint");
+    let model =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware-example/model/mlp-int4.bin");
+    let onnx = dir.join("model.bin");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["export", model.to_str().unwrap(), "--format", "onnx", "-o"])
+        .arg(&onnx)
+        .output()
+        .unwrap();
+    common::succeeded(&run);
+    let inspect = std::process::Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .arg("inspect")
+        .arg(&onnx)
+        .output()
+        .unwrap();
+    assert_eq!(inspect.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&inspect.stderr);
+    assert!(
+        stderr.contains("looks like an ONNX model: `trainer import"),
+        "{stderr}"
+    );
+}
