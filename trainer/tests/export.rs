@@ -98,15 +98,8 @@ fn trained_model_round_trips_through_infer_core() {
 #[test]
 fn a_c_header_export_compiles_and_holds_the_file_byte_for_byte() {
     let dir = common::temp_dir("export-c");
-    let model =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware-example/model/mlp-int4.bin");
     let header = dir.join("mlp-int4.h");
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(["export", model.to_str().unwrap(), "--format", "c", "-o"])
-        .arg(&header)
-        .output()
-        .unwrap();
-    common::succeeded(&run);
+    let model = export_int4("c", &header);
     let text = std::fs::read_to_string(&header).unwrap();
     let bytes = std::fs::read(&model).unwrap();
     // The array's bytes, read back from the text, are the file's.
@@ -177,15 +170,8 @@ fn a_c_header_export_compiles_and_holds_the_file_byte_for_byte() {
 #[test]
 fn an_onnx_file_given_as_a_model_points_to_import() {
     let dir = common::temp_dir("export-onnx-hint");
-    let model =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware-example/model/mlp-int4.bin");
     let onnx = dir.join("model.bin");
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(["export", model.to_str().unwrap(), "--format", "onnx", "-o"])
-        .arg(&onnx)
-        .output()
-        .unwrap();
-    common::succeeded(&run);
+    export_int4("onnx", &onnx);
     let inspect = std::process::Command::new(env!("CARGO_BIN_EXE_trainer"))
         .arg("inspect")
         .arg(&onnx)
@@ -197,4 +183,17 @@ fn an_onnx_file_given_as_a_model_points_to_import() {
         stderr.contains("looks like an ONNX model: `trainer import"),
         "{stderr}"
     );
+}
+
+/// Exports the committed int4 model in `format` to `out`; the model's path.
+fn export_int4(format: &str, out: &Path) -> std::path::PathBuf {
+    let model =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware-example/model/mlp-int4.bin");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["export", model.to_str().unwrap(), "--format", format, "-o"])
+        .arg(out)
+        .output()
+        .unwrap();
+    common::succeeded(&run);
+    model
 }
