@@ -3,7 +3,7 @@
 
 use crate::format::{F32Model, MAX_CLASSES, QuantLayer, QuantModel};
 use crate::kernels::{self, Arch, ArchOp, BatchArch, Groups, Kernel, KernelError, TILE_ROWS};
-use crate::kernels::{Matrix, Sparsity, TILE_BYTES, chunks};
+use crate::kernels::{Matrix, chunks};
 
 /// Rows computed per walk of the input's groups. On a microcontroller one tile of rows, so the
 /// i32 scratch is 64 bytes of stack; elsewhere up to 512, so that wide kernels keep several row
@@ -40,18 +40,6 @@ pub struct Prediction {
 impl<'a> QuantLayer<'a> {
     fn matrix(&self) -> Matrix<'a> {
         Matrix::new(self.layer.weights, self.w)
-    }
-
-    /// Each row block of a block-sparse layer: its kept groups and their stored tiles.
-    fn sparse_blocks(
-        &self,
-        s: Sparsity<'a>,
-    ) -> impl Iterator<Item = (&'a [[u8; 2]], &'a [u8])> + use<'a> {
-        let (w, tile) = (self.w, TILE_BYTES * self.layer.weights.bits() / 8);
-        s.blocks().map(move |(kept, tiles)| {
-            let bytes = w.get(tiles.start * tile..tiles.end * tile).unwrap_or(&[]);
-            (kept, bytes)
-        })
     }
 
     /// One pass of a hidden layer: `out = requantize(bias − excess + W · x)` for the rows of
@@ -100,7 +88,7 @@ impl<'a> QuantLayer<'a> {
             // Passes of whole row blocks, as for a dense layer: one requantization per pass.
             const P: usize = ROWS_PER_PASS;
             let mut acc = [0i32; P];
-            let mut blocks = self.sparse_blocks(s);
+            let mut blocks = self.matrix().row_blocks(s);
             let passes = out
                 .chunks_mut(P)
                 .zip(self.bias.chunks(P))
@@ -109,14 +97,10 @@ impl<'a> QuantLayer<'a> {
             for (((out, bias), mul), shift) in passes {
                 let acc = acc.get_mut(..out.len()).unwrap_or(&mut []);
                 start(acc, bias, 0);
-                for (acc, (kept, w)) in acc.chunks_exact_mut(TILE_ROWS).zip(&mut blocks) {
+                for (acc, (kept, m)) in acc.chunks_exact_mut(TILE_ROWS).zip(&mut blocks) {
                     // SAFETY: one row block and its stored tiles (checked at load); the rest by
                     // the caller.
-                    unsafe {
-                        self.matrix()
-                            .with_bytes(w)
-                            .walk_block::<A>(kept, x, groups, acc)
-                    };
+                    unsafe { m.walk_block::<A>(kept, x, groups, acc) };
                 }
                 // SAFETY: the CPU by the caller.
                 unsafe { A::requantize(acc, mul, shift, out) };
@@ -192,18 +176,15 @@ impl<'a> QuantLayer<'a> {
         };
         if let Some(s) = self.sparsity {
             let mut acc = [0i32; TILE_ROWS];
-            for (b, ((kept, w), bias)) in self
-                .sparse_blocks(s)
+            for (b, ((kept, m), bias)) in self
+                .matrix()
+                .row_blocks(s)
                 .zip(self.bias.chunks_exact(TILE_ROWS))
                 .enumerate()
             {
                 start(&mut acc, bias, 0);
                 // SAFETY: as in `hidden`.
-                unsafe {
-                    self.matrix()
-                        .with_bytes(w)
-                        .walk_block::<A>(kept, x, groups, &mut acc)
-                };
+                unsafe { m.walk_block::<A>(kept, x, groups, &mut acc) };
                 let real = self
                     .layer
                     .outputs

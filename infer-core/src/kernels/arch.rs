@@ -143,6 +143,25 @@ pub(crate) fn group_at(
     }
 }
 
+/// The sum of a group's 4 inputs (what 4-bit weights' offset multiplies).
+#[inline(always)]
+pub(crate) fn input_sum(b: [u8; GROUP]) -> u32 {
+    b.iter().map(|&v| u32::from(v)).sum()
+}
+
+/// For a [`Arch::kept_rows`] step that reads the stored tiles by position: the bytes of a tile
+/// (8-bit, or 4-bit with `NIBBLES`), if `w` holds `kept.len()` of them and `out` a row block.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[inline(always)]
+pub(crate) fn kept_tile_bytes<const NIBBLES: bool>(
+    w: &[u8],
+    kept: &[[u8; 2]],
+    out: &[i32],
+) -> Option<usize> {
+    let tile = if NIBBLES { TILE4_BYTES } else { TILE_BYTES };
+    (w.len() >= kept.len() * tile && out.len() >= TILE_ROWS).then_some(tile)
+}
+
 /// The groups of chunk `chunk` of a vector of `len` inputs: `(first, end)`, clamped to the
 /// vector's `len.div_ceil(4)` groups.
 #[inline(always)]
@@ -328,7 +347,7 @@ impl<G> Groups<G> {
                 // Cannot fail: at most LIST_GROUPS groups, and the capacity is larger.
                 let _ = self.list.push(A::group(offset, b));
                 if SUM {
-                    sum += b.iter().map(|&v| u32::from(v)).sum::<u32>();
+                    sum += input_sum(b);
                 }
             }
             offset += TILE_BYTES as u32;

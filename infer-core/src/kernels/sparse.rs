@@ -91,6 +91,27 @@ impl<'a> Sparsity<'a> {
 }
 
 impl<'a> Matrix<'a> {
+    /// Bytes of one of its tiles (16 rows × 4 inputs): 64 for int8, 32 for int4.
+    pub(crate) fn tile_bytes(self) -> usize {
+        TILE_BYTES * self.weights.bits() / 8
+    }
+
+    /// Each row block of a block-sparse matrix (its bytes `s`'s stored tiles): the block's kept
+    /// groups and the matrix of its own tiles.
+    pub(crate) fn row_blocks(
+        self,
+        s: Sparsity<'a>,
+    ) -> impl Iterator<Item = (&'a [[u8; 2]], Matrix<'a>)> + use<'a> {
+        let tile = self.tile_bytes();
+        s.blocks().map(move |(kept, tiles)| {
+            let w = self
+                .bytes
+                .get(tiles.start * tile..tiles.end * tile)
+                .unwrap_or(&[]);
+            (kept, self.with_bytes(w))
+        })
+    }
+
     /// `out += W · x` on `A` for one row block of a block-sparse matrix: `kept` its groups, the
     /// matrix's bytes its stored tiles in that order, `out` its 16 rows.
     ///
@@ -107,10 +128,9 @@ impl<'a> Matrix<'a> {
         groups: &mut Groups<A::Group>,
         out: &mut [i32],
     ) {
-        let tile = TILE_BYTES * self.weights.bits() / 8;
         for (list, w) in kept
             .chunks(LIST_GROUPS)
-            .zip(self.bytes.chunks(LIST_GROUPS * tile))
+            .zip(self.bytes.chunks(LIST_GROUPS * self.tile_bytes()))
         {
             // SAFETY: `w` is `list.len()` tiles (the caller's guarantee); the rest by the caller.
             if cfg!(feature = "int4") && self.weights == crate::Weights::Int4 {
@@ -138,14 +158,9 @@ impl<'a> Matrix<'a> {
         groups: &mut Groups<A::Group>,
         out: &mut [i32],
     ) {
-        let tile = TILE_BYTES * self.weights.bits() / 8;
-        for ((kept, tiles), out) in s.blocks().zip(out.chunks_exact_mut(TILE_ROWS)) {
-            let w = self
-                .bytes
-                .get(tiles.start * tile..tiles.end * tile)
-                .unwrap_or(&[]);
+        for ((kept, m), out) in self.row_blocks(s).zip(out.chunks_exact_mut(TILE_ROWS)) {
             // SAFETY: one row block, its tiles; the rest by the caller.
-            unsafe { self.with_bytes(w).walk_block::<A>(kept, x, groups, out) };
+            unsafe { m.walk_block::<A>(kept, x, groups, out) };
         }
     }
 
@@ -156,10 +171,9 @@ impl<'a> Matrix<'a> {
         len: usize,
         rows: usize,
     ) -> Result<(), KernelError> {
-        let tile = TILE_BYTES * self.weights.bits() / 8;
         if rows == s.row_blocks() * TILE_ROWS
             && len.div_ceil(GROUP) == s.groups
-            && s.tiles().checked_mul(tile) == Some(self.bytes.len())
+            && s.tiles().checked_mul(self.tile_bytes()) == Some(self.bytes.len())
         {
             Ok(())
         } else {

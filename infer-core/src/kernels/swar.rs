@@ -54,7 +54,7 @@ const SENTINEL: Paired = Paired {
 
 /// The live entries of a list: without the Thumb-2 walk's sentinel and the zero entries padding
 /// up to it (at most three), found from the end.
-fn live(entries: &[Paired]) -> impl Iterator<Item = &Paired> + Clone {
+fn live(entries: &[Paired]) -> &[Paired] {
     let mut live = entries;
     if let Some((last, rest)) = live.split_last()
         && last.x20 == u32::MAX
@@ -68,7 +68,7 @@ fn live(entries: &[Paired]) -> impl Iterator<Item = &Paired> + Clone {
             live = rest;
         }
     }
-    live.iter()
+    live
 }
 
 impl Paired {
@@ -109,7 +109,7 @@ impl Arch for Swar {
     }
 
     unsafe fn rows(w: &[i8], groups: &Groups<Paired>, out: &mut [i32]) {
-        let entries = live(groups.entries()).map(|e| e.plain());
+        let entries = live(groups.entries()).iter().map(|e| e.plain());
         scalar::rows_of(w, groups.cols(), entries, out);
     }
 
@@ -117,7 +117,7 @@ impl Arch for Swar {
         // Whole words, one load each (the model format aligns its sections); `matvec4` with a
         // misaligned slice takes the reference's walk.
         let Ok(words) = bytemuck::try_cast_slice::<u8, u32>(w) else {
-            let entries = live(groups.entries()).map(|e| e.plain());
+            let entries = live(groups.entries()).iter().map(|e| e.plain());
             return scalar::rows4_of(w, groups.cols(), entries, out);
         };
         let block = TILE_ROWS / 8 * groups.cols();
@@ -140,10 +140,17 @@ impl Arch for Swar {
 }
 
 /// Rows `i` (low nibbles) and `i + 8` (high nibbles) of one row block of 4-bit tiles (`w`, as
-/// words), summed over the entries.
+/// words), summed over the entries: the walk off Arm.
 #[cfg(not(target_arch = "arm"))]
 #[inline(always)]
 fn walk(w: &[u32], i: usize, entries: &[Paired]) -> [u32; 2] {
+    portable_walk(w, i, entries)
+}
+
+/// [`walk`] in plain Rust (entries without padding or sentinel).
+#[cfg(not(thumb1_only))]
+#[inline(always)]
+fn portable_walk(w: &[u32], i: usize, entries: &[Paired]) -> [u32; 2] {
     let mut sums = [0u32; 2];
     for four in entries.chunks(4) {
         // Below 2^16 in each halfword for up to four entries (see the module docs).
@@ -175,19 +182,7 @@ fn walk(w: &[u32], i: usize, entries: &[Paired]) -> [u32; 2] {
     let (mut lo, mut hi) = (0u32, 0u32);
     if entries.last().is_none_or(|e| e.x20 != u32::MAX) {
         // Not closed by `Swar::close`: the portable sums.
-        for e in live(entries) {
-            let Some(&word) = w.get((e.offset / 8) as usize + i) else {
-                continue;
-            };
-            let pair = |shift: u32| {
-                let p = (word >> shift) & PAIR_MASK;
-                let q = (word >> (shift + 8)) & PAIR_MASK;
-                (p.wrapping_mul(e.x20).wrapping_add(q.wrapping_mul(e.x31))) >> 16
-            };
-            lo = lo.wrapping_add(pair(0));
-            hi = hi.wrapping_add(pair(4));
-        }
-        return [lo, hi];
+        return portable_walk(w, i, live(entries));
     }
     // Every entry's word is inside `w` (the `Arch::rows4` contract; padding entries have offset
     // 0), and `i < 8`.

@@ -5,7 +5,7 @@
 
 use core::arch::x86_64::*;
 
-use super::arch::{Arch, BatchArch, Groups, TILE_BYTES, TILE_ROWS, TILE4_BYTES};
+use super::arch::{Arch, BatchArch, Groups, TILE_ROWS};
 
 // Every feature a kernel's `#[target_feature]` enables is one its detection checks.
 
@@ -328,10 +328,9 @@ macro_rules! vnni_arch {
                 out: &mut [i32],
             ) -> u32 {
                 let split = super::arch::split_groups(x);
-                let tile = if NIBBLES { TILE4_BYTES } else { TILE_BYTES };
-                if w.len() < kept.len() * tile || out.len() < TILE_ROWS {
+                let Some(tile) = super::arch::kept_tile_bytes::<NIBBLES>(w, kept, out) else {
                     return 0;
-                }
+                };
                 let mut acc = [[$zero(); TILE_ROWS / $lanes]; 4];
                 let mut sum = 0u32;
                 // Four kept tiles a step, one accumulator each (indexed by constants, so they
@@ -339,7 +338,7 @@ macro_rules! vnni_arch {
                 let mut step = |acc: &mut [$vec; TILE_ROWS / $lanes], p: usize, k: &[u8; 2]| {
                     let b = super::arch::group_at(split, super::arch::u16_of(k));
                     if NIBBLES {
-                        sum += b.iter().map(|&v| u32::from(v)).sum::<u32>();
+                        sum += super::arch::input_sum(b);
                     }
                     let xv = $set1(i32::from_le_bytes(b));
                     // SAFETY: tile `p` lies inside `w` (checked above).
@@ -558,10 +557,9 @@ impl Arch for Avx2 {
         out: &mut [i32],
     ) -> u32 {
         let split = super::arch::split_groups(x);
-        let tile = if NIBBLES { TILE4_BYTES } else { TILE_BYTES };
-        if w.len() < kept.len() * tile || out.len() < TILE_ROWS {
+        let Some(tile) = super::arch::kept_tile_bytes::<NIBBLES>(w, kept, out) else {
             return 0;
-        }
+        };
         let base = w.as_ptr();
         let mut sum = 0u32;
         if NIBBLES {
@@ -569,7 +567,7 @@ impl Arch for Avx2 {
             let mut acc = [_mm256_setzero_si256(); 2];
             for (p, k) in kept.iter().enumerate() {
                 let b = super::arch::group_at(split, super::arch::u16_of(k));
-                sum += b.iter().map(|&v| u32::from(v)).sum::<u32>();
+                sum += super::arch::input_sum(b);
                 let x = _mm256_set1_epi32(i32::from_le_bytes(b));
                 // SAFETY: tile `p` lies inside `w` (checked above).
                 let halves = unsafe { unpack4_256(base.add(p * tile)) };
