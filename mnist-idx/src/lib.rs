@@ -326,37 +326,17 @@ fn read_file(dir: &Path, name: &str, sums: &Checksums) -> Result<(PathBuf, Vec<u
         .into_iter()
         .map(|n| (n, dir.join(n)))
         .find(|(_, p)| p.symlink_metadata().is_ok());
-    if let Some((_, path)) = &found {
-        match std::fs::metadata(path) {
-            Ok(m) if !m.is_file() => {
-                return Err(DataError {
-                    path: path.clone(),
-                    kind: IdxError::NotAFile,
-                });
-            }
-            Err(e) => {
-                return Err(DataError {
-                    path: path.clone(),
-                    kind: IdxError::Io(e),
-                });
-            }
-            Ok(_) => {}
-        }
-    }
     let Some((file_name, path)) = found else {
         return Err(DataError {
             path: dir.join(name),
             kind: IdxError::Missing(format!("{name} or {gz}")),
         });
     };
+    // Not a regular file (a folder, a FIFO, a device, a link to one), a loop: its own error.
     let bytes =
         file::read_regular(&path, MAX_DATA_BYTES + 4096, "an IDX file").map_err(|e| DataError {
             path: path.clone(),
-            kind: match e {
-                file::ReadError::NotAFile => IdxError::NotAFile,
-                file::ReadError::TooLarge { size, cap, .. } => IdxError::FileTooLarge { size, cap },
-                file::ReadError::Io(e) => IdxError::Io(e),
-            },
+            kind: e.into(),
         })?;
     if let Err(kind) = sums.verify(file_name, &bytes) {
         return Err(DataError { path, kind });
@@ -492,6 +472,16 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+impl From<file::ReadError> for IdxError {
+    fn from(e: file::ReadError) -> Self {
+        match e {
+            file::ReadError::NotAFile => IdxError::NotAFile,
+            file::ReadError::TooLarge { size, cap, .. } => IdxError::FileTooLarge { size, cap },
+            file::ReadError::Io(e) => IdxError::Io(e),
+        }
+    }
+}
+
 /// The digests listed in a folder's `SHA256SUMS` (`<hex>  <file name>` per line), if it has one.
 #[derive(Debug, Default)]
 struct Checksums(Vec<(String, String)>);
@@ -504,22 +494,10 @@ impl Checksums {
         }
         let text = match file::read_regular(&path, MAX_SUMS_BYTES, "SHA256SUMS") {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(file::ReadError::NotAFile) => {
+            Err(e) => {
                 return Err(DataError {
                     path,
-                    kind: IdxError::NotAFile,
-                });
-            }
-            Err(file::ReadError::TooLarge { size, cap, .. }) => {
-                return Err(DataError {
-                    path,
-                    kind: IdxError::FileTooLarge { size, cap },
-                });
-            }
-            Err(file::ReadError::Io(e)) => {
-                return Err(DataError {
-                    path,
-                    kind: IdxError::Io(e),
+                    kind: e.into(),
                 });
             }
         };
