@@ -10,7 +10,8 @@
 //!   a `&'static [u8]` in flash works);
 //! - [`quant`]: the integer arithmetic of the int8 and int4 networks;
 //! - [`kernels`]: the int8 and int4 matrix–vector products over the non-zero inputs only — one
-//!   algorithm, with a scalar reference and AVX2, AVX-VNNI, AVX-512 VNNI, Cortex-M DSP and NEON
+//!   algorithm, with a scalar reference and AVX2, AVX-VNNI, AVX-512 VNNI, Cortex-M DSP, NEON and
+//!   WebAssembly SIMD128
 //!   inner steps, all bit-exact with the reference — and over a pruned layer's kept tiles only
 //!   ([`kernels::Sparsity`]: a layer stored block-sparse skips what is pruned and what is blank
 //!   in the same walk);

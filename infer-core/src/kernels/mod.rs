@@ -27,8 +27,9 @@
 //! - AVX-512 VNNI: a tile is one 512-bit `vpdpbusd` operand; the group's 4 inputs broadcast to
 //!   all 16 lanes give the 16 rows' partial sums, in row order, with nothing to fold;
 //! - AVX-VNNI: two 256-bit halves of a tile;
-//! - Cortex-M4 DSP and NEON, AVX2: a quarter tile (16 bytes) is 4 rows × 4 inputs: `sxtb16` +
-//!   `smlad`, `sxtl` + `smlal`, `vpmovsxbw` + `vpmaddwd`.
+//! - Cortex-M4 DSP and NEON, AVX2, WebAssembly SIMD128: a quarter tile (16 bytes) is 4 rows × 4
+//!   inputs: `sxtb16` + `smlad`, `sxtl` + `smlal`, `vpmovsxbw` + `vpmaddwd`, `i16x8.extend` +
+//!   `i32x4.dot_i16x8_s`.
 //!
 //! Matrices have whole tiles: rows a multiple of 16, inputs a multiple of 4 (the model writer
 //! pads a layer with zero rows and columns), so no kernel has a tail path; an input vector whose
@@ -54,6 +55,7 @@
 //! - Cortex-M4 DSP: a word holds rows `i` and `i + 8`; `and` with `0x000F000F` (and the word
 //!   shifted by 4, 8, 12, in the same instruction) gives each row's nibble pairs for `smlad`;
 //! - NEON: `vmull_u8` + `vpadalq_u16` on the unpacked bytes;
+//! - WebAssembly SIMD128: the unpacked bytes widened without sign, then as for 8-bit tiles;
 //! - no SIMD (Cortex-M0, M3): two products per 32-bit multiply (`swar`).
 //!
 //! # Block-sparse matrices
@@ -66,7 +68,8 @@
 //! [`matvec_sparse`] takes such a matrix with its [`Sparsity`]; the format stores pruned layers
 //! so. How "kept" meets "live" is each architecture's step (`kept_rows`), one row block at a time:
 //!
-//! - by default (scalar, swar, NEON, Cortex-M DSP, the Thumb-1 and Thumb-2 walks): a walk down the
+//! - by default (scalar, swar, NEON, WebAssembly SIMD128, Cortex-M DSP, the Thumb-1 and Thumb-2
+//!   walks): a walk down the
 //!   block's kept list loads each kept group's 4 input bytes as one word and keeps the group if the
 //!   word is not zero — a branch per kept tile — building the block's own gathered list in the
 //!   architecture's form, with offsets into the block's stored tiles; the architecture's ordinary
@@ -92,6 +95,9 @@ mod arm;
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm32;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -211,6 +217,10 @@ kernels! {
     /// Portable 32-bit pair multiplies for 4-bit weights (the reference's walk for int8): the
     /// kernel of cores without SIMD, such as the Cortex-M0 (Thumb-1) and M3. Always available.
     Swar = "swar", cfg(all()), swar::Swar, available: true, batch: no;
+    /// WebAssembly SIMD128 (build with `-C target-feature=+simd128`): `i16x8.extend` +
+    /// `i32x4.dot_i16x8_s` on quarter tiles.
+    WasmSimd128 = "wasm-simd128", cfg(all(target_arch = "wasm32", target_feature = "simd128")),
+        wasm32::Simd128, available: true, batch: no;
     /// aarch64 NEON: `sxtl` + `smlal` on quarter tiles.
     Neon = "neon", cfg(target_arch = "aarch64"), aarch64::Neon, available: true, batch: no;
     /// Cortex-M4/M7/M33 DSP extension: `sxtb16` + `smlad` on quarter tiles.
