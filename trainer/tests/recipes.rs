@@ -3,8 +3,8 @@
 //! infer-core's, and one seed giving one network for both recipes.
 
 use infer_core::{QuantModel, Weights};
+use mnist_digit::to_mnist;
 use trainer::augment::{Augment, Fields, distort, image_rng};
-use trainer::digit::to_mnist;
 use trainer::idx::{Dataset, PIXELS};
 use trainer::output::AlignedBytes;
 use trainer::qat::Quantized;
