@@ -1,7 +1,7 @@
 //! The forward passes: one loop over the layers, integer-only (each layer int8 or int4) written
 //! once over the kernels' architectures, and f32.
 
-use crate::format::{F32Model, MAX_CLASSES, QuantLayer, QuantModel};
+use crate::format::{F32Model, FormatError, Header, MAX_CLASSES, QuantLayer, QuantModel};
 use crate::kernels::{self, Arch, ArchOp, BatchArch, Groups, Kernel, KernelError, TILE_ROWS};
 use crate::kernels::{Matrix, chunks};
 
@@ -700,5 +700,86 @@ mod tests {
         assert_eq!(p.class, 7);
         assert_eq!(p.logits[..], acc[..10]);
         assert_eq!(prediction([0; 10].into_iter().collect(), &scales).class, 0);
+    }
+}
+
+/// A validated model of either kind, told apart by its header: what a tool that takes any model
+/// file holds (the CLI's `eval` and `predict`, the browser page).
+#[derive(Debug, Clone)]
+// The integer layers' views are larger than the f32 ones; a model is made once per file.
+#[allow(clippy::large_enum_variant)]
+pub enum AnyModel<'a> {
+    /// The integer-only network (each layer int8 or int4).
+    Quant(QuantModel<'a>),
+    /// The float network.
+    F32(F32Model<'a>),
+}
+
+impl<'a> AnyModel<'a> {
+    /// Validates `bytes` as whichever kind their header says (as [`QuantModel::from_bytes`] or
+    /// [`F32Model::from_bytes`]).
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, FormatError> {
+        if crate::format::peek(bytes)?.is_f32() {
+            F32Model::from_bytes(bytes).map(AnyModel::F32)
+        } else {
+            QuantModel::from_bytes(bytes).map(AnyModel::Quant)
+        }
+    }
+
+    /// The file's header: shape and weight kinds.
+    pub fn header(&self) -> &Header {
+        match self {
+            AnyModel::Quant(m) => m.header(),
+            AnyModel::F32(m) => m.header(),
+        }
+    }
+
+    /// "int8", "int4", "int4+int8", "f32"… ([`Header::kind_name`]).
+    pub fn kind(&self) -> &'static str {
+        self.header().kind_name()
+    }
+
+    /// Inputs the model takes.
+    pub fn inputs(&self) -> usize {
+        self.header().inputs()
+    }
+
+    /// Classes it tells apart.
+    pub fn classes(&self) -> usize {
+        self.header().classes()
+    }
+
+    /// The class of one input (of [`Self::inputs`] bytes).
+    pub fn classify(&self, input: &[u8]) -> Result<u8, KernelError> {
+        Ok(match self {
+            AnyModel::Quant(m) => m.predict(input)?.class,
+            AnyModel::F32(m) => m.predict(input)?,
+        })
+    }
+
+    /// The logits in real units (for an integer model, each class's accumulator at its scale).
+    pub fn logits(&self, input: &[u8]) -> Result<Logits<f32>, KernelError> {
+        Ok(match self {
+            AnyModel::Quant(m) => {
+                let p = m.predict(input)?;
+                p.logits
+                    .iter()
+                    .enumerate()
+                    .map(|(c, &l)| l as f32 * m.logit_scale(c))
+                    .collect()
+            }
+            AnyModel::F32(m) => m.logits(input)?,
+        })
+    }
+
+    /// The class and the probabilities (the softmax of the logits).
+    pub fn probabilities(&self, input: &[u8]) -> Result<(u8, Logits<f32>), KernelError> {
+        Ok(match self {
+            AnyModel::Quant(m) => {
+                let p = m.predict(input)?;
+                (p.class, m.probabilities(&p))
+            }
+            AnyModel::F32(m) => (m.predict(input)?, m.probabilities(input)?),
+        })
     }
 }

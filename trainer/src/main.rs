@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Some(Command::Inspect(args)) => cli::inspect::inspect(args),
         Some(Command::Export(args)) => cli::export::export(args),
         Some(Command::Import(args)) => cli::import::import(args),
+        Some(Command::Demo(args)) => cli::demo::demo(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,8 +3,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use infer_core::format::{FormatError, Header, peek};
-use infer_core::{F32Model, QuantModel};
+use infer_core::format::FormatError;
 
 use crate::output::AlignedBytes;
 
@@ -14,16 +13,8 @@ pub struct ModelFile {
     bytes: AlignedBytes,
 }
 
-/// A validated model of either kind.
-#[derive(Debug, Clone)]
-// The integer layers' views are larger than the f32 ones; a model is made once per command.
-#[allow(clippy::large_enum_variant)]
-pub enum Classifier<'a> {
-    /// The integer-only network (each layer int8 or int4).
-    Quant(QuantModel<'a>),
-    /// The float network.
-    F32(F32Model<'a>),
-}
+/// A validated model of either kind (infer-core's).
+pub use infer_core::AnyModel as Classifier;
 
 impl ModelFile {
     /// Reads a file.
@@ -40,11 +31,7 @@ impl ModelFile {
 
     /// Validates the file as whichever kind it says it is.
     pub fn classifier(&self) -> Result<Classifier<'_>, FormatError> {
-        if peek(self.bytes())?.is_f32() {
-            F32Model::from_bytes(self.bytes()).map(Classifier::F32)
-        } else {
-            QuantModel::from_bytes(self.bytes()).map(Classifier::Quant)
-        }
+        Classifier::from_bytes(self.bytes())
     }
 
     /// [`Self::classifier`] with the file named in the error (and, for what looks like an ONNX
@@ -72,61 +59,4 @@ impl ModelFile {
 /// 0x08) and not this format's magic.
 fn looks_like_onnx(bytes: &[u8]) -> bool {
     bytes.first() == Some(&0x08) && bytes.get(1).is_some_and(|&v| (3..=20).contains(&v))
-}
-
-impl Classifier<'_> {
-    /// The file's header: shape and weight kinds.
-    pub fn header(&self) -> &Header {
-        match self {
-            Classifier::Quant(m) => m.header(),
-            Classifier::F32(m) => m.header(),
-        }
-    }
-
-    /// "int8", "int4", "int4+int8" or "f32".
-    pub fn kind(&self) -> &'static str {
-        self.header().kind_name()
-    }
-
-    /// Inputs the model takes.
-    pub fn inputs(&self) -> usize {
-        self.header().inputs()
-    }
-
-    /// Classes it tells apart.
-    pub fn classes(&self) -> usize {
-        self.header().classes()
-    }
-
-    /// The class of one input (of [`Self::inputs`] bytes).
-    pub fn classify(&self, input: &[u8]) -> Result<u8> {
-        Ok(match self {
-            Classifier::Quant(m) => m.predict(input)?.class,
-            Classifier::F32(m) => m.predict(input)?,
-        })
-    }
-
-    /// The logits in real units (for an integer model, each class's accumulator at its scale).
-    pub fn logits(&self, input: &[u8]) -> Result<Vec<f32>> {
-        Ok(match self {
-            Classifier::Quant(m) => {
-                let p = m.predict(input)?;
-                (0..p.logits.len())
-                    .map(|c| p.logits[c] as f32 * m.logit_scale(c))
-                    .collect()
-            }
-            Classifier::F32(m) => m.logits(input)?.to_vec(),
-        })
-    }
-
-    /// The class and the probabilities.
-    pub fn probabilities(&self, input: &[u8]) -> Result<(u8, Vec<f32>)> {
-        Ok(match self {
-            Classifier::Quant(m) => {
-                let p = m.predict(input)?;
-                (p.class, m.probabilities(&p).to_vec())
-            }
-            Classifier::F32(m) => (m.predict(input)?, m.probabilities(input)?.to_vec()),
-        })
-    }
 }

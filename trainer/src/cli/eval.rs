@@ -42,7 +42,7 @@ pub(crate) fn eval(args: EvalArgs) -> Result<()> {
         ))
     };
     let predictions: Vec<u8> =
-        pipeline::predictions(&test, |image| model.classify(image)).map_err(fits)?;
+        pipeline::predictions(&test, |image| Ok(model.classify(image)?)).map_err(fits)?;
     if let Some(path) = &args.logits {
         let mut bytes = Vec::with_capacity(test.len() * model.classes() * 4);
         for image in test.images.chunks_exact(width) {

@@ -12,6 +12,7 @@ macro_rules! say {
     };
 }
 
+pub(crate) mod demo;
 pub(crate) mod eval;
 pub(crate) mod export;
 pub(crate) mod import;
@@ -32,7 +33,8 @@ Examples:
   trainer inspect out/mlp-int8.bin         what a model file holds
   trainer export out/mlp-int8.bin --format onnx -o mlp-int8.onnx   for Netron, ONNX Runtime
   trainer export out/mlp-int8.bin --format c -o mlp_int8.h   the model as a C array
-  trainer import keras-mnist.onnx          a model trained elsewhere, quantized and evaluated";
+  trainer import keras-mnist.onnx          a model trained elsewhere, quantized and evaluated
+  trainer demo                             draw digits in your browser, the model running in the page";
 
 /// Trains the Keras-tutorial MNIST network (784 → 512 ReLU → 10 softmax), quantizes it to int8
 /// for microcontrollers, and checks models on test digits or your own images.
@@ -73,6 +75,12 @@ pub(crate) enum Command {
     /// same calibration, written as int8 and f32 model files, evaluated.
     #[command(after_help = "Example:\n  trainer import keras-mnist.onnx --out out/")]
     Import(import::ImportArgs),
+    /// Serve the browser page on 127.0.0.1: draw a digit, the model answers in the page
+    /// (WebAssembly), bit for bit as `predict` does. Or write the page's static files.
+    #[command(
+        after_help = "Examples:\n  trainer demo\n  trainer demo out/mlp-int4.bin --port 8080\n  trainer demo --write site/"
+    )]
+    Demo(demo::DemoArgs),
 }
 
 /// Writes to stdout; a reader that closed the pipe early (`| head`) ends the output, not the

@@ -45,6 +45,7 @@ pub(crate) fn predict(args: PredictArgs) -> Result<ExitCode> {
         match trainer::digit::read(path) {
             Ok(image) => {
                 let (digit, probabilities) = model.probabilities(&image)?;
+                let probabilities = probabilities.to_vec();
                 let mut sorted = probabilities.clone();
                 sorted.sort_by(|a, b| b.total_cmp(a));
                 let at = |i: usize| sorted.get(i).copied().unwrap_or(0.0);
