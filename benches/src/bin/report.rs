@@ -43,7 +43,9 @@ fn main() -> Result<()> {
         );
     }
     let tflite = read_json(&criterion.join("peer-tflite-int8.json")).ok();
-    let markdown = render(&estimates, tflite.as_ref());
+    let browser = read_json(&criterion.join("peer-browser.json")).ok();
+    let mut markdown = render(&estimates, tflite.as_ref());
+    markdown.push_str(&render_browser(browser.as_ref()));
     std::fs::write(&out, &markdown).with_context(|| format!("cannot write {}", out.display()))?;
     print!("{markdown}");
     eprintln!("wrote {}", out.display());
@@ -263,5 +265,63 @@ fn render(est: &BTreeMap<String, Estimate>, tflite: Option<&Value>) -> String {
     {
         let _ = writeln!(md, "| `{id}` | {} |", duration(e.median_ns));
     }
+    md
+}
+
+/// The browser section: infer-core's page against ONNX Runtime Web in one headless Chromium
+/// session (written by `web/test/bench.mjs`).
+fn render_browser(browser: Option<&Value>) -> String {
+    let mut md = String::from("\n## One image in a browser, against ONNX Runtime Web\n\n");
+    let Some(b) = browser else {
+        md.push_str(
+            "Not measured in this run: see `web/test/bench.mjs` (needs Chromium and npm).\n",
+        );
+        return md;
+    };
+    let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    let _ = writeln!(
+        md,
+        "The best recipe's network in {} (headless, one page): infer-core's int8 model in the \
+         page's WebAssembly (`wasm-simd128` kernel), and the same network exported with `trainer \
+         export --format onnx`, f32 and int8, run by ONNX Runtime Web {} (npm `onnxruntime-web`, \
+         its SIMD WebAssembly backend, one thread), on the same {} test digits. Median over {} \
+         batches of the time per inference, net of an empty call into the same API (an empty \
+         WebAssembly export; an `await` of an empty async function, as `session.run` is async). \
+         Measured by `web/test/bench.mjs`.\n",
+        b["browser"].as_str().unwrap_or("Chromium"),
+        b["ort_version"].as_str().unwrap_or("?"),
+        b["digits"].as_u64().unwrap_or(0),
+        b["batches"].as_u64().unwrap_or(0),
+    );
+    let _ = writeln!(
+        md,
+        "| engine | per image (net) | empty call | infer-core's time relative to it | classes agree |\n| --- | ---: | ---: | ---: | ---: |"
+    );
+    let ours = &b["ours"];
+    let _ = writeln!(
+        md,
+        "| infer-core int8 (`wasm-simd128`) | {:.2} µs | {:.4} µs | 1.00× | — |",
+        f(&ours["net_us"]),
+        f(&ours["empty_us"])
+    );
+    for kind in ["int8", "f32"] {
+        let o = &b[format!("ort_{kind}").as_str()];
+        let _ = writeln!(
+            md,
+            "| ONNX Runtime Web {kind} | {:.2} µs | {:.4} µs | {:.3}× | {} of {} |",
+            f(&o["net_us"]),
+            f(&o["empty_us"]),
+            f(&o["ratio_net"]),
+            o["agree"].as_u64().unwrap_or(0),
+            b["digits"].as_u64().unwrap_or(0),
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nThe page's code (HTML, JavaScript, CSS and WebAssembly, without the model): {} bytes, {} \
+         gzip -9.",
+        b["page_bytes"].as_u64().unwrap_or(0),
+        b["page_gzip_bytes"].as_u64().unwrap_or(0)
+    );
     md
 }
