@@ -190,32 +190,38 @@ pub fn to_mnist(image: &GrayImage) -> Result<[u8; PIXELS], DigitError> {
 fn ink_map(image: &GrayImage, light_background: bool) -> Vec<f32> {
     let (w, h) = (image.width() as usize, image.height() as usize);
     let pixels: Vec<f32> = image.pixels().map(|p| f32::from(p.0[0])).collect();
-    // Wider than half a pen stroke at the sizes people photograph digits, narrow enough that a
-    // light gradient barely moves within it.
-    let radius = (w.max(h) / 20).max(4);
     let pick = if light_background { f32::max } else { f32::min };
-    let mean = |line: &[f32], i: usize, r: usize| {
-        let window = &line[i.saturating_sub(r)..(i + r + 1).min(line.len())];
-        window.iter().sum::<f32>() / window.len() as f32
-    };
-    // Noise first smoothed away (the extreme of noisy pixels would overstate the paper), then
-    // the paper's level around each pixel, then smoothed.
-    let mut paper = pixels.clone();
+    // Noise first smoothed away (the extreme of noisy pixels would overstate the paper).
+    let mut smooth = pixels.clone();
     for horizontal in [true, false] {
-        paper = pass(&paper, w, h, horizontal, |line, i| mean(line, i, 1));
+        smooth = pass(&smooth, w, h, horizontal, |line, out| means(line, 1, out));
     }
-    for horizontal in [true, false] {
-        paper = pass(&paper, w, h, horizontal, |line, i| {
-            let window = &line[i.saturating_sub(radius)..(i + radius + 1).min(line.len())];
-            window.iter().copied().reduce(pick).unwrap_or(0.0)
-        });
-    }
-    for horizontal in [true, false] {
-        paper = pass(&paper, w, h, horizontal, |line, i| mean(line, i, radius));
-    }
+    // The window: wider than the widest stroke (a window narrower than a stroke finds no paper
+    // inside it and hollows the stroke out), at least a twentieth of the image (thin pens at
+    // photo sizes), at most an eighth (so that uneven light is still followed). The strokes are
+    // measured on the ink the widest window finds, which hollows nothing out.
+    let side = w.max(h);
+    let least = (side / 20).max(4);
+    let most = (side / 8).max(least);
+    let rough = ink(
+        &pixels,
+        &paper_level(&smooth, w, h, most, pick),
+        light_background,
+    );
+    let radius = stroke_half_width(&rough, w, h)
+        .map_or(least, |half| (half + half / 2 + 2).clamp(least, most));
+    ink(
+        &pixels,
+        &paper_level(&smooth, w, h, radius, pick),
+        light_background,
+    )
+}
+
+/// How much darker (lighter, for light ink) than the paper each pixel is.
+fn ink(pixels: &[f32], paper: &[f32], light_background: bool) -> Vec<f32> {
     pixels
         .iter()
-        .zip(&paper)
+        .zip(paper)
         .map(|(&p, &b)| {
             if light_background {
                 (b - p).max(0.0)
@@ -226,24 +232,189 @@ fn ink_map(image: &GrayImage, light_background: bool) -> Vec<f32> {
         .collect()
 }
 
-/// `f(line, i)` for every pixel, over the rows (`horizontal`) or the columns of a `w × h` image.
+/// The paper's level around each pixel of the smoothed image `values`: the brightest level
+/// (`pick`: the darkest, for light ink) within `radius`, smoothed over `radius`.
+fn paper_level(
+    values: &[f32],
+    w: usize,
+    h: usize,
+    radius: usize,
+    pick: fn(f32, f32) -> f32,
+) -> Vec<f32> {
+    let mut paper = values.to_vec();
+    for horizontal in [true, false] {
+        paper = pass(&paper, w, h, horizontal, |line, out| {
+            extremes(line, radius, pick, out)
+        });
+    }
+    for horizontal in [true, false] {
+        paper = pass(&paper, w, h, horizontal, |line, out| {
+            means(line, radius, out)
+        });
+    }
+    paper
+}
+
+/// `out[i]` = the mean of `line` within `r` of `i` (from running sums: the work does not grow
+/// with `r`).
+fn means(line: &[f32], r: usize, out: &mut [f32]) {
+    let mut sums = Vec::with_capacity(line.len() + 1);
+    let mut sum = 0.0f64;
+    sums.push(sum);
+    for &v in line {
+        sum += f64::from(v);
+        sums.push(sum);
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        let (lo, hi) = (i.saturating_sub(r), (i + r + 1).min(line.len()));
+        *o = ((sums[hi] - sums[lo]) / (hi - lo) as f64) as f32;
+    }
+}
+
+/// `out[i]` = `pick` (max or min) of `line` within `r` of `i`, by van Herk and Gil–Werman: over
+/// blocks of `2r + 1` values, the running extreme from each block's start and from its end; a
+/// window meets at most two blocks, so two lookups give it (the work does not grow with `r`).
+fn extremes(line: &[f32], r: usize, pick: fn(f32, f32) -> f32, out: &mut [f32]) {
+    let (n, k) = (line.len(), 2 * r + 1);
+    let (mut from_start, mut to_end) = (line.to_vec(), line.to_vec());
+    for i in 1..n {
+        if i % k != 0 {
+            from_start[i] = pick(from_start[i - 1], line[i]);
+        }
+    }
+    for i in (0..n.saturating_sub(1)).rev() {
+        if (i + 1) % k != 0 {
+            to_end[i] = pick(to_end[i + 1], line[i]);
+        }
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        let (lo, hi) = (i.saturating_sub(r), (i + r).min(n - 1));
+        // Within one block, the window starts the block or ends the line.
+        *o = if lo / k != hi / k {
+            pick(to_end[lo], from_start[hi])
+        } else if lo % k == 0 {
+            from_start[hi]
+        } else {
+            to_end[lo]
+        };
+    }
+}
+
+/// Half the width of the widest strokes of an ink map, in pixels: the ink separated from the
+/// paper by one level (Otsu's), then each ink pixel's distance to the nearest paper pixel (a
+/// two-pass chamfer transform, 3-4 weights); the 95th percentile of those distances, so a few
+/// blots do not count. `None` without ink.
+fn stroke_half_width(ink: &[f32], w: usize, h: usize) -> Option<usize> {
+    let mut histogram = [0u64; 256];
+    for &v in ink {
+        histogram[v.clamp(0.0, 255.0) as usize] += 1;
+    }
+    let level = otsu(&histogram);
+    // Distances ×3 (orthogonal step 3, diagonal 4).
+    const FAR: u32 = u32::MAX / 2;
+    let mut d: Vec<u32> = ink
+        .iter()
+        .map(|&v| if v >= level { FAR } else { 0 })
+        .collect();
+    let at = |x: usize, y: usize| y * w + x;
+    for y in 0..h {
+        for x in 0..w {
+            let mut best = d[at(x, y)];
+            if best == 0 {
+                continue;
+            }
+            if x > 0 {
+                best = best.min(d[at(x - 1, y)] + 3);
+            }
+            if y > 0 {
+                best = best.min(d[at(x, y - 1)] + 3);
+                if x > 0 {
+                    best = best.min(d[at(x - 1, y - 1)] + 4);
+                }
+                if x + 1 < w {
+                    best = best.min(d[at(x + 1, y - 1)] + 4);
+                }
+            }
+            d[at(x, y)] = best;
+        }
+    }
+    for y in (0..h).rev() {
+        for x in (0..w).rev() {
+            let mut best = d[at(x, y)];
+            if best == 0 {
+                continue;
+            }
+            if x + 1 < w {
+                best = best.min(d[at(x + 1, y)] + 3);
+            }
+            if y + 1 < h {
+                best = best.min(d[at(x, y + 1)] + 3);
+                if x + 1 < w {
+                    best = best.min(d[at(x + 1, y + 1)] + 4);
+                }
+                if x > 0 {
+                    best = best.min(d[at(x - 1, y + 1)] + 4);
+                }
+            }
+            d[at(x, y)] = best;
+        }
+    }
+    // Ink touching no paper at all (the whole image one level) says nothing about strokes.
+    let mut inside: Vec<u32> = d.into_iter().filter(|&v| v > 0 && v < FAR).collect();
+    if inside.is_empty() {
+        return None;
+    }
+    let k = (inside.len() * 95 / 100).min(inside.len() - 1);
+    let (_, &mut p95, _) = inside.select_nth_unstable(k);
+    Some((p95 as usize).div_ceil(3))
+}
+
+/// Otsu's level of a histogram: the value that best separates two classes (the largest
+/// between-class variance); values below it are one class.
+fn otsu(histogram: &[u64; 256]) -> f32 {
+    let total: u64 = histogram.iter().sum();
+    let sum: f64 = histogram
+        .iter()
+        .enumerate()
+        .map(|(v, &n)| v as f64 * n as f64)
+        .sum();
+    let (mut below, mut below_sum, mut best, mut level) = (0u64, 0f64, -1f64, 128usize);
+    for (v, &n) in histogram.iter().enumerate() {
+        below += n;
+        below_sum += v as f64 * n as f64;
+        let above = total - below;
+        if below == 0 || above == 0 {
+            continue;
+        }
+        let (m0, m1) = (below_sum / below as f64, (sum - below_sum) / above as f64);
+        let between = below as f64 * above as f64 * (m0 - m1) * (m0 - m1);
+        if between > best {
+            (best, level) = (between, v + 1);
+        }
+    }
+    level as f32
+}
+
+/// `f(line, out)` for every row (`horizontal`) or column of a `w × h` image: `out` the line's
+/// results.
 fn pass(
     values: &[f32],
     w: usize,
     h: usize,
     horizontal: bool,
-    f: impl Fn(&[f32], usize) -> f32,
+    f: impl Fn(&[f32], &mut [f32]),
 ) -> Vec<f32> {
     let mut out = vec![0.0; values.len()];
     let (lines, len) = if horizontal { (h, w) } else { (w, h) };
-    let mut line = vec![0.0; len];
+    let (mut line, mut result) = (vec![0.0; len], vec![0.0; len]);
     for l in 0..lines {
         let at = |i: usize| if horizontal { l * w + i } else { i * w + l };
         for (i, v) in line.iter_mut().enumerate() {
             *v = values[at(i)];
         }
-        for i in 0..len {
-            out[at(i)] = f(&line, i);
+        f(&line, &mut result);
+        for (i, &v) in result.iter().enumerate() {
+            out[at(i)] = v;
         }
     }
     out
@@ -301,6 +472,42 @@ mod tests {
         let a = to_mnist(&bar(false)).unwrap();
         let b = to_mnist(&bar(true)).unwrap();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn window_filters_are_their_definitions() {
+        let mut seed = 7u32;
+        for n in [1usize, 2, 3, 7, 30, 61] {
+            let line: Vec<f32> = (0..n)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    (seed >> 24) as f32
+                })
+                .collect();
+            for r in [0usize, 1, 2, 5, 40] {
+                let mut out = vec![0.0; n];
+                for pick in [f32::max, f32::min] {
+                    extremes(&line, r, pick, &mut out);
+                    for (i, &o) in out.iter().enumerate() {
+                        let window = &line[i.saturating_sub(r)..(i + r + 1).min(n)];
+                        assert_eq!(
+                            o,
+                            window.iter().copied().reduce(pick).unwrap(),
+                            "{n} {r} {i}"
+                        );
+                    }
+                }
+                means(&line, r, &mut out);
+                for (i, &o) in out.iter().enumerate() {
+                    let window = &line[i.saturating_sub(r)..(i + r + 1).min(n)];
+                    let mean = window.iter().sum::<f32>() / window.len() as f32;
+                    assert!(
+                        (o - mean).abs() <= 1e-4 * mean.abs().max(1.0),
+                        "{n} {r} {i}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
