@@ -28,6 +28,7 @@ pub mod onnx;
 pub mod output;
 pub mod output_set;
 pub mod pipeline;
+pub mod places;
 pub mod plots;
 pub mod prune;
 pub mod qat;

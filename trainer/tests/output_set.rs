@@ -283,7 +283,7 @@ fn destinations_that_collide_or_cannot_be_written_fail_before_training() {
         (
             &base,
             vec!["--report", training_images.to_str().unwrap()],
-            "would be written into the data folder",
+            "is inside the data folder",
         ),
     ];
     for (args, extra, expected) in cases {

@@ -35,6 +35,12 @@ pub(crate) fn demo(args: DemoArgs) -> Result<()> {
     let model_path = args
         .model
         .unwrap_or_else(|| workspace.join("firmware-example/model/mlp-int8.bin"));
+    if let Some(dir) = &args.write {
+        trainer::places::Files::new()
+            .input(&model_path, "the model")?
+            .output(dir, "--write")?
+            .check()?;
+    }
     let model = ModelFile::read(&model_path)?;
     // Refused here with the CLI's message rather than by the page.
     model.open(&model_path)?;

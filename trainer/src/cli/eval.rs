@@ -28,9 +28,19 @@ pub(crate) struct EvalArgs {
 }
 
 pub(crate) fn eval(args: EvalArgs) -> Result<()> {
+    let data_dir = args.data.clone().unwrap_or_else(default_data_dir);
+    let mut files = trainer::places::Files::new()
+        .input(&args.model, "the model")?
+        .input(&data_dir, "the data folder")?;
+    if let Some(path) = &args.logits {
+        files = files.output(path, "--logits")?;
+    }
+    if let Some(dir) = &args.plots {
+        files = files.output(dir, "--plots")?;
+    }
+    files.check()?;
     let file = ModelFile::read(&args.model)?;
     let model = file.open(&args.model)?;
-    let data_dir = args.data.unwrap_or_else(default_data_dir);
     let test = trainer::idx::load_test(&data_dir)?;
     let width = model.inputs();
     let fits = |e: anyhow::Error| {

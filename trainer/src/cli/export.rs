@@ -33,6 +33,10 @@ pub(crate) struct ExportArgs {
 }
 
 pub(crate) fn export(args: ExportArgs) -> Result<()> {
+    trainer::places::Files::new()
+        .input(&args.model, "the model")?
+        .output(&args.out, "-o")?
+        .check()?;
     let file = ModelFile::read(&args.model)?;
     let model = file.open(&args.model)?;
     let bytes = match args.format {

@@ -28,6 +28,12 @@ pub(crate) struct ImportArgs {
 }
 
 pub(crate) fn import(args: ImportArgs) -> Result<()> {
+    let data_dir = args.data.clone().unwrap_or_else(default_data_dir);
+    trainer::places::Files::new()
+        .input(&args.model, "the ONNX file")?
+        .input(&data_dir, "the data folder")?
+        .output(&args.out, "--out")?
+        .check()?;
     let bytes = trainer::output::read_capped(
         &args.model,
         trainer::output::MAX_MODEL_BYTES,
@@ -35,7 +41,6 @@ pub(crate) fn import(args: ImportArgs) -> Result<()> {
     )?;
     let net = trainer::onnx::import(&bytes)
         .with_context(|| format!("{} is not a usable 784-H-10 model", args.model.display()))?;
-    let data_dir = args.data.unwrap_or_else(default_data_dir);
     let need = 2 * model_bytes_bound(&net.widths());
     let out = OutputSet::begin(&args.out, need)?;
     let mnist = load_mnist(&data_dir)?;

@@ -386,44 +386,25 @@ impl Places {
             None => None,
         };
 
-        // Every file the run writes, resolved: no two may be one.
-        let mut files: Vec<(PathBuf, String)> = args
+        // Every file the run writes: no two may be one, none may be in the data folder.
+        let mut files = trainer::places::Files::new().input(data_dir, "the data folder")?;
+        for f in args
             .weights
             .widths()
             .iter()
             .map(|&w| pipeline::quant_file(w))
             .chain([F32_FILE, MANIFEST])
-            .map(|f| (out.join(f), format!("--out's {f}")))
-            .collect();
-        files.push((report_path, "--report".into()));
+        {
+            files = files.output(&out.join(f), format!("--out's {f}"))?;
+        }
+        files = files.output(&report_path, "--report")?;
         if let Some((_, dir)) = &plots {
             for name in plots::FILES {
-                files.push((dir.join(name), format!("--plots' {name}")));
+                files = files.output(&dir.join(name), format!("--plots' {name}"))?;
             }
         }
+        files.check()?;
         let plots = plots.map(|(place, _)| place);
-        let data = resolve(data_dir)?;
-        for (i, (path, what)) in files.iter().enumerate() {
-            if path.starts_with(&data) || data.starts_with(path) {
-                bail!(
-                    "{what} ({}) would be written into the data folder {}",
-                    path.display(),
-                    data_dir.display()
-                );
-            }
-            for (other_path, other) in &files[..i] {
-                if other_path == path {
-                    bail!("{other} and {what} are one file, {}", path.display());
-                }
-                if path.starts_with(other_path) || other_path.starts_with(path) {
-                    bail!(
-                        "{other} ({}) and {what} ({}): one would be a folder of the other",
-                        other_path.display(),
-                        path.display()
-                    );
-                }
-            }
-        }
 
         let epochs = u64::from(args.epochs.unwrap_or(100));
         let mut widths = vec![INPUTS];
