@@ -114,3 +114,56 @@ fn an_image_bomb_is_refused_before_decoding() {
         "at most 8192 × 8192 pixels",
     );
 }
+
+/// A JPEG cut short (a failed download, a partial copy) is refused, not answered; the whole file,
+/// and one with an EXIF-style thumbnail segment ending in its own end-of-image marker, is read.
+#[test]
+fn a_truncated_jpeg_is_an_error_not_an_answer() {
+    let dir = common::temp_dir("truncated-jpeg");
+    let model =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware-example/model/mlp-int8.bin");
+    let image = image::GrayImage::from_fn(120, 120, |x, y| {
+        image::Luma([if (50..70).contains(&x) && (15..105).contains(&y) {
+            20
+        } else {
+            240
+        }])
+    });
+    let mut jpeg = Vec::new();
+    image::DynamicImage::ImageLuma8(image)
+        .write_to(
+            &mut std::io::Cursor::new(&mut jpeg),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+    // A thumbnail-like APP1 segment right after SOI: its bytes end with FF D9.
+    let mut with_app1 = jpeg[..2].to_vec();
+    let payload = [b"Exif\0\0".as_slice(), &[0xFF, 0xD8, 0x00, 0xFF, 0xD9]].concat();
+    with_app1.extend([0xFF, 0xE1]);
+    with_app1.extend(u16::try_from(payload.len() + 2).unwrap().to_be_bytes());
+    with_app1.extend(&payload);
+    with_app1.extend(&jpeg[2..]);
+    let cut = with_app1.len() * 2 / 3;
+    let files = [
+        ("whole.jpg", &with_app1[..]),
+        ("cut.jpg", &with_app1[..cut]),
+    ];
+    for (name, bytes) in files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .arg("predict")
+        .arg(&model)
+        .args(files.map(|(name, _)| dir.join(name)))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    let results: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert!(results[0]["digit"].is_u64(), "{results}");
+    let error = results[1]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("cut.jpg") && error.contains("truncated"),
+        "{results}"
+    );
+}
