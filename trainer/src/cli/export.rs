@@ -52,7 +52,14 @@ pub(crate) fn export(args: ExportArgs) -> Result<()> {
             let name = args.name.as_deref().or(stem.as_deref()).unwrap_or("");
             let name = trainer::export::c_identifier(name);
             let about = format!(
-                "MNIST 784-512-10 {} model, {} bytes (infer-core model format version {}), from {}.",
+                "MNIST {} {} model, {} bytes (infer-core model format version {}), from {}.",
+                model
+                    .header()
+                    .widths()
+                    .iter()
+                    .map(|w| w.to_string())
+                    .collect::<Vec<_>>()
+                    .join("-"),
                 model.kind(),
                 file.bytes().len(),
                 infer_core::format::VERSION,

@@ -1,4 +1,4 @@
-//! `trainer import`: a 784-512-10 MLP from ONNX, quantized, written and evaluated.
+//! `trainer import`: a dense ReLU MLP from ONNX (784 inputs, 10 classes, any hidden widths), quantized, written and evaluated.
 
 use std::path::PathBuf;
 
@@ -14,8 +14,9 @@ use super::default_data_dir;
 
 #[derive(Debug, Args)]
 pub(crate) struct ImportArgs {
-    /// An ONNX file of a 784-512-10 MLP (Gemm or MatMul+Add, Relu, optional Softmax), as
-    /// tf2onnx exports the Keras tutorial's model or torch.onnx.export a PyTorch one.
+    /// An ONNX file of an MLP from 784 inputs to 10 classes (784-512-10, 784-128-10, …: Gemm or
+    /// MatMul+Add, Relu, optional Softmax), as tf2onnx exports the Keras tutorial's model or
+    /// torch.onnx.export a PyTorch one.
     model: PathBuf,
     /// Folder for the model files (mlp-int8.bin, mlp-f32.bin), replaced as a whole when both
     /// are written.
