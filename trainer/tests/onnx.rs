@@ -161,3 +161,173 @@ fn import_writes_model_files_that_evaluate() {
         "{text}"
     );
 }
+
+/// The nodes of a model's graph.
+fn nodes(m: &mut onnx::ModelProto) -> &mut Vec<onnx::NodeProto> {
+    &mut m.graph.as_mut().unwrap().node
+}
+
+/// Graphs that compute something other than the MLP their layers suggest, and malformed files:
+/// each refused, naming what is wrong; none imported as a model.
+#[test]
+fn hostile_graphs_are_refused_naming_what_is_wrong() {
+    use onnx::{AttributeProto, ModelProto};
+    use prost::Message;
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(9);
+    let net = Mlp::glorot(784, &[16], 10, &mut rng);
+    let base = ModelProto::decode(exported(&net).as_slice()).unwrap();
+    // Nodes: MatMul(pixels, w1) → z1, Add(z1, b1) → a1, Relu(a1) → h1, MatMul(h1, w2) → z2,
+    // Add(z2, b2) → logits.
+    assert!(onnx::import(&base.encode_to_vec()).is_ok());
+    type Mutation = Box<dyn Fn(&mut ModelProto)>;
+    let cases: Vec<(&str, Mutation, &str)> = vec![
+        (
+            "a Softmax between the layers",
+            Box::new(|m| {
+                let n = nodes(m);
+                n[2].output[0] = "r".into();
+                n.insert(3, node("Softmax", &["r"], "h1"));
+            }),
+            "Softmax",
+        ),
+        (
+            "ReLU on the pixels, the second layer reading the sum before its ReLU",
+            Box::new(|m| {
+                let n = nodes(m);
+                n[0].input[0] = "rp".into();
+                n.insert(0, node("Relu", &["pixels"], "rp"));
+                n[4].input[0] = "a1".into();
+            }),
+            "on the input",
+        ),
+        (
+            "a Cast to INT8 between the layers",
+            Box::new(|m| {
+                let n = nodes(m);
+                n[2].output[0] = "r".into();
+                let mut cast = node("Cast", &["r"], "h1");
+                cast.attribute.push(int_attribute("to", 3));
+                n.insert(3, cast);
+            }),
+            "casts to element type 3",
+        ),
+        (
+            "a cycle",
+            Box::new(|m| {
+                let n = nodes(m);
+                n[0].input[0] = "h1".into();
+            }),
+            "is read by 0 nodes",
+        ),
+        (
+            "a self-loop",
+            Box::new(|m| {
+                let n = nodes(m);
+                n.push(node("Identity", &["q"], "q"));
+            }),
+            "not on the path",
+        ),
+        (
+            "an input naming nothing",
+            Box::new(|m| nodes(m)[3].input[1] = "nowhere".into()),
+            "\"nowhere\" is nothing in the graph",
+        ),
+        (
+            "a custom domain",
+            Box::new(|m| nodes(m)[2].domain = "com.example".into()),
+            "domain \"com.example\"",
+        ),
+        (
+            "opset 1",
+            Box::new(|m| m.opset_import[0].version = 1),
+            "operator set 1",
+        ),
+        (
+            "opset 99999",
+            Box::new(|m| m.opset_import[0].version = 99_999),
+            "operator set 99999",
+        ),
+        (
+            "two initializers with one name",
+            Box::new(|m| {
+                let g = m.graph.as_mut().unwrap();
+                let mut twin = g.initializer[0].clone();
+                twin.raw_data.iter_mut().for_each(|b| *b = 0);
+                g.initializer.push(twin);
+            }),
+            "two initializers are named",
+        ),
+        (
+            "both float_data and raw_data",
+            Box::new(|m| {
+                let g = m.graph.as_mut().unwrap();
+                g.initializer[1].float_data = vec![0.0; 16];
+            }),
+            "holds its values twice",
+        ),
+        (
+            "transA = 1.5 as a float",
+            Box::new(|m| {
+                let n = nodes(m);
+                n[0].op_type = "Gemm".into();
+                n[0].attribute.push(AttributeProto {
+                    name: "transA".into(),
+                    f: 1.5,
+                    r#type: onnx::ATTRIBUTE_FLOAT,
+                    ..Default::default()
+                });
+            }),
+            "attribute transA is of kind 1",
+        ),
+        (
+            "bias dims whose product wraps",
+            Box::new(|m| {
+                let g = m.graph.as_mut().unwrap();
+                g.initializer[1].dims = vec![i64::MAX, 16, (1 << 55) - 1];
+            }),
+            "overflow",
+        ),
+        (
+            "a negative dimension",
+            Box::new(|m| m.graph.as_mut().unwrap().initializer[1].dims = vec![-16]),
+            "is negative",
+        ),
+        (
+            "two dense layers with no ReLU between",
+            Box::new(|m| {
+                let n = nodes(m);
+                n.remove(2);
+                n[2].input[0] = "a1".into();
+            }),
+            "no Relu after the first",
+        ),
+        (
+            "3,000 MatMul nodes",
+            Box::new(|m| {
+                let n = nodes(m);
+                n.truncate(3);
+                n[2].output[0] = "x0".into();
+                for k in 0..3000 {
+                    n.push(node("MatMul", &[&format!("x{k}"), "w2"], &format!("m{k}")));
+                    n.push(node("Relu", &[&format!("m{k}")], &format!("x{}", k + 1)));
+                }
+                n.push(node("MatMul", &["x3000", "w2"], "logits"));
+            }),
+            "more than 8 dense layers",
+        ),
+        (
+            "weights in an external file",
+            Box::new(|m| m.graph.as_mut().unwrap().initializer[0].data_location = 1),
+            "external file",
+        ),
+    ];
+    for (what, mutate, expected) in cases {
+        let mut model = base.clone();
+        mutate(&mut model);
+        let message = match onnx::import(&model.encode_to_vec()) {
+            Ok(_) => panic!("{what}: imported"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(message.contains(expected), "{what}: {message}");
+    }
+}

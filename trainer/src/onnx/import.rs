@@ -1,0 +1,516 @@
+//! An ONNX graph read as a graph: the data flow followed from the graph's one input to its one
+//! output, node by node, every node accounted for; accepted only if it is a chain of dense layers
+//! with a ReLU between each two (see the [module docs](super)). The structure is checked first,
+//! over names only; the weights are decoded last, once per layer, so memory stays within a small
+//! multiple of the file, whatever the file claims.
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::{Context, Result, bail, ensure};
+use nalgebra::{DMatrix, DVector};
+use prost::Message;
+
+use super::schema::*;
+use crate::mlp::Mlp;
+use crate::shape::{CLASSES, INPUTS};
+
+/// The default domain's operator sets this reader knows (the operators it accepts mean the same
+/// in all of them).
+const OPSETS: std::ops::RangeInclusive<i64> = 7..=23;
+
+/// How a message names node `i`: by its name, else by index and operator.
+fn named(graph: &GraphProto, i: usize) -> String {
+    let n = &graph.node[i];
+    if n.name.is_empty() {
+        format!("node {i} ({})", n.op_type)
+    } else {
+        format!("node {:?} ({})", n.name, n.op_type)
+    }
+}
+
+/// One dense layer found on the path: its weights and bias initializers, by name.
+struct Layer<'a> {
+    weights: &'a TensorProto,
+    /// Whether the weights are `[out, in]` (Gemm's `transB = 1`).
+    transposed: bool,
+    bias: Option<&'a TensorProto>,
+    /// The node the layer's output comes from, for messages.
+    node: usize,
+}
+
+/// Checks an attribute's kind and returns it.
+fn attribute<'a>(
+    graph: &'a GraphProto,
+    i: usize,
+    name: &str,
+    kind: i32,
+) -> Result<Option<&'a AttributeProto>> {
+    let n = &graph.node[i];
+    let mut found = n.attribute.iter().filter(|a| a.name == name);
+    let a = found.next();
+    ensure!(
+        found.next().is_none(),
+        "{}: attribute {name} is given twice",
+        named(graph, i)
+    );
+    if let Some(a) = a {
+        // A writer that leaves the kind out (proto2 default 0) is taken at its word only for
+        // the kind this operator defines.
+        ensure!(
+            a.r#type == kind || a.r#type == 0,
+            "{}: attribute {name} is of kind {}, not {}",
+            named(graph, i),
+            a.r#type,
+            if kind == ATTRIBUTE_INT {
+                "an integer"
+            } else {
+                "a float"
+            }
+        );
+    }
+    Ok(a)
+}
+
+/// Refuses attributes other than `allowed` (an attribute this reader does not know may change
+/// what the node computes).
+fn only_attributes(graph: &GraphProto, i: usize, allowed: &[&str]) -> Result<()> {
+    for a in &graph.node[i].attribute {
+        ensure!(
+            allowed.contains(&a.name.as_str()),
+            "{}: attribute {} is not supported",
+            named(graph, i),
+            a.name
+        );
+    }
+    Ok(())
+}
+
+/// A tensor's shape, checked: no negative dimension, an element count that fits.
+fn shape(t: &TensorProto) -> Result<(Vec<usize>, usize)> {
+    let mut count = 1usize;
+    let mut dims = Vec::with_capacity(t.dims.len());
+    for &d in &t.dims {
+        let d = usize::try_from(d)
+            .with_context(|| format!("initializer {}: dimension {d} is negative", t.name))?;
+        count = count
+            .checked_mul(d)
+            .with_context(|| format!("initializer {}: dimensions {:?} overflow", t.name, t.dims))?;
+        dims.push(d);
+    }
+    Ok((dims, count))
+}
+
+/// A float tensor's shape and values.
+fn floats(t: &TensorProto) -> Result<(Vec<usize>, Vec<f32>)> {
+    ensure!(
+        t.data_location == 0,
+        "initializer {}: its values are in an external file, which import does not read \
+         (save the model with its weights inside, e.g. onnx.save(model, path, \
+         save_as_external_data=False))",
+        t.name
+    );
+    ensure!(
+        t.data_type == FLOAT,
+        "initializer {} is of element type {}, not float (quantized models are not imported)",
+        t.name,
+        t.data_type
+    );
+    ensure!(
+        t.raw_data.is_empty() || t.float_data.is_empty(),
+        "initializer {} holds its values twice (float_data and raw_data)",
+        t.name
+    );
+    let (dims, count) = shape(t)?;
+    let stored = if t.raw_data.is_empty() {
+        t.float_data.len()
+    } else {
+        t.raw_data.len() / 4
+    };
+    ensure!(
+        stored == count && t.raw_data.len().is_multiple_of(4),
+        "initializer {} holds {} bytes of floats for shape {:?}",
+        t.name,
+        if t.raw_data.is_empty() {
+            4 * t.float_data.len()
+        } else {
+            t.raw_data.len()
+        },
+        dims
+    );
+    let values = if t.raw_data.is_empty() {
+        t.float_data.clone()
+    } else {
+        t.raw_data
+            .as_chunks::<4>()
+            .0
+            .iter()
+            .map(|b| f32::from_le_bytes(*b))
+            .collect()
+    };
+    Ok((dims, values))
+}
+
+/// Reads an MLP (784 → hidden ReLU layers → 10) from ONNX bytes into the trainer's network.
+pub fn import(bytes: &[u8]) -> Result<Mlp> {
+    let model =
+        ModelProto::decode(bytes).context("not an ONNX model (the protobuf does not decode)")?;
+    let opset = model
+        .opset_import
+        .iter()
+        .filter(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .max()
+        .context("the model imports no version of the standard operators (opset_import)")?;
+    ensure!(
+        OPSETS.contains(&opset),
+        "the model uses operator set {opset}; import reads {} to {}",
+        OPSETS.start(),
+        OPSETS.end()
+    );
+    let graph = model
+        .graph
+        .as_ref()
+        .context("the ONNX model has no graph")?;
+
+    // Names: each initializer once; each tensor produced once; every node input defined.
+    let mut inits: HashMap<&str, &TensorProto> = HashMap::new();
+    for t in &graph.initializer {
+        ensure!(
+            inits.insert(t.name.as_str(), t).is_none(),
+            "two initializers are named {:?}",
+            t.name
+        );
+    }
+    // Older writers list the initializers among the inputs too.
+    let inputs: Vec<&str> = graph
+        .input
+        .iter()
+        .map(|v| v.name.as_str())
+        .filter(|n| !inits.contains_key(n))
+        .collect();
+    let [input] = inputs[..] else {
+        bail!(
+            "the graph has {} inputs besides its weights; import reads one (the pixels)",
+            inputs.len()
+        );
+    };
+    let [output] = &graph.output[..] else {
+        bail!(
+            "the graph has {} outputs; import reads one (the logits or probabilities)",
+            graph.output.len()
+        );
+    };
+    let output = output.name.as_str();
+    let mut producer: HashMap<&str, usize> = HashMap::new();
+    for (i, n) in graph.node.iter().enumerate() {
+        ensure!(
+            n.domain.is_empty() || n.domain == "ai.onnx",
+            "{}: operator domain {:?} is not the standard one",
+            named(graph, i),
+            n.domain
+        );
+        for o in n.output.iter().filter(|o| !o.is_empty()) {
+            ensure!(
+                o != input && !inits.contains_key(o.as_str()),
+                "{}: its output {o:?} is also the graph's input or an initializer",
+                named(graph, i)
+            );
+            ensure!(
+                producer.insert(o.as_str(), i).is_none(),
+                "{}: its output {o:?} is already another node's",
+                named(graph, i)
+            );
+        }
+    }
+    for (i, n) in graph.node.iter().enumerate() {
+        for x in n.input.iter().filter(|x| !x.is_empty()) {
+            ensure!(
+                x == input || inits.contains_key(x.as_str()) || producer.contains_key(x.as_str()),
+                "{}: its input {x:?} is nothing in the graph",
+                named(graph, i)
+            );
+        }
+    }
+    ensure!(
+        output == input || producer.contains_key(output),
+        "the graph's output {output:?} is no node's output"
+    );
+    // Who reads each tensor.
+    let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, n) in graph.node.iter().enumerate() {
+        for x in &n.input {
+            readers.entry(x.as_str()).or_default().push(i);
+        }
+    }
+    let init = |i: usize, k: usize, what: &str| -> Result<&TensorProto> {
+        graph.node[i]
+            .input
+            .get(k)
+            .and_then(|x| inits.get(x.as_str()).copied())
+            .with_context(|| format!("{}: its {what} are not an initializer", named(graph, i)))
+    };
+
+    // The walk: from the input, one reader at a time, to the output.
+    let mut layers: Vec<Layer<'_>> = Vec::new();
+    let mut relus = 0usize;
+    let mut softmax = false;
+    let mut visited = HashSet::new();
+    let mut at = input;
+    while at != output {
+        let next = readers.get(at).map_or(&[][..], Vec::as_slice);
+        let [i] = next[..] else {
+            bail!(
+                "tensor {at:?} is read by {} nodes; a chain of layers reads each once{}",
+                next.len(),
+                next.iter()
+                    .map(|&i| format!(", {}", named(graph, i)))
+                    .collect::<String>()
+            );
+        };
+        ensure!(
+            visited.insert(i),
+            "{}: the graph has a cycle",
+            named(graph, i)
+        );
+        let n = &graph.node[i];
+        // (An Add takes its two operands in either order.)
+        let operand = if n.op_type == "Add" {
+            n.input.iter().position(|x| x == at)
+        } else {
+            Some(0)
+        };
+        ensure!(
+            operand.is_some_and(|k| n.input.get(k).map(String::as_str) == Some(at)),
+            "{}: reads {at:?} as its input {}, not as the data it transforms",
+            named(graph, i),
+            n.input.iter().position(|x| x == at).unwrap_or(0)
+        );
+        ensure!(
+            n.output.len() == 1,
+            "{}: has {} outputs, not one",
+            named(graph, i),
+            n.output.len()
+        );
+        ensure!(!softmax, "{}: comes after the Softmax", named(graph, i));
+        let after_layer = layers.len() > relus;
+        match n.op_type.as_str() {
+            "Identity" => only_attributes(graph, i, &[])?,
+            "Flatten" | "Reshape" if layers.is_empty() => {
+                if n.op_type == "Flatten" {
+                    only_attributes(graph, i, &["axis"])?;
+                    let axis = attribute(graph, i, "axis", ATTRIBUTE_INT)?.map_or(1, |a| a.i);
+                    ensure!(
+                        axis == 1,
+                        "{}: axis {axis} does not keep the batch",
+                        named(graph, i)
+                    );
+                } else {
+                    only_attributes(graph, i, &["allowzero"])?;
+                    let shape = init(i, 1, "target shape")?;
+                    ensure!(
+                        shape.data_type == INT64 && shape.dims.len() == 1 && shape.dims[0] == 2,
+                        "{}: the target shape is not a pair of int64 [batch, features]",
+                        named(graph, i)
+                    );
+                }
+            }
+            "Cast" => {
+                only_attributes(graph, i, &["to", "saturate"])?;
+                let to = attribute(graph, i, "to", ATTRIBUTE_INT)?.map_or(0, |a| a.i);
+                ensure!(
+                    to == i64::from(FLOAT),
+                    "{}: casts to element type {to}, which changes the values (only a cast to \
+                     float changes nothing)",
+                    named(graph, i)
+                );
+            }
+            "MatMul" | "Gemm" => {
+                ensure!(
+                    !after_layer,
+                    "{}: a second dense layer with no Relu after the first (layer {})",
+                    named(graph, i),
+                    layers.len()
+                );
+                let mut layer = Layer {
+                    weights: init(i, 1, "weights")?,
+                    transposed: false,
+                    bias: None,
+                    node: i,
+                };
+                if n.op_type == "Gemm" {
+                    only_attributes(graph, i, &["alpha", "beta", "transA", "transB"])?;
+                    let int = |name| -> Result<i64> {
+                        Ok(attribute(graph, i, name, ATTRIBUTE_INT)?.map_or(0, |a| a.i))
+                    };
+                    ensure!(
+                        int("transA")? == 0,
+                        "{}: transA is not supported",
+                        named(graph, i)
+                    );
+                    let trans_b = int("transB")?;
+                    ensure!(
+                        trans_b == 0 || trans_b == 1,
+                        "{}: transB = {trans_b}",
+                        named(graph, i)
+                    );
+                    layer.transposed = trans_b == 1;
+                    for name in ["alpha", "beta"] {
+                        let v = attribute(graph, i, name, ATTRIBUTE_FLOAT)?.map_or(1.0, |a| a.f);
+                        ensure!(
+                            v == 1.0,
+                            "{}: {name} = {v} is not supported (only 1)",
+                            named(graph, i)
+                        );
+                    }
+                    ensure!(
+                        n.input.len() <= 3,
+                        "{}: has {} inputs",
+                        named(graph, i),
+                        n.input.len()
+                    );
+                    if n.input.get(2).is_some_and(|b| !b.is_empty()) {
+                        layer.bias = Some(init(i, 2, "bias")?);
+                    }
+                } else {
+                    only_attributes(graph, i, &[])?;
+                    ensure!(
+                        n.input.len() == 2,
+                        "{}: has {} inputs",
+                        named(graph, i),
+                        n.input.len()
+                    );
+                }
+                layers.push(layer);
+                ensure!(
+                    layers.len() <= infer_core::format::MAX_LAYERS,
+                    "{}: more than {} dense layers",
+                    named(graph, i),
+                    infer_core::format::MAX_LAYERS
+                );
+            }
+            "Add" => {
+                only_attributes(graph, i, &[])?;
+                let last = layers
+                    .last_mut()
+                    .filter(|l| l.bias.is_none() && after_layer);
+                let other = n.input.get(1 - operand.unwrap_or(0).min(1));
+                let bias = other.and_then(|b| inits.get(b.as_str()).copied());
+                match (last, bias, n.input.len()) {
+                    (Some(layer), Some(b), 2) if graph.node[layer.node].op_type == "MatMul" => {
+                        layer.bias = Some(b);
+                    }
+                    _ => bail!(
+                        "{}: only a bias (an initializer) added right after a MatMul is supported",
+                        named(graph, i)
+                    ),
+                }
+            }
+            "Relu" => {
+                only_attributes(graph, i, &[])?;
+                ensure!(
+                    after_layer,
+                    "{}: a Relu {}",
+                    named(graph, i),
+                    if layers.is_empty() {
+                        "on the input, before any layer"
+                    } else {
+                        "twice in a row"
+                    }
+                );
+                relus += 1;
+            }
+            "Softmax" => {
+                only_attributes(graph, i, &["axis"])?;
+                let axis = attribute(graph, i, "axis", ATTRIBUTE_INT)?.map_or(-1, |a| a.i);
+                ensure!(
+                    axis == -1 || axis == 1,
+                    "{}: softmax over axis {axis}, not the classes",
+                    named(graph, i)
+                );
+                ensure!(
+                    after_layer,
+                    "{}: a Softmax that is not after the last layer",
+                    named(graph, i)
+                );
+                softmax = true;
+            }
+            other => bail!(
+                "{}: operator {other} is not part of a dense ReLU MLP (Gemm or MatMul+Add, Relu, \
+                 optional Flatten/Reshape at the input and Softmax at the output)",
+                named(graph, i)
+            ),
+        }
+        at = &n.output[0];
+    }
+    if let Some(i) = (0..graph.node.len()).find(|i| !visited.contains(i)) {
+        bail!(
+            "{}: not on the path from the graph's input to its output",
+            named(graph, i)
+        );
+    }
+    ensure!(
+        relus + 1 == layers.len(),
+        "the model needs a Relu after every layer but the last ({} layers, {relus} Relu)",
+        layers.len()
+    );
+
+    // The weights, one layer at a time: `[in][out]` row-major.
+    let mut dense = Vec::with_capacity(layers.len());
+    for layer in &layers {
+        let (dims, values) = floats(layer.weights)?;
+        let [rows, cols] = dims[..] else {
+            bail!(
+                "{}: weights {} are not a matrix ({dims:?})",
+                named(graph, layer.node),
+                layer.weights.name
+            );
+        };
+        let (inputs, outputs) = if layer.transposed {
+            (cols, rows)
+        } else {
+            (rows, cols)
+        };
+        let bias = match layer.bias {
+            Some(t) => floats(t)?,
+            None => (vec![outputs], vec![0.0; outputs]),
+        };
+        ensure!(
+            bias.1.len() == outputs && bias.0.iter().filter(|&&d| d != 1).count() <= 1,
+            "{}: bias {:?} of shape {:?} for {outputs} outputs",
+            named(graph, layer.node),
+            layer.bias.map_or("", |b| b.name.as_str()),
+            bias.0
+        );
+        let at = |k: usize, j: usize| {
+            if layer.transposed {
+                values[j * inputs + k]
+            } else {
+                values[k * outputs + j]
+            }
+        };
+        dense.push(crate::mlp::Dense {
+            w: DMatrix::from_fn(outputs, inputs, |j, k| at(k, j)),
+            b: DVector::from_vec(bias.1),
+        });
+    }
+    let widths: Vec<(usize, usize)> = dense.iter().map(|d| (d.w.ncols(), d.w.nrows())).collect();
+    ensure!(
+        widths.len() >= 2
+            && widths.windows(2).all(|p| p[0].1 == p[1].0)
+            && widths.first().map(|s| s.0) == Some(INPUTS)
+            && widths.last().map(|s| s.1) == Some(CLASSES),
+        "the model's dense layers are {widths:?}, not a chain 784→…→10 of 2 to {} layers",
+        infer_core::format::MAX_LAYERS
+    );
+    let last = dense.pop().context("no layers")?;
+    let mut rest = dense.into_iter();
+    let first = rest.next().context("no layers")?;
+    Ok(Mlp {
+        w1: first.w,
+        b1: first.b,
+        middle: rest.collect(),
+        // The trainer's output layer is `hidden × classes`.
+        w2: last.w.transpose(),
+        b2: last.b,
+    })
+}
