@@ -50,3 +50,19 @@ fn check_quant(model: &QuantModel<'_>, image: &[u8]) {
     assert!(batch.iter().all(|b| *b == p));
     assert!(model.probabilities(&p).iter().all(|v| v.is_finite()));
 }
+
+/// What an imported ONNX network must be: a chain 784 → … → 10 whose matrices and biases agree
+/// in shape.
+pub fn check_imported(net: &trainer::mlp::Mlp) {
+    let widths = net.widths();
+    assert_eq!(widths.first(), Some(&784), "{widths:?}");
+    assert_eq!(widths.last(), Some(&10), "{widths:?}");
+    assert_eq!(net.w1.shape(), (widths[1], 784));
+    assert_eq!(net.b1.len(), widths[1]);
+    for (l, d) in net.middle.iter().enumerate() {
+        assert_eq!(d.w.shape(), (widths[l + 2], widths[l + 1]));
+        assert_eq!(d.b.len(), widths[l + 2]);
+    }
+    assert_eq!(net.w2.shape(), (widths[widths.len() - 2], 10));
+    assert_eq!(net.b2.len(), 10);
+}

@@ -704,7 +704,8 @@ mod tests {
 }
 
 /// A validated model of either kind, told apart by its header: what a tool that takes any model
-/// file holds (the CLI's `eval` and `predict`, the browser page).
+/// file holds (the CLI's `eval` and `predict`, the browser page). (Its methods are `#[inline]`, so
+/// a program that does not use it, such as a firmware, compiles none of it.)
 #[derive(Debug, Clone)]
 // The integer layers' views are larger than the f32 ones; a model is made once per file.
 #[allow(clippy::large_enum_variant)]
@@ -718,6 +719,7 @@ pub enum AnyModel<'a> {
 impl<'a> AnyModel<'a> {
     /// Validates `bytes` as whichever kind their header says (as [`QuantModel::from_bytes`] or
     /// [`F32Model::from_bytes`]).
+    #[inline]
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, FormatError> {
         if crate::format::peek(bytes)?.is_f32() {
             F32Model::from_bytes(bytes).map(AnyModel::F32)
@@ -727,6 +729,7 @@ impl<'a> AnyModel<'a> {
     }
 
     /// The file's header: shape and weight kinds.
+    #[inline]
     pub fn header(&self) -> &Header {
         match self {
             AnyModel::Quant(m) => m.header(),
@@ -735,21 +738,25 @@ impl<'a> AnyModel<'a> {
     }
 
     /// "int8", "int4", "int4+int8", "f32"… ([`Header::kind_name`]).
+    #[inline]
     pub fn kind(&self) -> &'static str {
         self.header().kind_name()
     }
 
     /// Inputs the model takes.
+    #[inline]
     pub fn inputs(&self) -> usize {
         self.header().inputs()
     }
 
     /// Classes it tells apart.
+    #[inline]
     pub fn classes(&self) -> usize {
         self.header().classes()
     }
 
     /// The class of one input (of [`Self::inputs`] bytes).
+    #[inline]
     pub fn classify(&self, input: &[u8]) -> Result<u8, KernelError> {
         Ok(match self {
             AnyModel::Quant(m) => m.predict(input)?.class,
@@ -758,6 +765,7 @@ impl<'a> AnyModel<'a> {
     }
 
     /// The logits in real units (for an integer model, each class's accumulator at its scale).
+    #[inline]
     pub fn logits(&self, input: &[u8]) -> Result<Logits<f32>, KernelError> {
         Ok(match self {
             AnyModel::Quant(m) => {
@@ -773,6 +781,7 @@ impl<'a> AnyModel<'a> {
     }
 
     /// The class and the probabilities (the softmax of the logits).
+    #[inline]
     pub fn probabilities(&self, input: &[u8]) -> Result<(u8, Logits<f32>), KernelError> {
         Ok(match self {
             AnyModel::Quant(m) => {

@@ -217,10 +217,6 @@ kernels! {
     /// Portable 32-bit pair multiplies for 4-bit weights (the reference's walk for int8): the
     /// kernel of cores without SIMD, such as the Cortex-M0 (Thumb-1) and M3. Always available.
     Swar = "swar", cfg(all()), swar::Swar, available: true, batch: no;
-    /// WebAssembly SIMD128 (build with `-C target-feature=+simd128`): `i16x8.extend` +
-    /// `i32x4.dot_i16x8_s` on quarter tiles.
-    WasmSimd128 = "wasm-simd128", cfg(all(target_arch = "wasm32", target_feature = "simd128")),
-        wasm32::Simd128, available: true, batch: no;
     /// aarch64 NEON: `sxtl` + `smlal` on quarter tiles.
     Neon = "neon", cfg(target_arch = "aarch64"), aarch64::Neon, available: true, batch: no;
     /// Cortex-M4/M7/M33 DSP extension: `sxtb16` + `smlad` on quarter tiles.
@@ -234,6 +230,10 @@ kernels! {
     /// x86-64 AVX-512 VNNI: one 512-bit `vpdpbusd` per tile.
     Avx512Vnni = "avx512-vnni", cfg(target_arch = "x86_64"), x86_64::Avx512Vnni,
         available: x86_64::has_avx512_vnni(), batch: yes;
+    /// WebAssembly SIMD128 (build with `-C target-feature=+simd128`): `i16x8.extend` +
+    /// `i32x4.dot_i16x8_s` on quarter tiles.
+    WasmSimd128 = "wasm-simd128", cfg(all(target_arch = "wasm32", target_feature = "simd128")),
+        wasm32::Simd128, available: true, batch: no;
 }
 
 impl Kernel {
