@@ -331,3 +331,140 @@ fn hostile_graphs_are_refused_naming_what_is_wrong() {
         assert!(message.contains(expected), "{what}: {message}");
     }
 }
+
+/// The tutorial network as a PyTorch user trained it on `Normalize((mean,), (std,))`: first-layer
+/// weights and biases that expect `(x − mean) / std`, computing the same function of the pixels.
+fn normalized(net: &Mlp, mean: f32, std: f32) -> Mlp {
+    let mut n = net.clone();
+    for j in 0..n.w1.nrows() {
+        let sum: f64 = (0..n.w1.ncols()).map(|k| f64::from(net.w1[(j, k)])).sum();
+        n.b1[j] = (f64::from(net.b1[j]) + sum * f64::from(mean)) as f32;
+        for k in 0..n.w1.ncols() {
+            n.w1[(j, k)] = net.w1[(j, k)] * std;
+        }
+    }
+    n
+}
+
+/// Input scaling folded into the first layer: a normalization done outside the graph
+/// (`--input-mean`, `--input-std`), the same done inside it (Sub, Div), and Keras's
+/// `Rescaling(1/255)` (a graph taking pixels in 0–255) all give back the network of pixels in
+/// 0–1; a model scored below 50 % (one trained on 0–255, scaled outside its graph) is flagged and
+/// does not replace an existing set without `--force`; a normalized one imported with the flags
+/// keeps its accuracy.
+#[test]
+fn input_scaling_is_folded_into_the_first_layer() {
+    use prost::Message;
+    let net = tutorial_net(&mnist().train.head(10_000), 1);
+    let (mean, std) = (0.1307f32, 0.3081f32);
+    let pytorch = normalized(&net, mean, std);
+    let close = |a: &Mlp, b: &Mlp| {
+        let w =
+            a.w1.iter()
+                .zip(b.w1.iter())
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+        let bias =
+            a.b1.iter()
+                .zip(b.b1.iter())
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+        assert!(
+            w < 1e-6 && bias < 1e-4,
+            "weights differ by {w}, biases by {bias}"
+        );
+        assert_eq!((&a.middle, &a.w2, &a.b2), (&b.middle, &b.w2, &b.b2));
+    };
+    let mut scaling = onnx::InputScaling {
+        outside: Some((mean, std)),
+        folded: Vec::new(),
+    };
+    close(
+        &onnx::import_scaled(&exported(&pytorch), &mut scaling).unwrap(),
+        &net,
+    );
+    // The same normalization as nodes of the graph.
+    let mut inside = onnx::ModelProto::decode(exported(&pytorch).as_slice()).unwrap();
+    {
+        let g = inside.graph.as_mut().unwrap();
+        g.node[0].input[0] = "scaled".into();
+        g.node
+            .insert(0, node("Sub", &["pixels", "mean"], "centred"));
+        g.node.insert(1, node("Div", &["centred", "std"], "scaled"));
+        g.initializer.push(float_tensor("mean", &[1], &[mean]));
+        g.initializer.push(float_tensor("std", &[], &[std]));
+    }
+    let mut scaling = onnx::InputScaling {
+        outside: None,
+        folded: Vec::new(),
+    };
+    close(
+        &onnx::import_scaled(&inside.encode_to_vec(), &mut scaling).unwrap(),
+        &net,
+    );
+    assert_eq!(scaling.folded.len(), 2, "{:?}", scaling.folded);
+    // Keras's Rescaling(1/255): the graph takes 0–255.
+    let mut keras = onnx::ModelProto::decode(exported(&net).as_slice()).unwrap();
+    {
+        let g = keras.graph.as_mut().unwrap();
+        g.node[0].input[0] = "rescaled".into();
+        g.node.insert(0, node("Mul", &["pixels", "k"], "rescaled"));
+        g.initializer.push(float_tensor("k", &[], &[1.0 / 255.0]));
+    }
+    let mut scaling = onnx::InputScaling {
+        outside: None,
+        folded: Vec::new(),
+    };
+    close(
+        &onnx::import_scaled(&keras.encode_to_vec(), &mut scaling).unwrap(),
+        &net,
+    );
+    assert!(scaling.folded[0].contains("0–255"), "{:?}", scaling.folded);
+
+    // The command. A model trained on 0–255 with the scaling outside its graph scores far
+    // below 50 % on pixels in 0–1: flagged, and not written over a set.
+    let dir = common::temp_dir("onnx-normalized");
+    let file = dir.join("pytorch.onnx");
+    std::fs::write(&file, exported(&pytorch)).unwrap();
+    let raw = dir.join("raw-255.onnx");
+    std::fs::write(&raw, exported(&normalized(&net, 0.0, 1.0 / 255.0))).unwrap();
+    let (out, original) = (dir.join("out"), dir.join("original.onnx"));
+    std::fs::write(&original, exported(&net)).unwrap();
+    let import = |model: &std::path::Path, extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_trainer"))
+            .arg("import")
+            .arg(model)
+            .arg("--out")
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let first = import(&original, &[]);
+    common::succeeded(&first);
+    let before = std::fs::read(out.join("mlp-int8.bin")).unwrap();
+    let bare = import(&raw, &[]);
+    let stderr = String::from_utf8_lossy(&bare.stderr);
+    assert_eq!(bare.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--input-mean") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(out.join("mlp-int8.bin")).unwrap(), before);
+    let flagged = import(&file, &["--input-mean", "0.1307", "--input-std", "0.3081"]);
+    common::succeeded(&flagged);
+    let accuracy = |o: &std::process::Output, key: &str| -> f64 {
+        let text = String::from_utf8_lossy(&o.stdout);
+        let rest = &text[text.find(key).unwrap() + key.len()..];
+        rest.split([',', ' '])
+            .find(|s| !s.is_empty())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    for key in ["f32 test accuracy ", "int8 "] {
+        let (a, b) = (accuracy(&first, key), accuracy(&flagged, key));
+        let bound = if key == "int8 " { 0.001 } else { 0.0001 };
+        assert!((a - b).abs() <= bound, "{key}: {a} against {b}");
+    }
+}

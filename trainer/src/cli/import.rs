@@ -26,7 +26,23 @@ pub(crate) struct ImportArgs {
     /// evaluate both [default: data/mnist]
     #[arg(long)]
     data: Option<PathBuf>,
+    /// The mean the model's inputs were normalized with outside the graph, `(x − mean) / std`
+    /// on pixels in 0–1 (PyTorch's `Normalize((0.1307,), (0.3081,))`: 0.1307); folded into the
+    /// first layer. Needs --input-std.
+    #[arg(long, requires = "input_std", allow_negative_numbers = true)]
+    input_mean: Option<f32>,
+    /// The standard deviation of that normalization (0.3081 for PyTorch's MNIST examples).
+    #[arg(long, requires = "input_mean")]
+    input_std: Option<f32>,
+    /// Write the model files even if the imported model scores below 50 % on the test set
+    /// (which replaces the set in --out).
+    #[arg(long)]
+    force: bool,
 }
+
+/// Below this f32 test accuracy an imported model is taken for one whose inputs are scaled
+/// otherwise than the pixels in 0–1 it is given.
+const FAILED_ACCURACY: f64 = 0.5;
 
 pub(crate) fn import(args: ImportArgs) -> Result<()> {
     let data_dir = args.data.clone().unwrap_or_else(default_data_dir);
@@ -40,14 +56,42 @@ pub(crate) fn import(args: ImportArgs) -> Result<()> {
         trainer::output::MAX_MODEL_BYTES,
         "an ONNX file",
     )?;
-    let net = trainer::onnx::import(&bytes)
+    let mut scaling = trainer::onnx::InputScaling {
+        outside: args.input_mean.zip(args.input_std),
+        folded: Vec::new(),
+    };
+    let net = trainer::onnx::import_scaled(&bytes, &mut scaling)
         .with_context(|| format!("{} is not a usable 784-H-10 model", args.model.display()))?;
+    for step in &scaling.folded {
+        say!("input scaling folded into the first layer: {step}")?;
+    }
     let need = 2 * model_bytes_bound(&net.widths());
     let out = OutputSet::begin(&args.out, need)?;
     let mnist = load_mnist(&data_dir)?;
     let scales = calibrate_hidden_scales(&net, &mnist.train.head(CALIBRATION_IMAGES));
     let quantized = quantize_with_scales(&net, &scales, Width::Int8)?;
     let f32 = write_f32(&out, &net, &mnist.test)?;
+    if f32.test_accuracy < FAILED_ACCURACY {
+        eprintln!(
+            "warning: the imported model scores {:.4} on the test set: its inputs are probably \
+             scaled otherwise than pixels in 0–1 (was it trained on normalized inputs? give \
+             --input-mean and --input-std; on 0–255? a Rescaling or Div node in the graph is \
+             folded, a scaling done outside it is not)",
+            f32.test_accuracy
+        );
+        let existing: Vec<String> = ["mlp-int8.bin", "mlp-f32.bin", "mlp-int4.bin"]
+            .iter()
+            .map(|f| out.resolved().join(f))
+            .filter(|p| p.exists())
+            .map(|p| p.display().to_string())
+            .collect();
+        if !existing.is_empty() && !args.force {
+            anyhow::bail!(
+                "not replacing {} with the imported model: pass --force to write it anyway",
+                existing.join(", ")
+            );
+        }
+    }
     let (int8, _) = write_quant(&out, &quantized, &mnist.test)?;
     out.commit()?;
     say!(

@@ -150,8 +150,36 @@ fn floats(t: &TensorProto) -> Result<(Vec<usize>, Vec<f32>)> {
     Ok((dims, values))
 }
 
-/// Reads an MLP (784 → hidden ReLU layers → 10) from ONNX bytes into the trainer's network.
+/// How the pixels reach the graph's input, and what import folded into the first layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputScaling {
+    /// Normalization done outside the graph, `(x − mean) / std` on pixels in 0–1 (the usual
+    /// PyTorch transform, `Normalize((0.1307,), (0.3081,))`): `None` if the graph takes the
+    /// pixels as they are.
+    pub outside: Option<(f32, f32)>,
+    /// Set by [`import_scaled`]: what was folded, in words (the graph's own input operations,
+    /// and whether its input was taken as 0–255 because the graph divides it by 255).
+    pub folded: Vec<String>,
+}
+
+/// Reads an MLP (784 → hidden ReLU layers → 10) from ONNX bytes into the trainer's network
+/// (the graph takes pixels in 0–1; see [`import_scaled`]).
 pub fn import(bytes: &[u8]) -> Result<Mlp> {
+    import_scaled(
+        bytes,
+        &mut InputScaling {
+            outside: None,
+            folded: Vec::new(),
+        },
+    )
+}
+
+/// [`import`], with input scaling folded into the first layer, so that the network takes pixels
+/// in 0–1 as every model file does: a normalization done outside the graph (`scaling.outside`),
+/// then constants the graph itself subtracts, adds, multiplies or divides its input by before
+/// the first layer (one value, or one per pixel). A graph that multiplies its input by 1/255 (or
+/// divides it by 255: Keras's `Rescaling(1/255)`) takes pixels in 0–255; the 255 is folded too.
+pub fn import_scaled(bytes: &[u8], scaling: &mut InputScaling) -> Result<Mlp> {
     let model =
         ModelProto::decode(bytes).context("not an ONNX model (the protobuf does not decode)")?;
     let opset = model
@@ -252,6 +280,20 @@ pub fn import(bytes: &[u8]) -> Result<Mlp> {
 
     // The walk: from the input, one reader at a time, to the output.
     let mut layers: Vec<Layer<'_>> = Vec::new();
+    // What reaches the first layer: `scale[k] · x[k] + shift[k]` of pixel `k` in 0–1.
+    let (mut scale, mut shift) = (vec![1.0f64; INPUTS], vec![0.0f64; INPUTS]);
+    if let Some((mean, std)) = scaling.outside {
+        ensure!(
+            mean.is_finite() && std.is_finite() && std > 0.0,
+            "--input-mean {mean} --input-std {std}: a finite mean and a positive std are needed"
+        );
+        scale.fill(1.0 / f64::from(std));
+        shift.fill(-f64::from(mean) / f64::from(std));
+        scaling
+            .folded
+            .push(format!("(x − {mean}) / {std} (--input-mean, --input-std)"));
+    }
+    let mut input_ops: Vec<(usize, &'static str, &TensorProto)> = Vec::new();
     let mut relus = 0usize;
     let mut softmax = false;
     let mut visited = HashSet::new();
@@ -388,6 +430,29 @@ pub fn import(bytes: &[u8]) -> Result<Mlp> {
                     infer_core::format::MAX_LAYERS
                 );
             }
+            "Sub" | "Div" | "Mul" | "Add" if layers.is_empty() => {
+                only_attributes(graph, i, &[])?;
+                ensure!(
+                    n.input.len() == 2,
+                    "{}: has {} inputs",
+                    named(graph, i),
+                    n.input.len()
+                );
+                ensure!(
+                    operand == Some(0) || matches!(n.op_type.as_str(), "Mul" | "Add"),
+                    "{}: the input is its second operand",
+                    named(graph, i)
+                );
+                let other = 1 - operand.unwrap_or(0).min(1);
+                let c = init(i, other, "operand")?;
+                let op = match n.op_type.as_str() {
+                    "Sub" => "Sub",
+                    "Div" => "Div",
+                    "Mul" => "Mul",
+                    _ => "Add",
+                };
+                input_ops.push((i, op, c));
+            }
             "Add" => {
                 only_attributes(graph, i, &[])?;
                 let last = layers
@@ -454,6 +519,63 @@ pub fn import(bytes: &[u8]) -> Result<Mlp> {
         layers.len()
     );
 
+    // The graph's own input scaling, in order.
+    let mut raw_255 = false;
+    for &(i, op, c) in &input_ops {
+        let (dims, values) = floats(c)?;
+        ensure!(
+            values.len() == 1 || values.len() == INPUTS,
+            "{}: its constant has {} values (shape {dims:?}), not 1 or {INPUTS}",
+            named(graph, i),
+            values.len()
+        );
+        let value = |k: usize| f64::from(values[if values.len() == 1 { 0 } else { k }]);
+        if input_ops.first().is_some_and(|f| f.0 == i)
+            && values.len() == 1
+            && ((op == "Mul" && (value(0) * 255.0 - 1.0).abs() < 1e-6)
+                || (op == "Div" && (value(0) - 255.0).abs() < 1e-3))
+        {
+            raw_255 = true;
+        }
+        for k in 0..INPUTS {
+            let v = value(k);
+            ensure!(
+                v.is_finite() && (op != "Div" || v != 0.0),
+                "{}: its constant {v} cannot scale an input",
+                named(graph, i)
+            );
+            match op {
+                "Sub" => shift[k] -= v,
+                "Add" => shift[k] += v,
+                "Mul" => (scale[k], shift[k]) = (scale[k] * v, shift[k] * v),
+                _ => (scale[k], shift[k]) = (scale[k] / v, shift[k] / v),
+            }
+        }
+        scaling.folded.push(format!(
+            "{op} {} ({})",
+            if values.len() == 1 {
+                format!("{}", values[0])
+            } else {
+                format!("{INPUTS} constants")
+            },
+            named(graph, i)
+        ));
+    }
+    if raw_255 {
+        ensure!(
+            scaling.outside.is_none(),
+            "the graph divides its input by 255 (it takes pixels in 0–255) and --input-mean / \
+             --input-std also describe its input: give one or the other"
+        );
+        for (sc, sh) in scale.iter_mut().zip(&mut shift) {
+            (*sc, *sh) = (*sc * 255.0, *sh);
+        }
+        scaling.folded.insert(
+            0,
+            "the graph divides its input by 255: it takes pixels in 0–255".into(),
+        );
+    }
+
     // The weights, one layer at a time: `[in][out]` row-major.
     let mut dense = Vec::with_capacity(layers.len());
     for layer in &layers {
@@ -504,7 +626,19 @@ pub fn import(bytes: &[u8]) -> Result<Mlp> {
     );
     let last = dense.pop().context("no layers")?;
     let mut rest = dense.into_iter();
-    let first = rest.next().context("no layers")?;
+    let mut first = rest.next().context("no layers")?;
+    // W·(scale ⊙ x + shift) + b = (W · diag(scale)) · x + (W · shift + b), in f64.
+    if scale.iter().any(|&v| v != 1.0) || shift.iter().any(|&v| v != 0.0) {
+        for j in 0..first.w.nrows() {
+            let mut b = f64::from(first.b[j]);
+            for k in 0..INPUTS {
+                let w = f64::from(first.w[(j, k)]);
+                b += w * shift[k];
+                first.w[(j, k)] = (w * scale[k]) as f32;
+            }
+            first.b[j] = b as f32;
+        }
+    }
     Ok(Mlp {
         w1: first.w,
         b1: first.b,

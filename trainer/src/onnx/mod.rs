@@ -22,5 +22,5 @@ mod import;
 pub mod schema;
 
 pub use export::{export_f32, export_quant};
-pub use import::import;
+pub use import::{InputScaling, import, import_scaled};
 pub use schema::*;
