@@ -1,5 +1,5 @@
 //! ONNX *graphs*, generated: a handful of nodes drawn from the operators a dense MLP uses and a
-//! few it must not (Softmax, Cast, Sigmoid…), wired to earlier names, to initializers of small
+//! few it must not (Softmax, Cast, Sigmoid…) and the input scaling it folds (Sub, Mul, Div), wired to earlier names, to initializers of small
 //! random shapes or to nothing, with attributes of any kind; opsets and domains varied. The
 //! importer must refuse or accept without a panic, and what it accepts must be a consistent chain
 //! 784 → … → 10. Structure-aware, so the mutations reach the graph checks behind the protobuf.
@@ -15,6 +15,9 @@ enum Op {
     MatMul,
     Gemm,
     Add,
+    Sub,
+    Mul,
+    Div,
     Relu,
     Softmax,
     Identity,
