@@ -10,8 +10,111 @@ pub fn c_identifier(stem: &str) -> String {
     if id.is_empty() || id.starts_with(|c: char| c.is_ascii_digit()) {
         id.insert_str(0, "model_");
     }
+    // A keyword of C or C++ (the header is included by both), or a name reserved to the
+    // implementation (`_X…`, `__…`), would not compile or would clash.
+    let reserved = id.starts_with("__")
+        || (id.starts_with('_') && id[1..].starts_with(|c: char| c.is_ascii_uppercase()));
+    if reserved || KEYWORDS.contains(&id.as_str()) {
+        id.insert_str(0, "model_");
+    }
     id
 }
+
+/// C11 and C++11 keywords, and the standard macros a header's names must not take.
+const KEYWORDS: &[&str] = &[
+    "alignas",
+    "alignof",
+    "and",
+    "and_eq",
+    "asm",
+    "auto",
+    "bitand",
+    "bitor",
+    "bool",
+    "break",
+    "case",
+    "catch",
+    "char",
+    "char16_t",
+    "char32_t",
+    "class",
+    "compl",
+    "const",
+    "const_cast",
+    "constexpr",
+    "continue",
+    "decltype",
+    "default",
+    "delete",
+    "do",
+    "double",
+    "dynamic_cast",
+    "else",
+    "enum",
+    "explicit",
+    "export",
+    "extern",
+    "false",
+    "float",
+    "for",
+    "friend",
+    "goto",
+    "if",
+    "inline",
+    "int",
+    "long",
+    "mutable",
+    "namespace",
+    "new",
+    "noexcept",
+    "not",
+    "not_eq",
+    "nullptr",
+    "operator",
+    "or",
+    "or_eq",
+    "private",
+    "protected",
+    "public",
+    "register",
+    "reinterpret_cast",
+    "restrict",
+    "return",
+    "short",
+    "signed",
+    "sizeof",
+    "static",
+    "static_assert",
+    "static_cast",
+    "struct",
+    "switch",
+    "template",
+    "this",
+    "thread_local",
+    "throw",
+    "true",
+    "try",
+    "typedef",
+    "typeid",
+    "typename",
+    "union",
+    "unsigned",
+    "using",
+    "virtual",
+    "void",
+    "volatile",
+    "wchar_t",
+    "while",
+    "xor",
+    "xor_eq",
+    "NULL",
+    "EOF",
+    "errno",
+    "assert",
+    "offsetof",
+    "size_t",
+    "uint8_t",
+];
 
 /// A header defining `name` (the bytes, 16-byte aligned, `const`) and `name_len` (their count);
 /// `about` says what the bytes are, in its opening comment.
@@ -56,6 +159,10 @@ mod tests {
         assert_eq!(c_identifier("mlp-int8"), "mlp_int8");
         assert_eq!(c_identifier("8bit model"), "model_8bit_model");
         assert_eq!(c_identifier(""), "model_");
+        assert_eq!(c_identifier("int"), "model_int");
+        assert_eq!(c_identifier("class"), "model_class");
+        assert_eq!(c_identifier("_Model"), "model__Model");
+        assert_eq!(c_identifier("integer"), "integer");
     }
 
     #[test]
