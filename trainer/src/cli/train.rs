@@ -164,8 +164,24 @@ impl EpochDisplay {
                     let bar = ProgressBar::new(steps as u64);
                     bar.set_style(
                         ProgressStyle::with_template(
-                            "Epoch {prefix} {bar:30} {pos}/{len} - ETA {eta} - {msg}",
+                            "Epoch {prefix} {bar:30} {pos}/{len}{eta_once_known} - {msg}",
                         )
+                        .map(|style| {
+                            // Blank until a few batches and half a second have gone by: before
+                            // that the rate (and so any ETA) is noise.
+                            style.with_key(
+                                "eta_once_known",
+                                |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                                    if s.pos() >= 5 && s.elapsed().as_secs_f64() >= 0.5 {
+                                        let _ = write!(
+                                            w,
+                                            " - ETA {}",
+                                            indicatif::HumanDuration(s.eta())
+                                        );
+                                    }
+                                },
+                            )
+                        })
                         .unwrap_or_else(|_| ProgressStyle::default_bar()),
                     );
                     bar.set_prefix(format!("{epoch}/{}", self.epochs));
