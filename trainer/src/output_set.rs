@@ -226,6 +226,22 @@ pub fn check_writable_file(path: &Path, need: u64) -> Result<()> {
 /// Fails unless files can be written into folder `dir` (created if missing) with `need` bytes
 /// free; see [`check_writable_file`].
 pub fn check_writable_dir(dir: &Path, need: u64) -> Result<()> {
+    // The first folder of `dir` that does not exist yet: created for the probe, removed after it,
+    // so a run refused later leaves no empty folder behind (the run creates it again to write).
+    let created = dir
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+        .last()
+        .map(Path::to_path_buf);
+    let checked = probe_dir(dir, need);
+    if let Some(first) = created {
+        let _ = std::fs::remove_dir_all(first);
+    }
+    checked
+}
+
+/// [`check_writable_dir`]'s work: create, probe, count the free space.
+fn probe_dir(dir: &Path, need: u64) -> Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create folder {}", dir.display()))?;
     crate::output::remove_dead_temporaries(dir, PROBE);
