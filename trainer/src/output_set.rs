@@ -220,11 +220,14 @@ pub fn check_writable_file(path: &Path, need: u64) -> Result<()> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    check_writable_dir(dir, need)
+    // The folder stays: the file is written into it after the run, by a write that does not
+    // create folders.
+    probe_dir(dir, need)
 }
 
-/// Fails unless files can be written into folder `dir` (created if missing) with `need` bytes
-/// free; see [`check_writable_file`].
+/// Fails unless files can be written into folder `dir` with `need` bytes free; see
+/// [`check_writable_file`]. A folder that did not exist is created for the probe and removed
+/// again (whoever writes there later creates it).
 pub fn check_writable_dir(dir: &Path, need: u64) -> Result<()> {
     // The first folder of `dir` that does not exist yet: created for the probe, removed after it,
     // so a run refused later leaves no empty folder behind (the run creates it again to write).
@@ -735,6 +738,11 @@ mod tests {
         std::fs::write(dir.join(".write-probe-1-17"), b"").unwrap();
         check_writable_dir(&dir, 0).unwrap();
         assert_eq!(entries(&dir), [".write-probe-1-17"]);
+        check_writable_dir(&dir.join("plots/deep"), 0).unwrap();
+        assert!(
+            !dir.join("plots").exists(),
+            "a probed new folder stays behind"
+        );
         check_writable_file(&dir.join("new/report.json"), 0).unwrap();
         assert_eq!(entries(&dir.join("new")), Vec::<String>::new());
         let err = check_writable_file(&dir, 0).unwrap_err().to_string();
