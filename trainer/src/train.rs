@@ -90,6 +90,12 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The first quantization-aware epoch (1-based): the last `qat_epochs` epochs, or all of them
+    /// in a shorter run; `None` without quantization-aware training.
+    pub fn first_qat_epoch(&self) -> Option<usize> {
+        (self.qat_epochs > 0).then(|| (self.epochs + 1).saturating_sub(self.qat_epochs).max(1))
+    }
+
     /// A recipe's settings.
     pub fn recipe(recipe: Recipe) -> Self {
         let tutorial = Self {
@@ -258,8 +264,7 @@ pub fn fit(
     // Grows with the epochs run, not the epochs asked for.
     let mut history = Vec::new();
     let mut best: Option<(f64, usize, Mlp, Option<Vec<f32>>)> = None;
-    // The last `qat_epochs` epochs, or all of them in a shorter run.
-    let first_qat_epoch = (config.epochs + 1).saturating_sub(config.qat_epochs).max(1);
+    let first_qat_epoch = config.first_qat_epoch().unwrap_or(usize::MAX);
     let mut act_scales: Option<Vec<f32>> = None;
     let steps = data.len().div_ceil(config.batch_size.max(1));
     let total_steps = (steps * config.epochs).max(1) as f64;

@@ -141,13 +141,16 @@ struct EpochDisplay {
     bar: Option<ProgressBar>,
     epochs: usize,
     interactive: bool,
+    /// From which epoch training is quantization-aware, and at which width.
+    qat: Option<(usize, &'static str)>,
 }
 
 impl EpochDisplay {
-    fn new(epochs: usize, quiet: bool) -> Self {
+    fn new(epochs: usize, quiet: bool, qat: Option<(usize, &'static str)>) -> Self {
         Self {
             bar: None,
             epochs,
+            qat,
             interactive: !quiet && std::io::stdout().is_terminal(),
         }
     }
@@ -206,6 +209,9 @@ impl EpochDisplay {
                 if let (Some(a), Some(l)) = (e.test_accuracy, e.test_loss) {
                     held_out += &format!(" - test_accuracy: {a:.4} - test_loss: {l:.4}");
                 }
+                if let Some((_, width)) = self.qat.filter(|&(first, _)| e.epoch >= first) {
+                    held_out += &format!(" - quantization-aware ({width})");
+                }
                 // Progress is best effort: a failure to show it must not stop the training.
                 let _ = say!(
                     "Epoch {}/{}: {:.2}s - accuracy: {:.4} - loss: {:.4}{held_out}",
@@ -252,7 +258,10 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
     let validation_split = args
         .validation_split
         .unwrap_or_else(|| default_validation_split(args.recipe));
-    let mut display = EpochDisplay::new(config.epochs, args.quiet);
+    let qat = config
+        .first_qat_epoch()
+        .map(|first| (first, config.qat_width.name()));
+    let mut display = EpochDisplay::new(config.epochs, args.quiet, qat);
     let run = Run {
         config: config.clone(),
         validation_split,
