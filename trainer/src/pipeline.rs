@@ -117,18 +117,7 @@ pub fn run(
              learning rate too high? --learning-rate is {})",
             last.accuracy, last.loss, config.learning_rate
         ));
-        let existing: Vec<String> = [INT8_FILE, INT4_FILE, F32_FILE]
-            .iter()
-            .map(|f| run.out.resolved().join(f))
-            .filter(|p| p.exists())
-            .map(|p| p.display().to_string())
-            .collect();
-        if !existing.is_empty() && !run.force {
-            anyhow::bail!(
-                "not replacing {} with this run's models: pass --force to write them anyway",
-                existing.join(", ")
-            );
-        }
+        keep_existing_models(run.out, run.force, "this run's models", "them")?;
     }
 
     let tested = evaluate(&net, &mnist.test).stats;
@@ -284,4 +273,23 @@ pub fn write_quant(
     write_model(out, quant_file(q.width), &encode_quant(q)?, test, |bytes| {
         Ok(classify_test(&QuantModel::from_bytes(bytes)?, test)?)
     })
+}
+
+/// Unless `force`, refuses to let `what` (a run that did not learn, an import that scores like
+/// a model fed the wrong inputs) replace the model files `out` already holds, naming them.
+/// `them` is how the message refers to `what`.
+pub fn keep_existing_models(out: &OutputSet, force: bool, what: &str, them: &str) -> Result<()> {
+    let existing: Vec<String> = [INT8_FILE, INT4_FILE, F32_FILE]
+        .iter()
+        .map(|f| out.resolved().join(f))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    if !existing.is_empty() && !force {
+        anyhow::bail!(
+            "not replacing {} with {what}: pass --force to write {them} anyway",
+            existing.join(", ")
+        );
+    }
+    Ok(())
 }

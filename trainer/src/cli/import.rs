@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use trainer::idx::load_mnist;
 use trainer::output_set::OutputSet;
-use trainer::pipeline::{write_f32, write_quant};
+use trainer::pipeline::{keep_existing_models, write_f32, write_quant};
 use trainer::quantize::model_bytes_bound;
 use trainer::quantize::{CALIBRATION_IMAGES, Width, calibrate_hidden_scales, quantize_with_scales};
 
@@ -79,18 +79,7 @@ pub(crate) fn import(args: ImportArgs) -> Result<()> {
              folded, a scaling done outside it is not)",
             f32.test_accuracy
         );
-        let existing: Vec<String> = ["mlp-int8.bin", "mlp-f32.bin", "mlp-int4.bin"]
-            .iter()
-            .map(|f| out.resolved().join(f))
-            .filter(|p| p.exists())
-            .map(|p| p.display().to_string())
-            .collect();
-        if !existing.is_empty() && !args.force {
-            anyhow::bail!(
-                "not replacing {} with the imported model: pass --force to write it anyway",
-                existing.join(", ")
-            );
-        }
+        keep_existing_models(&out, args.force, "the imported model", "it")?;
     }
     let (int8, _) = write_quant(&out, &quantized, &mnist.test)?;
     out.commit()?;

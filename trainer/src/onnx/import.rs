@@ -71,6 +71,17 @@ fn attribute<'a>(
     Ok(a)
 }
 
+/// Refuses node `i` unless it has `counts` inputs.
+fn input_count(
+    graph: &GraphProto,
+    i: usize,
+    counts: std::ops::RangeInclusive<usize>,
+) -> Result<()> {
+    let n = graph.node[i].input.len();
+    ensure!(counts.contains(&n), "{}: has {n} inputs", named(graph, i));
+    Ok(())
+}
+
 /// Refuses attributes other than `allowed` (an attribute this reader does not know may change
 /// what the node computes).
 fn only_attributes(graph: &GraphProto, i: usize, allowed: &[&str]) -> Result<()> {
@@ -404,23 +415,13 @@ pub fn import_scaled(bytes: &[u8], scaling: &mut InputScaling) -> Result<Mlp> {
                             named(graph, i)
                         );
                     }
-                    ensure!(
-                        n.input.len() <= 3,
-                        "{}: has {} inputs",
-                        named(graph, i),
-                        n.input.len()
-                    );
+                    input_count(graph, i, 2..=3)?;
                     if n.input.get(2).is_some_and(|b| !b.is_empty()) {
                         layer.bias = Some(init(i, 2, "bias")?);
                     }
                 } else {
                     only_attributes(graph, i, &[])?;
-                    ensure!(
-                        n.input.len() == 2,
-                        "{}: has {} inputs",
-                        named(graph, i),
-                        n.input.len()
-                    );
+                    input_count(graph, i, 2..=2)?;
                 }
                 layers.push(layer);
                 ensure!(
@@ -432,12 +433,7 @@ pub fn import_scaled(bytes: &[u8], scaling: &mut InputScaling) -> Result<Mlp> {
             }
             "Sub" | "Div" | "Mul" | "Add" if layers.is_empty() => {
                 only_attributes(graph, i, &[])?;
-                ensure!(
-                    n.input.len() == 2,
-                    "{}: has {} inputs",
-                    named(graph, i),
-                    n.input.len()
-                );
+                input_count(graph, i, 2..=2)?;
                 ensure!(
                     operand == Some(0) || matches!(n.op_type.as_str(), "Mul" | "Add"),
                     "{}: the input is its second operand",
