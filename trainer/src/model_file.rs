@@ -16,6 +16,25 @@ pub struct ModelFile {
 /// A validated model of either kind (infer-core's).
 pub use infer_core::AnyModel as Classifier;
 
+/// A network's shape as people write it: its widths joined by hyphens (`784-512-10`).
+pub fn shape_name(widths: &[usize]) -> String {
+    widths
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// What a chart or a summary calls a model file: `mlp-int8.bin (int8, 784-512-10)`.
+pub fn describe(file: &Path, kind: &str, widths: &[usize]) -> String {
+    let name = file.file_name().unwrap_or(file.as_os_str());
+    format!(
+        "{} ({kind}, {})",
+        name.to_string_lossy(),
+        shape_name(widths)
+    )
+}
+
 impl ModelFile {
     /// Reads a file.
     pub fn read(path: &Path) -> Result<Self> {

@@ -2,6 +2,8 @@
 //! back as a user would, evaluate again — as one function, [`run`], which `trainer train` and the
 //! benchmarks both call; and its steps that `trainer import` shares.
 
+use std::path::Path;
+
 use anyhow::{Context, Result};
 use infer_core::{F32Model, QuantModel};
 
@@ -60,6 +62,8 @@ pub struct Outcome {
     pub int4: Option<ModelReport>,
     /// The first integer file's predictions on the test set (none without integer files).
     pub integer_predictions: Vec<u8>,
+    /// That file as the plots name it ([`crate::model_file::describe`]).
+    pub integer_model: String,
     /// What pruning did, in a pruned run.
     pub pruning: Option<PruningReport>,
 }
@@ -134,7 +138,8 @@ pub fn run(
         None => calibrate_hidden_scales(&net, &mnist.train.head(CALIBRATION_IMAGES)),
     };
     let f32 = write_f32(run.out, &net, &mnist.test)?;
-    let (mut int8, mut int4, mut integer_predictions) = (None, None, Vec::new());
+    let (mut int8, mut int4) = (None, None);
+    let (mut integer_predictions, mut integer_model) = (Vec::new(), String::new());
     for &width in run.widths {
         let quantized = quantize_with_scales(&net, &act_scales, width)?;
         let slot = match width {
@@ -153,6 +158,11 @@ pub fn run(
         ));
         if integer_predictions.is_empty() {
             integer_predictions = predicted;
+            integer_model = crate::model_file::describe(
+                Path::new(quant_file(width)),
+                width.name(),
+                &net.widths(),
+            );
         }
         *slot = Some(written);
     }
@@ -199,6 +209,7 @@ pub fn run(
         int8,
         int4,
         integer_predictions,
+        integer_model,
     })
 }
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 use plotters::style::text_anchor;
 use resvg::{tiny_skia, usvg};
@@ -51,11 +52,24 @@ pub fn misses<'a>(images: &'a [u8], labels: &[u8], predictions: &[u8]) -> Vec<Mi
 /// The files [`write_all`] may write.
 pub const FILES: [&str; 3] = ["history.png", "confusion.png", "misclassified.png"];
 
+/// A run's epochs, and what its history chart marks on them.
+#[derive(Debug, Clone, Copy)]
+pub struct History<'a> {
+    /// One entry per epoch.
+    pub epochs: &'a [EpochStats],
+    /// The epoch whose weights were kept (the last, or the one of lowest val_loss).
+    pub kept: usize,
+    /// The first quantization-aware epoch, in a run that has them.
+    pub first_qat: Option<usize>,
+}
+
 /// Writes `history.png` (with a training history), `confusion.png` and `misclassified.png` into
-/// `dir`; returns their paths.
+/// `dir`, each titled with `model` (what the figures are of, e.g. `mlp-int8.bin (int8,
+/// 784-512-10)`); returns their paths.
 pub fn write_all(
     dir: &Path,
-    history: Option<&[EpochStats]>,
+    model: &str,
+    history: Option<History<'_>>,
     confusion: &Confusion,
     misses: &[Miss<'_>],
 ) -> Result<Vec<PathBuf>> {
@@ -63,10 +77,10 @@ pub fn write_all(
         .with_context(|| format!("cannot create plots folder {}", dir.display()))?;
     let mut charts = Vec::new();
     if let Some(history) = history {
-        charts.push(("history.png", history_svg(history)?));
+        charts.push(("history.png", history_svg(model, history)?));
     }
-    charts.push(("confusion.png", confusion_svg(confusion)?));
-    charts.push(("misclassified.png", misclassified_svg(misses)?));
+    charts.push(("confusion.png", confusion_svg(model, confusion)?));
+    charts.push(("misclassified.png", misclassified_svg(model, misses)?));
     let mut written = Vec::new();
     for (name, svg) in charts {
         let path = dir.join(name);
@@ -80,111 +94,202 @@ fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing failed: {e:?}")
 }
 
+type Metric = fn(&EpochStats) -> Option<f64>;
+
 /// Loss and accuracy per epoch: training, validation (with a validation split) and test (only
-/// where asked for).
-pub fn history_svg(history: &[EpochStats]) -> Result<String> {
+/// where asked for); the kept epoch as a dashed line, quantization-aware epochs shaded. Loss is
+/// drawn on a log axis, so the last epochs of a long run are not a flat line at the bottom.
+pub fn history_svg(model: &str, history: History<'_>) -> Result<String> {
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (1000, 420)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (1000, 450)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
+        let title = format!(
+            "Training of {model}: weights of epoch {} kept",
+            history.kept
+        );
+        let root = root
+            .titled(&title, ("sans-serif", 18))
+            .map_err(plot_error)?;
         let panels = root.split_evenly((1, 2));
-        let epochs = history.len().max(1) as f64;
-        type Metric = fn(&EpochStats) -> Option<f64>;
-        let charts: [(&str, [Metric; 3]); 2] = [
-            (
-                "Loss (cross-entropy)",
-                [|e| Some(e.loss), |e| e.val_loss, |e| e.test_loss],
-            ),
-            (
-                "Accuracy",
-                [
-                    |e| Some(e.accuracy),
-                    |e| e.val_accuracy,
-                    |e| e.test_accuracy,
-                ],
-            ),
+        let (loss_area, accuracy_area) = (&panels[0], &panels[1]);
+        let loss: [Metric; 3] = [|e| Some(e.loss), |e| e.val_loss, |e| e.test_loss];
+        let accuracy: [Metric; 3] = [
+            |e| Some(e.accuracy),
+            |e| e.val_accuracy,
+            |e| e.test_accuracy,
         ];
-        for (panel, (title, [train, val, test])) in panels.iter().zip(charts) {
-            let values: Vec<f64> = history
-                .iter()
-                .flat_map(|e| [train(e), val(e), test(e)])
-                .flatten()
-                .collect();
-            let (lo, hi) = values
-                .iter()
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-                    (a.min(v), b.max(v))
-                });
-            let pad = ((hi - lo) * 0.1).max(1e-3);
-            let mut chart = ChartBuilder::on(panel)
-                .caption(title, ("sans-serif", 22))
-                .margin(16)
-                .x_label_area_size(40)
-                .y_label_area_size(60)
-                .build_cartesian_2d(1f64..epochs.max(2.0), (lo - pad)..(hi + pad))
-                .map_err(plot_error)?;
-            chart
-                .configure_mesh()
-                .x_desc("epoch")
-                .x_labels(history.len().clamp(2, 10))
-                .x_label_formatter(&|v| format!("{v:.0}"))
-                .label_style(("sans-serif", 14))
-                .draw()
-                .map_err(plot_error)?;
-            let green = RGBColor(0, 140, 60);
-            for (name, metric, color) in [
-                ("train", train, BLUE),
-                ("validation", val, green),
-                ("test", test, RED),
-            ] {
-                let points: Vec<(f64, f64)> = history
-                    .iter()
-                    .filter_map(|e| metric(e).map(|v| (e.epoch as f64, v)))
-                    .collect();
-                if points.is_empty() {
-                    continue;
-                }
-                chart
-                    .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-                    .map_err(plot_error)?
-                    .label(name)
-                    .legend(move |(x, y)| {
-                        PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
-                    });
-                chart
-                    .draw_series(
-                        points
-                            .into_iter()
-                            .map(|p| Circle::new(p, 4, color.filled())),
-                    )
-                    .map_err(plot_error)?;
-            }
-            chart
-                .configure_series_labels()
-                .label_font(("sans-serif", 14))
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()
-                .map_err(plot_error)?;
+        let (lo, hi) = span(history.epochs, loss, true);
+        if lo > 0.0 && hi.is_finite() {
+            let (lo, hi) = (lo / 1.2, hi * 1.2);
+            let y = (lo..hi).log_scale();
+            panel(
+                loss_area,
+                "Loss (cross-entropy, log scale)",
+                history,
+                loss,
+                y,
+                (lo, hi),
+            )?;
+        } else {
+            // A loss that reached zero or overflowed has no log axis.
+            let (lo, hi) = padded(span(history.epochs, loss, false));
+            panel(
+                loss_area,
+                "Loss (cross-entropy)",
+                history,
+                loss,
+                lo..hi,
+                (lo, hi),
+            )?;
         }
+        let (lo, hi) = padded(span(history.epochs, accuracy, false));
+        panel(
+            accuracy_area,
+            "Accuracy",
+            history,
+            accuracy,
+            lo..hi,
+            (lo, hi),
+        )?;
         root.present().map_err(plot_error)?;
     }
     Ok(svg)
 }
 
-/// The confusion matrix as a heatmap, counts written in the cells.
-pub fn confusion_svg(confusion: &Confusion) -> Result<String> {
+/// The smallest and largest finite value of `metrics` over the epochs (positive ones only, for
+/// a log axis).
+fn span(epochs: &[EpochStats], metrics: [Metric; 3], positive: bool) -> (f64, f64) {
+    epochs
+        .iter()
+        .flat_map(|e| metrics.map(|m| m(e)))
+        .flatten()
+        .filter(|v| v.is_finite() && (!positive || *v > 0.0))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        })
+}
+
+/// A linear axis's range: the values plus a tenth either side (a default for no values).
+fn padded((lo, hi): (f64, f64)) -> (f64, f64) {
+    if lo > hi {
+        return (0.0, 1.0);
+    }
+    let pad = ((hi - lo) * 0.1).max(1e-3);
+    (lo - pad, hi + pad)
+}
+
+/// A number to two significant digits, for axis labels (`0.012`, `0.25`, `1.5`).
+fn two_digits(v: &f64) -> String {
+    // 0 (log −∞) and huge values saturate into the clamp.
+    let decimals = (1.0 - v.abs().log10().floor()).clamp(0.0, 6.0) as usize;
+    format!("{v:.decimals$}")
+}
+
+/// One panel of the history chart: three series over the epochs on the `y` axis, whose
+/// bottom and top are `lo` and `hi`.
+fn panel<DB, Y>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    history: History<'_>,
+    [train, val, test]: [Metric; 3],
+    y: Y,
+    (lo, hi): (f64, f64),
+) -> Result<()>
+where
+    DB: DrawingBackend,
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let epochs = history.epochs.len().max(2) as f64;
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(1f64..epochs, y)
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .x_labels(history.epochs.len().clamp(2, 10))
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&two_digits)
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(plot_error)?;
+    if let Some(first) = history.first_qat {
+        let amber = RGBColor(240, 160, 40);
+        chart
+            .draw_series([Rectangle::new(
+                [((first as f64 - 0.5).max(1.0), lo), (epochs, hi)],
+                amber.mix(0.18).filled(),
+            )])
+            .map_err(plot_error)?
+            .label("quantization-aware")
+            .legend(move |(x, y)| {
+                Rectangle::new([(x, y - 5), (x + 20, y + 5)], amber.mix(0.4).filled())
+            });
+    }
+    let kept = history.kept as f64;
+    chart
+        .draw_series(DashedLineSeries::new(
+            [(kept, lo), (kept, hi)],
+            6,
+            4,
+            BLACK.stroke_width(1),
+        ))
+        .map_err(plot_error)?
+        .label(format!("kept (epoch {})", history.kept))
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK.stroke_width(1)));
+    let green = RGBColor(0, 140, 60);
+    for (name, metric, color) in [
+        ("train", train, BLUE),
+        ("validation", val, green),
+        ("test", test, RED),
+    ] {
+        let points: Vec<(f64, f64)> = history
+            .epochs
+            .iter()
+            .filter_map(|e| metric(e).map(|v| (e.epoch as f64, v)))
+            .filter(|&(_, v)| (lo..=hi).contains(&v))
+            .collect();
+        if points.is_empty() {
+            continue;
+        }
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .map_err(plot_error)?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart
+            .draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 3, color.filled())),
+            )
+            .map_err(plot_error)?;
+    }
+    chart
+        .configure_series_labels()
+        .label_font(("sans-serif", 14))
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_error)?;
+    Ok(())
+}
+
+/// The confusion matrix of `model` as a heatmap, counts written in the cells.
+pub fn confusion_svg(model: &str, confusion: &Confusion) -> Result<String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (620, 620)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(
-                format!(
-                    "Confusion matrix, accuracy {:.2} %",
-                    100.0 * confusion.accuracy()
-                ),
-                ("sans-serif", 22),
+                format!("{model}: accuracy {:.2} %", 100.0 * confusion.accuracy()),
+                ("sans-serif", 18),
             )
             .margin(16)
             .x_label_area_size(44)
@@ -259,8 +364,8 @@ pub fn confusion_svg(confusion: &Confusion) -> Result<String> {
     Ok(svg)
 }
 
-/// The misclassified digits, each with its label and the prediction.
-pub fn misclassified_svg(misses: &[Miss<'_>]) -> Result<String> {
+/// The digits `model` misclassified, each with its label and the prediction.
+pub fn misclassified_svg(model: &str, misses: &[Miss<'_>]) -> Result<String> {
     const COLUMNS: usize = 10;
     const SCALE: i32 = 3;
     const CELL_W: i32 = 28 * SCALE + 16;
@@ -273,7 +378,7 @@ pub fn misclassified_svg(misses: &[Miss<'_>]) -> Result<String> {
         let root = SVGBackend::with_string(&mut svg, (w as u32, h as u32)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
         let title = format!(
-            "{} misclassified test digits{} (true → predicted)",
+            "{} test digits misclassified by {model}{} (true → predicted)",
             misses.len(),
             if misses.len() > shown {
                 format!(", first {shown}")
@@ -359,7 +464,13 @@ mod tests {
             predicted: 5,
         }];
         let dir = std::env::temp_dir().join(format!("plots-{}", std::process::id()));
-        let written = write_all(&dir, Some(&history), &confusion, &misses).unwrap();
+        let history = History {
+            epochs: &history,
+            kept: 2,
+            first_qat: Some(3),
+        };
+        let model = "mlp-int8.bin (int8, 784-512-10)";
+        let written = write_all(&dir, model, Some(history), &confusion, &misses).unwrap();
         assert_eq!(written.len(), 3);
         for path in written {
             let image = image::open(&path).unwrap().to_luma8();
@@ -374,6 +485,65 @@ mod tests {
                 .filter(|&(x, y)| image.get_pixel(x, y).0[0] < 128)
                 .count();
             assert!(title_ink > 50, "no title text in {}", path.display());
+        }
+    }
+
+    #[test]
+    fn charts_name_the_model_and_mark_the_kept_epoch() {
+        let history: Vec<EpochStats> = (1..=30)
+            .map(|epoch| EpochStats {
+                epoch,
+                loss: 0.5 / epoch as f64,
+                accuracy: 0.9,
+                seconds: 1.0,
+                learning_rate: 1e-3,
+                val_loss: Some(0.4 / epoch as f64),
+                val_accuracy: Some(0.9),
+                test_loss: None,
+                test_accuracy: None,
+            })
+            .collect();
+        let model = "mlp-int4.bin (int4, 784-96-10)";
+        let history = History {
+            epochs: &history,
+            kept: 17,
+            first_qat: Some(26),
+        };
+        let svg = history_svg(model, history).unwrap();
+        assert!(svg.contains("Training of mlp-int4.bin (int4, 784-96-10)"));
+        assert!(svg.contains("weights of epoch 17 kept"));
+        assert!(svg.contains("kept (epoch 17)") && svg.contains("quantization-aware"));
+        assert!(
+            svg.contains("log scale"),
+            "a positive loss is drawn on a log axis"
+        );
+        let confusion = Confusion::new(&[1, 2], &[1, 2]);
+        assert!(confusion_svg(model, &confusion).unwrap().contains(model));
+        assert!(misclassified_svg(model, &[]).unwrap().contains(model));
+    }
+
+    #[test]
+    fn a_loss_that_is_zero_or_not_finite_falls_back_to_a_linear_axis() {
+        let epoch = |epoch, loss| EpochStats {
+            epoch,
+            loss,
+            accuracy: 1.0,
+            seconds: 1.0,
+            learning_rate: 1e-3,
+            val_loss: None,
+            val_accuracy: None,
+            test_loss: None,
+            test_accuracy: None,
+        };
+        for losses in [[0.0, 0.0], [f64::NAN, f64::INFINITY]] {
+            let epochs = [epoch(1, losses[0]), epoch(2, losses[1])];
+            let history = History {
+                epochs: &epochs,
+                kept: 2,
+                first_qat: None,
+            };
+            let svg = history_svg("m", history).unwrap();
+            assert!(!svg.contains("log scale"), "{losses:?}");
         }
     }
 }

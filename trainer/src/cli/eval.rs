@@ -36,7 +36,7 @@ pub(crate) fn eval(args: EvalArgs) -> Result<()> {
         files = files.output(path, "--logits")?;
     }
     if let Some(dir) = &args.plots {
-        files = files.output(dir, "--plots")?;
+        files = files.output_folder(dir, "--plots")?;
     }
     files.check()?;
     let file = ModelFile::read(&args.model)?;
@@ -63,7 +63,9 @@ pub(crate) fn eval(args: EvalArgs) -> Result<()> {
     let confusion = Confusion::new(&test.labels, &predictions);
     if let Some(dir) = &args.plots {
         let misses = plots::misses(&test.images, &test.labels, &predictions);
-        for path in plots::write_all(dir, None, &confusion, &misses)? {
+        let name =
+            trainer::model_file::describe(&args.model, model.kind(), model.header().widths());
+        for path in plots::write_all(dir, &name, None, &confusion, &misses)? {
             say!("plotted {}", path.display())?;
         }
     }

@@ -53,13 +53,7 @@ pub(crate) fn export(args: ExportArgs) -> Result<()> {
             let name = trainer::export::c_identifier(name);
             let about = format!(
                 "MNIST {} {} model, {} bytes (infer-core model format version {}), from {}.",
-                model
-                    .header()
-                    .widths()
-                    .iter()
-                    .map(|w| w.to_string())
-                    .collect::<Vec<_>>()
-                    .join("-"),
+                trainer::model_file::shape_name(model.header().widths()),
                 model.kind(),
                 file.bytes().len(),
                 infer_core::format::VERSION,

@@ -26,11 +26,7 @@ pub(crate) fn inspect(args: InspectArgs) -> Result<()> {
     let kind = header.kind_name();
     let widths = header.widths();
     let parameters: usize = header.layers().map(|l| l.parameters()).sum();
-    let shape = widths
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("-");
+    let shape = trainer::model_file::shape_name(widths);
     let crc = bytes
         .last_chunk::<4>()
         .map_or(0, |c| u32::from_le_bytes(*c));

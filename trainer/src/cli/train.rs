@@ -14,44 +14,14 @@ use trainer::output_set::{MANIFEST, OutputSet, check_writable_dir, check_writabl
 use trainer::pipeline::{self, Run};
 use trainer::plots;
 use trainer::prune::Pruning;
-use trainer::quantize::Width;
 use trainer::quantize::model_bytes_bound;
 use trainer::shape::{CLASSES, INPUTS};
 use trainer::train::{Progress, Recipe, TrainConfig, default_validation_split};
 
 use super::{
-    HiddenWidths, default_data_dir, density_fraction, emit, hidden_widths, positive_f32,
+    HiddenWidths, Weights, default_data_dir, density_fraction, emit, hidden_widths, positive_f32,
     validation_fraction,
 };
-
-/// Which integer model files a run writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Weights {
-    /// mlp-int8.bin.
-    Int8,
-    /// mlp-int4.bin: half the bytes, for 256 KB parts.
-    Int4,
-    /// Both.
-    Both,
-}
-
-impl Weights {
-    fn widths(self) -> &'static [Width] {
-        match self {
-            Weights::Int8 => &[Width::Int8],
-            Weights::Int4 => &[Width::Int4],
-            Weights::Both => &[Width::Int8, Width::Int4],
-        }
-    }
-
-    /// What quantization-aware epochs train for: the coarsest width written.
-    fn qat_width(self) -> Width {
-        match self {
-            Weights::Int8 => Width::Int8,
-            Weights::Int4 | Weights::Both => Width::Int4,
-        }
-    }
-}
 
 #[derive(Debug, Args)]
 pub(crate) struct TrainArgs {
@@ -287,7 +257,18 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
     let draw = |dir: &Path| {
         let misses = plots::misses(&test.images, &test.labels, predicted);
         let confusion = Confusion::new(&test.labels, predicted);
-        plots::write_all(dir, Some(&outcome.history), &confusion, &misses)
+        let history = plots::History {
+            epochs: &outcome.history,
+            kept: outcome.best_epoch,
+            first_qat: config.first_qat_epoch(),
+        };
+        plots::write_all(
+            dir,
+            &outcome.integer_model,
+            Some(history),
+            &confusion,
+            &misses,
+        )
     };
     let mut plotted = Vec::new();
     if let Some(Place::InSet(dir)) = &places.plots {
