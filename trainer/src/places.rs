@@ -81,19 +81,32 @@ impl Files {
         Ok(self)
     }
 
-    /// A file or folder the command writes; refused at once if it exists and is neither a
-    /// regular file nor a folder.
-    pub fn output(mut self, path: &Path, what: impl Into<String>) -> Result<Self> {
-        let entry = Entry::new(path, what.into())?;
-        if let Ok(m) = std::fs::metadata(path)
-            && !m.is_file()
-            && !m.is_dir()
-        {
-            bail!(
-                "{} {} is not a regular file or folder (a device, a FIFO or a socket): name a file",
-                entry.what,
-                path.display()
-            );
+    /// A file the command writes; refused at once if something other than a regular file
+    /// (a folder, a device, a FIFO, a socket) is there.
+    pub fn output(self, path: &Path, what: impl Into<String>) -> Result<Self> {
+        self.written(path, what.into(), false)
+    }
+
+    /// A folder the command writes into; refused at once if something other than a folder is
+    /// there.
+    pub fn output_folder(self, path: &Path, what: impl Into<String>) -> Result<Self> {
+        self.written(path, what.into(), true)
+    }
+
+    fn written(mut self, path: &Path, what: String, folder: bool) -> Result<Self> {
+        let entry = Entry::new(path, what)?;
+        if let Ok(m) = std::fs::metadata(path) {
+            let (what, path) = (&entry.what, path.display());
+            match (m.is_file(), m.is_dir(), folder) {
+                (true, _, false) | (_, true, true) => {}
+                (_, true, false) => bail!("{what} {path} is a folder: name a file"),
+                (true, _, true) => bail!("{what} {path} is a file: name a folder"),
+                _ => bail!(
+                    "{what} {path} is not a regular file or folder (a device, a FIFO or a \
+                     socket): name a {}",
+                    if folder { "folder" } else { "file" }
+                ),
+            }
         }
         self.outputs.push(entry);
         Ok(self)

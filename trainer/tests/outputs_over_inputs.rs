@@ -94,6 +94,19 @@ fn outputs_over_inputs_and_devices_are_refused_before_any_work() {
             ],
             "not a regular file or folder",
         ),
+        // A folder where a file is written is named as such, not blamed on what it holds.
+        (
+            vec!["--data", d, "--epochs", "1", "--report", "/"],
+            "--report / is a folder: name a file",
+        ),
+        (
+            vec!["export", m, "--format", "c", "-o", dir.to_str().unwrap()],
+            "is a folder: name a file",
+        ),
+        (
+            vec!["eval", m, "--data", d, "--plots", m],
+            "is a file: name a folder",
+        ),
     ];
     for (args, expected) in cases {
         let run = trainer(&args);

@@ -38,7 +38,7 @@ pub(crate) fn demo(args: DemoArgs) -> Result<()> {
     if let Some(dir) = &args.write {
         trainer::places::Files::new()
             .input(&model_path, "the model")?
-            .output(dir, "--write")?
+            .output_folder(dir, "--write")?
             .check()?;
     }
     let model = ModelFile::read(&model_path)?;
