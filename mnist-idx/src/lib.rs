@@ -153,6 +153,12 @@ pub enum IdxError {
         /// The surplus.
         extra: u64,
     },
+    /// The file exists both raw and gzipped (`name` and `name.gz`), with different data.
+    #[error(
+        "{} exists too and holds different data: remove the one that is not meant",
+        .0.display()
+    )]
+    TwoVersions(PathBuf),
     /// The images and labels files hold different numbers of items.
     #[error("{labels} labels for {images} images")]
     CountMismatch {
@@ -297,14 +303,8 @@ fn load_pair(
     labels: &str,
     sums: &Checksums,
 ) -> Result<Dataset, DataError> {
-    let (images_path, image_bytes) = read_file(dir, images, sums)?;
-    let (labels_path, label_bytes) = read_file(dir, labels, sums)?;
-    let at = |path: &Path| {
-        let path = path.to_path_buf();
-        move |kind| DataError { path, kind }
-    };
-    let images = parse_images(&image_bytes).map_err(at(&images_path))?;
-    let labels = parse_labels(&label_bytes).map_err(at(&labels_path))?;
+    let (_, images) = read_parsed(dir, images, sums, parse_images)?;
+    let (labels_path, labels) = read_parsed(dir, labels, sums, parse_labels)?;
     let count = images.len() / PIXELS;
     if count != labels.len() {
         return Err(DataError {
@@ -318,30 +318,59 @@ fn load_pair(
     Ok(Dataset { images, labels })
 }
 
-/// Reads `dir/name`, or `dir/name.gz` if that is what exists, and checks its listed digest.
-fn read_file(dir: &Path, name: &str, sums: &Checksums) -> Result<(PathBuf, Vec<u8>), DataError> {
+/// Reads and parses `dir/name` or `dir/name.gz`, whichever exists. Where both do, both are read
+/// and must hold the same data: a folder holding two versions of a file is refused rather than
+/// one of them picked without a word.
+fn read_parsed(
+    dir: &Path,
+    name: &str,
+    sums: &Checksums,
+    parse: fn(&[u8]) -> Result<Vec<u8>, IdxError>,
+) -> Result<(PathBuf, Vec<u8>), DataError> {
     let gz = format!("{name}.gz");
     // Whatever exists under either name (a link is followed; a loop is an error, not "missing").
-    let found = [name, gz.as_str()]
+    let mut found = [name, gz.as_str()]
         .into_iter()
         .map(|n| (n, dir.join(n)))
-        .find(|(_, p)| p.symlink_metadata().is_ok());
-    let Some((file_name, path)) = found else {
+        .filter(|(_, p)| p.symlink_metadata().is_ok())
+        .map(|(n, path)| {
+            let bytes = read_file(&path, n, sums)?;
+            let data = parse(&bytes).map_err(|kind| DataError {
+                path: path.clone(),
+                kind,
+            })?;
+            Ok((path, data))
+        });
+    let Some(first) = found.next() else {
         return Err(DataError {
             path: dir.join(name),
             kind: IdxError::Missing(format!("{name} or {gz}")),
         });
     };
+    let (path, data) = first?;
+    if let Some(second) = found.next() {
+        let (other, other_data) = second?;
+        if other_data != data {
+            return Err(DataError {
+                path,
+                kind: IdxError::TwoVersions(other),
+            });
+        }
+    }
+    Ok((path, data))
+}
+
+/// Reads `path` (listed in `SHA256SUMS` as `name`) and checks its listed digest.
+fn read_file(path: &Path, name: &str, sums: &Checksums) -> Result<Vec<u8>, DataError> {
+    let at = |kind| DataError {
+        path: path.to_path_buf(),
+        kind,
+    };
     // Not a regular file (a folder, a FIFO, a device, a link to one), a loop: its own error.
     let bytes =
-        file::read_regular(&path, MAX_DATA_BYTES + 4096, "an IDX file").map_err(|e| DataError {
-            path: path.clone(),
-            kind: e.into(),
-        })?;
-    if let Err(kind) = sums.verify(file_name, &bytes) {
-        return Err(DataError { path, kind });
-    }
-    Ok((path, bytes))
+        file::read_regular(path, MAX_DATA_BYTES + 4096, "an IDX file").map_err(|e| at(e.into()))?;
+    sums.verify(name, &bytes).map_err(at)?;
+    Ok(bytes)
 }
 
 /// Parses an images file: `n × 28 × 28` unsigned bytes.

@@ -324,3 +324,24 @@ fn anyhow_like(e: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[test]
+fn a_file_both_raw_and_gzipped_must_hold_the_same_data() {
+    // The same data under both names loads.
+    let dir = valid_dir("two-versions");
+    write(&dir, "t10k-images-idx3-ubyte.gz", &gzip(&images(1)));
+    assert_eq!(load_test(&dir).unwrap().len(), 1);
+
+    // Different data is refused, naming both files, rather than one used without a word.
+    let mut other = images(1);
+    *other.last_mut().unwrap() = 8;
+    write(&dir, "t10k-images-idx3-ubyte.gz", &gzip(&other));
+    let err = load_test(&dir).unwrap_err();
+    assert!(matches!(err.kind, IdxError::TwoVersions(_)), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("t10k-images-idx3-ubyte:")
+            && text.contains("t10k-images-idx3-ubyte.gz exists too"),
+        "{text}"
+    );
+}
