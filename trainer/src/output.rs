@@ -219,6 +219,38 @@ pub struct Report {
     pub pruning: Option<PruningReport>,
 }
 
+/// The JSON report of `trainer import`: where the model came from and what it became. Keys are
+/// stable, as [`Report`]'s.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportReport {
+    /// The ONNX file as given.
+    pub source: String,
+    /// Its SHA-256, hex.
+    pub source_sha256: String,
+    /// Its size.
+    pub source_bytes: usize,
+    /// The graph's dense layers' widths: inputs, each hidden layer, classes.
+    pub layers: Vec<usize>,
+    /// Input scaling folded into the first layer (nodes of the graph, `--input-mean`/`--input-std`).
+    pub input_scaling: Vec<String>,
+    /// Where the calibration and test images came from.
+    pub data_dir: String,
+    /// The integer model widths written (`--weights`).
+    pub weights: Vec<crate::quantize::Width>,
+    /// The int8 model file, evaluated through infer-core (absent with `--weights int4`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub int8: Option<ModelReport>,
+    /// The int4 model file (with `--weights int4` or `both`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub int4: Option<ModelReport>,
+    /// The f32 model file, evaluated through infer-core.
+    pub f32: ModelReport,
+    /// What `--out` held before, replaced by this set.
+    pub replaced: Vec<String>,
+    /// Wall time of the whole import.
+    pub total_seconds: f64,
+}
+
 /// A pruned run: the densities reached and the test accuracy at each stage.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PruningReport {

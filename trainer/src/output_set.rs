@@ -392,6 +392,8 @@ pub struct OutputSet {
     staging: PathBuf,
     run: String,
     committed: bool,
+    /// What `--out` held at the start.
+    previous: Vec<String>,
     _lock: RunLock,
 }
 
@@ -416,10 +418,11 @@ impl OutputSet {
             staging: PathBuf::new(),
             run: unique_suffix(),
             committed: false,
+            previous: Vec::new(),
             _lock: lock,
         };
         set.recover()?;
-        set.check_owned()?;
+        set.previous = set.check_owned()?;
         check_free_space(&set.parent, need, "the model files")?;
         set.staging = set.parent.join(format!(".{}.tmp-{}", set.name, set.run));
         std::fs::create_dir(&set.staging)
@@ -459,11 +462,11 @@ impl OutputSet {
     }
 
     /// Refuses a `--out` holding anything the trainer did not write: the switch replaces the
-    /// whole folder.
-    fn check_owned(&self) -> Result<()> {
+    /// whole folder. Returns what it holds (the set the commit will replace), sorted.
+    fn check_owned(&self) -> Result<Vec<String>> {
         let meta = match std::fs::metadata(&self.out) {
             Ok(meta) => meta,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => {
                 return Err(e).with_context(|| format!("cannot use {}", self.shown.display()));
             }
@@ -491,14 +494,11 @@ impl OutputSet {
                 .collect(),
             Err(_) => legacy_files().map(String::from).collect(),
         };
-        let foreign: Vec<OsString> = std::fs::read_dir(&self.out)
+        let (held, foreign): (Vec<OsString>, Vec<OsString>) = std::fs::read_dir(&self.out)
             .with_context(|| format!("cannot list {}", self.shown.display()))?
             .filter_map(|e| e.ok().map(|e| e.file_name()))
-            .filter(|n| {
-                let n = n.to_string_lossy();
-                !ours.iter().any(|o| *o == n) && !is_legacy_leftover(&n)
-            })
-            .collect();
+            .filter(|n| !is_legacy_leftover(&n.to_string_lossy()))
+            .partition(|n| ours.iter().any(|o| *o == n.to_string_lossy()));
         if !foreign.is_empty() {
             let mut names: Vec<String> = foreign
                 .iter()
@@ -513,7 +513,19 @@ impl OutputSet {
                 names.join(", ")
             );
         }
-        Ok(())
+        let mut held: Vec<String> = held
+            .into_iter()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| n != MANIFEST)
+            .collect();
+        held.sort();
+        Ok(held)
+    }
+
+    /// What `--out` held when the set began, manifest aside (file and folder names, sorted):
+    /// what the commit replaces.
+    pub fn previous(&self) -> &[String] {
+        &self.previous
     }
 
     /// `--out` as the user wrote it.

@@ -116,11 +116,19 @@ fn import_writes_model_files_that_evaluate() {
     let onnx_file = dir.join("keras.onnx");
     std::fs::write(&onnx_file, exported(&net)).unwrap();
     let out = dir.join("out");
+    // Into a folder holding another set: a run like training, which says what it replaced.
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::copy(
+        env!("CARGO_MANIFEST_DIR").to_owned() + "/../firmware-example/model/mlp-int4.bin",
+        out.join("mlp-int4.bin"),
+    )
+    .unwrap();
     let run = Command::new(env!("CARGO_BIN_EXE_trainer"))
         .arg("import")
         .arg(&onnx_file)
         .arg("--out")
         .arg(&out)
+        .args(["--weights", "both"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
@@ -129,20 +137,26 @@ fn import_writes_model_files_that_evaluate() {
         "{stdout} {}",
         String::from_utf8_lossy(&run.stderr)
     );
-    // "imported …: f32 test accuracy A, int8 B (…)": the quantized import keeps the accuracy.
-    let figure = |key: &str| -> f64 {
-        let rest = &stdout[stdout.find(key).unwrap() + key.len()..];
-        rest.split([',', ' '])
-            .find(|s| !s.is_empty())
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    let (f32_accuracy, int8_accuracy) = (figure("f32 test accuracy "), figure("int8 "));
     assert!(
-        f32_accuracy > 0.85 && (f32_accuracy - int8_accuracy).abs() < 0.01,
+        stdout.contains("(784-512-10)") && stdout.contains("previous mlp-int4.bin"),
         "{stdout}"
     );
+    // The report says where the model came from (path, SHA-256) and what it scores.
+    let report = imported(&out);
+    assert_eq!(report["source"], onnx_file.display().to_string());
+    let sha = trainer::idx::sha256_hex(&std::fs::read(&onnx_file).unwrap());
+    assert_eq!(report["source_sha256"], sha);
+    assert_eq!(report["layers"], serde_json::json!([784, 512, 10]));
+    assert_eq!(report["replaced"], serde_json::json!(["mlp-int4.bin"]));
+    let accuracy = |kind: &str| report[kind]["test_accuracy"].as_f64().unwrap();
+    let (f32_accuracy, int8_accuracy) = (accuracy("f32"), accuracy("int8"));
+    assert!(
+        f32_accuracy > 0.85
+            && (f32_accuracy - int8_accuracy).abs() < 0.01
+            && (f32_accuracy - accuracy("int4")).abs() < 0.02,
+        "{report}"
+    );
+    assert!(out.join("mlp-int4.bin").is_file());
     // The f32 file holds the imported weights exactly, and the int8 file is the one the trainer
     // makes from them (same calibration): both predict as the originals on every test digit.
     let f32_file = AlignedBytes::read(&out.join("mlp-f32.bin")).unwrap();
@@ -160,6 +174,11 @@ fn import_writes_model_files_that_evaluate() {
         (eval_accuracy(&text) - int8_accuracy).abs() < 1e-9,
         "{text}"
     );
+}
+
+/// The report `trainer import` wrote into `out`.
+fn imported(out: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap()
 }
 
 /// The nodes of a model's graph.
@@ -440,8 +459,12 @@ fn input_scaling_is_folded_into_the_first_layer() {
             .output()
             .unwrap()
     };
-    let first = import(&original, &[]);
-    common::succeeded(&first);
+    let figures = |run: &std::process::Output| {
+        common::succeeded(run);
+        let report = imported(&out);
+        ["f32", "int8"].map(|k| report[k]["test_accuracy"].as_f64().unwrap())
+    };
+    let before_scaling = figures(&import(&original, &[]));
     let before = std::fs::read(out.join("mlp-int8.bin")).unwrap();
     let bare = import(&raw, &[]);
     let stderr = String::from_utf8_lossy(&bare.stderr);
@@ -451,20 +474,20 @@ fn input_scaling_is_folded_into_the_first_layer() {
         "{stderr}"
     );
     assert_eq!(std::fs::read(out.join("mlp-int8.bin")).unwrap(), before);
-    let flagged = import(&file, &["--input-mean", "0.1307", "--input-std", "0.3081"]);
-    common::succeeded(&flagged);
-    let accuracy = |o: &std::process::Output, key: &str| -> f64 {
-        let text = String::from_utf8_lossy(&o.stdout);
-        let rest = &text[text.find(key).unwrap() + key.len()..];
-        rest.split([',', ' '])
-            .find(|s| !s.is_empty())
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    for key in ["f32 test accuracy ", "int8 "] {
-        let (a, b) = (accuracy(&first, key), accuracy(&flagged, key));
-        let bound = if key == "int8 " { 0.001 } else { 0.0001 };
+    let flagged = figures(&import(
+        &file,
+        &["--input-mean", "0.1307", "--input-std", "0.3081"],
+    ));
+    assert_eq!(
+        imported(&out)["input_scaling"].as_array().map(Vec::len),
+        Some(1),
+        "the report names the folded scaling"
+    );
+    for ((a, b), (key, bound)) in before_scaling
+        .into_iter()
+        .zip(flagged)
+        .zip([("f32", 0.0001), ("int8", 0.001)])
+    {
         assert!((a - b).abs() <= bound, "{key}: {a} against {b}");
     }
 }

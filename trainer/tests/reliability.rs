@@ -207,6 +207,26 @@ fn a_reader_that_stops_early_ends_the_output_not_the_program() {
 }
 
 #[test]
+fn a_full_standard_output_is_named_in_the_error() {
+    let model =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware-example/model/mlp-int8.bin");
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        return; // no /dev/full on this system
+    };
+    let output = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["inspect", model.to_str().unwrap()])
+        .stdout(full)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot write to standard output: No space left on device"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn weights_choose_the_integer_files_and_every_command_reads_them() {
     let out = temp_dir("weights");
     let report = out.join("report.json");

@@ -1,16 +1,17 @@
 //! `trainer import`: a dense ReLU MLP from ONNX (784 inputs, 10 classes, any hidden widths), quantized, written and evaluated.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
 use trainer::idx::load_mnist;
+use trainer::output::{ImportReport, REPORT_FILE, write_atomic};
 use trainer::output_set::OutputSet;
 use trainer::pipeline::{keep_existing_models, write_f32, write_quant};
 use trainer::quantize::model_bytes_bound;
 use trainer::quantize::{CALIBRATION_IMAGES, Width, calibrate_hidden_scales, quantize_with_scales};
 
-use super::default_data_dir;
+use super::{Weights, default_data_dir};
 
 #[derive(Debug, Args)]
 pub(crate) struct ImportArgs {
@@ -18,10 +19,14 @@ pub(crate) struct ImportArgs {
     /// MatMul+Add, Relu, optional Softmax), as tf2onnx exports the Keras tutorial's model or
     /// torch.onnx.export a PyTorch one.
     model: PathBuf,
-    /// Folder for the model files (mlp-int8.bin, mlp-f32.bin), replaced as a whole when both
-    /// are written.
+    /// Folder for the model files (mlp-f32.bin and those of --weights), report.json and a
+    /// manifest; replaced as a whole when all are written (the summary names what it replaced).
     #[arg(long, default_value = "out")]
     out: PathBuf,
+    /// Integer model files to write: int8 (mlp-int8.bin), int4 (mlp-int4.bin, half the size) or
+    /// both, each quantized with the same calibration. The f32 model is always written.
+    #[arg(long, value_enum, default_value_t = Weights::Int8)]
+    weights: Weights,
     /// Folder with the MNIST IDX files: training images calibrate the int8 model, test images
     /// evaluate both [default: data/mnist]
     #[arg(long)]
@@ -44,12 +49,16 @@ pub(crate) struct ImportArgs {
 /// otherwise than the pixels in 0–1 it is given.
 const FAILED_ACCURACY: f64 = 0.5;
 
+/// Room for the report: a few names and figures.
+const REPORT_BYTES: u64 = 64 * 1024;
+
 pub(crate) fn import(args: ImportArgs) -> Result<()> {
+    let started = std::time::Instant::now();
     let data_dir = args.data.clone().unwrap_or_else(default_data_dir);
     trainer::places::Files::new()
         .input(&args.model, "the ONNX file")?
         .input(&data_dir, "the data folder")?
-        .output(&args.out, "--out")?
+        .output_folder(&args.out, "--out")?
         .check()?;
     let bytes = trainer::output::read_capped(
         &args.model,
@@ -65,11 +74,11 @@ pub(crate) fn import(args: ImportArgs) -> Result<()> {
     for step in &scaling.folded {
         say!("input scaling folded into the first layer: {step}")?;
     }
-    let need = 2 * model_bytes_bound(&net.widths());
+    let widths = args.weights.widths();
+    let need = (1 + widths.len() as u64) * model_bytes_bound(&net.widths()) + REPORT_BYTES;
     let out = OutputSet::begin(&args.out, need)?;
     let mnist = load_mnist(&data_dir)?;
     let scales = calibrate_hidden_scales(&net, &mnist.train.head(CALIBRATION_IMAGES));
-    let quantized = quantize_with_scales(&net, &scales, Width::Int8)?;
     let f32 = write_f32(&out, &net, &mnist.test)?;
     if f32.test_accuracy < FAILED_ACCURACY {
         eprintln!(
@@ -81,15 +90,70 @@ pub(crate) fn import(args: ImportArgs) -> Result<()> {
         );
         keep_existing_models(&out, args.force, "the imported model", "it")?;
     }
-    let (int8, _) = write_quant(&out, &quantized, &mnist.test)?;
+    let (mut int8, mut int4) = (None, None);
+    for &width in widths {
+        let quantized = quantize_with_scales(&net, &scales, width).with_context(|| {
+            format!(
+                "{} cannot be quantized to {}",
+                args.model.display(),
+                width.name()
+            )
+        })?;
+        let (written, _) = write_quant(&out, &quantized, &mnist.test)?;
+        say!(
+            "{} test accuracy: {:.4} (f32 {:.4}, {:+.2} pp) - {} bytes",
+            width.name(),
+            written.test_accuracy,
+            f32.test_accuracy,
+            100.0 * (written.test_accuracy - f32.test_accuracy),
+            written.model_bytes
+        )?;
+        *match width {
+            Width::Int8 => &mut int8,
+            Width::Int4 => &mut int4,
+        } = Some(written);
+    }
+    let report = ImportReport {
+        source: args.model.display().to_string(),
+        source_sha256: trainer::idx::sha256_hex(&bytes),
+        source_bytes: bytes.len(),
+        layers: net.widths(),
+        input_scaling: scaling.folded.iter().map(ToString::to_string).collect(),
+        data_dir: data_dir.display().to_string(),
+        weights: widths.to_vec(),
+        int8,
+        int4,
+        f32,
+        replaced: out.previous().to_vec(),
+        total_seconds: started.elapsed().as_secs_f64(),
+    };
+    let report_path = Path::new(REPORT_FILE);
+    write_atomic(
+        &out.stage(report_path)?,
+        &serde_json::to_vec_pretty(&report)?,
+    )?;
+    let report_path = out.final_path(report_path);
+    let replaced = if report.replaced.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", replacing {}'s previous {}",
+            out.shown().display(),
+            report.replaced.join(", ")
+        )
+    };
     out.commit()?;
+    let written: Vec<&str> = [&report.int8, &report.int4]
+        .into_iter()
+        .flatten()
+        .chain([&report.f32])
+        .map(|m| m.path.as_str())
+        .collect();
     say!(
-        "imported {}: f32 test accuracy {:.4}, int8 {:.4} ({:+.2} pp) - wrote {} and {}",
+        "imported {} ({}): wrote {} and {}{replaced}",
         args.model.display(),
-        f32.test_accuracy,
-        int8.test_accuracy,
-        100.0 * (int8.test_accuracy - f32.test_accuracy),
-        f32.path,
-        int8.path
+        trainer::model_file::shape_name(&report.layers),
+        written.join(", "),
+        report_path.display(),
     )
 }

@@ -2,8 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use trainer::quantize::Width;
 
 /// Every line the CLI prints goes through [`emit`]: `say!("…", args)?`.
 macro_rules! say {
@@ -84,13 +85,42 @@ pub(crate) enum Command {
     Demo(demo::DemoArgs),
 }
 
+/// Which integer model files a run writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Weights {
+    /// mlp-int8.bin.
+    Int8,
+    /// mlp-int4.bin: half the bytes, for 256 KB parts.
+    Int4,
+    /// Both.
+    Both,
+}
+
+impl Weights {
+    pub(crate) fn widths(self) -> &'static [Width] {
+        match self {
+            Weights::Int8 => &[Width::Int8],
+            Weights::Int4 => &[Width::Int4],
+            Weights::Both => &[Width::Int8, Width::Int4],
+        }
+    }
+
+    /// What quantization-aware epochs train for: the coarsest width written.
+    pub(crate) fn qat_width(self) -> Width {
+        match self {
+            Weights::Int8 => Width::Int8,
+            Weights::Int4 | Weights::Both => Width::Int4,
+        }
+    }
+}
+
 /// Writes to stdout; a reader that closed the pipe early (`| head`) ends the output, not the
 /// program with a panic (the work goes on: a training run still writes its models).
 pub(crate) fn emit(text: &str) -> Result<()> {
     use std::io::Write;
     match std::io::stdout().lock().write_all(text.as_bytes()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => Ok(other?),
+        other => other.context("cannot write to standard output"),
     }
 }
 
