@@ -121,7 +121,9 @@ pub fn history_svg(model: &str, history: History<'_>) -> Result<String> {
         ];
         let (lo, hi) = span(history.epochs, loss, true);
         if lo > 0.0 && hi.is_finite() {
-            let (lo, hi) = (lo / 1.2, hi * 1.2);
+            // From a power of ten: plotters puts a log axis's ticks from the first one up.
+            // (just below it: the tick search rounds the logarithm up)
+            let (lo, hi) = (0.999 * 10f64.powf(lo.log10().floor()), hi * 1.2);
             let y = (lo..hi).log_scale();
             panel(
                 loss_area,
@@ -130,6 +132,7 @@ pub fn history_svg(model: &str, history: History<'_>) -> Result<String> {
                 loss,
                 y,
                 (lo, hi),
+                true,
             )?;
         } else {
             // A loss that reached zero or overflowed has no log axis.
@@ -141,6 +144,7 @@ pub fn history_svg(model: &str, history: History<'_>) -> Result<String> {
                 loss,
                 lo..hi,
                 (lo, hi),
+                false,
             )?;
         }
         let (lo, hi) = padded(span(history.epochs, accuracy, false));
@@ -151,6 +155,7 @@ pub fn history_svg(model: &str, history: History<'_>) -> Result<String> {
             accuracy,
             lo..hi,
             (lo, hi),
+            false,
         )?;
         root.present().map_err(plot_error)?;
     }
@@ -179,7 +184,17 @@ fn padded((lo, hi): (f64, f64)) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
-/// A number to two significant digits, for axis labels (`0.012`, `0.25`, `1.5`).
+/// An axis label: the value to two significant digits (`0.012`, `0.25`, `1.5`); on a log axis
+/// (`sparse`), only values of leading digit 1, 2 or 5, so the decades stay readable.
+fn axis_label(v: &f64, sparse: bool) -> String {
+    let leading = v.abs() / 10f64.powf(v.abs().log10().floor());
+    if sparse && ![1.0, 2.0, 5.0].iter().any(|d| (leading - d).abs() < 0.01) {
+        return String::new();
+    }
+    two_digits(v)
+}
+
+/// A number to two significant digits (`0.012`, `0.25`, `1.5`).
 fn two_digits(v: &f64) -> String {
     // 0 (log −∞) and huge values saturate into the clamp.
     let decimals = (1.0 - v.abs().log10().floor()).clamp(0.0, 6.0) as usize;
@@ -195,6 +210,7 @@ fn panel<DB, Y>(
     [train, val, test]: [Metric; 3],
     y: Y,
     (lo, hi): (f64, f64),
+    log: bool,
 ) -> Result<()>
 where
     DB: DrawingBackend,
@@ -214,7 +230,10 @@ where
         .x_desc("epoch")
         .x_labels(history.epochs.len().clamp(2, 10))
         .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_label_formatter(&two_digits)
+        .y_labels(if log { 40 } else { 10 })
+        // Faint: a log axis asked for 40 ticks has many minor lines.
+        .light_line_style(BLACK.mix(if log { 0.0 } else { 0.05 }))
+        .y_label_formatter(&|v| axis_label(v, log))
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(plot_error)?;
@@ -270,8 +289,15 @@ where
             )
             .map_err(plot_error)?;
     }
+    // Loss falls and accuracy rises: the legend goes in the corner the curves leave free.
+    let corner = if title.starts_with("Loss") {
+        SeriesLabelPosition::UpperRight
+    } else {
+        SeriesLabelPosition::LowerRight
+    };
     chart
         .configure_series_labels()
+        .position(corner)
         .label_font(("sans-serif", 14))
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
