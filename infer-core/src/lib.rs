@@ -110,7 +110,7 @@ mod weights;
 
 pub use format::{F32Model, FormatError, QuantModel};
 pub use kernels::{Kernel, KernelError};
-pub use model::{AnyModel, Logits, Prediction};
+pub use model::{Answer, AnyModel, Logits, Prediction};
 pub use weights::Weights;
 
 /// Embeds a model file like `include_bytes!`, but 64-byte aligned: [`QuantModel::from_bytes`] and

@@ -767,28 +767,53 @@ impl<'a> AnyModel<'a> {
     /// The logits in real units (for an integer model, each class's accumulator at its scale).
     #[inline]
     pub fn logits(&self, input: &[u8]) -> Result<Logits<f32>, KernelError> {
-        Ok(match self {
-            AnyModel::Quant(m) => {
-                let p = m.predict(input)?;
-                p.logits
-                    .iter()
-                    .enumerate()
-                    .map(|(c, &l)| l as f32 * m.logit_scale(c))
-                    .collect()
-            }
-            AnyModel::F32(m) => m.logits(input)?,
-        })
+        self.answer(input).map(|a| a.logits)
     }
 
     /// The class and the probabilities (the softmax of the logits).
     #[inline]
     pub fn probabilities(&self, input: &[u8]) -> Result<(u8, Logits<f32>), KernelError> {
+        self.answer(input).map(|a| (a.class, a.probabilities))
+    }
+
+    /// Everything one pass says about an input: its class, the logits in real units and their
+    /// softmax.
+    #[inline]
+    pub fn answer(&self, input: &[u8]) -> Result<Answer, KernelError> {
         Ok(match self {
             AnyModel::Quant(m) => {
                 let p = m.predict(input)?;
-                (p.class, m.probabilities(&p))
+                let logits: Logits<f32> = p
+                    .logits
+                    .iter()
+                    .enumerate()
+                    .map(|(c, &l)| l as f32 * m.logit_scale(c))
+                    .collect();
+                Answer {
+                    class: p.class,
+                    probabilities: softmax(logits.clone()),
+                    logits,
+                }
             }
-            AnyModel::F32(m) => (m.predict(input)?, m.probabilities(input)?),
+            AnyModel::F32(m) => {
+                let logits = m.logits(input)?;
+                Answer {
+                    class: arg_max(&logits),
+                    probabilities: softmax(logits.clone()),
+                    logits,
+                }
+            }
         })
     }
+}
+
+/// What [`AnyModel::answer`] says about one input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The class of the largest logit (the lowest one on a tie): [`AnyModel::classify`]'s.
+    pub class: u8,
+    /// The logits in real units, one per class.
+    pub logits: Logits<f32>,
+    /// Their softmax.
+    pub probabilities: Logits<f32>,
 }
