@@ -321,18 +321,38 @@ fn hostile_graphs_are_refused_naming_what_is_wrong() {
             "no Relu after the first",
         ),
         (
-            "3,000 MatMul nodes",
+            "300 MatMul nodes",
             Box::new(|m| {
                 let n = nodes(m);
                 n.truncate(3);
                 n[2].output[0] = "x0".into();
-                for k in 0..3000 {
+                for k in 0..300 {
                     n.push(node("MatMul", &[&format!("x{k}"), "w2"], &format!("m{k}")));
                     n.push(node("Relu", &[&format!("m{k}")], &format!("x{}", k + 1)));
                 }
-                n.push(node("MatMul", &["x3000", "w2"], "logits"));
+                n.push(node("MatMul", &["x300", "w2"], "logits"));
             }),
             "more than 8 dense layers",
+        ),
+        (
+            "20,000 Identity nodes (decoded, a node costs far more than its bytes)",
+            Box::new(|m| {
+                let n = nodes(m);
+                let relu = n.iter().position(|n| n.op_type == "Relu").unwrap();
+                let out = std::mem::replace(&mut n[relu].output[0], "i0".into());
+                let chain: Vec<_> = (0..20_000)
+                    .map(|k| {
+                        let to = if k == 19_999 {
+                            out.clone()
+                        } else {
+                            format!("i{}", k + 1)
+                        };
+                        node("Identity", &[&format!("i{k}")], &to)
+                    })
+                    .collect();
+                n.splice(relu + 1..relu + 1, chain);
+            }),
+            "this reader takes up to 10000",
         ),
         (
             "weights in an external file",

@@ -173,6 +173,85 @@ pub struct InputScaling {
     pub folded: Vec<String>,
 }
 
+/// The most graph entries (see [`graph_entries`]) a file may have: decoded, each costs far more
+/// memory than its bytes in the file (an empty node input is 2 bytes there, 24 in a `String`), so
+/// the count is checked on the wire, before anything is decoded. An exported MLP has a few dozen.
+const MAX_GRAPH_ENTRIES: usize = 10_000;
+
+/// Counts, on the protobuf wire without decoding, the graph's nodes, initializers, inputs,
+/// outputs, value infos and quantization annotations, and each node's inputs, outputs and
+/// attributes. Malformed bytes are an error.
+fn graph_entries(bytes: &[u8]) -> Result<usize> {
+    let mut total = 0usize;
+    for_each_field(bytes, &mut |field, payload| {
+        // ModelProto.graph = 7.
+        if field != 7 {
+            return Ok(());
+        }
+        for_each_field(payload, &mut |field, payload| {
+            match field {
+                // GraphProto.node
+                1 => {
+                    total += 1;
+                    // NodeProto.input = 1, output = 2, attribute = 5.
+                    for_each_field(payload, &mut |field, _| {
+                        total += usize::from(matches!(field, 1 | 2 | 5));
+                        Ok(())
+                    })?;
+                }
+                // initializer, input, output, value_info, quantization_annotation,
+                // sparse_initializer
+                5 | 11 | 12 | 13 | 14 | 15 => total += 1,
+                _ => {}
+            }
+            Ok(())
+        })
+    })?;
+    Ok(total)
+}
+
+/// Calls `f` with each field of the protobuf message `bytes`: its number, and its payload for a
+/// length-delimited field (empty for the others).
+fn for_each_field(bytes: &[u8], f: &mut dyn FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
+    let malformed = || anyhow::anyhow!("not an ONNX model (the protobuf does not decode)");
+    let mut rest = bytes;
+    let varint = |rest: &mut &[u8]| -> Result<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, tail) = rest.split_first().ok_or_else(malformed)?;
+            *rest = tail;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(malformed())
+    };
+    while !rest.is_empty() {
+        let key = varint(&mut rest)?;
+        let payload: &[u8] = match key & 7 {
+            0 => {
+                varint(&mut rest)?;
+                &[]
+            }
+            1 | 5 => {
+                let n = if key & 7 == 1 { 8 } else { 4 };
+                rest = rest.get(n..).ok_or_else(malformed)?;
+                &[]
+            }
+            2 => {
+                let len = usize::try_from(varint(&mut rest)?).map_err(|_| malformed())?;
+                let (payload, tail) = rest.split_at_checked(len).ok_or_else(malformed)?;
+                rest = tail;
+                payload
+            }
+            _ => return Err(malformed()),
+        };
+        f(key >> 3, payload)?;
+    }
+    Ok(())
+}
+
 /// Reads an MLP (784 → hidden ReLU layers → 10) from ONNX bytes into the trainer's network
 /// (the graph takes pixels in 0–1; see [`import_scaled`]).
 pub fn import(bytes: &[u8]) -> Result<Mlp> {
@@ -191,6 +270,13 @@ pub fn import(bytes: &[u8]) -> Result<Mlp> {
 /// the first layer (one value, or one per pixel). A graph that multiplies its input by 1/255 (or
 /// divides it by 255: Keras's `Rescaling(1/255)`) takes pixels in 0–255; the 255 is folded too.
 pub fn import_scaled(bytes: &[u8], scaling: &mut InputScaling) -> Result<Mlp> {
+    let entries = graph_entries(bytes)?;
+    ensure!(
+        entries <= MAX_GRAPH_ENTRIES,
+        "the graph holds {entries} nodes, tensors and node inputs/outputs/attributes; an MLP of \
+         at most {} layers needs a few dozen (this reader takes up to {MAX_GRAPH_ENTRIES})",
+        infer_core::format::MAX_LAYERS
+    );
     let model =
         ModelProto::decode(bytes).context("not an ONNX model (the protobuf does not decode)")?;
     let opset = model
