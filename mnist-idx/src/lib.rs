@@ -57,8 +57,9 @@ pub mod file {
             /// The kind of file, as the message names it ("a model file").
             what: &'static str,
         },
-        /// The operating system refused.
-        #[error("{0}")]
+        /// The operating system refused (transparent: its message once, not again as the
+        /// cause).
+        #[error(transparent)]
         Io(#[from] io::Error),
     }
 

@@ -207,6 +207,26 @@ fn a_reader_that_stops_early_ends_the_output_not_the_program() {
 }
 
 #[test]
+fn a_missing_file_is_said_once() {
+    for args in [
+        vec!["inspect", "/nonexistent/model.bin"],
+        vec!["export", "/nonexistent/model.bin", "--format", "c", "-o", "/tmp/x.h"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_trainer"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert_eq!(
+            stderr.trim(),
+            "error: cannot read /nonexistent/model.bin: No such file or directory (os error 2)",
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
 fn a_full_standard_output_is_named_in_the_error() {
     let model =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware-example/model/mlp-int8.bin");
