@@ -11,7 +11,12 @@ use trainer::output::{AlignedBytes, F32_FILE, INT4_FILE, INT8_FILE};
 use trainer::output_set::OutputSet;
 use trainer::pipeline::{self, Run};
 use trainer::quantize::Width;
-use trainer::shape::{CLASSES, HIDDEN, INPUTS};
+use trainer::shape::HIDDEN;
+
+/// MNIST's pixels per image: the benchmarks run the tutorial's network on MNIST.
+pub const INPUTS: usize = 784;
+/// MNIST's classes.
+pub const CLASSES: usize = 10;
 use trainer::train::TrainConfig;
 
 /// The repository root.

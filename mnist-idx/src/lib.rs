@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 use flate2::read::MultiGzDecoder;
 use sha2::{Digest, Sha256};
 
-/// Image side in pixels.
-pub const SIDE: usize = 28;
-/// Pixels per image.
-pub const PIXELS: usize = SIDE * SIDE;
+/// The longest image side accepted, in pixels.
+pub const MAX_SIDE: usize = 1024;
+/// The most pixels per image accepted: the widest input a model file can have.
+pub const MAX_PIXELS: usize = 65_535;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
@@ -168,21 +168,51 @@ pub enum IdxError {
         /// Labels in the labels file.
         labels: usize,
     },
-    /// Images of another size than 28 × 28.
-    #[error("images are {rows}×{cols}, expected 28×28")]
+    /// Images with a side of 0 or above [`MAX_SIDE`], or more than [`MAX_PIXELS`] pixels.
+    #[error(
+        "images of {rows}×{cols} pixels: each side must be 1 to {MAX_SIDE}, an image at most \
+         {MAX_PIXELS} pixels"
+    )]
     ImageSize {
         /// Rows per image in the header.
         rows: u32,
         /// Columns per image in the header.
         cols: u32,
     },
-    /// A label outside 0–9.
-    #[error("label {value} at index {index} is not a digit 0-9")]
+    /// Test images of another size than the training images.
+    #[error("images of {rows}×{cols} pixels, the training images {train_rows}×{train_cols}")]
+    ShapeMismatch {
+        /// Rows of these images.
+        rows: usize,
+        /// Columns of these images.
+        cols: usize,
+        /// Rows of the training images.
+        train_rows: usize,
+        /// Columns of the training images.
+        train_cols: usize,
+    },
+    /// The training labels run 0 to `classes − 1` with some of those classes absent.
+    #[error(
+        "labels run 0 to {}, but none is {}: classes must be numbered 0…C−1, each present in \
+         the training set",
+        classes - 1,
+        missing.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    MissingClasses {
+        /// One more than the largest label.
+        classes: usize,
+        /// The labels below it that no training image has (the first few).
+        missing: Vec<u8>,
+    },
+    /// A test label that is none of the training set's classes.
+    #[error("label {value} at index {index} is none of the training set's classes 0–{}", classes - 1)]
     Label {
         /// Position in the labels file.
         index: usize,
         /// The offending label.
         value: u8,
+        /// The training set's classes.
+        classes: usize,
     },
     /// The file's SHA-256 differs from the one listed in `SHA256SUMS`.
     #[error("checksum mismatch: SHA256SUMS lists {expected}, the file hashes to {actual}")]
@@ -213,13 +243,17 @@ impl fmt::Display for DataError {
 /// (`anyhow`'s `{:#}`) does not repeat it.
 impl std::error::Error for DataError {}
 
-/// Images and their labels, `images.len() == labels.len() * PIXELS`.
+/// Images and their labels, `images.len() == labels.len() * rows * cols`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dataset {
     /// Row-major u8 pixels, one image after another, 0 = background.
     pub images: Vec<u8>,
-    /// Digits 0–9.
+    /// One class per image, 0…C−1 (MNIST's: the digits 0–9).
     pub labels: Vec<u8>,
+    /// Rows per image (28 in MNIST).
+    pub rows: usize,
+    /// Columns per image (28 in MNIST).
+    pub cols: usize,
 }
 
 impl Dataset {
@@ -233,18 +267,36 @@ impl Dataset {
         self.labels.is_empty()
     }
 
+    /// Pixels per image.
+    pub fn pixels(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// The number of classes: one more than the largest label (0 for no labels).
+    pub fn classes(&self) -> usize {
+        self.labels.iter().max().map_or(0, |&m| usize::from(m) + 1)
+    }
+
     /// The pixels of image `i`.
     pub fn image(&self, i: usize) -> &[u8] {
-        &self.images[i * PIXELS..(i + 1) * PIXELS]
+        let n = self.pixels();
+        &self.images[i * n..(i + 1) * n]
+    }
+
+    /// The same images' shape, other images and labels.
+    fn with(&self, images: &[u8], labels: &[u8]) -> Dataset {
+        Dataset {
+            images: images.to_vec(),
+            labels: labels.to_vec(),
+            rows: self.rows,
+            cols: self.cols,
+        }
     }
 
     /// The first `n` images (all of them if there are fewer).
     pub fn head(&self, n: usize) -> Dataset {
         let n = n.min(self.len());
-        Dataset {
-            images: self.images[..n * PIXELS].to_vec(),
-            labels: self.labels[..n].to_vec(),
-        }
+        self.with(&self.images[..n * self.pixels()], &self.labels[..n])
     }
 
     /// Keras's `validation_split`: the last `fraction` of the images (and labels) held out, in
@@ -252,17 +304,11 @@ impl Dataset {
     pub fn split_validation(&self, fraction: f64) -> (Dataset, Dataset) {
         let keep = ((self.len() as f64) * (1.0 - fraction.clamp(0.0, 1.0))) as usize;
         let keep = keep.min(self.len());
-        let (images, held_images) = self.images.split_at(keep * PIXELS);
+        let (images, held_images) = self.images.split_at(keep * self.pixels());
         let (labels, held_labels) = self.labels.split_at(keep);
         (
-            Dataset {
-                images: images.to_vec(),
-                labels: labels.to_vec(),
-            },
-            Dataset {
-                images: held_images.to_vec(),
-                labels: held_labels.to_vec(),
-            },
+            self.with(images, labels),
+            self.with(held_images, held_labels),
         )
     }
 }
@@ -283,12 +329,61 @@ const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
 const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
 
 /// Loads the four standard files from `dir`, verifying them against `dir/SHA256SUMS` if present.
+///
+/// The images may have any size (the same in both sets, each side 1–[`MAX_SIDE`]); the labels
+/// are the classes 0…C−1, every one of them present in the training set, and the test labels
+/// among them.
 pub fn load_mnist(dir: &Path) -> Result<Mnist, DataError> {
     let sums = Checksums::read(dir)?;
-    Ok(Mnist {
-        train: load_pair(dir, TRAIN_IMAGES, TRAIN_LABELS, &sums)?,
-        test: load_pair(dir, TEST_IMAGES, TEST_LABELS, &sums)?,
-    })
+    let train = load_pair(dir, TRAIN_IMAGES, TRAIN_LABELS, &sums)?;
+    let test = load_pair(dir, TEST_IMAGES, TEST_LABELS, &sums)?;
+    let at = |name: &str, kind| DataError {
+        path: dir.join(name),
+        kind,
+    };
+    if (test.rows, test.cols) != (train.rows, train.cols) {
+        return Err(at(
+            TEST_IMAGES,
+            IdxError::ShapeMismatch {
+                rows: test.rows,
+                cols: test.cols,
+                train_rows: train.rows,
+                train_cols: train.cols,
+            },
+        ));
+    }
+    let classes = train.classes();
+    let mut present = [false; 256];
+    for &l in &train.labels {
+        present[usize::from(l)] = true;
+    }
+    let missing: Vec<u8> = (0..classes)
+        .filter(|&c| !present[c])
+        .map(|c| c as u8)
+        .collect();
+    if !missing.is_empty() {
+        let missing = missing.into_iter().take(8).collect();
+        return Err(at(
+            TRAIN_LABELS,
+            IdxError::MissingClasses { classes, missing },
+        ));
+    }
+    if let Some((index, &value)) = test
+        .labels
+        .iter()
+        .enumerate()
+        .find(|&(_, &l)| usize::from(l) >= classes)
+    {
+        return Err(at(
+            TEST_LABELS,
+            IdxError::Label {
+                index,
+                value,
+                classes,
+            },
+        ));
+    }
+    Ok(Mnist { train, test })
 }
 
 /// Loads only the test set's two files from `dir` (what evaluating a model needs), verified as
@@ -304,9 +399,16 @@ fn load_pair(
     labels: &str,
     sums: &Checksums,
 ) -> Result<Dataset, DataError> {
-    let (_, images) = read_parsed(dir, images, sums, parse_images)?;
+    let mut shape = (0, 0);
+    let (_, images) = read_parsed(dir, images, sums, |bytes| {
+        parse_images(bytes).map(|(images, rows, cols)| {
+            shape = (rows, cols);
+            images
+        })
+    })?;
     let (labels_path, labels) = read_parsed(dir, labels, sums, parse_labels)?;
-    let count = images.len() / PIXELS;
+    let (rows, cols) = shape;
+    let count = images.len() / (rows * cols).max(1);
     if count != labels.len() {
         return Err(DataError {
             path: labels_path,
@@ -316,7 +418,12 @@ fn load_pair(
             },
         });
     }
-    Ok(Dataset { images, labels })
+    Ok(Dataset {
+        images,
+        labels,
+        rows,
+        cols,
+    })
 }
 
 /// Reads and parses `dir/name` or `dir/name.gz`, whichever exists. Where both do, both are read
@@ -326,7 +433,7 @@ fn read_parsed(
     dir: &Path,
     name: &str,
     sums: &Checksums,
-    parse: fn(&[u8]) -> Result<Vec<u8>, IdxError>,
+    mut parse: impl FnMut(&[u8]) -> Result<Vec<u8>, IdxError>,
 ) -> Result<(PathBuf, Vec<u8>), DataError> {
     let gz = format!("{name}.gz");
     // Whatever exists under either name (a link is followed; a loop is an error, not "missing").
@@ -374,25 +481,26 @@ fn read_file(path: &Path, name: &str, sums: &Checksums) -> Result<Vec<u8>, DataE
     Ok(bytes)
 }
 
-/// Parses an images file: `n × 28 × 28` unsigned bytes.
-pub fn parse_images(bytes: &[u8]) -> Result<Vec<u8>, IdxError> {
+/// Parses an images file: `n × rows × cols` unsigned bytes (each side 1–[`MAX_SIDE`], at most
+/// [`MAX_PIXELS`] per image); returns the pixels, rows and columns.
+pub fn parse_images(bytes: &[u8]) -> Result<(Vec<u8>, usize, usize), IdxError> {
     let (dims, data) = parse_idx(bytes, 3)?;
-    if dims[1] as usize != SIDE || dims[2] as usize != SIDE {
+    let (rows, cols) = (dims[1] as usize, dims[2] as usize);
+    if !(1..=MAX_SIDE).contains(&rows)
+        || !(1..=MAX_SIDE).contains(&cols)
+        || rows * cols > MAX_PIXELS
+    {
         return Err(IdxError::ImageSize {
             rows: dims[1],
             cols: dims[2],
         });
     }
-    Ok(data)
+    Ok((data, rows, cols))
 }
 
-/// Parses a labels file: `n` digits 0–9.
+/// Parses a labels file: `n` classes, one byte each.
 pub fn parse_labels(bytes: &[u8]) -> Result<Vec<u8>, IdxError> {
-    let (_, data) = parse_idx(bytes, 1)?;
-    if let Some((index, &value)) = data.iter().enumerate().find(|(_, v)| **v > 9) {
-        return Err(IdxError::Label { index, value });
-    }
-    Ok(data)
+    parse_idx(bytes, 1).map(|(_, data)| data)
 }
 
 /// Parses one IDX file of unsigned bytes with `ndim` dimensions, decompressing gzip first.

@@ -36,7 +36,7 @@ fn valid_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     write(&dir, "train-images-idx3-ubyte", &images(2));
-    write(&dir, "train-labels-idx1-ubyte", &labels(&[3, 9]));
+    write(&dir, "train-labels-idx1-ubyte", &labels(&[1, 0]));
     write(&dir, "t10k-images-idx3-ubyte", &images(1));
     write(&dir, "t10k-labels-idx1-ubyte", &labels(&[0]));
     dir
@@ -49,8 +49,11 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) {
 #[test]
 fn raw_and_gzip_are_told_apart_by_content_not_name() {
     let raw = images(2);
-    assert_eq!(parse_images(&raw).unwrap(), vec![7; 2 * 784]);
-    assert_eq!(parse_images(&gzip(&raw)).unwrap(), vec![7; 2 * 784]);
+    assert_eq!(parse_images(&raw).unwrap(), (vec![7; 2 * 784], 28, 28));
+    assert_eq!(
+        parse_images(&gzip(&raw)).unwrap(),
+        (vec![7; 2 * 784], 28, 28)
+    );
 
     // A gzip file without `.gz` and a raw file with it both load.
     let dir = valid_dir("names");
@@ -61,7 +64,7 @@ fn raw_and_gzip_are_told_apart_by_content_not_name() {
     )
     .unwrap();
     let mnist = load_mnist(&dir).unwrap();
-    assert_eq!(mnist.train.labels, vec![3, 9]);
+    assert_eq!(mnist.train.labels, vec![1, 0]);
     assert_eq!(mnist.test.len(), 1);
 }
 
@@ -216,23 +219,87 @@ fn trailing_bytes() {
 }
 
 #[test]
-fn images_not_28_by_28() {
-    let err = parse_images(&idx(0x803, &[1, 32, 32], &[0; 1024])).unwrap_err();
-    assert!(
-        matches!(err, IdxError::ImageSize { rows: 32, cols: 32 }),
-        "{err}"
-    );
+fn images_of_any_size_load_and_impossible_sizes_are_refused() {
+    let (pixels, rows, cols) = parse_images(&idx(0x803, &[1, 16, 12], &[3; 192])).unwrap();
+    assert_eq!((pixels.len(), rows, cols), (192, 16, 12));
+    for (rows, cols) in [(0, 5), (5, 0), (2000, 1), (300, 300)] {
+        let err = parse_images(&idx(
+            0x803,
+            &[1, rows, cols],
+            &vec![0; (rows * cols) as usize],
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(err, IdxError::ImageSize { .. }),
+            "{rows}×{cols}: {err}"
+        );
+    }
 }
 
 #[test]
-fn label_above_nine() {
-    let err = parse_labels(&labels(&[1, 2, 10, 3])).unwrap_err();
+fn a_folder_of_other_images_and_classes_loads() {
+    let dir = valid_dir("shapes");
+    write(
+        &dir,
+        "train-images-idx3-ubyte",
+        &idx(0x803, &[3, 16, 12], &[1; 576]),
+    );
+    write(&dir, "train-labels-idx1-ubyte", &labels(&[0, 2, 1]));
+    write(
+        &dir,
+        "t10k-images-idx3-ubyte",
+        &idx(0x803, &[1, 16, 12], &[2; 192]),
+    );
+    write(&dir, "t10k-labels-idx1-ubyte", &labels(&[2]));
+    let mnist = load_mnist(&dir).unwrap();
+    assert_eq!(
+        (mnist.train.rows, mnist.train.cols, mnist.train.pixels()),
+        (16, 12, 192)
+    );
+    assert_eq!((mnist.train.classes(), mnist.test.classes()), (3, 3));
+    assert_eq!(mnist.test.image(0), &[2; 192][..]);
+}
+
+#[test]
+fn classes_must_be_numbered_from_zero_and_the_test_sets_among_them() {
+    // Test images of another size.
+    let dir = valid_dir("shape-mismatch");
+    write(
+        &dir,
+        "t10k-images-idx3-ubyte",
+        &idx(0x803, &[1, 16, 16], &[0; 256]),
+    );
+    let err = load_mnist(&dir).unwrap_err();
+    assert!(
+        matches!(err.kind, IdxError::ShapeMismatch { rows: 16, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("the training images 28×28"),
+        "{err}"
+    );
+    // Labels 0, 3, 9: 1–2 and 4–8 are missing.
+    let dir = valid_dir("gaps");
+    write(&dir, "train-images-idx3-ubyte", &images(3));
+    write(&dir, "train-labels-idx1-ubyte", &labels(&[0, 3, 9]));
+    let err = load_mnist(&dir).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("labels run 0 to 9, but none is 1, 2, 4, 5, 6, 7, 8"),
+        "{err}"
+    );
+    assert!(err.path.ends_with("train-labels-idx1-ubyte"), "{err}");
+    // A test label the training set does not have.
+    let dir = valid_dir("unknown-label");
+    write(&dir, "t10k-labels-idx1-ubyte", &labels(&[10]));
+    let err = load_mnist(&dir).unwrap_err();
     assert!(
         matches!(
-            err,
+            err.kind,
             IdxError::Label {
-                index: 2,
-                value: 10
+                index: 0,
+                value: 10,
+                classes: 2
             }
         ),
         "{err}"

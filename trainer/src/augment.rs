@@ -9,10 +9,21 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::idx::PIXELS;
+/// An image's size: `cols` pixels per row, `rows` rows (MNIST's: 28 × 28).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grid {
+    /// Rows.
+    pub rows: usize,
+    /// Columns.
+    pub cols: usize,
+}
 
-/// Side of an MNIST image.
-const SIDE: usize = 28;
+impl Grid {
+    /// Pixels.
+    pub fn pixels(self) -> usize {
+        self.rows * self.cols
+    }
+}
 
 /// How strongly digits are distorted.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -47,50 +58,59 @@ impl Augment {
 /// fresh one per image would cost more than the training step).
 #[derive(Debug, Clone)]
 pub struct Fields {
-    /// `count × 2 × PIXELS` displacements (x then y), each field at most 1 pixel in size.
+    /// `count × 2 × pixels` displacements (x then y), each field at most 1 pixel in size.
     fields: Vec<f32>,
+    grid: Grid,
 }
 
 impl Fields {
-    /// `count` fields of uniform noise smoothed by a Gaussian of `sigma` pixels.
-    pub fn new(count: usize, sigma: f32, seed: u64) -> Self {
+    /// `count` fields over `grid` of uniform noise smoothed by a Gaussian of `sigma` pixels.
+    pub fn new(count: usize, sigma: f32, seed: u64, grid: Grid) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xE1A5_71C0);
         let radius = (3.0 * sigma).ceil() as isize;
         let kernel: Vec<f32> = (-radius..=radius)
             .map(|d| (-((d * d) as f32) / (2.0 * sigma * sigma)).exp())
             .collect();
-        let mut fields = Vec::with_capacity(count * 2 * PIXELS);
+        let pixels = grid.pixels();
+        let mut fields = Vec::with_capacity(count * 2 * pixels);
         for _ in 0..2 * count {
-            let noise: Vec<f32> = (0..PIXELS).map(|_| rng.random_range(-1.0..1.0)).collect();
-            let smooth = blur(&blur(&noise, &kernel, radius, 1), &kernel, radius, SIDE);
+            let noise: Vec<f32> = (0..pixels).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let rows = blur(&noise, &kernel, radius, grid, false);
+            let smooth = blur(&rows, &kernel, radius, grid, true);
             let max = smooth.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
             fields.extend(smooth.iter().map(|v| v / max));
         }
-        Self { fields }
+        Self { fields, grid }
     }
 
     fn count(&self) -> usize {
-        self.fields.len() / (2 * PIXELS)
+        self.fields.len() / (2 * self.grid.pixels()).max(1)
     }
 
     fn field(&self, i: usize) -> (&[f32], &[f32]) {
-        let f = &self.fields[2 * PIXELS * i..][..2 * PIXELS];
-        f.split_at(PIXELS)
+        let n = self.grid.pixels();
+        let f = &self.fields[2 * n * i..][..2 * n];
+        f.split_at(n)
     }
 }
 
-/// A 1-D Gaussian blur along rows (`step` 1) or columns (`step` 28), zero outside the image.
-fn blur(image: &[f32], kernel: &[f32], radius: isize, step: usize) -> Vec<f32> {
-    let mut out = vec![0.0; PIXELS];
+/// A 1-D Gaussian blur along rows, or along columns (`down`), zero outside the image.
+fn blur(image: &[f32], kernel: &[f32], radius: isize, grid: Grid, down: bool) -> Vec<f32> {
+    let mut out = vec![0.0; grid.pixels()];
+    let (step, len) = if down {
+        (grid.cols, grid.rows)
+    } else {
+        (1, grid.cols)
+    };
     for (i, o) in out.iter_mut().enumerate() {
-        let (pos, base) = if step == 1 {
-            (i % SIDE, i - i % SIDE)
+        let (pos, base) = if down {
+            (i / grid.cols, i % grid.cols)
         } else {
-            (i / SIDE, i % SIDE)
+            (i % grid.cols, i - i % grid.cols)
         };
         for (t, &k) in kernel.iter().enumerate() {
             let p = pos as isize + t as isize - radius;
-            if (0..SIDE as isize).contains(&p) {
+            if (0..len as isize).contains(&p) {
                 *o += k * image[base + p as usize * step];
             }
         }
@@ -98,8 +118,9 @@ fn blur(image: &[f32], kernel: &[f32], radius: isize, step: usize) -> Vec<f32> {
     out
 }
 
-/// A fresh distorted copy of `image`, drawn by `rng`.
-pub fn distort(image: &[u8], aug: &Augment, fields: &Fields, rng: &mut impl Rng) -> [u8; PIXELS] {
+/// A distorted copy of `image` (of the fields' grid) into `out`, drawn by `rng`.
+pub fn distort(image: &[u8], aug: &Augment, fields: &Fields, rng: &mut impl Rng, out: &mut [u8]) {
+    let grid = fields.grid;
     let angle = rng.random_range(-1.0..=1.0) * aug.rotation_degrees.to_radians();
     let scale = 1.0 + rng.random_range(-1.0..=1.0) * aug.scale;
     let shear = rng.random_range(-1.0..=1.0) * aug.shear;
@@ -121,35 +142,36 @@ pub fn distort(image: &[u8], aug: &Augment, fields: &Fields, rng: &mut impl Rng)
     let strength = rng.random_range(0.0..=aug.elastic);
     let (fx, fy) = fields.field(rng.random_range(0..fields.count().max(1)));
 
-    let centre = (SIDE as f32 - 1.0) / 2.0;
-    let mut out = [0u8; PIXELS];
-    for (i, o) in out.iter_mut().enumerate() {
+    let (cx, cy) = (
+        (grid.cols as f32 - 1.0) / 2.0,
+        (grid.rows as f32 - 1.0) / 2.0,
+    );
+    for (i, o) in out.iter_mut().enumerate().take(grid.pixels()) {
         let (x, y) = (
-            (i % SIDE) as f32 - centre - tx,
-            (i / SIDE) as f32 - centre - ty,
+            (i % grid.cols) as f32 - cx - tx,
+            (i / grid.cols) as f32 - cy - ty,
         );
-        let sx = inverse[0][0] * x + inverse[0][1] * y + centre + strength * fx[i];
-        let sy = inverse[1][0] * x + inverse[1][1] * y + centre + strength * fy[i];
-        *o = bilinear(image, sx, sy);
+        let sx = inverse[0][0] * x + inverse[0][1] * y + cx + strength * fx[i];
+        let sy = inverse[1][0] * x + inverse[1][1] * y + cy + strength * fy[i];
+        *o = bilinear(image, grid, sx, sy);
     }
     let stroke: f64 = rng.random();
     if stroke < aug.stroke {
-        out = morph(&out, u8::max);
+        morph(out, grid, u8::max);
     } else if stroke < 2.0 * aug.stroke {
-        out = morph(&out, u8::min);
+        morph(out, grid, u8::min);
     }
-    out
 }
 
 /// The image at a fractional position, zero outside.
-fn bilinear(image: &[u8], x: f32, y: f32) -> u8 {
+fn bilinear(image: &[u8], grid: Grid, x: f32, y: f32) -> u8 {
     let (x0, y0) = (x.floor(), y.floor());
     let (ax, ay) = (x - x0, y - y0);
     let at = |xi: f32, yi: f32| -> f32 {
-        if xi < 0.0 || yi < 0.0 || xi >= SIDE as f32 || yi >= SIDE as f32 {
+        if xi < 0.0 || yi < 0.0 || xi >= grid.cols as f32 || yi >= grid.rows as f32 {
             0.0
         } else {
-            f32::from(image[yi as usize * SIDE + xi as usize])
+            f32::from(image[yi as usize * grid.cols + xi as usize])
         }
     };
     let v = (1.0 - ay) * ((1.0 - ax) * at(x0, y0) + ax * at(x0 + 1.0, y0))
@@ -158,27 +180,27 @@ fn bilinear(image: &[u8], x: f32, y: f32) -> u8 {
 }
 
 /// Grey-level dilation (`u8::max`: thicker strokes) or erosion (`u8::min`: thinner) with a
-/// 3-pixel cross, blended half-way so that strokes change by about half a pixel.
-fn morph(image: &[u8; PIXELS], pick: fn(u8, u8) -> u8) -> [u8; PIXELS] {
-    let mut out = *image;
-    for (i, o) in out.iter_mut().enumerate() {
-        let (x, y) = (i % SIDE, i / SIDE);
-        let mut v = image[i];
+/// 3-pixel cross, blended half-way so that strokes change by about half a pixel, in place.
+fn morph(image: &mut [u8], grid: Grid, pick: fn(u8, u8) -> u8) {
+    let src = image.to_vec();
+    let cols = grid.cols;
+    for (i, o) in image.iter_mut().enumerate() {
+        let (x, y) = (i % cols, i / cols);
+        let mut v = src[i];
         if x > 0 {
-            v = pick(v, image[i - 1]);
+            v = pick(v, src[i - 1]);
         }
-        if x + 1 < SIDE {
-            v = pick(v, image[i + 1]);
+        if x + 1 < cols {
+            v = pick(v, src[i + 1]);
         }
         if y > 0 {
-            v = pick(v, image[i - SIDE]);
+            v = pick(v, src[i - cols]);
         }
-        if y + 1 < SIDE {
-            v = pick(v, image[i + SIDE]);
+        if y + 1 < grid.rows {
+            v = pick(v, src[i + cols]);
         }
-        *o = ((u16::from(v) + u16::from(image[i])) / 2) as u8;
+        *o = ((u16::from(v) + u16::from(src[i])) / 2) as u8;
     }
-    out
 }
 
 /// The generator of one image's draw in one epoch.
@@ -192,18 +214,26 @@ pub fn image_rng(seed: u64, epoch: usize, image: usize) -> ChaCha8Rng {
 mod tests {
     use super::*;
 
-    fn square() -> [u8; PIXELS] {
-        let mut image = [0u8; PIXELS];
+    const MNIST: Grid = Grid { rows: 28, cols: 28 };
+
+    fn square(grid: Grid) -> Vec<u8> {
+        let mut image = vec![0u8; grid.pixels()];
         for y in 10..18 {
-            for x in 10..18 {
-                image[y * SIDE + x] = 200;
+            for x in 6..14 {
+                image[y * grid.cols + x] = 200;
             }
         }
         image
     }
 
+    fn drawn(image: &[u8], aug: &Augment, fields: &Fields, rng: &mut ChaCha8Rng) -> Vec<u8> {
+        let mut out = vec![0; image.len()];
+        distort(image, aug, fields, rng, &mut out);
+        out
+    }
+
     #[test]
-    fn no_distortion_is_the_identity() {
+    fn no_distortion_is_the_identity_on_any_grid() {
         let none = Augment {
             rotation_degrees: 0.0,
             scale: 0.0,
@@ -212,23 +242,25 @@ mod tests {
             elastic: 0.0,
             stroke: 0.0,
         };
-        let fields = Fields::new(2, 4.0, 1);
-        let image = square();
-        let out = distort(&image, &none, &fields, &mut image_rng(1, 0, 0));
-        assert_eq!(out, image);
+        for grid in [MNIST, Grid { rows: 20, cols: 16 }] {
+            let fields = Fields::new(2, 4.0, 1, grid);
+            let image = square(grid);
+            let out = drawn(&image, &none, &fields, &mut image_rng(1, 0, 0));
+            assert_eq!(out, image, "{grid:?}");
+        }
     }
 
     #[test]
     fn draws_are_seeded_per_image_and_epoch() {
-        let fields = Fields::new(4, 4.0, 1);
-        let image = square();
-        let a = distort(&image, &Augment::BEST, &fields, &mut image_rng(7, 3, 11));
-        let b = distort(&image, &Augment::BEST, &fields, &mut image_rng(7, 3, 11));
-        let c = distort(&image, &Augment::BEST, &fields, &mut image_rng(7, 4, 11));
+        let fields = Fields::new(4, 4.0, 1, MNIST);
+        let image = square(MNIST);
+        let a = drawn(&image, &Augment::BEST, &fields, &mut image_rng(7, 3, 11));
+        let b = drawn(&image, &Augment::BEST, &fields, &mut image_rng(7, 3, 11));
+        let c = drawn(&image, &Augment::BEST, &fields, &mut image_rng(7, 4, 11));
         assert_eq!(a, b);
         assert_ne!(a, c);
         // Ink is moved, not created from nothing or lost wholesale.
-        let ink = |im: &[u8; PIXELS]| im.iter().map(|&v| u32::from(v)).sum::<u32>();
+        let ink = |im: &[u8]| im.iter().map(|&v| u32::from(v)).sum::<u32>();
         let (before, after) = (ink(&image), ink(&a));
         assert!(
             after > before / 2 && after < before * 2,
@@ -238,14 +270,14 @@ mod tests {
 
     #[test]
     fn fields_are_smooth_and_bounded() {
-        let fields = Fields::new(3, 4.0, 9);
+        let fields = Fields::new(3, 4.0, 9, MNIST);
         for i in 0..3 {
             let (fx, fy) = fields.field(i);
             for f in [fx, fy] {
                 assert!(f.iter().all(|v| v.abs() <= 1.0 + 1e-6));
                 // Neighbours along a row differ little: a smooth field, not noise.
                 let step = f
-                    .chunks_exact(SIDE)
+                    .chunks_exact(MNIST.cols)
                     .flat_map(|row| row.windows(2).map(|w| (w[1] - w[0]).abs()))
                     .fold(0.0f32, f32::max);
                 assert!(step < 0.5, "{step}");

@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use crate::shape::INPUTS;
 use anyhow::{Context, Result, bail};
 
 /// The largest image file read (a phone photo is a few MB).
@@ -16,7 +15,7 @@ const MAX_IMAGE_ALLOC: u64 = 128 << 20;
 
 /// Reads a PNG, JPEG or PGM/PPM file (any size, dark ink on light or the reverse, ink in the
 /// alpha channel too).
-pub fn read(path: &Path) -> Result<[u8; INPUTS]> {
+pub fn read(path: &Path) -> Result<[u8; mnist_digit::PIXELS]> {
     let bytes = crate::output::read_capped(path, MAX_IMAGE_FILE_BYTES, "an image file")?;
     let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes))
         .with_guessed_format()

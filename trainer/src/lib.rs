@@ -38,13 +38,10 @@ pub mod train;
 
 pub use mnist_idx as idx;
 
-/// The tutorial network's shape, which the trainer's network still has (infer-core reads and
-/// runs any chain of layers; the trainer fits one hidden layer of `--hidden` units).
+/// The tutorial network's hidden width, the default (infer-core runs any chain of layers; the
+/// trainer fits the `--hidden` layers between the data's inputs and classes).
 pub mod shape {
-    /// Pixels per image (28 × 28).
-    pub const INPUTS: usize = 784;
-    /// Hidden units of the tutorial's network (the default `--hidden`).
+    /// Hidden units of the tutorial's network (the default `--hidden`); the inputs and classes
+    /// come from the data (MNIST's: 784 and 10).
     pub const HIDDEN: usize = 512;
-    /// Classes (digits 0–9).
-    pub const CLASSES: usize = 10;
 }

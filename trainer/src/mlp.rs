@@ -11,14 +11,14 @@ use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 use rayon::prelude::*;
 
-use crate::idx::{Dataset, PIXELS};
+use crate::idx::Dataset;
 use crate::kernels::{axpy_sum, dot, rmsprop};
 use crate::sparse::{SparseBatch, SparseRows};
 
 /// The images of a dataset as network inputs: pixels scaled to 0–1, as Keras's `x / 255`, with
 /// only the non-zero ones kept.
 pub fn network_inputs(data: &Dataset) -> SparseRows {
-    SparseRows::from_dense_parallel(PIXELS, &data.images, |p| f32::from(p) / 255.0)
+    SparseRows::from_dense_parallel(data.pixels(), &data.images, |p| f32::from(p) / 255.0)
 }
 
 /// A dense hidden layer after the first: `outputs × inputs` weights and the biases.

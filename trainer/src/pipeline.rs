@@ -8,7 +8,6 @@ use anyhow::{Context, Result};
 use infer_core::{F32Model, QuantModel};
 
 use crate::idx::{Dataset, Mnist};
-use crate::metrics::Confusion;
 use crate::mlp::Mlp;
 use crate::output::{
     AlignedBytes, F32_FILE, INT4_FILE, INT8_FILE, ModelReport, PruningReport, TestStats,
@@ -66,6 +65,27 @@ pub struct Outcome {
     pub integer_model: String,
     /// What pruning did, in a pruned run.
     pub pruning: Option<PruningReport>,
+}
+
+/// The network's widths for `mnist` and the hidden layers `hidden`: the images' pixels, the
+/// hidden widths, the classes (the labels 0…C−1, checked by the reader). Fails, saying why, for
+/// fewer than 2 classes or more than a model file holds.
+pub fn layers(mnist: &Mnist, hidden: &[usize]) -> Result<Vec<usize>> {
+    let classes = mnist.train.classes().max(mnist.test.classes());
+    anyhow::ensure!(
+        classes >= 2,
+        "the training labels are all 0: a classifier needs at least 2 classes"
+    );
+    anyhow::ensure!(
+        classes <= infer_core::format::MAX_CLASSES,
+        "the labels run 0 to {}: a model has at most {} classes",
+        classes - 1,
+        infer_core::format::MAX_CLASSES
+    );
+    let mut widths = vec![mnist.train.pixels()];
+    widths.extend(hidden);
+    widths.push(classes);
+    Ok(widths)
 }
 
 /// Fits a network on `mnist`'s training set and writes, reads back and evaluates its model files.
@@ -258,7 +278,7 @@ pub fn write_model(
     let predictions = classify_all(loaded.as_bytes())
         .with_context(|| format!("{} does not load back", staged.display()))?;
     let report = ModelReport {
-        test_accuracy: Confusion::new(&test.labels, &predictions).accuracy(),
+        test_accuracy: crate::metrics::accuracy(&test.labels, &predictions),
         model_bytes: bytes.len(),
         path: out.final_path(file.as_ref()).display().to_string(),
     };

@@ -13,6 +13,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor;
 use resvg::{tiny_skia, usvg};
 
+use crate::idx::Dataset;
 use crate::metrics::Confusion;
 use crate::train::EpochStats;
 
@@ -20,29 +21,29 @@ const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 /// Misclassified digits shown at most.
 const GRID_MAX: usize = 100;
 
-/// A test digit the model got wrong.
+/// A test image the model got wrong.
 #[derive(Debug, Clone, Copy)]
 pub struct Miss<'a> {
-    /// Its 28 × 28 pixels.
+    /// Its pixels, row by row.
     pub pixels: &'a [u8],
+    /// Pixels per row.
+    pub cols: usize,
     /// The label.
     pub truth: u8,
     /// What the model said.
     pub predicted: u8,
 }
 
-/// The test digits a model got wrong, from its `predictions` (one per label; `images` 784 bytes
-/// each).
-pub fn misses<'a>(images: &'a [u8], labels: &[u8], predictions: &[u8]) -> Vec<Miss<'a>> {
-    images
-        .as_chunks::<{ crate::shape::INPUTS }>()
-        .0
-        .iter()
-        .zip(labels)
+/// The test images a model got wrong, from its `predictions` (one per image of `test`).
+pub fn misses<'a>(test: &'a Dataset, predictions: &[u8]) -> Vec<Miss<'a>> {
+    test.images
+        .chunks_exact(test.pixels().max(1))
+        .zip(&test.labels)
         .zip(predictions)
         .filter(|((_, t), p)| t != p)
         .map(|((pixels, &truth), &predicted)| Miss {
             pixels,
+            cols: test.cols,
             truth,
             predicted,
         })
@@ -308,6 +309,8 @@ where
 
 /// The confusion matrix of `model` as a heatmap, counts written in the cells.
 pub fn confusion_svg(model: &str, confusion: &Confusion) -> Result<String> {
+    let n = confusion.classes().max(1) as i32;
+    let last = n - 1;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (620, 620)).into_drawing_area();
@@ -320,20 +323,20 @@ pub fn confusion_svg(model: &str, confusion: &Confusion) -> Result<String> {
             .margin(16)
             .x_label_area_size(44)
             .y_label_area_size(44)
-            .build_cartesian_2d((0i32..9).into_segmented(), (0i32..9).into_segmented())
+            .build_cartesian_2d((0i32..last).into_segmented(), (0i32..last).into_segmented())
             .map_err(plot_error)?;
-        // Rows run top to bottom: true digit `t` is drawn at y = 9 − t.
+        // Rows run top to bottom: true class `t` is drawn at y = last − t.
         let centre = |v: &SegmentValue<i32>, flip: bool| match v {
-            SegmentValue::CenterOf(v) => (if flip { 9 - v } else { *v }).to_string(),
+            SegmentValue::CenterOf(v) => (if flip { last - v } else { *v }).to_string(),
             _ => String::new(),
         };
         chart
             .configure_mesh()
             .disable_mesh()
             .x_desc("predicted")
-            .y_desc("true digit")
-            .x_labels(10)
-            .y_labels(10)
+            .y_desc(if n == 10 { "true digit" } else { "true class" })
+            .x_labels(n as usize)
+            .y_labels(n as usize)
             .x_label_formatter(&|v| centre(v, false))
             .y_label_formatter(&|v| centre(v, true))
             .label_style(("sans-serif", 14))
@@ -360,7 +363,7 @@ pub fn confusion_svg(model: &str, confusion: &Confusion) -> Result<String> {
                 } else {
                     RGBColor(220, 60, 40)
                 };
-                let (x, y) = (p as i32, 9 - t as i32);
+                let (x, y) = (p as i32, last - t as i32);
                 let cell = [
                     (SegmentValue::Exact(x), SegmentValue::Exact(y)),
                     (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1)),
@@ -393,18 +396,23 @@ pub fn confusion_svg(model: &str, confusion: &Confusion) -> Result<String> {
 /// The digits `model` misclassified, each with its label and the prediction.
 pub fn misclassified_svg(model: &str, misses: &[Miss<'_>]) -> Result<String> {
     const COLUMNS: usize = 10;
-    const SCALE: i32 = 3;
-    const CELL_W: i32 = 28 * SCALE + 16;
-    const CELL_H: i32 = 28 * SCALE + 30;
+    // Each image drawn about 84 pixels wide (28 × 3 for MNIST), its pixels whole squares.
+    let (cols, rows_px) = misses.first().map_or((28, 28), |m| {
+        (m.cols.max(1), m.pixels.len() / m.cols.max(1))
+    });
+    let scale = (84 / cols.max(rows_px)).max(1) as i32;
+    let (image_w, image_h) = (cols as i32 * scale, rows_px as i32 * scale);
+    let cell_w = image_w.max(84) + 16;
+    let cell_h = image_h + 30;
     let shown = misses.len().min(GRID_MAX);
     let rows = shown.div_ceil(COLUMNS).max(1);
-    let (w, h) = (COLUMNS as i32 * CELL_W + 16, rows as i32 * CELL_H + 56);
+    let (w, h) = (COLUMNS as i32 * cell_w + 16, rows as i32 * cell_h + 56);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (w as u32, h as u32)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
         let title = format!(
-            "{} test digits misclassified by {model}{} (true → predicted)",
+            "{} test images misclassified by {model}{} (true → predicted)",
             misses.len(),
             if misses.len() > shown {
                 format!(", first {shown}")
@@ -415,17 +423,20 @@ pub fn misclassified_svg(model: &str, misses: &[Miss<'_>]) -> Result<String> {
         root.draw(&Text::new(title, (12, 12), ("sans-serif", 20)))
             .map_err(plot_error)?;
         for (i, miss) in misses.iter().take(shown).enumerate() {
-            let x0 = 12 + (i % COLUMNS) as i32 * CELL_W;
-            let y0 = 48 + (i / COLUMNS) as i32 * CELL_H;
+            let x0 = 12 + (i % COLUMNS) as i32 * cell_w;
+            let y0 = 48 + (i / COLUMNS) as i32 * cell_h;
             root.draw(&Rectangle::new(
-                [(x0, y0), (x0 + 28 * SCALE, y0 + 28 * SCALE)],
+                [(x0, y0), (x0 + image_w, y0 + image_h)],
                 BLACK.filled(),
             ))
             .map_err(plot_error)?;
             for (p, &v) in miss.pixels.iter().enumerate().filter(|(_, v)| **v > 0) {
-                let (px, py) = (x0 + (p % 28) as i32 * SCALE, y0 + (p / 28) as i32 * SCALE);
+                let (px, py) = (
+                    x0 + (p % cols) as i32 * scale,
+                    y0 + (p / cols) as i32 * scale,
+                );
                 root.draw(&Rectangle::new(
-                    [(px, py), (px + SCALE, py + SCALE)],
+                    [(px, py), (px + scale, py + scale)],
                     RGBColor(v, v, v).filled(),
                 ))
                 .map_err(plot_error)?;
@@ -433,7 +444,7 @@ pub fn misclassified_svg(model: &str, misses: &[Miss<'_>]) -> Result<String> {
             let label = format!("{} → {}", miss.truth, miss.predicted);
             root.draw(&Text::new(
                 label,
-                (x0 + 20, y0 + 28 * SCALE + 4),
+                (x0 + 20, y0 + image_h + 4),
                 ("sans-serif", 16),
             ))
             .map_err(plot_error)?;
@@ -482,10 +493,11 @@ mod tests {
                 test_accuracy: Some(0.95 + 0.01 * epoch as f64),
             })
             .collect();
-        let confusion = Confusion::new(&[0, 1, 2, 3, 3], &[0, 1, 2, 3, 5]);
+        let confusion = Confusion::new(10, &[0, 1, 2, 3, 3], &[0, 1, 2, 3, 5]);
         let digit = [200u8; 784];
         let misses = [Miss {
             pixels: &digit,
+            cols: 28,
             truth: 3,
             predicted: 5,
         }];
@@ -543,7 +555,7 @@ mod tests {
             svg.contains("log scale"),
             "a positive loss is drawn on a log axis"
         );
-        let confusion = Confusion::new(&[1, 2], &[1, 2]);
+        let confusion = Confusion::new(10, &[1, 2], &[1, 2]);
         assert!(confusion_svg(model, &confusion).unwrap().contains(model));
         assert!(misclassified_svg(model, &[]).unwrap().contains(model));
     }

@@ -10,8 +10,8 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::augment::{Augment, Fields, distort, image_rng};
-use crate::idx::{Dataset, PIXELS};
+use crate::augment::{Augment, Fields, Grid, distort, image_rng};
+use crate::idx::Dataset;
 use crate::mlp::{BatchStats, Mlp, RmsProp, network_inputs};
 use crate::prune::{Masks, Pruning};
 use crate::qat::Quantized;
@@ -247,7 +247,13 @@ pub fn fit(
     let source = match config.augment {
         // Every epoch sees the same inputs: converted once.
         None => Batches::Fixed(network_inputs(data)),
-        Some(augment) => Batches::Distorted(augment, Fields::new(256, 4.0, config.seed)),
+        Some(augment) => {
+            let grid = Grid {
+                rows: data.rows,
+                cols: data.cols,
+            };
+            Batches::Distorted(augment, Fields::new(256, 4.0, config.seed, grid))
+        }
     };
     let validation = held_out
         .validation
@@ -256,7 +262,15 @@ pub fn fit(
         .test
         .map(|t| (network_inputs(t), t.labels.as_slice()));
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let mut net = Mlp::glorot(PIXELS, &config.hidden, crate::shape::CLASSES, &mut rng);
+    // The data's classes (a validation split may hold the only images of the last ones).
+    let classes = [Some(data), held_out.validation, held_out.test]
+        .into_iter()
+        .flatten()
+        .map(Dataset::classes)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let mut net = Mlp::glorot(data.pixels(), &config.hidden, classes, &mut rng);
     let mut optimizer = RmsProp::new(config.learning_rate, &net);
     let mut grads = net.zeros_like();
     let mut order: Vec<usize> = (0..data.len()).collect();
@@ -270,7 +284,7 @@ pub fn fit(
     let total_steps = (steps * config.epochs).max(1) as f64;
     let mut masks = config.prune.map(|_| Masks::new(&net));
     // The inputs' sums of squares over the batches seen, for scoring the first layer's blocks.
-    let mut activity = vec![0.0f64; if masks.is_some() { PIXELS } else { 0 }];
+    let mut activity = vec![0.0f64; if masks.is_some() { data.pixels() } else { 0 }];
     let (mut before, mut after) = (None, None);
 
     for epoch in 1..=config.epochs {
@@ -425,17 +439,18 @@ fn distorted_batch(
     seed: u64,
     epoch: usize,
 ) -> SparseBatch {
-    let mut dense = vec![0u8; indices.len() * PIXELS];
+    let pixels = data.pixels();
+    let mut dense = vec![0u8; indices.len() * pixels];
     dense
-        .par_chunks_mut(PIXELS)
+        .par_chunks_mut(pixels)
         .zip(indices.par_iter())
         .for_each(|(out, &i)| {
             let mut rng = image_rng(seed, epoch, i);
-            out.copy_from_slice(&distort(data.image(i), augment, fields, &mut rng));
+            distort(data.image(i), augment, fields, &mut rng, out);
         });
     SparseBatch::new(SparseRows::from_dense(
-        PIXELS,
-        dense.chunks_exact(PIXELS),
+        pixels,
+        dense.chunks_exact(pixels),
         |p| f32::from(p) / 255.0,
     ))
 }

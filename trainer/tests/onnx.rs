@@ -79,23 +79,28 @@ fn what_is_not_a_dense_relu_mlp_is_refused_naming_it() {
     let err = |bytes: &[u8]| format!("{:#}", onnx::import(bytes).unwrap_err());
     assert!(err(b"\xff\xff not protobuf").contains("not an ONNX model"));
     use prost::Message;
-    let narrow = model_proto(
-        "narrow",
-        vec![
-            node("MatMul", &["pixels", "w1"], "a"),
-            node("Relu", &["a"], "h"),
-            node("MatMul", &["h", "w2"], "logits"),
-        ],
-        vec![
-            float_tensor("w1", &[100, 256], &vec![0.0; 100 * 256]),
-            float_tensor("w2", &[256, 10], &vec![0.0; 2560]),
-        ],
-        100,
-        10,
-    );
-    let message = err(&narrow.encode_to_vec());
+    // Any inputs (another dataset's images), but at most 64 classes.
+    let graph = |classes: usize| {
+        model_proto(
+            "small",
+            vec![
+                node("MatMul", &["pixels", "w1"], "a"),
+                node("Relu", &["a"], "h"),
+                node("MatMul", &["h", "w2"], "logits"),
+            ],
+            vec![
+                float_tensor("w1", &[100, 16], &vec![0.0; 100 * 16]),
+                float_tensor("w2", &[16, classes as i64], &vec![0.0; 16 * classes]),
+            ],
+            100,
+            classes,
+        )
+        .encode_to_vec()
+    };
+    assert_eq!(onnx::import(&graph(26)).unwrap().widths(), [100, 16, 26]);
+    let message = err(&graph(100));
     assert!(
-        message.contains("(100, 256)") && message.contains("784→…→10"),
+        message.contains("(16, 100)") && message.contains("at most 64 classes"),
         "{message}"
     );
     let sigmoid = model_proto(

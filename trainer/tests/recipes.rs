@@ -4,8 +4,8 @@
 
 use infer_core::{QuantModel, Weights};
 use mnist_digit::to_mnist;
-use trainer::augment::{Augment, Fields, distort, image_rng};
-use trainer::idx::{Dataset, PIXELS};
+use trainer::augment::{Augment, Fields, Grid, distort, image_rng};
+use trainer::idx::Dataset;
 use trainer::output::AlignedBytes;
 use trainer::qat::Quantized;
 use trainer::quantize::{Width, encode_quant, quantize};
@@ -16,11 +16,16 @@ mod common;
 
 use common::{mnist, tutorial_net};
 
+/// MNIST's pixels per image.
+const PIXELS: usize = 784;
+
 #[test]
 fn validation_split_holds_out_exactly_the_last_fraction() {
     let data = Dataset {
         images: (0..10 * PIXELS).map(|i| (i / PIXELS) as u8).collect(),
         labels: (0..10).collect(),
+        rows: 28,
+        cols: 28,
     };
     let (train, val) = data.split_validation(0.25);
     // Keras: split_at = int(10 · (1 − 0.25)) = 7; the last 3 held out, order kept.
@@ -39,29 +44,34 @@ fn distorted_digits_stay_the_same_digits() {
     let mnist = mnist();
     let net = tutorial_net(&mnist.train.head(20_000), 2);
     let test = mnist.test.head(1000);
-    let fields = Fields::new(64, 4.0, 5);
+    let fields = Fields::new(64, 4.0, 5, Grid { rows: 28, cols: 28 });
     // The judge is a network that never saw a distortion, and an MLP is not shift-invariant: both
     // sets are first re-centred the way MNIST was made (and `predict` prepares a user's digit).
-    let recentred = |images: Vec<[u8; PIXELS]>| Dataset {
+    let recentred = |images: Vec<Vec<u8>>| Dataset {
         images: images
             .into_iter()
             .flat_map(|im| {
-                let grey = image::GrayImage::from_raw(28, 28, im.to_vec()).unwrap();
+                let grey = image::GrayImage::from_raw(28, 28, im).unwrap();
                 to_mnist(&grey).unwrap()
             })
             .collect(),
         labels: test.labels.clone(),
+        rows: 28,
+        cols: 28,
     };
-    let clean = recentred(test.images.as_chunks::<PIXELS>().0.to_vec());
+    let clean = recentred(
+        test.images
+            .chunks_exact(PIXELS)
+            .map(<[u8]>::to_vec)
+            .collect(),
+    );
     let distorted = recentred(
         (0..test.len())
             .map(|i| {
-                distort(
-                    test.image(i),
-                    &Augment::BEST,
-                    &fields,
-                    &mut image_rng(5, 1, i),
-                )
+                let mut out = vec![0; PIXELS];
+                let rng = &mut image_rng(5, 1, i);
+                distort(test.image(i), &Augment::BEST, &fields, rng, &mut out);
+                out
             })
             .collect(),
     );

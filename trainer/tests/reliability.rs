@@ -210,7 +210,14 @@ fn a_reader_that_stops_early_ends_the_output_not_the_program() {
 fn a_missing_file_is_said_once() {
     for args in [
         vec!["inspect", "/nonexistent/model.bin"],
-        vec!["export", "/nonexistent/model.bin", "--format", "c", "-o", "/tmp/x.h"],
+        vec![
+            "export",
+            "/nonexistent/model.bin",
+            "--format",
+            "c",
+            "-o",
+            "/tmp/x.h",
+        ],
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_trainer"))
             .args(&args)

@@ -60,9 +60,9 @@ pub(crate) fn eval(args: EvalArgs) -> Result<()> {
         }
         write_atomic(path, &bytes)?;
     }
-    let confusion = Confusion::new(&test.labels, &predictions);
+    let confusion = Confusion::new(model.classes(), &test.labels, &predictions);
     if let Some(dir) = &args.plots {
-        let misses = plots::misses(&test.images, &test.labels, &predictions);
+        let misses = plots::misses(&test, &predictions);
         let name =
             trainer::model_file::describe(&args.model, model.kind(), model.header().widths());
         for path in plots::write_all(dir, &name, None, &confusion, &misses)? {

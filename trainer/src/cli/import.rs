@@ -1,4 +1,4 @@
-//! `trainer import`: a dense ReLU MLP from ONNX (784 inputs, 10 classes, any hidden widths), quantized, written and evaluated.
+//! `trainer import`: a dense ReLU MLP from ONNX (any widths; the data's images and classes), quantized, written and evaluated.
 
 use std::path::{Path, PathBuf};
 
@@ -15,9 +15,9 @@ use super::{Weights, default_data_dir};
 
 #[derive(Debug, Args)]
 pub(crate) struct ImportArgs {
-    /// An ONNX file of an MLP from 784 inputs to 10 classes (784-512-10, 784-128-10, …: Gemm or
-    /// MatMul+Add, Relu, optional Softmax), as tf2onnx exports the Keras tutorial's model or
-    /// torch.onnx.export a PyTorch one.
+    /// An ONNX file of an MLP (784-512-10, 784-128-10, …, or any widths that match --data's
+    /// images and classes: Gemm or MatMul+Add, Relu, optional Softmax), as tf2onnx exports the
+    /// Keras tutorial's model or torch.onnx.export a PyTorch one.
     model: PathBuf,
     /// Folder for the model files (mlp-f32.bin and those of --weights), report.json and a
     /// manifest; replaced as a whole when all are written (the summary names what it replaced).
@@ -70,7 +70,7 @@ pub(crate) fn import(args: ImportArgs) -> Result<()> {
         folded: Vec::new(),
     };
     let net = trainer::onnx::import_scaled(&bytes, &mut scaling)
-        .with_context(|| format!("{} is not a usable 784-H-10 model", args.model.display()))?;
+        .with_context(|| format!("{} is not a usable dense ReLU model", args.model.display()))?;
     for step in &scaling.folded {
         say!("input scaling folded into the first layer: {step}")?;
     }
@@ -78,6 +78,19 @@ pub(crate) fn import(args: ImportArgs) -> Result<()> {
     let need = (1 + widths.len() as u64) * model_bytes_bound(&net.widths()) + REPORT_BYTES;
     let out = OutputSet::begin(&args.out, need)?;
     let mnist = load_mnist(&data_dir)?;
+    let layers = net.widths();
+    let (inputs, classes) = (layers[0], layers[layers.len() - 1]);
+    anyhow::ensure!(
+        inputs == mnist.train.pixels() && classes >= mnist.train.classes(),
+        "{} takes {inputs} inputs to {classes} classes; the data in {} is images of {} pixels \
+         ({}×{}) in {} classes",
+        args.model.display(),
+        data_dir.display(),
+        mnist.train.pixels(),
+        mnist.train.rows,
+        mnist.train.cols,
+        mnist.train.classes()
+    );
     let scales = calibrate_hidden_scales(&net, &mnist.train.head(CALIBRATION_IMAGES));
     let f32 = write_f32(&out, &net, &mnist.test)?;
     if f32.test_accuracy < FAILED_ACCURACY {

@@ -31,11 +31,12 @@ pub(crate) fn predict(args: PredictArgs) -> Result<ExitCode> {
     let file = ModelFile::read(&args.model)?;
     let model = file.open(&args.model)?;
     anyhow::ensure!(
-        model.inputs() == trainer::shape::INPUTS,
-        "{} takes {} inputs: predict reads images as 28 × 28 = {} pixels",
+        model.inputs() == mnist_digit::PIXELS,
+        "{} takes {} inputs: predict reads images the way MNIST's digits were made, as 28 × 28 = \
+         {} pixels (`eval` takes any IDX images the model fits)",
         args.model.display(),
         model.inputs(),
-        trainer::shape::INPUTS
+        mnist_digit::PIXELS
     );
     let mut results = Vec::with_capacity(args.images.len());
     let mut failed = 0;

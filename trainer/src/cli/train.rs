@@ -15,7 +15,6 @@ use trainer::pipeline::{self, Run};
 use trainer::plots;
 use trainer::prune::Pruning;
 use trainer::quantize::model_bytes_bound;
-use trainer::shape::{CLASSES, INPUTS};
 use trainer::train::{Progress, Recipe, TrainConfig, default_validation_split};
 
 use super::{
@@ -201,11 +200,22 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
     // Every destination is checked now, not after minutes of training.
     let data_dir = args.data.clone().unwrap_or_else(default_data_dir);
     let places = Places::plan(&args, &data_dir)?;
-    let out = OutputSet::begin(&args.out, places.set_bytes)?;
 
     let mnist = load_mnist(&data_dir)?;
+    let layers = pipeline::layers(&mnist, &args.hidden.0)?;
+    let out = OutputSet::begin(&args.out, places.set_bytes(&layers))?;
+    let shape = if (mnist.train.rows, mnist.train.cols) == (28, 28) {
+        String::new()
+    } else {
+        format!(
+            " of {}×{} pixels, {} classes",
+            mnist.train.rows,
+            mnist.train.cols,
+            layers.last().unwrap_or(&0)
+        )
+    };
     say!(
-        "loaded {} training and {} test images from {} ({:.2} s)",
+        "loaded {} training and {} test images{shape} from {} ({:.2} s)",
         mnist.train.len(),
         mnist.test.len(),
         data_dir.display(),
@@ -253,10 +263,11 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
 
     // The (first) integer model's predictions, made when its file was read back.
     let test = &mnist.test;
+    let classes = layers.last().copied().unwrap_or(0);
     let predicted = &outcome.integer_predictions;
     let draw = |dir: &Path| {
-        let misses = plots::misses(&test.images, &test.labels, predicted);
-        let confusion = Confusion::new(&test.labels, predicted);
+        let misses = plots::misses(test, predicted);
+        let confusion = Confusion::new(classes, &test.labels, predicted);
         let history = plots::History {
             epochs: &outcome.history,
             kept: outcome.best_epoch,
@@ -291,12 +302,7 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
         batch_size: config.batch_size,
         learning_rate: config.learning_rate,
         weights: args.weights.widths().to_vec(),
-        layers: {
-            let mut widths = vec![INPUTS];
-            widths.extend(&config.hidden);
-            widths.push(CLASSES);
-            widths
-        },
+        layers,
         int8: outcome.int8,
         int4: outcome.int4,
         f32: outcome.f32,
@@ -351,8 +357,10 @@ enum Place {
 struct Places {
     report: Place,
     plots: Option<Place>,
-    /// About what the set will take on disk.
+    /// About what the set's report and plots take on disk.
     set_bytes: u64,
+    /// Model files the run writes.
+    model_files: u64,
 }
 
 /// What the plots take, with room to spare (measured: about 0.2 MB for the three).
@@ -413,11 +421,8 @@ impl Places {
         let plots = plots.map(|(place, _)| place);
 
         let epochs = u64::from(args.epochs.unwrap_or(100));
-        let mut widths = vec![INPUTS];
-        widths.extend(&args.hidden.0);
-        widths.push(CLASSES);
-        let file = model_bytes_bound(&widths);
-        let mut set_bytes = file * (1 + args.weights.widths().len() as u64);
+        // The model files' part depends on the data's shape: added once it is loaded.
+        let mut set_bytes = 0;
         match &report {
             Place::InSet(_) => set_bytes += report_bytes(epochs),
             Place::Outside(path) => check_writable_file(path, report_bytes(epochs))?,
@@ -431,6 +436,12 @@ impl Places {
             report,
             plots,
             set_bytes,
+            model_files: 1 + args.weights.widths().len() as u64,
         })
+    }
+
+    /// The bytes the set needs for a network of `widths`.
+    fn set_bytes(&self, widths: &[usize]) -> u64 {
+        self.set_bytes + self.model_files * model_bytes_bound(widths)
     }
 }

@@ -12,7 +12,7 @@ use prost::Message;
 
 use super::schema::*;
 use crate::mlp::Mlp;
-use crate::shape::{CLASSES, INPUTS};
+use infer_core::format::MAX_CLASSES;
 
 /// The default domain's operator sets this reader knows (the operators it accepts mean the same
 /// in all of them).
@@ -252,7 +252,7 @@ fn for_each_field(bytes: &[u8], f: &mut dyn FnMut(u64, &[u8]) -> Result<()>) -> 
     Ok(())
 }
 
-/// Reads an MLP (784 → hidden ReLU layers → 10) from ONNX bytes into the trainer's network
+/// Reads an MLP (inputs → hidden ReLU layers → classes; MNIST's 784 → … → 10) from ONNX bytes into the trainer's network
 /// (the graph takes pixels in 0–1; see [`import_scaled`]).
 pub fn import(bytes: &[u8]) -> Result<Mlp> {
     import_scaled(
@@ -377,19 +377,6 @@ pub fn import_scaled(bytes: &[u8], scaling: &mut InputScaling) -> Result<Mlp> {
 
     // The walk: from the input, one reader at a time, to the output.
     let mut layers: Vec<Layer<'_>> = Vec::new();
-    // What reaches the first layer: `scale[k] · x[k] + shift[k]` of pixel `k` in 0–1.
-    let (mut scale, mut shift) = (vec![1.0f64; INPUTS], vec![0.0f64; INPUTS]);
-    if let Some((mean, std)) = scaling.outside {
-        ensure!(
-            mean.is_finite() && std.is_finite() && std > 0.0,
-            "--input-mean {mean} --input-std {std}: a finite mean and a positive std are needed"
-        );
-        scale.fill(1.0 / f64::from(std));
-        shift.fill(-f64::from(mean) / f64::from(std));
-        scaling
-            .folded
-            .push(format!("(x − {mean}) / {std} (--input-mean, --input-std)"));
-    }
     let mut input_ops: Vec<(usize, &'static str, &TensorProto)> = Vec::new();
     let mut relus = 0usize;
     let mut softmax = false;
@@ -601,13 +588,47 @@ pub fn import_scaled(bytes: &[u8], scaling: &mut InputScaling) -> Result<Mlp> {
         layers.len()
     );
 
+    // The inputs: the first layer's (its weights' shape, before their values are decoded).
+    let inputs = match layers.first() {
+        Some(first) => {
+            let (dims, _) = shape(first.weights)?;
+            match (&dims[..], first.transposed) {
+                ([k, _], false) | ([_, k], true) => *k,
+                _ => bail!(
+                    "{}: weights {} are not a matrix ({dims:?})",
+                    named(graph, first.node),
+                    first.weights.name
+                ),
+            }
+        }
+        None => bail!("the graph has no dense layer"),
+    };
+    ensure!(
+        (1..=infer_core::format::MAX_FORMAT_WIDTH).contains(&inputs),
+        "the first layer takes {inputs} inputs; a model takes 1 to {}",
+        infer_core::format::MAX_FORMAT_WIDTH
+    );
+    // What reaches the first layer: `scale[k] · x[k] + shift[k]` of input `k` in 0–1.
+    let (mut scale, mut shift) = (vec![1.0f64; inputs], vec![0.0f64; inputs]);
+    if let Some((mean, std)) = scaling.outside {
+        ensure!(
+            mean.is_finite() && std.is_finite() && std > 0.0,
+            "--input-mean {mean} --input-std {std}: a finite mean and a positive std are needed"
+        );
+        scale.fill(1.0 / f64::from(std));
+        shift.fill(-f64::from(mean) / f64::from(std));
+        scaling
+            .folded
+            .push(format!("(x − {mean}) / {std} (--input-mean, --input-std)"));
+    }
+
     // The graph's own input scaling, in order.
     let mut raw_255 = false;
     for &(i, op, c) in &input_ops {
         let (dims, values) = floats(c)?;
         ensure!(
-            values.len() == 1 || values.len() == INPUTS,
-            "{}: its constant has {} values (shape {dims:?}), not 1 or {INPUTS}",
+            values.len() == 1 || values.len() == inputs,
+            "{}: its constant has {} values (shape {dims:?}), not 1 or {inputs}",
             named(graph, i),
             values.len()
         );
@@ -619,7 +640,7 @@ pub fn import_scaled(bytes: &[u8], scaling: &mut InputScaling) -> Result<Mlp> {
         {
             raw_255 = true;
         }
-        for k in 0..INPUTS {
+        for k in 0..inputs {
             let v = value(k);
             ensure!(
                 v.is_finite() && (op != "Div" || v != 0.0),
@@ -638,7 +659,7 @@ pub fn import_scaled(bytes: &[u8], scaling: &mut InputScaling) -> Result<Mlp> {
             if values.len() == 1 {
                 format!("{}", values[0])
             } else {
-                format!("{INPUTS} constants")
+                format!("{inputs} constants")
             },
             named(graph, i)
         ));
@@ -701,9 +722,11 @@ pub fn import_scaled(bytes: &[u8], scaling: &mut InputScaling) -> Result<Mlp> {
     ensure!(
         widths.len() >= 2
             && widths.windows(2).all(|p| p[0].1 == p[1].0)
-            && widths.first().map(|s| s.0) == Some(INPUTS)
-            && widths.last().map(|s| s.1) == Some(CLASSES),
-        "the model's dense layers are {widths:?}, not a chain 784→…→10 of 2 to {} layers",
+            && widths
+                .last()
+                .is_some_and(|s| (1..=MAX_CLASSES).contains(&s.1)),
+        "the model's dense layers are {widths:?}, not a chain of 2 to {} layers to at most \
+         {MAX_CLASSES} classes",
         infer_core::format::MAX_LAYERS
     );
     let last = dense.pop().context("no layers")?;
@@ -713,7 +736,7 @@ pub fn import_scaled(bytes: &[u8], scaling: &mut InputScaling) -> Result<Mlp> {
     if scale.iter().any(|&v| v != 1.0) || shift.iter().any(|&v| v != 0.0) {
         for j in 0..first.w.nrows() {
             let mut b = f64::from(first.b[j]);
-            for k in 0..INPUTS {
+            for k in 0..inputs {
                 let w = f64::from(first.w[(j, k)]);
                 b += w * shift[k];
                 first.w[(j, k)] = (w * scale[k]) as f32;

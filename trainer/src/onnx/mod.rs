@@ -1,4 +1,5 @@
-//! ONNX in and out for dense ReLU networks (784 inputs, 10 classes, any hidden widths).
+//! ONNX in and out for dense ReLU networks (any widths: MNIST's 784 inputs and 10 classes, or
+//! another dataset's).
 //!
 //! - [`export_f32`], [`export_quant`]: the f32 model as `MatMul → Add → Relu → … → MatMul → Add`
 //!   (output `logits`); an integer model (int8, or int4 whose −8…7 values an int8 tensor holds
