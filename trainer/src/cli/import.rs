@@ -27,8 +27,9 @@ pub(crate) struct ImportArgs {
     /// both, each quantized with the same calibration. The f32 model is always written.
     #[arg(long, value_enum, default_value_t = Weights::Int8)]
     weights: Weights,
-    /// Folder with the MNIST IDX files: training images calibrate the int8 model, test images
-    /// evaluate both [default: data/mnist]
+    /// Folder with the IDX files (MNIST's names; the model's inputs and classes must fit them):
+    /// training images calibrate the integer models, test images evaluate every file
+    /// [default: data/mnist]
     #[arg(long)]
     data: Option<PathBuf>,
     /// The mean the model's inputs were normalized with outside the graph, `(x − mean) / std`

@@ -72,9 +72,9 @@ pub(crate) enum Command {
         after_help = "Examples:\n  trainer export out/mlp-int8.bin --format onnx -o mlp-int8.onnx\n  trainer export out/mlp-int8.bin --format c -o mlp_int8.h"
     )]
     Export(export::ExportArgs),
-    /// Bring an MLP trained elsewhere (ONNX from Keras or PyTorch; 784 inputs, 10 classes, any
-    /// hidden widths): quantized with the same calibration, written as int8 and f32 model files,
-    /// evaluated.
+    /// Bring an MLP trained elsewhere (ONNX from Keras or PyTorch; any widths that fit --data,
+    /// MNIST's 784 inputs and 10 classes by default): quantized with the same calibration,
+    /// written as f32 and the --weights integer model files with a report, evaluated.
     #[command(after_help = "Example:\n  trainer import keras-mnist.onnx --out out/")]
     Import(import::ImportArgs),
     /// Serve the browser page on 127.0.0.1: draw a digit, the model answers in the page

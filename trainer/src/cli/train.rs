@@ -60,7 +60,8 @@ pub(crate) struct TrainArgs {
     /// from 0 to 18446744073709551615.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Folder with the four MNIST IDX files (`.gz` or raw) [default: data/mnist]
+    /// Folder with the four IDX files under MNIST's names (`.gz` or raw): MNIST, or any images
+    /// (the same size in both sets) with labels 0…C−1 [default: data/mnist]
     #[arg(long)]
     data: Option<PathBuf>,
     /// Integer model files to write: int8 (mlp-int8.bin), int4 (mlp-int4.bin, half the size) or
