@@ -81,6 +81,7 @@ fn train_into(mnist: &Mnist, dir: &Path, config: TrainConfig, widths: &[Width]) 
         config,
         validation_split: 0.0,
         widths,
+        output_width: None,
         out: &set,
         test_every_epoch: false,
         force: true,

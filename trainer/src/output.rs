@@ -204,6 +204,9 @@ pub struct Report {
     pub learning_rate: f32,
     /// The integer model widths written (`--weights`).
     pub weights: Vec<crate::quantize::Width>,
+    /// Their output layer's width, where it differs from the file's (`--output-weights`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_weights: Option<crate::quantize::Width>,
     /// The network's widths: inputs, each hidden layer (`--hidden`), classes.
     pub layers: Vec<usize>,
     /// The int8 model file, evaluated through infer-core (absent with `--weights int4`).
@@ -237,6 +240,9 @@ pub struct ImportReport {
     pub data_dir: String,
     /// The integer model widths written (`--weights`).
     pub weights: Vec<crate::quantize::Width>,
+    /// Their output layer's width, where it differs from the file's (`--output-weights`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_weights: Option<crate::quantize::Width>,
     /// The int8 model file, evaluated through infer-core (absent with `--weights int4`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub int8: Option<ModelReport>,

@@ -15,8 +15,8 @@ use crate::output::{
 };
 use crate::output_set::OutputSet;
 use crate::quantize::{
-    CALIBRATION_IMAGES, QuantWeights, Width, calibrate_hidden_scales, encode_f32, encode_quant,
-    quantize_with_scales,
+    CALIBRATION_IMAGES, LayerWidths, QuantWeights, Width, calibrate_hidden_scales, encode_f32,
+    encode_quant, quantize_with_scales,
 };
 use crate::train::{EpochStats, HeldOut, Progress, TrainConfig, evaluate, fit};
 
@@ -34,6 +34,8 @@ pub struct Run<'a> {
     pub validation_split: f64,
     /// The integer model files to write (the f32 one always is).
     pub widths: &'a [Width],
+    /// The output layer's width in them, where it differs from the file's (`--output-weights`).
+    pub output_width: Option<Width>,
     /// Their folder, committed by the caller once everything else of the run is in it.
     pub out: &'a OutputSet,
     /// Evaluate the test set after every epoch too (for the plots only).
@@ -161,7 +163,11 @@ pub fn run(
     let (mut int8, mut int4) = (None, None);
     let (mut integer_predictions, mut integer_model) = (Vec::new(), String::new());
     for &width in run.widths {
-        let quantized = quantize_with_scales(&net, &act_scales, width)?;
+        let layers = LayerWidths {
+            width,
+            output: run.output_width.unwrap_or(width),
+        };
+        let quantized = quantize_with_scales(&net, &act_scales, layers)?;
         let slot = match width {
             Width::Int8 => &mut int8,
             Width::Int4 => &mut int4,
@@ -169,7 +175,7 @@ pub fn run(
         let (written, predicted) = write_quant(run.out, &quantized, &mnist.test)?;
         say(format!(
             "{} test accuracy: {:.4} (f32 {:.4}, {:+.2} pp) - {} bytes, {} kernel",
-            width.name(),
+            layers.describe(),
             written.test_accuracy,
             f32.test_accuracy,
             100.0 * (written.test_accuracy - f32.test_accuracy),
@@ -178,11 +184,14 @@ pub fn run(
         ));
         if integer_predictions.is_empty() {
             integer_predictions = predicted;
-            integer_model = crate::model_file::describe(
-                Path::new(quant_file(width)),
-                width.name(),
-                &net.widths(),
-            );
+            // As infer-core names a file of both kinds.
+            let kind = if layers.output == width {
+                width.name()
+            } else {
+                "int4+int8"
+            };
+            integer_model =
+                crate::model_file::describe(Path::new(quant_file(width)), kind, &net.widths());
         }
         *slot = Some(written);
     }

@@ -60,9 +60,45 @@ impl Width {
     }
 }
 
+/// The weight width of every layer of an integer file: `width`, except the output layer's,
+/// `output` (an int4 file may keep its small last layer in int8). A `Width` is the same for all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerWidths {
+    /// The hidden layers' width, which names the file (`mlp-int4.bin`).
+    pub width: Width,
+    /// The output layer's.
+    pub output: Width,
+}
+
+impl From<Width> for LayerWidths {
+    fn from(width: Width) -> Self {
+        LayerWidths {
+            width,
+            output: width,
+        }
+    }
+}
+
+impl LayerWidths {
+    /// "int4", or "int4 with an int8 output layer".
+    pub fn describe(self) -> String {
+        if self.width == self.output {
+            self.width.name().into()
+        } else {
+            format!(
+                "{} with an {} output layer",
+                self.width.name(),
+                self.output.name()
+            )
+        }
+    }
+}
+
 /// One integer layer, unpacked: what its sections hold.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantLayer {
+    /// Its weights' width.
+    pub width: Width,
     /// Inputs.
     pub inputs: usize,
     /// Outputs (units, or classes for the last layer).
@@ -84,7 +120,7 @@ pub struct QuantLayer {
 /// The integer network, unpacked: what the file's sections hold, layer by layer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantWeights {
-    /// The weights' width.
+    /// The hidden layers' width, which names the file (each layer has its own: `QuantLayer::width`).
     pub width: Width,
     /// The layers, first to last.
     pub layers: Vec<QuantLayer>,
@@ -176,15 +212,24 @@ fn quantize_rows(
     (scales, q)
 }
 
-/// Quantizes `net` to `width`, calibrating the hidden scales on `calibration`.
-pub fn quantize(net: &Mlp, calibration: &Dataset, width: Width) -> Result<QuantWeights> {
-    quantize_with_scales(net, &calibrate_hidden_scales(net, calibration), width)
+/// Quantizes `net` to `widths`, calibrating the hidden scales on `calibration`.
+pub fn quantize(
+    net: &Mlp,
+    calibration: &Dataset,
+    widths: impl Into<LayerWidths>,
+) -> Result<QuantWeights> {
+    quantize_with_scales(net, &calibrate_hidden_scales(net, calibration), widths)
 }
 
 /// Quantizes `net` to `width` with given hidden activation scales, one per hidden layer
 /// (quantization-aware training fixes them when it starts, so that what it trains is what is
 /// exported).
-pub fn quantize_with_scales(net: &Mlp, act_scales: &[f32], width: Width) -> Result<QuantWeights> {
+pub fn quantize_with_scales(
+    net: &Mlp,
+    act_scales: &[f32],
+    layer_widths: impl Into<LayerWidths>,
+) -> Result<QuantWeights> {
+    let layer_widths = layer_widths.into();
     let widths = net.widths();
     let n = widths.len() - 1;
     anyhow::ensure!(
@@ -196,6 +241,11 @@ pub fn quantize_with_scales(net: &Mlp, act_scales: &[f32], width: Width) -> Resu
     let mut layers = Vec::with_capacity(n);
     for l in 0..n {
         let (inputs, outputs) = (widths[l], widths[l + 1]);
+        let width = if l + 1 == n {
+            layer_widths.output
+        } else {
+            layer_widths.width
+        };
         let (w_scale, w) = match l {
             0 => quantize_rows(outputs, inputs, width, |j, k| net.w1[(j, k)]),
             _ if l + 1 == n => quantize_rows(outputs, inputs, width, |c, j| net.w2[(j, c)]),
@@ -234,6 +284,7 @@ pub fn quantize_with_scales(net: &Mlp, act_scales: &[f32], width: Width) -> Resu
             }
         }
         layers.push(QuantLayer {
+            width,
             inputs,
             outputs,
             act_scale,
@@ -244,7 +295,10 @@ pub fn quantize_with_scales(net: &Mlp, act_scales: &[f32], width: Width) -> Resu
             w,
         });
     }
-    Ok(QuantWeights { width, layers })
+    Ok(QuantWeights {
+        width: layer_widths.width,
+        layers,
+    })
 }
 
 fn round_i32(v: f64) -> i32 {
@@ -269,14 +323,13 @@ fn stores_sparse(p: &write::QuantLayerParts<'_>) -> bool {
     4 * write::kept_tiles(p) <= 3 * dense
 }
 
-/// The int8 or int4 model file, by `q`'s width; pruned layers block-sparse.
+/// The integer model file, each layer at its width; pruned layers block-sparse.
 pub fn encode_quant(q: &QuantWeights) -> Result<Vec<u8>> {
-    let weights = q.width.weights();
     let parts: Vec<write::QuantLayerParts<'_>> = q
         .layers
         .iter()
         .map(|l| write::QuantLayerParts {
-            weights,
+            weights: l.width.weights(),
             inputs: l.inputs,
             outputs: l.outputs,
             act_scale: l.act_scale.unwrap_or(0.0),

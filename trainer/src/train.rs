@@ -15,7 +15,9 @@ use crate::idx::Dataset;
 use crate::mlp::{BatchStats, Mlp, RmsProp, network_inputs};
 use crate::prune::{Masks, Pruning};
 use crate::qat::Quantized;
-use crate::quantize::{CALIBRATION_IMAGES, Width, calibrate_hidden_scales, quantize_with_scales};
+use crate::quantize::{
+    CALIBRATION_IMAGES, LayerWidths, Width, calibrate_hidden_scales, quantize_with_scales,
+};
 use crate::sparse::{SparseBatch, SparseRows};
 
 /// A named set of training choices.
@@ -77,8 +79,8 @@ pub struct TrainConfig {
     pub restore_best: bool,
     /// The last epochs train through the integer arithmetic (quantization-aware fine-tuning).
     pub qat_epochs: usize,
-    /// The weight width those epochs train for.
-    pub qat_width: Width,
+    /// The weight widths those epochs train for, layer by layer.
+    pub qat_width: LayerWidths,
     /// Prune the hidden layers in blocks down to a density, gradually (none: dense).
     pub prune: Option<Pruning>,
 }
@@ -108,7 +110,7 @@ impl TrainConfig {
             augment: None,
             restore_best: false,
             qat_epochs: 0,
-            qat_width: Width::Int8,
+            qat_width: Width::Int8.into(),
             prune: None,
         };
         match recipe {

@@ -8,7 +8,7 @@ use trainer::augment::{Augment, Fields, Grid, distort, image_rng};
 use trainer::idx::Dataset;
 use trainer::output::AlignedBytes;
 use trainer::qat::Quantized;
-use trainer::quantize::{Width, encode_quant, quantize};
+use trainer::quantize::{LayerWidths, Width, encode_quant, quantize};
 use trainer::sparse::SparseRows;
 use trainer::train::{HeldOut, Recipe, TrainConfig, evaluate, fit};
 
@@ -97,13 +97,8 @@ fn the_quantization_aware_forward_pass_is_infer_cores() {
     fn check(q: &trainer::quantize::QuantWeights, test: &Dataset, rows: &SparseRows) {
         let file = AlignedBytes::new(&encode_quant(q).unwrap());
         let model = QuantModel::from_bytes(file.as_bytes()).unwrap();
-        assert!(
-            model
-                .header()
-                .weights()
-                .iter()
-                .all(|&w| w == q.width.weights())
-        );
+        let layers: Vec<Weights> = q.layers.iter().map(|l| l.width.weights()).collect();
+        assert_eq!(model.header().weights(), &layers[..]);
         let quantized = Quantized::new(q);
         for (i, image) in test.images.as_chunks::<PIXELS>().0.iter().enumerate() {
             let (_, logits) = quantized.image(rows.row(i));
@@ -128,6 +123,25 @@ fn the_quantization_aware_forward_pass_is_infer_cores() {
     let file = AlignedBytes::new(&encode_quant(&int4).unwrap());
     let header = infer_core::format::peek(file.as_bytes()).unwrap();
     assert_eq!(header.weights(), &[Weights::Int4, Weights::Int4]);
+    // Per-layer widths: the big first layer in int4, the small output layer in int8.
+    let mixed = LayerWidths {
+        width: Width::Int4,
+        output: Width::Int8,
+    };
+    let mixed = quantize(&net, &mnist.train.head(2000), mixed).unwrap();
+    check(&mixed, &test, &rows);
+    let file = AlignedBytes::new(&encode_quant(&mixed).unwrap());
+    let header = infer_core::format::peek(file.as_bytes()).unwrap();
+    assert_eq!(header.weights(), &[Weights::Int4, Weights::Int8]);
+    assert_eq!(header.kind_name(), "int4+int8");
+    assert_eq!(
+        mixed.layers[0].w, int4.layers[0].w,
+        "the first layer is the int4 file's"
+    );
+    assert_eq!(
+        mixed.layers[1].w, int8.layers[1].w,
+        "the last is the int8 file's"
+    );
 
     // A deeper network (784-64-32-10, two hidden layers, each with its own calibrated scale):
     // the training forward pass is still infer-core's, integer for integer.

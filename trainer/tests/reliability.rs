@@ -254,6 +254,51 @@ fn a_full_standard_output_is_named_in_the_error() {
 }
 
 #[test]
+fn an_int4_file_can_keep_its_output_layer_in_int8() {
+    let out = temp_dir("output-weights");
+    let o = out.to_str().unwrap();
+    // The best recipe's quantization-aware epochs train for the file's layer widths.
+    let run = trainer(&[
+        "--recipe",
+        "best",
+        "--epochs",
+        "2",
+        "--weights",
+        "int4",
+        "--output-weights",
+        "int8",
+        "--out",
+        o,
+        "-q",
+    ]);
+    succeeded(&run);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.contains("quantization-aware (int4 with an int8 output layer)")
+            && stdout.contains("int4 with an int8 output layer test accuracy"),
+        "{stdout}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["output_weights"], "int8", "{json}");
+    let int4 = out.join("mlp-int4.bin");
+    let inspect = trainer(&["inspect", int4.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(
+        text.contains("int4+int8 model")
+            && text.contains("784→512, int4 weights")
+            && text.contains("512→10, int8 weights"),
+        "{text}"
+    );
+    let eval = trainer(&["eval", int4.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&eval.stdout);
+    assert!(
+        (eval_accuracy(&text) - json["int4"]["test_accuracy"].as_f64().unwrap()).abs() < 1e-9,
+        "{text}"
+    );
+}
+
+#[test]
 fn weights_choose_the_integer_files_and_every_command_reads_them() {
     let out = temp_dir("weights");
     let report = out.join("report.json");

@@ -11,7 +11,7 @@ use trainer::pipeline::{keep_existing_models, write_f32, write_quant};
 use trainer::quantize::model_bytes_bound;
 use trainer::quantize::{CALIBRATION_IMAGES, Width, calibrate_hidden_scales, quantize_with_scales};
 
-use super::{Weights, default_data_dir};
+use super::{OutputWeights, Weights, default_data_dir, layer_widths};
 
 #[derive(Debug, Args)]
 pub(crate) struct ImportArgs {
@@ -27,6 +27,10 @@ pub(crate) struct ImportArgs {
     /// both, each quantized with the same calibration. The f32 model is always written.
     #[arg(long, value_enum, default_value_t = Weights::Int8)]
     weights: Weights,
+    /// The output layer's weight width in the integer files, where it should differ from the
+    /// file's (as `trainer --output-weights`) [default: the file's]
+    #[arg(long, value_enum)]
+    output_weights: Option<OutputWeights>,
     /// Folder with the IDX files (MNIST's names; the model's inputs and classes must fit them):
     /// training images calibrate the integer models, test images evaluate every file
     /// [default: data/mnist]
@@ -106,7 +110,8 @@ pub(crate) fn import(args: ImportArgs) -> Result<()> {
     }
     let (mut int8, mut int4) = (None, None);
     for &width in widths {
-        let quantized = quantize_with_scales(&net, &scales, width).with_context(|| {
+        let layers = layer_widths(width, args.output_weights);
+        let quantized = quantize_with_scales(&net, &scales, layers).with_context(|| {
             format!(
                 "{} cannot be quantized to {}",
                 args.model.display(),
@@ -116,7 +121,7 @@ pub(crate) fn import(args: ImportArgs) -> Result<()> {
         let (written, _) = write_quant(&out, &quantized, &mnist.test)?;
         say!(
             "{} test accuracy: {:.4} (f32 {:.4}, {:+.2} pp) - {} bytes",
-            width.name(),
+            layers.describe(),
             written.test_accuracy,
             f32.test_accuracy,
             100.0 * (written.test_accuracy - f32.test_accuracy),
@@ -135,6 +140,7 @@ pub(crate) fn import(args: ImportArgs) -> Result<()> {
         input_scaling: scaling.folded.iter().map(ToString::to_string).collect(),
         data_dir: data_dir.display().to_string(),
         weights: widths.to_vec(),
+        output_weights: args.output_weights.map(OutputWeights::width),
         int8,
         int4,
         f32,

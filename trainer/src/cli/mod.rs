@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use trainer::quantize::Width;
+use trainer::quantize::{LayerWidths, Width};
 
 /// Every line the CLI prints goes through [`emit`]: `say!("…", args)?`.
 macro_rules! say {
@@ -111,6 +111,33 @@ impl Weights {
             Weights::Int8 => Width::Int8,
             Weights::Int4 | Weights::Both => Width::Int4,
         }
+    }
+}
+
+/// `--output-weights`: the output layer's weight width in the integer files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum OutputWeights {
+    /// int8: in an int4 file, the small last layer (512 × 10 weights) keeps 8 bits.
+    Int8,
+    /// int4.
+    Int4,
+}
+
+impl OutputWeights {
+    pub(crate) fn width(self) -> Width {
+        match self {
+            OutputWeights::Int8 => Width::Int8,
+            OutputWeights::Int4 => Width::Int4,
+        }
+    }
+}
+
+/// Each integer file's layer widths: `width` for the hidden layers, `output` (if given) for the
+/// last.
+pub(crate) fn layer_widths(width: Width, output: Option<OutputWeights>) -> LayerWidths {
+    LayerWidths {
+        width,
+        output: output.map_or(width, OutputWeights::width),
     }
 }
 

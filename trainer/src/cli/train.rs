@@ -18,8 +18,8 @@ use trainer::quantize::model_bytes_bound;
 use trainer::train::{Progress, Recipe, TrainConfig, default_validation_split};
 
 use super::{
-    HiddenWidths, Weights, default_data_dir, density_fraction, emit, hidden_widths, positive_f32,
-    validation_fraction,
+    HiddenWidths, OutputWeights, Weights, default_data_dir, density_fraction, emit, hidden_widths,
+    layer_widths, positive_f32, validation_fraction,
 };
 
 #[derive(Debug, Args)]
@@ -69,6 +69,11 @@ pub(crate) struct TrainArgs {
     /// f32 model (mlp-f32.bin) is always written.
     #[arg(long, value_enum, default_value_t = Weights::Int8)]
     weights: Weights,
+    /// The output layer's weight width in the integer files, where it should differ from the
+    /// file's: `--weights int4 --output-weights int8` keeps the small last layer in 8 bits
+    /// (512 × 10 weights: 2.5 KB more) and the big first layer in 4 [default: the file's]
+    #[arg(long, value_enum)]
+    output_weights: Option<OutputWeights>,
     /// Folder for the run's files: the model files, the report, a manifest (and the plots, if
     /// --plots names a folder inside it). It is replaced as a whole when the run succeeds, so it
     /// must be new, empty, or a folder the trainer wrote.
@@ -112,11 +117,11 @@ struct EpochDisplay {
     epochs: usize,
     interactive: bool,
     /// From which epoch training is quantization-aware, and at which width.
-    qat: Option<(usize, &'static str)>,
+    qat: Option<(usize, String)>,
 }
 
 impl EpochDisplay {
-    fn new(epochs: usize, quiet: bool, qat: Option<(usize, &'static str)>) -> Self {
+    fn new(epochs: usize, quiet: bool, qat: Option<(usize, String)>) -> Self {
         Self {
             bar: None,
             epochs,
@@ -179,7 +184,7 @@ impl EpochDisplay {
                 if let (Some(a), Some(l)) = (e.test_accuracy, e.test_loss) {
                     held_out += &format!(" - test_accuracy: {a:.4} - test_loss: {l:.4}");
                 }
-                if let Some((_, width)) = self.qat.filter(|&(first, _)| e.epoch >= first) {
+                if let Some((_, width)) = self.qat.as_ref().filter(|(first, _)| e.epoch >= *first) {
                     held_out += &format!(" - quantization-aware ({width})");
                 }
                 // Progress is best effort: a failure to show it must not stop the training.
@@ -232,7 +237,7 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
         learning_rate: args.learning_rate.unwrap_or(recipe.learning_rate),
         seed: args.seed,
         hidden: args.hidden.0.clone(),
-        qat_width: args.weights.qat_width(),
+        qat_width: layer_widths(args.weights.qat_width(), args.output_weights),
         prune: args.density.filter(|&d| d < 1.0).map(Pruning::new),
         ..recipe
     };
@@ -241,12 +246,13 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
         .unwrap_or_else(|| default_validation_split(args.recipe));
     let qat = config
         .first_qat_epoch()
-        .map(|first| (first, config.qat_width.name()));
+        .map(|first| (first, config.qat_width.describe()));
     let mut display = EpochDisplay::new(config.epochs, args.quiet, qat);
     let run = Run {
         config: config.clone(),
         validation_split,
         widths: args.weights.widths(),
+        output_width: args.output_weights.map(OutputWeights::width),
         out: &out,
         test_every_epoch: args.plot_test,
         force: args.force,
@@ -303,6 +309,7 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
         batch_size: config.batch_size,
         learning_rate: config.learning_rate,
         weights: args.weights.widths().to_vec(),
+        output_weights: args.output_weights.map(OutputWeights::width),
         layers,
         int8: outcome.int8,
         int4: outcome.int4,
