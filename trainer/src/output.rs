@@ -168,6 +168,17 @@ pub struct ModelReport {
     pub path: String,
 }
 
+/// The paths of a run's model files, integer ones first, as its summary line lists them.
+pub fn written_files(integer: [&Option<ModelReport>; 2], f32: &ModelReport) -> String {
+    integer
+        .into_iter()
+        .flatten()
+        .chain([f32])
+        .map(|m| m.path.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Test-set figures.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct TestStats {

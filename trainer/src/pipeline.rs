@@ -160,41 +160,20 @@ pub fn run(
         None => calibrate_hidden_scales(&net, &mnist.train.head(CALIBRATION_IMAGES)),
     };
     let f32 = write_f32(run.out, &net, &mnist.test)?;
-    let (mut int8, mut int4) = (None, None);
-    let (mut integer_predictions, mut integer_model) = (Vec::new(), String::new());
-    for &width in run.widths {
-        let layers = LayerWidths {
-            width,
-            output: run.output_width.unwrap_or(width),
-        };
-        let quantized = quantize_with_scales(&net, &act_scales, layers)?;
-        let slot = match width {
-            Width::Int8 => &mut int8,
-            Width::Int4 => &mut int4,
-        };
-        let (written, predicted) = write_quant(run.out, &quantized, &mnist.test)?;
-        say(format!(
-            "{} test accuracy: {:.4} (f32 {:.4}, {:+.2} pp) - {} bytes, {} kernel",
-            layers.describe(),
-            written.test_accuracy,
-            f32.test_accuracy,
-            100.0 * (written.test_accuracy - f32.test_accuracy),
-            written.model_bytes,
-            infer_core::Kernel::best()
-        ));
-        if integer_predictions.is_empty() {
-            integer_predictions = predicted;
-            // As infer-core names a file of both kinds.
-            let kind = if layers.output == width {
-                width.name()
-            } else {
-                "int4+int8"
-            };
-            integer_model =
-                crate::model_file::describe(Path::new(quant_file(width)), kind, &net.widths());
-        }
-        *slot = Some(written);
-    }
+    let IntegerFiles {
+        int8,
+        int4,
+        predictions: integer_predictions,
+        first: integer_model,
+    } = write_integer_files(
+        run.out,
+        (&net, &act_scales),
+        (run.widths, run.output_width),
+        &mnist.test,
+        &f32,
+        "the trained network",
+        &mut say,
+    )?;
     let pruning = match (pruned, config.prune) {
         (Some(p), Some(asked)) => {
             let accuracy = |net: &Mlp| evaluate(net, &mnist.test).stats.accuracy();
@@ -292,6 +271,71 @@ pub fn write_model(
         path: out.final_path(file.as_ref()).display().to_string(),
     };
     Ok((report, predictions))
+}
+
+/// The integer model files of one network, as [`write_integer_files`] wrote them.
+#[derive(Debug, Clone)]
+pub struct IntegerFiles {
+    /// The int8 file, if asked for.
+    pub int8: Option<ModelReport>,
+    /// The int4 file, if asked for.
+    pub int4: Option<ModelReport>,
+    /// The first file's predictions on the test set, as read back.
+    pub predictions: Vec<u8>,
+    /// That file as the plots name it ([`crate::model_file::describe`]).
+    pub first: String,
+}
+
+/// Quantizes `net` (with its hidden activation scales) to each of `widths` (the output layer
+/// at `output` where given), writes each file into `out`, reads it back and evaluates it on
+/// `test`, and tells `say` its accuracy against the f32 file's. `source` names the network in a
+/// quantization error (training's, or the imported file).
+pub fn write_integer_files(
+    out: &OutputSet,
+    (net, act_scales): (&Mlp, &[f32]),
+    (widths, output): (&[Width], Option<Width>),
+    test: &Dataset,
+    f32: &ModelReport,
+    source: &str,
+    say: &mut impl FnMut(String),
+) -> Result<IntegerFiles> {
+    let mut files = IntegerFiles {
+        int8: None,
+        int4: None,
+        predictions: Vec::new(),
+        first: String::new(),
+    };
+    for &width in widths {
+        let layers = LayerWidths {
+            width,
+            output: output.unwrap_or(width),
+        };
+        let quantized = quantize_with_scales(net, act_scales, layers)
+            .with_context(|| format!("{source} cannot be quantized to {}", layers.describe()))?;
+        let (written, predicted) = write_quant(out, &quantized, test)?;
+        say(format!(
+            "{} test accuracy: {:.4} (f32 {:.4}, {:+.2} pp) - {} bytes, {} kernel",
+            layers.describe(),
+            written.test_accuracy,
+            f32.test_accuracy,
+            100.0 * (written.test_accuracy - f32.test_accuracy),
+            written.model_bytes,
+            infer_core::Kernel::best()
+        ));
+        if files.predictions.is_empty() {
+            files.predictions = predicted;
+            files.first = crate::model_file::describe(
+                Path::new(quant_file(width)),
+                layers.kind(),
+                &net.widths(),
+            );
+        }
+        *match width {
+            Width::Int8 => &mut files.int8,
+            Width::Int4 => &mut files.int4,
+        } = Some(written);
+    }
+    Ok(files)
 }
 
 /// The f32 model file of `net`, staged in `out`, read back and evaluated on `test`.

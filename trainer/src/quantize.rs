@@ -80,6 +80,16 @@ impl From<Width> for LayerWidths {
 }
 
 impl LayerWidths {
+    /// The file's kind as infer-core names it (`Header::kind_name`): "int8", "int4", or
+    /// "int4+int8" for a file of both.
+    pub fn kind(self) -> &'static str {
+        if self.width == self.output {
+            self.width.name()
+        } else {
+            "int4+int8"
+        }
+    }
+
     /// "int4", or "int4 with an int8 output layer".
     pub fn describe(self) -> String {
         if self.width == self.output {

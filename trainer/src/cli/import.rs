@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use trainer::idx::load_mnist;
-use trainer::output::{ImportReport, REPORT_FILE, write_atomic};
+use trainer::output::{ImportReport, REPORT_FILE, write_atomic, written_files};
 use trainer::output_set::OutputSet;
-use trainer::pipeline::{keep_existing_models, write_f32, write_quant};
+use trainer::pipeline::{keep_existing_models, write_f32, write_integer_files};
 use trainer::quantize::model_bytes_bound;
-use trainer::quantize::{CALIBRATION_IMAGES, Width, calibrate_hidden_scales, quantize_with_scales};
+use trainer::quantize::{CALIBRATION_IMAGES, calibrate_hidden_scales};
 
-use super::{OutputWeights, Weights, default_data_dir, layer_widths};
+use super::{OutputWeights, Weights, default_data_dir};
 
 #[derive(Debug, Args)]
 pub(crate) struct ImportArgs {
@@ -108,30 +108,23 @@ pub(crate) fn import(args: ImportArgs) -> Result<()> {
         );
         keep_existing_models(&out, args.force, "the imported model", "it")?;
     }
-    let (mut int8, mut int4) = (None, None);
-    for &width in widths {
-        let layers = layer_widths(width, args.output_weights);
-        let quantized = quantize_with_scales(&net, &scales, layers).with_context(|| {
-            format!(
-                "{} cannot be quantized to {}",
-                args.model.display(),
-                width.name()
-            )
-        })?;
-        let (written, _) = write_quant(&out, &quantized, &mnist.test)?;
-        say!(
-            "{} test accuracy: {:.4} (f32 {:.4}, {:+.2} pp) - {} bytes",
-            layers.describe(),
-            written.test_accuracy,
-            f32.test_accuracy,
-            100.0 * (written.test_accuracy - f32.test_accuracy),
-            written.model_bytes
-        )?;
-        *match width {
-            Width::Int8 => &mut int8,
-            Width::Int4 => &mut int4,
-        } = Some(written);
-    }
+    let source = args.model.display().to_string();
+    // Lines to stdout: the first failure to write one (a full stdout) ends the import.
+    let mut shown = Ok(());
+    let files = write_integer_files(
+        &out,
+        (&net, &scales),
+        (widths, args.output_weights.map(OutputWeights::width)),
+        &mnist.test,
+        &f32,
+        &source,
+        &mut |line| {
+            if shown.is_ok() {
+                shown = say!("{line}");
+            }
+        },
+    )?;
+    shown?;
     let report = ImportReport {
         source: args.model.display().to_string(),
         source_sha256: trainer::idx::sha256_hex(&bytes),
@@ -141,8 +134,8 @@ pub(crate) fn import(args: ImportArgs) -> Result<()> {
         data_dir: data_dir.display().to_string(),
         weights: widths.to_vec(),
         output_weights: args.output_weights.map(OutputWeights::width),
-        int8,
-        int4,
+        int8: files.int8,
+        int4: files.int4,
         f32,
         replaced: out.previous().to_vec(),
         total_seconds: started.elapsed().as_secs_f64(),
@@ -163,17 +156,11 @@ pub(crate) fn import(args: ImportArgs) -> Result<()> {
         )
     };
     out.commit()?;
-    let written: Vec<&str> = [&report.int8, &report.int4]
-        .into_iter()
-        .flatten()
-        .chain([&report.f32])
-        .map(|m| m.path.as_str())
-        .collect();
     say!(
         "imported {} ({}): wrote {} and {}{replaced}",
         args.model.display(),
         trainer::model_file::shape_name(&report.layers),
-        written.join(", "),
+        written_files([&report.int8, &report.int4], &report.f32),
         report_path.display(),
     )
 }

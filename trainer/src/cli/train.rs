@@ -9,7 +9,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use trainer::idx::load_mnist;
 use trainer::metrics::Confusion;
-use trainer::output::{F32_FILE, REPORT_FILE, Report, write_atomic};
+use trainer::output::{F32_FILE, REPORT_FILE, Report, write_atomic, written_files};
 use trainer::output_set::{MANIFEST, OutputSet, check_writable_dir, check_writable_file, resolve};
 use trainer::pipeline::{self, Run};
 use trainer::plots;
@@ -335,15 +335,9 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
     for path in plotted {
         say!("plotted {}", path.display())?;
     }
-    let written: Vec<&str> = [&report.int8, &report.int4]
-        .into_iter()
-        .flatten()
-        .chain([&report.f32])
-        .map(|m| m.path.as_str())
-        .collect();
     say!(
         "wrote {} and {} (fit {:.2} s, total {:.2} s)",
-        written.join(", "),
+        written_files([&report.int8, &report.int4], &report.f32),
         report_path.display(),
         fit_seconds,
         report.total_seconds
