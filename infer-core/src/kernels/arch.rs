@@ -238,17 +238,8 @@ pub(crate) trait Arch {
     where
         Self: Sized,
     {
-        let sum = groups.gather_kept::<Self, NIBBLES>(x, kept);
-        // SAFETY: the list's offsets are positions in `kept`, whose tiles `w` holds; the rest by
-        // the caller.
-        unsafe {
-            if NIBBLES {
-                Self::rows4(w, groups, out);
-            } else {
-                Self::rows(bytemuck::must_cast_slice(w), groups, out);
-            }
-        }
-        sum
+        // SAFETY: the caller's guarantee.
+        unsafe { gather_kept_then_rows::<Self, NIBBLES>(w, kept, x, groups, out) }
     }
 
     /// `out[j] = requantize(acc[j], multiplier[j], shift[j])`, the same integers on every
@@ -259,6 +250,47 @@ pub(crate) trait Arch {
     #[inline(always)]
     unsafe fn requantize(acc: &[i32], multiplier: &[[u8; 4]], shift: &[u8], out: &mut [u8]) {
         requantize_portable(acc, multiplier, shift, out);
+    }
+}
+
+/// [`Arch::kept_rows`]'s default: the kept groups live in `x` gathered into `groups` by
+/// [`Groups::gather_kept`], then walked by [`Arch::rows`] / [`Arch::rows4`].
+///
+/// # Safety
+/// As [`Arch::kept_rows`].
+#[inline(always)]
+pub(crate) unsafe fn gather_kept_then_rows<A: Arch, const NIBBLES: bool>(
+    w: &[u8],
+    kept: &[[u8; 2]],
+    x: &[u8],
+    groups: &mut Groups<A::Group>,
+    out: &mut [i32],
+) -> u32 {
+    let sum = groups.gather_kept::<A, NIBBLES>(x, kept);
+    // SAFETY: the list's offsets are positions in `kept`, whose tiles `w` holds; the rest by the
+    // caller.
+    unsafe { walk_kept::<A, NIBBLES>(w, groups, out) };
+    sum
+}
+
+/// The walk of a row block's gathered kept tiles: [`Arch::rows`], or [`Arch::rows4`] with
+/// `NIBBLES`.
+///
+/// # Safety
+/// As [`Arch::rows`] / [`Arch::rows4`], `groups` gathered from the tiles `w` holds.
+#[inline(always)]
+pub(crate) unsafe fn walk_kept<A: Arch, const NIBBLES: bool>(
+    w: &[u8],
+    groups: &Groups<A::Group>,
+    out: &mut [i32],
+) {
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        if NIBBLES {
+            A::rows4(w, groups, out);
+        } else {
+            A::rows(bytemuck::must_cast_slice(w), groups, out);
+        }
     }
 }
 
@@ -355,6 +387,25 @@ impl<G> Groups<G> {
         A::close(&mut self.list);
         self.cols = kept.len() * GROUP;
         sum
+    }
+}
+
+impl<G> Groups<G> {
+    /// Replaces the list with the entries `write` puts at the pointer it is given (room for
+    /// [`LIST_GROUPS`] + 2), for a matrix of `cols` inputs: an architecture's own gather.
+    ///
+    /// # Safety
+    /// `write` initializes the first `n` entries at the pointer, `n` ≤ [`LIST_GROUPS`] + 2, and
+    /// returns `n`; each entry's offset is that of a group below `cols`.
+    #[cfg_attr(not(target_arch = "arm"), allow(dead_code))]
+    #[inline(always)]
+    pub(crate) unsafe fn fill_with(&mut self, cols: usize, write: impl FnOnce(*mut G) -> usize) {
+        self.list.clear();
+        let n = write(self.list.as_mut_ptr()).min(self.list.capacity());
+        // SAFETY: `write` initialized the first `n` entries (the caller's guarantee), within the
+        // capacity.
+        unsafe { self.list.set_len(n) };
+        self.cols = cols;
     }
 }
 

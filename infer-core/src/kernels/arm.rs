@@ -7,8 +7,8 @@
 //! loads the 4 rows' weight words with two `ldrd`s, splits each word `[w0 w1 w2 w3]` into
 //! `(w0, w2)` and `(w1, w3)` by `sxtb16` (and `ror #8`), and two `smlad`s add a row's four
 //! products: 21 instructions per group and 4 rows (16 multiply-accumulates), unrolled twice.
-//! The list ends with a sentinel entry (`x02 = u32::MAX`, impossible for paired bytes) and is
-//! padded to an even length with a zero entry, so the loop tests for its end once per two groups.
+//! The list ends with a sentinel entry (`x02 = u32::MAX`, impossible for paired bytes); the loop
+//! tests for it once per two groups, entered at its second group when the count is odd.
 //!
 //! 4-bit tiles are walked two words at a time, rows `2p`, `2p + 1` (low nibbles) and `2p + 8`,
 //! `2p + 9` (high nibbles): `and` with `0x000F000F` of the word, shifted by 0, 8, 4 or 12 in the
@@ -20,7 +20,10 @@
 
 use core::arch::asm;
 
-use super::arch::{Arch, GroupList, Groups, TILE_BYTES, TILE_ROWS, TILE4_BYTES};
+use super::arch::{
+    Arch, GROUP, GroupList, Groups, LIST_GROUPS, TILE_BYTES, TILE_ROWS, TILE4_BYTES,
+    gather_kept_then_rows, walk_kept,
+};
 use super::scalar;
 
 /// One hidden unit of [`Dsp`]'s requantization. (Written out, not `.rept`: LLVM sizes inline
@@ -73,14 +76,7 @@ impl Arch for Dsp {
     }
 
     fn close(list: &mut GroupList<Paired>) {
-        // The list has room for both: at most every group, plus two. A zero entry adds nothing.
-        if !list.len().is_multiple_of(2) {
-            let _ = list.push(Paired {
-                x02: 0,
-                x13: 0,
-                offset: 0,
-            });
-        }
+        // The list has room: at most every group, plus two.
         let _ = list.push(SENTINEL);
     }
 
@@ -121,6 +117,48 @@ impl Arch for Dsp {
         }
     }
 
+    unsafe fn kept_rows<const NIBBLES: bool>(
+        w: &[u8],
+        kept: &[[u8; 2]],
+        x: &[u8],
+        groups: &mut Groups<Paired>,
+        out: &mut [i32],
+    ) -> u32 {
+        if !x.len().is_multiple_of(GROUP) || kept.len() > LIST_GROUPS {
+            // SAFETY: the caller's guarantee.
+            return unsafe { kept_rows_portable::<NIBBLES>(w, kept, x, groups, out) };
+        }
+        let mut sum = 0u32;
+        // SAFETY: every group of `kept` is below `x.len() / 4` (the `Arch::kept_rows` contract,
+        // `x.len()` a multiple of 4), so each word `gather_kept` loads is inside `x`; it writes
+        // at most `kept.len()` ≤ LIST_GROUPS entries, then the sentinel.
+        unsafe {
+            groups.fill_with(kept.len() * GROUP, |list| {
+                let n = gather_kept::<NIBBLES>(list, kept, x, &mut sum);
+                list.add(n).write(SENTINEL);
+                n + 1
+            })
+        };
+        let entries = groups.entries();
+        match out.as_chunks_mut::<TILE_ROWS>() {
+            ([out, ..], _) if w.as_ptr().align_offset(4) == 0 && entries.len() > 1 => {
+                // SAFETY: `w` holds the row block's `kept.len()` tiles (the caller's guarantee),
+                // word-aligned, and every entry's offset is a tile's; the list ends with the
+                // sentinel.
+                unsafe {
+                    if NIBBLES {
+                        block4(w.as_ptr(), entries, out);
+                    } else {
+                        block8(w.as_ptr().cast(), entries, out);
+                    }
+                }
+            }
+            // SAFETY: the caller's guarantee; `groups` gathered from `w`'s tiles.
+            _ => unsafe { walk_kept::<Self, NIBBLES>(w, groups, out) },
+        }
+        sum
+    }
+
     unsafe fn rows(w: &[i8], groups: &Groups<Paired>, out: &mut [i32]) {
         let entries = groups.entries();
         if w.as_ptr().align_offset(4) != 0 {
@@ -132,13 +170,10 @@ impl Arch for Dsp {
             return;
         }
         let block = TILE_ROWS * groups.cols();
-        for (b, out) in out.chunks_exact_mut(TILE_ROWS).enumerate() {
-            for (q, acc) in out.as_chunks_mut::<4>().0.iter_mut().enumerate() {
-                // SAFETY: quarter tile `q` of row block `b`, inside `w` with every entry's
-                // offset (the `Arch::rows` contract), word-aligned (checked above); the list
-                // ends with the sentinel `close` appended after an even number of entries.
-                unsafe { quarter(w.as_ptr().add(b * block + 16 * q), entries.as_ptr(), acc) };
-            }
+        for (b, out) in out.as_chunks_mut::<TILE_ROWS>().0.iter_mut().enumerate() {
+            // SAFETY: row block `b`, inside `w` with every entry's offset (the `Arch::rows`
+            // contract), word-aligned (checked above); the list ends with the sentinel.
+            unsafe { block8(w.as_ptr().add(b * block), entries, out) };
         }
     }
 
@@ -151,24 +186,147 @@ impl Arch for Dsp {
             return;
         }
         let block = TILE_ROWS / 2 * groups.cols();
-        for (b, out) in out.chunks_exact_mut(TILE_ROWS).enumerate() {
-            let (low, high) = out.split_at_mut(TILE_ROWS / 2);
-            let pairs = low.as_chunks_mut::<2>().0.iter_mut();
-            for (p, (lo, hi)) in pairs.zip(high.as_chunks_mut::<2>().0).enumerate() {
-                let mut acc = [lo[0], lo[1], hi[0], hi[1]];
-                // SAFETY: words `2p`, `2p + 1` of row block `b`'s tiles, inside `w` with every
-                // entry's offset halved (the `Arch::rows4` contract), word-aligned (checked);
-                // the list ends as `quarter` needs.
-                unsafe {
-                    nibble_rows(
-                        w.as_ptr().add(b * block + 8 * p),
-                        entries.as_ptr(),
-                        &mut acc,
-                    )
-                };
-                [lo[0], lo[1], hi[0], hi[1]] = acc;
-            }
+        for (b, out) in out.as_chunks_mut::<TILE_ROWS>().0.iter_mut().enumerate() {
+            // SAFETY: row block `b`'s tiles, inside `w` with every entry's offset halved (the
+            // `Arch::rows4` contract), word-aligned (checked); the list ends with the sentinel.
+            unsafe { block4(w.as_ptr().add(b * block), entries, out) };
         }
+    }
+}
+
+/// `out += W · x` for the 16 rows of one 8-bit row block at `base`, quarter tile by quarter tile.
+///
+/// # Safety
+/// `base` is word-aligned, and `base + offset .. + 64` is readable for every entry's offset;
+/// `entries` holds at least one entry, then [`SENTINEL`] (its last).
+#[inline(always)]
+unsafe fn block8(base: *const i8, entries: &[Paired], out: &mut [i32; TILE_ROWS]) {
+    let odd = entries.len().is_multiple_of(2);
+    for (q, acc) in out.as_chunks_mut::<4>().0.iter_mut().enumerate() {
+        // SAFETY: quarter tile `q` of the block (the caller's guarantee).
+        unsafe { quarter(base.add(16 * q), entries.as_ptr(), odd, acc) };
+    }
+}
+
+/// [`block8`] for a 4-bit row block at `base`: rows `2p`, `2p + 1`, `2p + 8`,
+/// `2p + 9` at a time.
+///
+/// # Safety
+/// As [`block8`], for `base + offset / 2 .. + 32`.
+#[inline(always)]
+unsafe fn block4(base: *const u8, entries: &[Paired], out: &mut [i32; TILE_ROWS]) {
+    let odd = entries.len().is_multiple_of(2);
+    let (low, high) = out.split_at_mut(TILE_ROWS / 2);
+    let pairs = low.as_chunks_mut::<2>().0.iter_mut();
+    for (p, (lo, hi)) in pairs.zip(high.as_chunks_mut::<2>().0).enumerate() {
+        let mut acc = [lo[0], lo[1], hi[0], hi[1]];
+        // SAFETY: words `2p`, `2p + 1` of the block's tiles (the caller's guarantee).
+        unsafe { nibble_rows(base.add(8 * p), entries.as_ptr(), odd, &mut acc) };
+        [lo[0], lo[1], hi[0], hi[1]] = acc;
+    }
+}
+
+/// [`Dsp::kept_rows`] for a vector whose length is not a multiple of 4 (or a longer list): the
+/// portable gather. (Out of line: a model's layers normally never need it.)
+///
+/// # Safety
+/// As [`Arch::kept_rows`].
+#[cold]
+#[inline(never)]
+unsafe fn kept_rows_portable<const NIBBLES: bool>(
+    w: &[u8],
+    kept: &[[u8; 2]],
+    x: &[u8],
+    groups: &mut Groups<Paired>,
+    out: &mut [i32],
+) -> u32 {
+    // SAFETY: the caller's guarantee.
+    unsafe { gather_kept_then_rows::<Dsp, NIBBLES>(w, kept, x, groups, out) }
+}
+
+/// One kept tile of [`gather_kept`]: its group's word loaded by position, and, if not zero, its
+/// entry (paired inputs and the tile's offset) stored; `$sum` is what else a live tile does.
+macro_rules! kept_step {
+    ($sum:literal) => {
+        concat!(
+            "ldrh {g}, [{kept}], #2\n",
+            "ldr {w}, [{x}, {g}, lsl #2]\n",
+            "cmp {w}, #0\n",
+            "beq 4f\n",
+            "and r0, {w}, {mask}\n",
+            "and r1, {mask}, {w}, lsr #8\n",
+            $sum,
+            "stm {list}!, {{r0, r1, r2}}\n",
+            "4:\n",
+            "add r2, r2, #64\n",
+        )
+    };
+}
+
+/// Writes at `list` the entries of `kept`'s groups that are live in `x`, the offset of each its
+/// tile's (64 bytes per position in `kept`), and returns how many; with `SUM`, adds their inputs
+/// to `sum` (`usada8`). 7 instructions per kept tile, 10 per live one.
+///
+/// # Safety
+/// Every group of `kept` is below `x.len() / 4`; `list` has room for `kept.len()` entries.
+#[inline(always)]
+unsafe fn gather_kept<const SUM: bool>(
+    list: *mut Paired,
+    kept: &[[u8; 2]],
+    x: &[u8],
+    sum: &mut u32,
+) -> usize {
+    let end = kept.as_ptr_range().end;
+    let mut at = list;
+    if kept.is_empty() {
+        return 0;
+    }
+    // SAFETY: the loop reads `kept` to its end, and at each group's position in `x` one word,
+    // inside `x` (the caller's guarantee; `ldr` may be unaligned on Armv7-M), and stores one
+    // entry per live group at `list`, which has room for them. Only the named registers change.
+    unsafe {
+        if SUM {
+            asm!(
+                "mov r2, #0",
+                "2:",
+                kept_step!("usada8 {sum}, {w}, {zero}, {sum}\n"),
+                "cmp {kept}, {end}",
+                "bne 2b",
+                kept = inout(reg) kept.as_ptr() => _,
+                end = in(reg) end,
+                x = in(reg) x.as_ptr(),
+                list = inout(reg) at,
+                mask = in(reg) 0x00ff_00ffu32,
+                zero = in(reg) 0u32,
+                sum = inout(reg) *sum,
+                g = out(reg) _,
+                w = out(reg) _,
+                out("r0") _,
+                out("r1") _,
+                out("r2") _,
+                options(nostack),
+            );
+        } else {
+            asm!(
+                "mov r2, #0",
+                "2:",
+                kept_step!(""),
+                "cmp {kept}, {end}",
+                "bne 2b",
+                kept = inout(reg) kept.as_ptr() => _,
+                end = in(reg) end,
+                x = in(reg) x.as_ptr(),
+                list = inout(reg) at,
+                mask = in(reg) 0x00ff_00ffu32,
+                g = out(reg) _,
+                w = out(reg) _,
+                out("r0") _,
+                out("r1") _,
+                out("r2") _,
+                options(nostack),
+            );
+        }
+        at.offset_from_unsigned(list)
     }
 }
 
@@ -178,9 +336,10 @@ impl Arch for Dsp {
 ///
 /// # Safety
 /// `base` is word-aligned, and `base + offset .. base + offset + 16` is readable for every entry's
-/// offset; `entries` holds an even number of entries (at least two) followed by [`SENTINEL`].
+/// offset; `entries` holds at least one entry followed by [`SENTINEL`], an odd number of them
+/// if `odd`.
 #[inline(never)]
-unsafe fn quarter(base: *const i8, entries: *const Paired, acc: &mut [i32; 4]) {
+unsafe fn quarter(base: *const i8, entries: *const Paired, odd: bool, acc: &mut [i32; 4]) {
     let [mut a0, mut a1, mut a2, mut a3] = *acc;
     // SAFETY: the loop reads the entries, three words each, up to and including the sentinel it
     // stops at, and 16 weight bytes at `base + offset` for each (the caller's contract). Only the
@@ -188,6 +347,8 @@ unsafe fn quarter(base: *const i8, entries: *const Paired, acc: &mut [i32; 4]) {
     unsafe {
         asm!(
                 "ldm {list}!, {{r0, r1, r2}}",
+                "cmp {pw}, #0",
+                "bne 3f",
                 "2:",
                 "add {pw}, {base}, r2",
                 "ldrd r3, r4, [{pw}]",
@@ -209,6 +370,7 @@ unsafe fn quarter(base: *const i8, entries: *const Paired, acc: &mut [i32; 4]) {
                 "smlad {a3}, r4, r0, {a3}",
                 "smlad {a3}, r2, r1, {a3}",
                 "ldm {list}!, {{r0, r1, r2}}",
+                "3:",
                 "add {pw}, {base}, r2",
                 "ldrd r3, r4, [{pw}]",
                 "sxtb16 r2, r3, ror #8",
@@ -233,7 +395,7 @@ unsafe fn quarter(base: *const i8, entries: *const Paired, acc: &mut [i32; 4]) {
                 "bne.w 2b",
                 list = inout(reg) entries => _,
                 base = in(reg) base,
-                pw = out(reg) _,
+                pw = inout(reg) u32::from(odd) => _,
                 a0 = inout(reg) a0,
                 a1 = inout(reg) a1,
                 a2 = inout(reg) a2,
@@ -319,14 +481,17 @@ macro_rules! nibble_step {
 /// `base` is word-aligned, and `base + offset / 2 .. + 8` is readable for every entry's offset;
 /// `entries` as for [`quarter`].
 #[inline(never)]
-unsafe fn nibble_rows(base: *const u8, entries: *const Paired, acc: &mut [i32; 4]) {
+unsafe fn nibble_rows(base: *const u8, entries: *const Paired, odd: bool, acc: &mut [i32; 4]) {
     let [mut a0, mut a1, mut a2, mut a3] = *acc;
     // SAFETY: as in `quarter`, for 8 bytes per entry at half its offset.
     unsafe {
         asm!(
+            "cmp r0, #0",
             "ldm {list}!, {{r0, r1, r2}}",
+            "bne 3f",
             "2:",
             nibble_step!(),
+            "3:",
             nibble_step!(),
             "cmn r0, #1",
             "bne.w 2b",
@@ -337,7 +502,7 @@ unsafe fn nibble_rows(base: *const u8, entries: *const Paired, acc: &mut [i32; 4
             a1 = inout(reg) a1,
             a2 = inout(reg) a2,
             a3 = inout(reg) a3,
-            out("r0") _,
+            inout("r0") u32::from(odd) => _,
             out("r1") _,
             out("r2") _,
             out("r3") _,

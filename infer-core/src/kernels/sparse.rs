@@ -128,10 +128,13 @@ impl<'a> Matrix<'a> {
         groups: &mut Groups<A::Group>,
         out: &mut [i32],
     ) {
-        for (list, w) in kept
-            .chunks(LIST_GROUPS)
-            .zip(self.bytes.chunks(LIST_GROUPS * self.tile_bytes()))
-        {
+        let tile = self.tile_bytes();
+        let mut rest = self.bytes;
+        for list in kept.chunks(LIST_GROUPS) {
+            let (w, next) = rest
+                .split_at_checked(list.len() * tile)
+                .unwrap_or((rest, &[]));
+            rest = next;
             // SAFETY: `w` is `list.len()` tiles (the caller's guarantee); the rest by the caller.
             if cfg!(feature = "int4") && self.weights == crate::Weights::Int4 {
                 let sum = unsafe { A::kept_rows::<true>(w, list, x, groups, out) };
