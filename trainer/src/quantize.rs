@@ -186,12 +186,12 @@ fn quantize_rows(
         Width::Int4 => &[1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5],
     };
     let round = |w: f32, scale: f32| (w / scale).round().clamp(-levels, levels);
-    let quantized: Vec<(f32, Vec<i8>)> = (0..rows)
+    let quantized: Vec<(f32, Vec<i8>, bool)> = (0..rows)
         .into_par_iter()
         .map(|r| {
             let row: Vec<f32> = (0..cols).map(|c| weight(r, c)).collect();
             let max = row.iter().map(|w| w.abs()).fold(0.0f32, f32::max);
-            // A dead unit (all weights zero) still needs a positive scale.
+            // A dead unit (all weights zero) still needs a positive scale (replaced below).
             let candidates = clips
                 .iter()
                 .map(|clip| (max * clip / levels).max(f32::MIN_POSITIVE));
@@ -214,11 +214,27 @@ fn quantize_rows(
                     })
                     .1
             };
-            (scale, row.iter().map(|&w| round(w, scale) as i8).collect())
+            (
+                scale,
+                row.iter().map(|&w| round(w, scale) as i8).collect(),
+                max == 0.0,
+            )
         })
         .collect();
-    let scales = quantized.iter().map(|(s, _)| *s).collect();
-    let q = quantized.into_iter().flat_map(|(_, q)| q).collect();
+    // A dead unit's weights are all zero whatever its scale, which then only sets its bias's
+    // step and its requantization factor: the layer's largest live scale keeps both in range
+    // (a unit pruned away entirely is one; 1/levels if every unit is).
+    let live_max = quantized
+        .iter()
+        .filter(|(_, _, dead)| !dead)
+        .map(|(s, _, _)| *s)
+        .fold(None, |m: Option<f32>, s| Some(m.map_or(s, |m| m.max(s))))
+        .unwrap_or(1.0 / levels);
+    let scales = quantized
+        .iter()
+        .map(|&(s, _, dead)| if dead { live_max } else { s })
+        .collect();
+    let q = quantized.into_iter().flat_map(|(_, q, _)| q).collect();
     (scales, q)
 }
 

@@ -197,3 +197,39 @@ fn export_int4(format: &str, out: &Path) -> std::path::PathBuf {
     common::succeeded(&run);
     model
 }
+
+/// A hidden unit pruned away entirely (every weight zero, as `--density 0.1` leaves some) is
+/// quantized like any other, in both widths: its weights stay zero, the file loads, and the int8
+/// model still answers as the network does.
+#[test]
+fn a_unit_whose_weights_are_all_zero_quantizes() {
+    let mnist = mnist();
+    let mut net = tutorial_net(&mnist.train.head(5_000), 1);
+    let dead = 16;
+    net.w1.row_mut(dead).fill(0.0);
+    let test = mnist.test.head(300);
+    for width in [Width::Int8, Width::Int4] {
+        let q = quantize(&net, &mnist.train.head(1000), width)
+            .unwrap_or_else(|e| panic!("{width:?}: {e:#}"));
+        let file = AlignedBytes::new(&encode_quant(&q).unwrap());
+        let model = QuantModel::from_bytes(file.as_bytes()).unwrap();
+        let first = &model.layers()[0];
+        assert!(
+            (0..784).all(|k| first.weight(dead, k) == Some(0)),
+            "{width:?}"
+        );
+        if width == Width::Int8 {
+            let inputs = network_inputs(&test);
+            let all: Vec<usize> = (0..test.len()).collect();
+            let logits = net.forward(&SparseBatch::new(inputs.gather(&all)));
+            let agree = (0..test.len())
+                .filter(|&i| {
+                    let l = logits.column(i);
+                    let class = (0..10).fold(0, |b, c| if l[c] > l[b] { c } else { b });
+                    usize::from(model.predict(test.image(i)).unwrap().class) == class
+                })
+                .count();
+            assert!(agree >= 295, "int8 agrees with f32 on {agree}/300");
+        }
+    }
+}
