@@ -3,7 +3,7 @@
 
 use crate::format::{F32Model, FormatError, Header, MAX_CLASSES, QuantLayer, QuantModel};
 use crate::kernels::{self, Arch, ArchOp, BatchArch, Groups, Kernel, KernelError, TILE_ROWS};
-use crate::kernels::{Matrix, chunks};
+use crate::kernels::{Matrix, groups_of};
 
 /// Rows computed per walk of the input's groups. On a microcontroller one tile of rows, so the
 /// i32 scratch is 64 bytes of stack; elsewhere up to 512, so that wide kernels keep several row
@@ -43,8 +43,8 @@ impl<'a> QuantLayer<'a> {
     }
 
     /// One pass of a hidden layer: `out = requantize(bias − excess + W · x)` for the rows of
-    /// `m` (whole row blocks), `x` gathered in `groups` already when it has one chunk (`chunks`
-    /// is 1), else gathered here chunk by chunk.
+    /// `m` (whole row blocks), `x` gathered in `groups` already when one list holds its live
+    /// groups (`whole`), else gathered here chunk by chunk.
     ///
     /// # Safety
     /// The running CPU has the instructions `A` uses; `m` is `acc.len()` rows of `x.len()`
@@ -53,19 +53,20 @@ impl<'a> QuantLayer<'a> {
     #[allow(clippy::too_many_arguments)]
     unsafe fn pass<A: Arch>(
         m: Matrix<'_>,
-        (x, chunks): (&[u8], usize),
+        (x, whole): (&[u8], bool),
         groups: &mut Groups<A::Group>,
         (bias, excess): (&[[u8; 4]], i32),
         acc: &mut [i32],
         requantization: Option<Requantization<'_>>,
     ) {
         start(acc, bias, excess);
-        if chunks == 1 {
+        if whole {
             // SAFETY: the caller's guarantee.
             unsafe { m.walk::<A>(groups, acc) };
         } else {
-            for chunk in 0..chunks {
-                groups.gather::<A>(x, chunk);
+            let mut from = 0;
+            while from < groups_of(x.len()) {
+                from = groups.gather::<A>(x, from);
                 // SAFETY: as above.
                 unsafe { m.walk::<A>(groups, acc) };
             }
@@ -107,10 +108,7 @@ impl<'a> QuantLayer<'a> {
             }
             return;
         }
-        let n = chunks(x.len());
-        if n == 1 {
-            groups.gather::<A>(x, 0);
-        }
+        let n = groups.gather::<A>(x, 0) == groups_of(x.len());
         let m = self.matrix();
         let excess = m.excess(x);
         const P: usize = ROWS_PER_PASS;
@@ -195,10 +193,7 @@ impl<'a> QuantLayer<'a> {
             p.class = class_of(&p.logits, self.w_scale);
             return p;
         }
-        let n = chunks(x.len());
-        if n == 1 {
-            groups.gather::<A>(x, 0);
-        }
+        let n = groups.gather::<A>(x, 0) == groups_of(x.len());
         let m = self.matrix();
         let excess = m.excess(x);
         const P: usize = OUTPUT_ROWS_PER_PASS;
@@ -391,8 +386,9 @@ impl<'a, const MAX_WIDTH: usize> QuantModel<'a, MAX_WIDTH> {
             for (acc, x) in accs.iter_mut().zip(xs) {
                 start(acc, layer.bias, m.excess(x));
             }
-            for chunk in 0..chunks(x_len) {
-                groups.gather4::<A>(xs, chunk);
+            let mut from = 0;
+            while from < groups_of(x_len) {
+                from = groups.gather4::<A>(xs, from);
                 let outs = accs.each_mut().map(|o| &mut **o);
                 // SAFETY: the layer's padded rows for each input, of its inputs; the CPU by the
                 // caller.

@@ -12,9 +12,12 @@ pub const TILE_BYTES: usize = TILE_ROWS * GROUP;
 pub const TILE4_BYTES: usize = TILE_BYTES / 2;
 /// What a 4-bit weight `w` (−8…7) is stored as: `w + 8`, so nibbles are never negative.
 pub const NIBBLE_OFFSET: i32 = 8;
-/// Groups one gathered list holds (784 inputs, the tutorial's). A wider vector is gathered and
-/// walked in chunks of this many groups, so the list's stack does not grow with the layer.
-pub const LIST_GROUPS: usize = 196;
+/// Live groups one gathered list holds. A vector with more is gathered and walked in chunks of
+/// this many live groups, so the list's stack does not grow with the layer. On a microcontroller
+/// 128 (1.5 KB of stack on a Cortex-M4): every MNIST digit (at most 99 of its 196 groups are
+/// live) and any 512-wide hidden layer fit in one; elsewhere 196, every group of a 784-input
+/// vector.
+pub const LIST_GROUPS: usize = if cfg!(target_os = "none") { 128 } else { 196 };
 
 /// A gathered list: a chunk of groups, plus two entries an architecture may append.
 pub(crate) type GroupList<G> = heapless::Vec<G, { LIST_GROUPS + 2 }>;
@@ -53,14 +56,9 @@ pub(crate) struct Groups<G> {
     cols: usize,
 }
 
-/// Chunks of [`LIST_GROUPS`] groups a vector of `len` inputs has (at least one).
-pub(crate) const fn chunks(len: usize) -> usize {
-    let groups = len.div_ceil(GROUP);
-    if groups == 0 {
-        1
-    } else {
-        groups.div_ceil(LIST_GROUPS)
-    }
+/// Groups of a vector of `len` inputs (the last one zero-padded).
+pub(crate) const fn groups_of(len: usize) -> usize {
+    len.div_ceil(GROUP)
 }
 
 impl<G> Groups<G> {
@@ -74,38 +72,45 @@ impl<G> Groups<G> {
     }
 
     /// Fills the list with the entries `entry(g, b, offset)` gives for groups `g` (inputs `b`,
-    /// weights `offset` = 64·g bytes into each row block) of chunk `chunk` of `x` (the last
-    /// group zero-padded when `x.len()` is not a multiple of 4: the matrix has `cols` = `x.len()`
-    /// rounded up to 4).
+    /// weights `offset` = 64·g bytes into each row block) of `x` from group `from` on, until it
+    /// holds [`LIST_GROUPS`] (the last group zero-padded when `x.len()` is not a multiple of 4:
+    /// the matrix has `cols` = `x.len()` rounded up to 4). Returns the first group not looked
+    /// at: [`groups_of`]`(x.len())` once every group was.
     #[inline(always)]
     fn fill(
         &mut self,
         x: &[u8],
-        chunk: usize,
+        from: usize,
         mut entry: impl FnMut(usize, [u8; GROUP], u32) -> Option<G>,
         close: impl FnOnce(&mut GroupList<G>),
-    ) {
+    ) -> usize {
         self.list.clear();
         let (whole, last) = split_groups(x);
-        let (first, end) = chunk_range(x.len(), chunk);
         // A plain slice loop: the iterator adapters' state would stay in memory.
-        let groups = whole.get(first..end.min(whole.len())).unwrap_or(&[]);
-        let mut g = first;
-        for &b in groups {
+        let mut g = from.min(whole.len());
+        for &b in whole.get(g..).unwrap_or(&[]) {
+            if self.list.len() == LIST_GROUPS {
+                break;
+            }
             if let Some(e) = entry(g, b, (g * TILE_BYTES) as u32) {
-                // Cannot fail: at most LIST_GROUPS groups, and the capacity is larger.
+                // Cannot fail: fewer than LIST_GROUPS entries so far, and the capacity is larger.
                 let _ = self.list.push(e);
             }
             g += 1;
         }
         if let Some(b) = last
-            && (first..end).contains(&whole.len())
-            && let Some(e) = entry(g, b, (g * TILE_BYTES) as u32)
+            && g == whole.len()
+            && from <= g
+            && self.list.len() < LIST_GROUPS
         {
-            let _ = self.list.push(e);
+            if let Some(e) = entry(g, b, (g * TILE_BYTES) as u32) {
+                let _ = self.list.push(e);
+            }
+            g += 1;
         }
         close(&mut self.list);
         self.cols = x.len().div_ceil(GROUP) * GROUP;
+        g.max(from.min(groups_of(x.len())))
     }
 
     /// The entries, in group order (then the appended ones).
@@ -162,15 +167,6 @@ pub(crate) fn kept_tile_bytes<const NIBBLES: bool>(
     (w.len() >= kept.len() * tile && out.len() >= TILE_ROWS).then_some(tile)
 }
 
-/// The groups of chunk `chunk` of a vector of `len` inputs: `(first, end)`, clamped to the
-/// vector's `len.div_ceil(4)` groups.
-#[inline(always)]
-fn chunk_range(len: usize, chunk: usize) -> (usize, usize) {
-    let groups = len.div_ceil(GROUP);
-    let first = chunk.saturating_mul(LIST_GROUPS).min(groups);
-    (first, groups.min(first + LIST_GROUPS))
-}
-
 /// `x` as whole groups, and its last partial group zero-padded (if its length is not a multiple
 /// of 4).
 #[inline(always)]
@@ -197,6 +193,16 @@ pub(crate) trait Arch {
     /// Appends what the walk needs after the live groups (at most two entries). None by default.
     #[inline(always)]
     fn close(_list: &mut GroupList<Self::Group>) {}
+
+    /// [`Groups::gather`]: the live groups of `x` from group `from` on, until the list is full
+    /// (then closed); returns the first group not looked at. By default in portable code.
+    #[inline(always)]
+    fn gather(groups: &mut Groups<Self::Group>, x: &[u8], from: usize) -> usize
+    where
+        Self: Sized,
+    {
+        groups.gather_portable::<Self>(x, from)
+    }
 
     /// `out[r] += Σ` over the groups' inputs and the weights of row `r`, for the `out.len() / 16`
     /// row blocks of `w` (wrapping i32).
@@ -319,27 +325,39 @@ pub(crate) trait BatchArch: Arch {
 }
 
 impl<G> Groups<G> {
-    /// Replaces the list with the live groups of chunk `chunk` of `x` for architecture `A`.
-    /// (Called once per layer and chunk: one copy on a microcontroller, where flash is scarce.)
+    /// Replaces the list with the live groups of `x` for architecture `A`, from group `from` on
+    /// until it is full; returns the first group not looked at ([`groups_of`]`(x.len())` when
+    /// the list has every live group from `from` on). (Called once per layer and chunk: one
+    /// copy on a microcontroller, where flash is scarce.)
     #[cfg_attr(target_os = "none", inline(never))]
     #[cfg_attr(not(target_os = "none"), inline(always))]
-    pub(crate) fn gather<A: Arch<Group = G>>(&mut self, x: &[u8], chunk: usize) {
+    pub(crate) fn gather<A: Arch<Group = G>>(&mut self, x: &[u8], from: usize) -> usize {
+        A::gather(self, x, from)
+    }
+
+    /// [`Self::gather`] in portable code: [`Arch::gather`]'s default.
+    #[inline(always)]
+    pub(crate) fn gather_portable<A: Arch<Group = G>>(&mut self, x: &[u8], from: usize) -> usize {
         self.fill(
             x,
-            chunk,
+            from,
             |_, b, offset| (u32::from_ne_bytes(b) != 0).then(|| A::group(offset, b)),
             A::close,
         )
     }
 
-    /// Replaces the list with the groups of chunk `chunk` live in any of the four `xs` (all of
-    /// one length) for architecture `A`.
+    /// Replaces the list with the groups live in any of the four `xs` (all of one length) for
+    /// architecture `A`, from group `from` on, as [`Self::gather`].
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    pub(crate) fn gather4<A: BatchArch<Group4 = G>>(&mut self, xs: [&[u8]; 4], chunk: usize) {
+    pub(crate) fn gather4<A: BatchArch<Group4 = G>>(
+        &mut self,
+        xs: [&[u8]; 4],
+        from: usize,
+    ) -> usize {
         let split = xs.map(split_groups);
         self.fill(
             xs[0],
-            chunk,
+            from,
             |g, _, offset| {
                 let bytes = split.map(|(whole, last)| {
                     whole

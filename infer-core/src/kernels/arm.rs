@@ -80,6 +80,25 @@ impl Arch for Dsp {
         let _ = list.push(SENTINEL);
     }
 
+    fn gather(groups: &mut Groups<Paired>, x: &[u8], from: usize) -> usize {
+        let (words, tail) = x.as_chunks::<GROUP>();
+        let Some(rest) = words.get(from..).filter(|_| tail.is_empty()) else {
+            return groups.gather_portable::<Self>(x, from);
+        };
+        let mut next = from;
+        // SAFETY: `gather_live` writes at most LIST_GROUPS entries, then the sentinel; each
+        // offset is that of a group of `x` (whole groups only), below its length.
+        unsafe {
+            groups.fill_with(x.len(), |list| {
+                let (n, looked) = gather_live(list, rest, (from * TILE_BYTES) as u32);
+                next = from + looked;
+                list.add(n).write(SENTINEL);
+                n + 1
+            })
+        };
+        next
+    }
+
     unsafe fn requantize(acc: &[i32], multiplier: &[[u8; 4]], shift: &[u8], out: &mut [u8]) {
         let n = acc
             .len()
@@ -242,6 +261,57 @@ unsafe fn kept_rows_portable<const NIBBLES: bool>(
 ) -> u32 {
     // SAFETY: the caller's guarantee.
     unsafe { gather_kept_then_rows::<Dsp, NIBBLES>(w, kept, x, groups, out) }
+}
+
+/// Writes at `list` the entries of the groups of `words` that are not zero, the first one's
+/// tile at byte `offset` of a row block, until [`LIST_GROUPS`] are written; returns how many, and
+/// how many groups it looked at. 6 instructions per blank group, 10 per live one.
+///
+/// # Safety
+/// `list` has room for [`LIST_GROUPS`] entries.
+#[inline(always)]
+unsafe fn gather_live(list: *mut Paired, words: &[[u8; GROUP]], offset: u32) -> (usize, usize) {
+    if words.is_empty() {
+        return (0, 0);
+    }
+    let range = words.as_ptr_range();
+    let mut at = list;
+    let mut read = range.start;
+    // SAFETY: the loop reads `words` to their end or until `list` is full, one word each, and
+    // stores one entry per non-zero word, at most LIST_GROUPS (the caller's room). Only the
+    // named registers change.
+    unsafe {
+        asm!(
+            "2:",
+            "ldr {w}, [{read}], #4",
+            "cmp {w}, #0",
+            "beq 4f",
+            "and r0, {w}, {mask}",
+            "and r1, {mask}, {w}, lsr #8",
+            "stm {list}!, {{r0, r1, r2}}",
+            "cmp {list}, {full}",
+            "beq 3f",
+            "4:",
+            "add r2, r2, #64",
+            "cmp {read}, {end}",
+            "bne 2b",
+            "3:",
+            read = inout(reg) read,
+            end = in(reg) range.end,
+            list = inout(reg) at,
+            full = in(reg) list.add(LIST_GROUPS),
+            mask = in(reg) 0x00ff_00ffu32,
+            w = out(reg) _,
+            out("r0") _,
+            out("r1") _,
+            inout("r2") offset => _,
+            options(nostack),
+        );
+        (
+            at.offset_from_unsigned(list),
+            read.offset_from_unsigned(range.start),
+        )
+    }
 }
 
 /// One kept tile of [`gather_kept`]: its group's word loaded by position, and, if not zero, its

@@ -34,9 +34,10 @@
 //! Matrices have whole tiles: rows a multiple of 16, inputs a multiple of 4 (the model writer
 //! pads a layer with zero rows and columns), so no kernel has a tail path; an input vector whose
 //! length is not a multiple of 4 is zero-padded once, when gathered. The model file stores its
-//! weights this way and loading copies nothing. A vector wider than one list
-//! ([`LIST_GROUPS`] groups, the tutorial's 784 inputs) is gathered and walked in chunks, so the
-//! stack a product needs does not grow with the layer.
+//! weights this way and loading copies nothing. A vector with more live groups than one list
+//! holds ([`LIST_GROUPS`]: 128 on a microcontroller, 196 elsewhere) is gathered and walked in
+//! chunks of that many live groups, so the stack a product needs does not grow with the layer,
+//! and a vector that fits, as every MNIST digit does, is gathered once per layer.
 //!
 //! # 4-bit weights
 //!
@@ -104,7 +105,7 @@ pub mod conformance;
 
 use core::fmt;
 
-pub(crate) use arch::{Arch, BatchArch, Groups, chunks};
+pub(crate) use arch::{Arch, BatchArch, Groups, groups_of};
 pub use arch::{
     GROUP, LIST_GROUPS, NIBBLE_OFFSET, TILE_BYTES, TILE_ROWS, TILE4_BYTES, nibble_index,
     tiled_index,
@@ -526,8 +527,9 @@ impl ArchOp for MatVec<'_, '_> {
         let MatVec(w, x, out) = self;
         w.take_excess(x, out);
         let mut groups = Groups::new();
-        for chunk in 0..chunks(x.len()) {
-            groups.gather::<A>(x, chunk);
+        let mut from = 0;
+        while from < groups_of(x.len()) {
+            from = groups.gather::<A>(x, from);
             // SAFETY: shapes checked by the caller, the CPU by `dispatch`'s caller.
             unsafe { w.walk::<A>(&groups, out) }
         }
@@ -555,8 +557,9 @@ impl ArchOp for BatchOp<'_, '_> {
             w.take_excess(x, out);
         }
         let mut groups = Groups::new();
-        for chunk in 0..chunks(xs[0].len()) {
-            groups.gather4::<A>(xs, chunk);
+        let mut from = 0;
+        while from < groups_of(xs[0].len()) {
+            from = groups.gather4::<A>(xs, from);
             let outs = outs.each_mut().map(|o| &mut **o);
             // SAFETY: as above.
             unsafe { w.walk_x4::<A>(&groups, outs) }
