@@ -10,6 +10,8 @@
 //! This is the one code path from pixels to network input: `trainer predict` decodes an image
 //! file and calls [`from_image`]; the browser page hands a canvas's RGBA pixels to [`from_rgba`],
 //! which is the same computation (a canvas exported as PNG gives the same 784 pixels in both).
+//! A network trained on digits of another square size (`side` × `side`, the digit in the same
+//! proportion of the field) takes [`to_side`].
 //! The arithmetic is IEEE f32/f64 without fused operations, so every target computes the same
 //! bytes.
 //!
@@ -36,6 +38,8 @@ pub const SIDE: u32 = 28;
 pub const PIXELS: usize = (SIDE * SIDE) as usize;
 /// MNIST's digits fit a 20 × 20 box inside the 28 × 28 image.
 const BOX: u32 = 20;
+/// The largest field [`to_side`] makes (a 65,535-input network's is 255 × 255).
+pub const MAX_SIDE: u32 = 255;
 
 /// Ink fainter than this fraction of the strongest ink is background noise.
 const NOISE: f32 = 0.2;
@@ -111,6 +115,18 @@ pub fn grey(image: &DynamicImage) -> GrayImage {
 
 /// The MNIST-style 28 × 28 input of a grey image, row by row.
 pub fn to_mnist(image: &GrayImage) -> Result<[u8; PIXELS], DigitError> {
+    let field = to_side(image, SIDE)?;
+    let mut out = [0u8; PIXELS];
+    out.copy_from_slice(&field);
+    Ok(out)
+}
+
+/// The input of a grey image for a network of `side` × `side` pixels, row by row: MNIST's
+/// preparation at that size (the ink fitted to a box of `side` · 20 / 28 pixels, rounded, its
+/// centre of mass at the field's centre). `side` is clamped to 1…[`MAX_SIDE`].
+pub fn to_side(image: &GrayImage, side: u32) -> Result<Vec<u8>, DigitError> {
+    let side = side.clamp(1, MAX_SIDE);
+    let boxed = ((side * BOX + SIDE / 2) / SIDE).max(1);
     let (w, h) = image.dimensions();
     if w == 0 || h == 0 {
         return Err(DigitError::Empty);
@@ -152,16 +168,16 @@ pub fn to_mnist(image: &GrayImage) -> Result<[u8; PIXELS], DigitError> {
     }
     let crop = imageops::crop_imm(&ink_image, x0, y0, x1 - x0 + 1, y1 - y0 + 1).to_image();
 
-    // Fit 20 × 20, keeping the aspect ratio.
+    // Fit 20 × 20 (of 28 × 28), keeping the aspect ratio.
     let (cw, ch) = crop.dimensions();
-    let scale = BOX as f32 / cw.max(ch) as f32;
+    let scale = boxed as f32 / cw.max(ch) as f32;
     let (sw, sh) = (
-        ((cw as f32 * scale).round() as u32).clamp(1, BOX),
-        ((ch as f32 * scale).round() as u32).clamp(1, BOX),
+        ((cw as f32 * scale).round() as u32).clamp(1, boxed),
+        ((ch as f32 * scale).round() as u32).clamp(1, boxed),
     );
     let digit = imageops::resize(&crop, sw, sh, FilterType::Triangle);
 
-    // Centre of mass to the centre of the 28 × 28 field.
+    // Centre of mass to the centre of the field.
     let (mut mass, mut mx, mut my) = (0.0f64, 0.0f64, 0.0f64);
     for (x, y, p) in digit.enumerate_pixels() {
         let m = f64::from(p.0[0]);
@@ -170,16 +186,13 @@ pub fn to_mnist(image: &GrayImage) -> Result<[u8; PIXELS], DigitError> {
         my += m * f64::from(y);
     }
     let centre = |m: f64, size: u32| -> i64 {
-        let offset = (f64::from(SIDE) / 2.0 - m / mass.max(1.0) - 0.5).round() as i64;
-        offset.clamp(0, i64::from(SIDE - size))
+        let offset = (f64::from(side) / 2.0 - m / mass.max(1.0) - 0.5).round() as i64;
+        offset.clamp(0, i64::from(side - size))
     };
     let (ox, oy) = (centre(mx, sw), centre(my, sh));
-    let mut field = GrayImage::new(SIDE, SIDE);
+    let mut field = GrayImage::new(side, side);
     imageops::overlay(&mut field, &digit, ox, oy);
-
-    let mut out = [0u8; PIXELS];
-    out.copy_from_slice(field.as_raw());
-    Ok(out)
+    Ok(field.into_raw())
 }
 
 /// Ink strength per pixel, 0–255, with the paper's own level taken out: the paper around each
@@ -450,6 +463,30 @@ mod tests {
             y += p * (i / 28) as f64;
         }
         (x / m, y / m)
+    }
+
+    #[test]
+    fn other_sides_keep_mnist_proportions() {
+        for (side, tall) in [(14usize, 10usize), (16, 11), (8, 6), (28, 20)] {
+            let img = to_side(&bar(false), side as u32).unwrap();
+            assert_eq!(img.len(), side * side);
+            let rows = (0..side)
+                .filter(|r| img[r * side..(r + 1) * side].iter().any(|&p| p > 0))
+                .count();
+            assert_eq!(rows, tall, "side {side}");
+            let (m, y) = img.iter().enumerate().fold((0.0, 0.0), |(m, y), (i, &p)| {
+                (m + f64::from(p), y + f64::from(p) * (i / side) as f64)
+            });
+            assert!(
+                (y / m - side as f64 / 2.0).abs() < 1.0,
+                "side {side}: {}",
+                y / m
+            );
+        }
+        assert_eq!(
+            to_side(&bar(false), 28).unwrap(),
+            to_mnist(&bar(false)).unwrap()
+        );
     }
 
     #[test]

@@ -14,8 +14,8 @@ const MAX_IMAGE_SIDE: u32 = 8192;
 const MAX_IMAGE_ALLOC: u64 = 128 << 20;
 
 /// Reads a PNG, JPEG or PGM/PPM file (any size, dark ink on light or the reverse, ink in the
-/// alpha channel too).
-pub fn read(path: &Path) -> Result<[u8; mnist_digit::PIXELS]> {
+/// alpha channel too) into the input of a network of `side` × `side` pixels (28 for MNIST's).
+pub fn read(path: &Path, side: u32) -> Result<Vec<u8>> {
     let bytes = crate::output::read_capped(path, MAX_IMAGE_FILE_BYTES, "an image file")?;
     let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes))
         .with_guessed_format()
@@ -40,7 +40,8 @@ pub fn read(path: &Path) -> Result<[u8; mnist_digit::PIXELS]> {
             path.display()
         )
     })?;
-    mnist_digit::from_image(&image).with_context(|| format!("{}", path.display()))
+    mnist_digit::to_side(&mnist_digit::grey(&image), side)
+        .with_context(|| format!("{}", path.display()))
 }
 
 /// Whether a JPEG file's image data runs to its end-of-image marker: its segments walked by their

@@ -10,6 +10,7 @@ mod common;
 
 const ROWS: usize = 12;
 const COLS: usize = 16;
+const HANDWRITTEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/handwritten-3.pgm");
 
 fn idx(magic: u32, dims: &[u32], data: &[u8]) -> Vec<u8> {
     let mut bytes = magic.to_be_bytes().to_vec();
@@ -126,9 +127,13 @@ fn twelve_by_sixteen_images_in_three_classes_make_a_192_16_3_network() {
     common::succeeded(&inspect);
     let facts: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
     assert_eq!(facts["shape"], serde_json::json!([192, 16, 3]), "{facts}");
-    let predict = trainer(&["predict", m, "examples/handwritten-3.pgm"]);
+    let predict = trainer(&["predict", m, HANDWRITTEN]);
     assert_eq!(predict.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&predict.stderr).contains("takes 192 inputs"));
+    let stderr = String::from_utf8_lossy(&predict.stderr);
+    assert!(
+        stderr.contains("takes 192 inputs, not the pixels of a square image"),
+        "{stderr}"
+    );
 
     // Out as ONNX, and in again on the same data.
     let onnx = dir.join("m.onnx");
@@ -215,4 +220,66 @@ fn labels_that_are_not_zero_to_c_minus_one_are_refused_before_training() {
             "{labels:?}"
         );
     }
+}
+
+/// MNIST's digits at 14 × 14 (each 2 × 2 block averaged) train a 196-input network, and `predict`
+/// reads a user's image at that size: MNIST's preparation at 14 × 14, the answer the model gives
+/// on exactly those pixels.
+#[test]
+fn a_model_of_fourteen_by_fourteen_digits_predicts_an_image_at_its_size() {
+    let mnist = common::mnist();
+    let dir = common::temp_dir("fourteen");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for (name, set, n) in [("train", &mnist.train, 6000), ("t10k", &mnist.test, 500)] {
+        let mut pixels = Vec::with_capacity(n * 196);
+        for i in 0..n {
+            let image = set.image(i);
+            for r in 0..14 {
+                for c in 0..14 {
+                    let at =
+                        |dr: usize, dc: usize| u32::from(image[(2 * r + dr) * 28 + 2 * c + dc]);
+                    pixels.push(((at(0, 0) + at(0, 1) + at(1, 0) + at(1, 1) + 2) / 4) as u8);
+                }
+            }
+        }
+        let dims = [n as u32, 14, 14];
+        std::fs::write(
+            data.join(format!("{name}-images-idx3-ubyte")),
+            idx(0x803, &dims, &pixels),
+        )
+        .unwrap();
+        let labels = &set.labels[..n];
+        std::fs::write(
+            data.join(format!("{name}-labels-idx1-ubyte")),
+            idx(0x801, &[n as u32], labels),
+        )
+        .unwrap();
+    }
+    let out = dir.join("out");
+    let run = trainer(&[
+        "--data",
+        data.to_str().unwrap(),
+        "--hidden",
+        "64",
+        "--epochs",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    common::succeeded(&run);
+    let model = out.join("mlp-int8.bin");
+    let predict = trainer(&["predict", model.to_str().unwrap(), HANDWRITTEN, "--json"]);
+    common::succeeded(&predict);
+    let answer: serde_json::Value = serde_json::from_slice(&predict.stdout).unwrap();
+    let digit = &answer[0]["digit"];
+
+    let pixels = trainer::digit::read(std::path::Path::new(HANDWRITTEN), 14).unwrap();
+    assert_eq!(pixels.len(), 196);
+    let bytes = trainer::output::AlignedBytes::new(&std::fs::read(&model).unwrap());
+    let expected = infer_core::AnyModel::from_bytes(bytes.as_bytes())
+        .unwrap()
+        .classify(&pixels)
+        .unwrap();
+    assert_eq!(digit, &serde_json::json!(expected), "{answer}");
 }

@@ -30,20 +30,24 @@ const LOW_MARGIN: f32 = 0.2;
 pub(crate) fn predict(args: PredictArgs) -> Result<ExitCode> {
     let file = ModelFile::read(&args.model)?;
     let model = file.open(&args.model)?;
-    anyhow::ensure!(
-        model.inputs() == mnist_digit::PIXELS,
-        "{} takes {} inputs: predict reads images the way MNIST's digits were made, as 28 × 28 = \
-         {} pixels (`eval` takes any IDX images the model fits)",
-        args.model.display(),
-        model.inputs(),
-        mnist_digit::PIXELS
-    );
+    // An image model's inputs are a square's pixels: 784 = 28 × 28 for MNIST's.
+    let side = (1..=mnist_digit::MAX_SIDE).find(|s| (s * s) as usize >= model.inputs());
+    let side = side.filter(|s| (s * s) as usize == model.inputs());
+    let Some(side) = side else {
+        anyhow::bail!(
+            "{} takes {} inputs, not the pixels of a square image: predict reads images the way \
+             MNIST's digits were made, side × side (784 = 28 × 28); `eval` takes any IDX data the \
+             model fits",
+            args.model.display(),
+            model.inputs(),
+        );
+    };
     let mut results = Vec::with_capacity(args.images.len());
     let mut failed = 0;
     // Every image gets its own answer or its own error; one bad file does not stop the others.
     for path in &args.images {
         let mut entry = serde_json::json!({ "image": path.display().to_string() });
-        match trainer::digit::read(path) {
+        match trainer::digit::read(path, side) {
             Ok(image) => {
                 let (digit, probabilities) = model.probabilities(&image)?;
                 let probabilities = probabilities.to_vec();
