@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::augment::{Augment, Fields, Grid, distort, image_rng};
 use crate::idx::Dataset;
 use crate::mlp::{BatchStats, Mlp, RmsProp, network_inputs};
-use crate::prune::{Masks, Pruning};
+use crate::prune::{InputActivity, Masks, Pruning};
 use crate::qat::Quantized;
 use crate::quantize::{
     CALIBRATION_IMAGES, LayerWidths, Width, calibrate_hidden_scales, quantize_with_scales,
@@ -286,7 +286,7 @@ pub fn fit(
     let total_steps = (steps * config.epochs).max(1) as f64;
     let mut masks = config.prune.map(|_| Masks::new(&net));
     // The inputs' sums of squares over the batches seen, for scoring the first layer's blocks.
-    let mut activity = vec![0.0f64; if masks.is_some() { data.pixels() } else { 0 }];
+    let mut activity = InputActivity::new(if masks.is_some() { data.pixels() } else { 0 });
     let (mut before, mut after) = (None, None);
 
     for epoch in 1..=config.epochs {
@@ -317,9 +317,7 @@ pub fn fit(
             labels.extend(indices.iter().map(|&i| data.labels[i]));
             if config.prune.is_some() {
                 for r in 0..x.len() {
-                    for (k, v) in x.rows().row(r) {
-                        activity[k] += f64::from(v * v);
-                    }
+                    activity.add_row(x.rows().row(r));
                 }
             }
             let batch_stats = match &act_scales {
@@ -348,9 +346,8 @@ pub fn fit(
                 if before.is_none() && progress >= p.start {
                     before = Some(net.clone());
                 }
-                let total: f64 = activity.iter().sum::<f64>().max(f64::MIN_POSITIVE);
-                let scores: Vec<f32> = activity.iter().map(|&a| (a / total) as f32).collect();
-                masks.prune(&mut net, p.density_at(progress), Some(&scores));
+                let weights = activity.weights(p.live_cost);
+                masks.prune(&mut net, p.density_at(progress), Some(&weights));
             }
             progress(Progress::Batch {
                 epoch,

@@ -168,6 +168,15 @@ pub(crate) fn density_fraction(s: &str) -> Result<f32, String> {
     }
 }
 
+/// `--live-cost`: a finite number from 0 to 2.
+pub(crate) fn live_cost(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=2.0).contains(&v) => Ok(v),
+        Ok(_) => Err("must be from 0 to 2 (0: by contribution alone; 1: per multiply)".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// The hidden layers' widths, as `--hidden` takes them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HiddenWidths(pub(crate) Vec<usize>);

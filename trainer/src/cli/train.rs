@@ -19,7 +19,7 @@ use trainer::train::{Progress, Recipe, TrainConfig, default_validation_split};
 
 use super::{
     HiddenWidths, OutputWeights, Weights, default_data_dir, density_fraction, emit, hidden_widths,
-    layer_widths, positive_f32, validation_fraction,
+    layer_widths, live_cost, positive_f32, validation_fraction,
 };
 
 #[derive(Debug, Args)]
@@ -44,6 +44,14 @@ pub(crate) struct TrainArgs {
     /// dense]
     #[arg(long, value_name = "D", value_parser = density_fraction)]
     density: Option<f32>,
+    /// With --density: how much a block's cost counts against it, 0 to 2. A microcontroller
+    /// multiplies a kept block only for inputs where its 4 pixels are not all blank, so a block's
+    /// score (its weights' squares times its inputs' mean square) is divided by how often it is
+    /// live, to this power: 0 keeps what contributes most, 1 what contributes most per multiply
+    /// (fewer multiplies, a little accuracy), above 1 starves the network.
+    #[arg(long, value_name = "A", default_value_t = trainer::prune::DEFAULT_LIVE_COST,
+          value_parser = live_cost, requires = "density")]
+    live_cost: f64,
     /// Images per gradient step, 1 to 65535.
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65_535))]
     batch_size: u32,
@@ -238,7 +246,10 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
         seed: args.seed,
         hidden: args.hidden.0.clone(),
         qat_width: layer_widths(args.weights.qat_width(), args.output_weights),
-        prune: args.density.filter(|&d| d < 1.0).map(Pruning::new),
+        prune: args.density.filter(|&d| d < 1.0).map(|d| Pruning {
+            live_cost: args.live_cost,
+            ..Pruning::new(d)
+        }),
         ..recipe
     };
     let validation_split = args
