@@ -274,6 +274,8 @@ pub struct PruningReport {
     /// The density asked for (`--density`): the fraction of each hidden layer's blocks of 16
     /// units × 4 inputs kept.
     pub density: f32,
+    /// How much a block's live fraction counted against it (`--live-cost`).
+    pub live_cost: f64,
     /// The density each hidden layer reached, first to last (the output layer stays dense).
     pub layers: Vec<f32>,
     /// Test accuracy of the f32 network when pruning started.

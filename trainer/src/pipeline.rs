@@ -183,6 +183,7 @@ pub fn run(
                 .collect();
             let report = PruningReport {
                 density: asked.density,
+                live_cost: asked.live_cost,
                 layers: p.densities,
                 accuracy_before_pruning: accuracy(&p.before),
                 accuracy_after_pruning: accuracy(&p.after),
