@@ -78,7 +78,7 @@ impl<'a> QuantLayer<'a> {
     }
 
     /// A hidden layer: `out = requantize(bias + W · x)`, `out` its padded rows; `groups` is the
-    /// forward pass's one gathered list (2.4 KB on a Cortex-M4), which every layer refills.
+    /// forward pass's one gathered list (1.5 KB on a Cortex-M4), which every layer refills.
     ///
     /// # Safety
     /// The running CPU has the instructions `A` uses; `x.len()` is the layer's inputs;

@@ -49,8 +49,9 @@ pub const fn nibble_index(row: usize, col: usize, cols: usize) -> (usize, u32) {
 /// architecture entries `G` take, plus up to two entries an architecture appends (padding, a
 /// sentinel).
 ///
-/// Filled only by [`Groups::gather`] and [`Groups::gather4`], so every entry's offset is that of
-/// a group below `cols`.
+/// Filled only by [`Groups::gather`], [`Groups::gather4`], [`Groups::gather_kept`] and an
+/// architecture's own gather through the unsafe [`Groups::fill_with`] (whose contract is the
+/// same), so every entry's offset is that of a group below `cols`.
 pub(crate) struct Groups<G> {
     list: GroupList<G>,
     cols: usize,
@@ -63,7 +64,7 @@ pub(crate) const fn groups_of(len: usize) -> usize {
 
 impl<G> Groups<G> {
     /// An empty list, to fill in place with [`Self::gather`] or [`Self::gather4`] (the list is
-    /// 2.4 KB on a Cortex-M4: built where it stays, it is never copied).
+    /// 1.5 KB on a Cortex-M4: built where it stays, it is never copied).
     pub(crate) const fn new() -> Self {
         Self {
             list: heapless::Vec::new(),
