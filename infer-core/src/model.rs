@@ -64,12 +64,12 @@ impl<'a> QuantLayer<'a> {
             // SAFETY: the caller's guarantee.
             unsafe { m.walk::<A>(groups, acc) };
         } else {
-            let mut from = 0;
-            while from < groups_of(x.len()) {
-                from = groups.gather::<A>(x, from);
+            groups.walk_chunks(
+                x.len(),
+                |g, from| g.gather::<A>(x, from),
                 // SAFETY: as above.
-                unsafe { m.walk::<A>(groups, acc) };
-            }
+                |g| unsafe { m.walk::<A>(g, acc) },
+            );
         }
         if let Some((mul, shift, out)) = requantization {
             // SAFETY: the CPU by the caller.
@@ -108,7 +108,7 @@ impl<'a> QuantLayer<'a> {
             }
             return;
         }
-        let n = groups.gather::<A>(x, 0) == groups_of(x.len());
+        let whole = groups.gather::<A>(x, 0) == groups_of(x.len());
         let m = self.matrix();
         let excess = m.excess(x);
         const P: usize = ROWS_PER_PASS;
@@ -126,7 +126,7 @@ impl<'a> QuantLayer<'a> {
             unsafe {
                 Self::pass::<A>(
                     m.with_bytes(w),
-                    (x, n),
+                    (x, whole),
                     groups,
                     (bias, excess),
                     &mut acc,
@@ -150,7 +150,7 @@ impl<'a> QuantLayer<'a> {
             unsafe {
                 Self::pass::<A>(
                     m.with_bytes(w),
-                    (x, n),
+                    (x, whole),
                     groups,
                     (bias, excess),
                     acc,
@@ -193,7 +193,7 @@ impl<'a> QuantLayer<'a> {
             p.class = class_of(&p.logits, self.w_scale);
             return p;
         }
-        let n = groups.gather::<A>(x, 0) == groups_of(x.len());
+        let whole = groups.gather::<A>(x, 0) == groups_of(x.len());
         let m = self.matrix();
         let excess = m.excess(x);
         const P: usize = OUTPUT_ROWS_PER_PASS;
@@ -212,7 +212,16 @@ impl<'a> QuantLayer<'a> {
                 .unwrap_or(&mut []);
             // SAFETY: whole row blocks inside the padded rows (at most MAX_CLASSES, checked at
             // load), `w` their weights; the rest by the caller.
-            unsafe { Self::pass::<A>(m.with_bytes(w), (x, n), groups, (bias, excess), acc, None) };
+            unsafe {
+                Self::pass::<A>(
+                    m.with_bytes(w),
+                    (x, whole),
+                    groups,
+                    (bias, excess),
+                    acc,
+                    None,
+                )
+            };
             let real = self.layer.outputs.saturating_sub(first).min(acc.len());
             // Cannot fail: at most the classes, at most MAX_CLASSES.
             let _ = p.logits.extend_from_slice(acc.get(..real).unwrap_or(&[]));
@@ -386,14 +395,16 @@ impl<'a, const MAX_WIDTH: usize> QuantModel<'a, MAX_WIDTH> {
             for (acc, x) in accs.iter_mut().zip(xs) {
                 start(acc, layer.bias, m.excess(x));
             }
-            let mut from = 0;
-            while from < groups_of(x_len) {
-                from = groups.gather4::<A>(xs, from);
-                let outs = accs.each_mut().map(|o| &mut **o);
-                // SAFETY: the layer's padded rows for each input, of its inputs; the CPU by the
-                // caller.
-                unsafe { m.walk_x4::<A>(&groups, outs) };
-            }
+            groups.walk_chunks(
+                x_len,
+                |g, from| g.gather4::<A>(xs, from),
+                |g| {
+                    let outs = accs.each_mut().map(|o| &mut **o);
+                    // SAFETY: the layer's padded rows for each input, of its inputs; the CPU by
+                    // the caller.
+                    unsafe { m.walk_x4::<A>(g, outs) };
+                },
+            );
             if i + 1 == n {
                 return logits.map(|l| {
                     let real = l.get(..layer.layer.outputs).unwrap_or(&[]);

@@ -114,6 +114,23 @@ impl<G> Groups<G> {
         g.max(from.min(groups_of(x.len())))
     }
 
+    /// A vector of `len` inputs chunk by chunk: `gather(self, from)` fills the list from group
+    /// `from` on and returns where it stopped ([`Self::gather`], [`Self::gather4`]), and `walk`
+    /// follows each fill, until every group was looked at.
+    #[inline(always)]
+    pub(crate) fn walk_chunks(
+        &mut self,
+        len: usize,
+        mut gather: impl FnMut(&mut Self, usize) -> usize,
+        mut walk: impl FnMut(&Self),
+    ) {
+        let mut from = 0;
+        while from < groups_of(len) {
+            from = gather(self, from);
+            walk(self);
+        }
+    }
+
     /// The entries, in group order (then the appended ones).
     pub(crate) fn entries(&self) -> &[G] {
         &self.list

@@ -314,21 +314,38 @@ unsafe fn gather_live(list: *mut Paired, words: &[[u8; GROUP]], offset: u32) -> 
     }
 }
 
-/// One kept tile of [`gather_kept`]: its group's word loaded by position, and, if not zero, its
-/// entry (paired inputs and the tile's offset) stored; `$sum` is what else a live tile does.
-macro_rules! kept_step {
-    ($sum:literal) => {
-        concat!(
-            "ldrh {g}, [{kept}], #2\n",
-            "ldr {w}, [{x}, {g}, lsl #2]\n",
-            "cmp {w}, #0\n",
-            "beq 4f\n",
-            "and r0, {w}, {mask}\n",
-            "and r1, {mask}, {w}, lsr #8\n",
+/// [`gather_kept`]'s loop: per kept tile its group's word loaded by position, and, if not zero,
+/// its entry (paired inputs and the tile's offset) stored; `$sum` is what else a live tile does,
+/// `$extra` the operands it needs.
+macro_rules! gather_kept_asm {
+    ($sum:literal, $kept:expr, $end:expr, $x:expr, $at:ident; $($extra:tt)*) => {
+        asm!(
+            "mov r2, #0",
+            "2:",
+            "ldrh {g}, [{kept}], #2",
+            "ldr {w}, [{x}, {g}, lsl #2]",
+            "cmp {w}, #0",
+            "beq 4f",
+            "and r0, {w}, {mask}",
+            "and r1, {mask}, {w}, lsr #8",
             $sum,
-            "stm {list}!, {{r0, r1, r2}}\n",
-            "4:\n",
-            "add r2, r2, #64\n",
+            "stm {list}!, {{r0, r1, r2}}",
+            "4:",
+            "add r2, r2, #64",
+            "cmp {kept}, {end}",
+            "bne 2b",
+            kept = inout(reg) $kept => _,
+            end = in(reg) $end,
+            x = in(reg) $x,
+            list = inout(reg) $at,
+            mask = in(reg) 0x00ff_00ffu32,
+            g = out(reg) _,
+            w = out(reg) _,
+            $($extra)*
+            out("r0") _,
+            out("r1") _,
+            out("r2") _,
+            options(nostack),
         )
     };
 }
@@ -356,45 +373,13 @@ unsafe fn gather_kept<const SUM: bool>(
     // entry per live group at `list`, which has room for them. Only the named registers change.
     unsafe {
         if SUM {
-            asm!(
-                "mov r2, #0",
-                "2:",
-                kept_step!("usada8 {sum}, {w}, {zero}, {sum}\n"),
-                "cmp {kept}, {end}",
-                "bne 2b",
-                kept = inout(reg) kept.as_ptr() => _,
-                end = in(reg) end,
-                x = in(reg) x.as_ptr(),
-                list = inout(reg) at,
-                mask = in(reg) 0x00ff_00ffu32,
+            gather_kept_asm!(
+                "usada8 {sum}, {w}, {zero}, {sum}", kept.as_ptr(), end, x.as_ptr(), at;
                 zero = in(reg) 0u32,
                 sum = inout(reg) *sum,
-                g = out(reg) _,
-                w = out(reg) _,
-                out("r0") _,
-                out("r1") _,
-                out("r2") _,
-                options(nostack),
             );
         } else {
-            asm!(
-                "mov r2, #0",
-                "2:",
-                kept_step!(""),
-                "cmp {kept}, {end}",
-                "bne 2b",
-                kept = inout(reg) kept.as_ptr() => _,
-                end = in(reg) end,
-                x = in(reg) x.as_ptr(),
-                list = inout(reg) at,
-                mask = in(reg) 0x00ff_00ffu32,
-                g = out(reg) _,
-                w = out(reg) _,
-                out("r0") _,
-                out("r1") _,
-                out("r2") _,
-                options(nostack),
-            );
+            gather_kept_asm!("", kept.as_ptr(), end, x.as_ptr(), at;);
         }
         at.offset_from_unsigned(list)
     }

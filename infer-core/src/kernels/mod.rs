@@ -527,12 +527,12 @@ impl ArchOp for MatVec<'_, '_> {
         let MatVec(w, x, out) = self;
         w.take_excess(x, out);
         let mut groups = Groups::new();
-        let mut from = 0;
-        while from < groups_of(x.len()) {
-            from = groups.gather::<A>(x, from);
+        groups.walk_chunks(
+            x.len(),
+            |g, from| g.gather::<A>(x, from),
             // SAFETY: shapes checked by the caller, the CPU by `dispatch`'s caller.
-            unsafe { w.walk::<A>(&groups, out) }
-        }
+            |g| unsafe { w.walk::<A>(g, out) },
+        );
     }
 }
 
@@ -557,13 +557,15 @@ impl ArchOp for BatchOp<'_, '_> {
             w.take_excess(x, out);
         }
         let mut groups = Groups::new();
-        let mut from = 0;
-        while from < groups_of(xs[0].len()) {
-            from = groups.gather4::<A>(xs, from);
-            let outs = outs.each_mut().map(|o| &mut **o);
-            // SAFETY: as above.
-            unsafe { w.walk_x4::<A>(&groups, outs) }
-        }
+        groups.walk_chunks(
+            xs[0].len(),
+            |g, from| g.gather4::<A>(xs, from),
+            |g| {
+                let outs = outs.each_mut().map(|o| &mut **o);
+                // SAFETY: as above.
+                unsafe { w.walk_x4::<A>(g, outs) }
+            },
+        );
     }
 }
 
