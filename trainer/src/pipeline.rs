@@ -307,10 +307,7 @@ pub fn write_integer_files(
         first: String::new(),
     };
     for &width in widths {
-        let layers = LayerWidths {
-            width,
-            output: output.unwrap_or(width),
-        };
+        let layers = LayerWidths::with_output(width, output);
         let quantized = quantize_with_scales(net, act_scales, layers)
             .with_context(|| format!("{source} cannot be quantized to {}", layers.describe()))?;
         let (written, predicted) = write_quant(out, &quantized, test)?;

@@ -80,6 +80,14 @@ impl From<Width> for LayerWidths {
 }
 
 impl LayerWidths {
+    /// `width` for every layer, but `output` (where given) for the last.
+    pub fn with_output(width: Width, output: Option<Width>) -> Self {
+        LayerWidths {
+            width,
+            output: output.unwrap_or(width),
+        }
+    }
+
     /// The file's kind as infer-core names it (`Header::kind_name`): "int8", "int4", or
     /// "int4+int8" for a file of both.
     pub fn kind(self) -> &'static str {
@@ -228,7 +236,7 @@ fn quantize_rows(
         .iter()
         .filter(|(_, _, dead)| !dead)
         .map(|(s, _, _)| *s)
-        .fold(None, |m: Option<f32>, s| Some(m.map_or(s, |m| m.max(s))))
+        .reduce(f32::max)
         .unwrap_or(1.0 / levels);
     let scales = quantized
         .iter()

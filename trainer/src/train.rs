@@ -285,7 +285,8 @@ pub fn fit(
     let steps = data.len().div_ceil(config.batch_size.max(1));
     let total_steps = (steps * config.epochs).max(1) as f64;
     let mut masks = config.prune.map(|_| Masks::new(&net));
-    // The inputs' sums of squares over the batches seen, for scoring the first layer's blocks.
+    // What the inputs did over the batches seen (sums of squares, live groups), for scoring the
+    // first layer's blocks.
     let mut activity = InputActivity::new(if masks.is_some() { data.pixels() } else { 0 });
     let (mut before, mut after) = (None, None);
 

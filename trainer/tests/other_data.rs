@@ -57,18 +57,23 @@ fn write_set(dir: &Path, train_labels: Option<&[u8]>) {
                 .zip(l.iter().cycle())
                 .for_each(|(a, b)| *a = *b);
         }
-        let dims = [n as u32, ROWS as u32, COLS as u32];
-        std::fs::write(
-            dir.join(format!("{name}-images-idx3-ubyte")),
-            idx(0x803, &dims, &pixels),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join(format!("{name}-labels-idx1-ubyte")),
-            idx(0x801, &[n as u32], &labels),
-        )
-        .unwrap();
+        write_idx(dir, name, [ROWS, COLS], &pixels, &labels);
     }
+}
+
+/// One set (`train` or `t10k`) under MNIST's file names: `labels.len()` images of `rows × cols`.
+fn write_idx(dir: &Path, name: &str, [rows, cols]: [usize; 2], pixels: &[u8], labels: &[u8]) {
+    let n = labels.len() as u32;
+    std::fs::write(
+        dir.join(format!("{name}-images-idx3-ubyte")),
+        idx(0x803, &[n, rows as u32, cols as u32], pixels),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join(format!("{name}-labels-idx1-ubyte")),
+        idx(0x801, &[n], labels),
+    )
+    .unwrap();
 }
 
 fn trainer(args: &[&str]) -> std::process::Output {
@@ -243,18 +248,7 @@ fn a_model_of_fourteen_by_fourteen_digits_predicts_an_image_at_its_size() {
                 }
             }
         }
-        let dims = [n as u32, 14, 14];
-        std::fs::write(
-            data.join(format!("{name}-images-idx3-ubyte")),
-            idx(0x803, &dims, &pixels),
-        )
-        .unwrap();
-        let labels = &set.labels[..n];
-        std::fs::write(
-            data.join(format!("{name}-labels-idx1-ubyte")),
-            idx(0x801, &[n as u32], labels),
-        )
-        .unwrap();
+        write_idx(&data, name, [14, 14], &pixels, &set.labels[..n]);
     }
     let out = dir.join("out");
     let run = trainer(&[

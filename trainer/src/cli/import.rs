@@ -126,7 +126,7 @@ pub(crate) fn import(args: ImportArgs) -> Result<()> {
     )?;
     shown?;
     let report = ImportReport {
-        source: args.model.display().to_string(),
+        source,
         source_sha256: trainer::idx::sha256_hex(&bytes),
         source_bytes: bytes.len(),
         layers: net.widths(),

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use trainer::quantize::{LayerWidths, Width};
+use trainer::quantize::Width;
 
 /// Every line the CLI prints goes through [`emit`]: `say!("…", args)?`.
 macro_rules! say {
@@ -129,15 +129,6 @@ impl OutputWeights {
             OutputWeights::Int8 => Width::Int8,
             OutputWeights::Int4 => Width::Int4,
         }
-    }
-}
-
-/// Each integer file's layer widths: `width` for the hidden layers, `output` (if given) for the
-/// last.
-pub(crate) fn layer_widths(width: Width, output: Option<OutputWeights>) -> LayerWidths {
-    LayerWidths {
-        width,
-        output: output.map_or(width, OutputWeights::width),
     }
 }
 

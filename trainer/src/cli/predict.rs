@@ -31,9 +31,11 @@ pub(crate) fn predict(args: PredictArgs) -> Result<ExitCode> {
     let file = ModelFile::read(&args.model)?;
     let model = file.open(&args.model)?;
     // An image model's inputs are a square's pixels: 784 = 28 × 28 for MNIST's.
-    let side = (1..=mnist_digit::MAX_SIDE).find(|s| (s * s) as usize >= model.inputs());
-    let side = side.filter(|s| (s * s) as usize == model.inputs());
-    let Some(side) = side else {
+    let side = model.inputs().isqrt();
+    let Some(side) = u32::try_from(side)
+        .ok()
+        .filter(|&s| s <= mnist_digit::MAX_SIDE && side * side == model.inputs())
+    else {
         anyhow::bail!(
             "{} takes {} inputs, not the pixels of a square image: predict reads images the way \
              MNIST's digits were made, side × side (784 = 28 × 28); `eval` takes any IDX data the \

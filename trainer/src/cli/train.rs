@@ -14,12 +14,12 @@ use trainer::output_set::{MANIFEST, OutputSet, check_writable_dir, check_writabl
 use trainer::pipeline::{self, Run};
 use trainer::plots;
 use trainer::prune::Pruning;
-use trainer::quantize::model_bytes_bound;
+use trainer::quantize::{LayerWidths, model_bytes_bound};
 use trainer::train::{Progress, Recipe, TrainConfig, default_validation_split};
 
 use super::{
     HiddenWidths, OutputWeights, Weights, default_data_dir, density_fraction, emit, hidden_widths,
-    layer_widths, live_cost, positive_f32, validation_fraction,
+    live_cost, positive_f32, validation_fraction,
 };
 
 #[derive(Debug, Args)]
@@ -245,7 +245,10 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
         learning_rate: args.learning_rate.unwrap_or(recipe.learning_rate),
         seed: args.seed,
         hidden: args.hidden.0.clone(),
-        qat_width: layer_widths(args.weights.qat_width(), args.output_weights),
+        qat_width: LayerWidths::with_output(
+            args.weights.qat_width(),
+            args.output_weights.map(OutputWeights::width),
+        ),
         prune: args.density.filter(|&d| d < 1.0).map(|d| Pruning {
             live_cost: args.live_cost,
             ..Pruning::new(d)
