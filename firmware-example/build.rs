@@ -6,8 +6,8 @@
 //!   ELF with (embedded in the ELF, so that each ELF carries its own board's);
 //! - `model.bin`: the board's model (`model/mlp-int8.bin`, or `mlp-int4.bin` where flash is
 //!   short) or the file named by `FIRMWARE_MODEL`, any chain of int8 and int4 layers taking 784
-//!   inputs; `model_shape.rs`, its inputs, widest hidden layer and kind, which bound the
-//!   firmware's forward pass;
+//!   inputs; `model_shape.rs`, its inputs, widest hidden layer and layer kinds, which bound the
+//!   firmware's forward pass (the walks of other kinds are left out of its flash);
 //! - `images.rle`, `labels.bin`: the first `FIRMWARE_IMAGES` (default: the board's `digits`)
 //!   MNIST test digits, the images run-length encoded (see `decode` in main.rs): about a quarter
 //!   of their 784 bytes;
@@ -302,6 +302,11 @@ fn run() -> Result<(), String> {
     let inputs = header.as_ref().map_or(784, |h| h.inputs());
     let max_width = header.as_ref().map_or(16, |h| h.max_hidden_width().max(16));
     let kind = header.as_ref().map_or("int8", |h| h.kind_name());
+    // The layer kinds the forward pass is built for: the model's own, so that the walks of the
+    // others stay out of flash.
+    let kinds = header
+        .as_ref()
+        .map_or(infer_core::kinds::ALL, |h| h.kinds());
     if inputs != 784 {
         return Err(format!(
             "{} takes {inputs} inputs: the firmware embeds 28 × 28 MNIST digits",
@@ -313,7 +318,8 @@ fn run() -> Result<(), String> {
         format!(
             "/// Inputs of the embedded model.\nconst INPUTS: usize = {inputs};\n\
              /// Its widest hidden layer (rows padded to 16).\nconst MAX_WIDTH: usize = {max_width};\n\
-             /// Its weights.\nconst MODEL_KIND: &str = {kind:?};\n"
+             /// Its weights.\nconst MODEL_KIND: &str = {kind:?};\n\
+             /// Its layer kinds (a set of `infer_core::kinds`).\nconst MODEL_KINDS: u8 = {kinds};\n"
         ),
     )
     .map_err(|e| e.to_string())?;

@@ -34,7 +34,12 @@ unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
 /// until a timeout.
 #[exception]
 unsafe fn DefaultHandler(irqn: i16) {
-    log!("unexpected interrupt or exception {}", irqn);
+    // Its exception number (IRQ n is 16 + n): unsigned, so that the log needs no i16 formatting.
+    let vector = (i32::from(irqn) + 16) as u32;
+    log!(
+        "unexpected interrupt or exception (exception number {})",
+        vector
+    );
     exit(5)
 }
 

@@ -97,7 +97,7 @@ impl From<&FormatError> for InferStatus {
             FormatError::TooWide { .. } | FormatError::TooManyClasses { .. } => {
                 InferStatus::TooWide
             }
-            FormatError::NotCompiled(_) => InferStatus::NotCompiled,
+            FormatError::KindLeftOut(_) => InferStatus::NotCompiled,
             _ => InferStatus::InvalidModel,
         }
     }
@@ -107,7 +107,6 @@ impl From<KernelError> for InferStatus {
     fn from(e: KernelError) -> Self {
         match e {
             KernelError::InputLength { .. } => InferStatus::InputLength,
-            KernelError::NotCompiled(_) => InferStatus::NotCompiled,
             // A validated model has the shapes its kernels take, and the kernel is the best
             // available one: nothing else can happen.
             _ => InferStatus::InvalidModel,

@@ -67,11 +67,12 @@
 //! - `std`: runtime CPU detection (the best x86 kernel of the running machine is used, not only
 //!   the compile-time target's) and `std::error::Error` through `core::error::Error`.
 //! - `defmt`: `defmt::Format` for the public types.
-//! - `int8`, `int4` (both by default): the weight kinds the integer forward pass runs; a build
-//!   without one leaves its walks out of the binary (a firmware with an int4 model saves the int8
-//!   code's flash) and refuses such layers at load ([`FormatError::NotCompiled`]).
 //! - `conformance`: [`kernels::conformance`], the suite every kernel passes, for running it where
 //!   `cargo test` cannot (the firmware runs it on an emulated Cortex-M4).
+//!
+//! The weight kinds a build runs are not features but [`QuantModel`]'s `KINDS` parameter (a set of
+//! [`kinds`], all by default): a firmware names its model's own, and the walks of the others stay
+//! out of its flash.
 //!
 //! Without `std`, kernel selection is decided at compile time: build with
 //! `-C target-feature=+avx512vnni` (or `target-cpu=native`) to get VNNI in a `no_std` x86 build.
@@ -87,8 +88,6 @@
 //! Rust 1.89 (AVX-512 intrinsics).
 #![no_std]
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
-// A build without one of the weight kinds leaves its walks unused.
-#![cfg_attr(not(all(feature = "int8", feature = "int4")), allow(dead_code))]
 #![cfg_attr(
     not(test),
     deny(
@@ -111,7 +110,7 @@ mod weights;
 pub use format::{F32Model, FormatError, QuantModel};
 pub use kernels::{Kernel, KernelError};
 pub use model::{Answer, AnyModel, Logits, Prediction};
-pub use weights::Weights;
+pub use weights::{Weights, kinds};
 
 /// Embeds a model file like `include_bytes!`, but 64-byte aligned: [`QuantModel::from_bytes`] and
 /// [`F32Model::from_bytes`] need the weight sections word-aligned (a plain `include_bytes!` has

@@ -3,7 +3,8 @@
 
 use crate::format::{F32Model, FormatError, Header, MAX_CLASSES, QuantLayer, QuantModel};
 use crate::kernels::{self, Arch, ArchOp, BatchArch, Groups, Kernel, KernelError, TILE_ROWS};
-use crate::kernels::{Matrix, groups_of};
+use crate::kernels::{GROUP, Matrix, groups_of};
+use crate::kinds;
 
 /// Rows computed per walk of the input's groups. On a microcontroller one tile of rows, so the
 /// i32 scratch is 64 bytes of stack; elsewhere up to 512, so that wide kernels keep several row
@@ -16,13 +17,6 @@ const ROWS_PER_PASS: usize = if cfg!(target_os = "none") {
 
 /// A hidden pass's requantization: multipliers, shifts and the u8 outputs.
 type Requantization<'a> = (&'a [[u8; 4]], &'a [u8], &'a mut [u8]);
-
-/// Output rows per walk: a tile on a microcontroller (64 bytes of stack), every class elsewhere.
-const OUTPUT_ROWS_PER_PASS: usize = if cfg!(target_os = "none") {
-    TILE_ROWS
-} else {
-    MAX_CLASSES
-};
 
 /// Logits, one per class.
 pub type Logits<T> = heapless::Vec<T, MAX_CLASSES>;
@@ -51,7 +45,7 @@ impl<'a> QuantLayer<'a> {
     /// inputs rounded up to 4; `bias`, `mul`, `shift` and `out` hold `acc.len()` rows.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn pass<A: Arch>(
+    unsafe fn pass<A: Arch, const KINDS: u8>(
         m: Matrix<'_>,
         (x, whole): (&[u8], bool),
         groups: &mut Groups<A::Group>,
@@ -62,13 +56,13 @@ impl<'a> QuantLayer<'a> {
         start(acc, bias, excess);
         if whole {
             // SAFETY: the caller's guarantee.
-            unsafe { m.walk::<A>(groups, acc) };
+            unsafe { m.walk::<A, KINDS>(groups, acc) };
         } else {
             groups.walk_chunks(
                 x.len(),
                 |g, from| g.gather::<A>(x, from),
                 // SAFETY: as above.
-                |g| unsafe { m.walk::<A>(g, acc) },
+                |g| unsafe { m.walk::<A, KINDS>(g, acc) },
             );
         }
         if let Some((mul, shift, out)) = requantization {
@@ -84,8 +78,13 @@ impl<'a> QuantLayer<'a> {
     /// The running CPU has the instructions `A` uses; `x.len()` is the layer's inputs;
     /// `out.len()` is the layer's padded rows.
     #[inline(never)]
-    unsafe fn hidden<A: Arch>(&self, x: &[u8], groups: &mut Groups<A::Group>, out: &mut [u8]) {
-        if let Some(s) = self.sparsity {
+    unsafe fn hidden<A: Arch, const KINDS: u8>(
+        &self,
+        x: &[u8],
+        groups: &mut Groups<A::Group>,
+        out: &mut [u8],
+    ) {
+        if let Some(s) = self.sparsity.filter(|_| kinds::has(KINDS, kinds::SPARSE)) {
             // Passes of whole row blocks, as for a dense layer: one requantization per pass.
             const P: usize = ROWS_PER_PASS;
             let mut acc = [0i32; P];
@@ -101,7 +100,7 @@ impl<'a> QuantLayer<'a> {
                 for (acc, (kept, m)) in acc.chunks_exact_mut(TILE_ROWS).zip(&mut blocks) {
                     // SAFETY: one row block and its stored tiles (checked at load); the rest by
                     // the caller.
-                    unsafe { m.walk_block::<A>(kept, x, groups, acc) };
+                    unsafe { m.walk_block::<A, KINDS>(kept, x, groups, acc) };
                 }
                 // SAFETY: the CPU by the caller.
                 unsafe { A::requantize(acc, mul, shift, out) };
@@ -124,7 +123,7 @@ impl<'a> QuantLayer<'a> {
             // SAFETY: `P` rows (whole row blocks) of the layer's padded inputs; the rest by the
             // caller.
             unsafe {
-                Self::pass::<A>(
+                Self::pass::<A, KINDS>(
                     m.with_bytes(w),
                     (x, whole),
                     groups,
@@ -134,9 +133,10 @@ impl<'a> QuantLayer<'a> {
                 )
             };
         }
-        // The rows after the last whole pass (where a pass is more than one tile).
+        // The rows after the last whole pass: only where a pass is more than one tile (rows are
+        // padded to whole tiles), so a microcontroller's build has no second call.
         let done = out.len() / P * P;
-        let rest = out.len() - done;
+        let rest = if P > TILE_ROWS { out.len() - done } else { 0 };
         if let (Some(out), Some(w), Some(bias), Some(mul), Some(shift), Some(acc)) = (
             out.get_mut(done..),
             self.w.get(done / P * pass_bytes..),
@@ -148,7 +148,7 @@ impl<'a> QuantLayer<'a> {
         {
             // SAFETY: as above, `rest` rows (whole row blocks).
             unsafe {
-                Self::pass::<A>(
+                Self::pass::<A, KINDS>(
                     m.with_bytes(w),
                     (x, whole),
                     groups,
@@ -160,78 +160,64 @@ impl<'a> QuantLayer<'a> {
         }
     }
 
-    /// The output layer's prediction for `x`, its rows computed [`OUTPUT_ROWS_PER_PASS`] at a
-    /// time straight into the logits.
+    /// The output layer's prediction for `x`: every row in one pass, straight into the logits
+    /// (at most [`MAX_CLASSES`] accumulators, 256 bytes of stack).
     ///
     /// # Safety
     /// As [`Self::hidden`], without `out`.
     #[inline(never)]
-    unsafe fn output<A: Arch>(&self, x: &[u8], groups: &mut Groups<A::Group>) -> Prediction {
-        // Filled in place: the prediction is returned where the caller keeps it.
-        let mut p = Prediction {
-            class: 0,
-            logits: Logits::new(),
-        };
-        if let Some(s) = self.sparsity {
-            let mut acc = [0i32; TILE_ROWS];
-            for (b, ((kept, m), bias)) in self
-                .matrix()
-                .row_blocks(s)
-                .zip(self.bias.chunks_exact(TILE_ROWS))
-                .enumerate()
-            {
-                start(&mut acc, bias, 0);
-                // SAFETY: as in `hidden`.
-                unsafe { m.walk_block::<A>(kept, x, groups, &mut acc) };
-                let real = self
-                    .layer
-                    .outputs
-                    .saturating_sub(b * TILE_ROWS)
-                    .min(TILE_ROWS);
-                let _ = p.logits.extend_from_slice(acc.get(..real).unwrap_or(&[]));
-            }
-            p.class = class_of(&p.logits, self.w_scale);
-            return p;
+    unsafe fn output<A: Arch, const KINDS: u8>(
+        &self,
+        x: &[u8],
+        groups: &mut Groups<A::Group>,
+    ) -> Prediction {
+        let mut acc = [0i32; MAX_CLASSES];
+        // At most MAX_CLASSES, checked at load.
+        let acc = acc.get_mut(..self.layer.padded_rows()).unwrap_or(&mut []);
+        let m = self.matrix();
+        if let Some(s) = self.sparsity.filter(|_| kinds::has(KINDS, kinds::SPARSE)) {
+            start(acc, self.bias, 0);
+            // SAFETY: the layer's row blocks and stored tiles (checked at load); the rest by the
+            // caller.
+            unsafe { m.walk_sparse::<A, KINDS>(s, x, groups, acc) };
+            return prediction(acc.get(..self.layer.outputs).unwrap_or(&[]), self.w_scale);
         }
         let whole = groups.gather::<A>(x, 0) == groups_of(x.len());
-        let m = self.matrix();
         let excess = m.excess(x);
-        const P: usize = OUTPUT_ROWS_PER_PASS;
-        let pass_bytes = P * self.layer.padded_cols() * self.layer.weights.bits() / 8;
-        let mut acc = [0i32; P];
-        let rows = self.layer.padded_rows().min(MAX_CLASSES);
-        for (pass, (w, bias)) in self
-            .w
-            .chunks(pass_bytes)
-            .zip(self.bias.chunks(P))
-            .enumerate()
-        {
-            let first = pass * P;
-            let acc = acc
-                .get_mut(..rows.saturating_sub(first).min(P))
-                .unwrap_or(&mut []);
-            // SAFETY: whole row blocks inside the padded rows (at most MAX_CLASSES, checked at
-            // load), `w` their weights; the rest by the caller.
+        if A::TILE_PASSES {
+            // A tile per pass, into an array (see `Arch::TILE_PASSES`).
+            let tile_bytes = m.tile_bytes() * self.layer.padded_cols() / GROUP;
+            let passes = acc
+                .chunks_exact_mut(TILE_ROWS)
+                .zip(self.w.chunks_exact(tile_bytes))
+                .zip(self.bias.chunks_exact(TILE_ROWS));
+            for ((out, w), bias) in passes {
+                let mut tile = [0i32; TILE_ROWS];
+                // SAFETY: one row block of the layer's padded rows, `w` its weights; the rest by
+                // the caller.
+                unsafe {
+                    Self::pass::<A, KINDS>(
+                        m.with_bytes(w),
+                        (x, whole),
+                        groups,
+                        (bias, excess),
+                        &mut tile,
+                        None,
+                    )
+                };
+                out.copy_from_slice(&tile);
+            }
+        } else {
+            // SAFETY: the layer's padded rows and its weights; the rest by the caller.
             unsafe {
-                Self::pass::<A>(
-                    m.with_bytes(w),
-                    (x, whole),
-                    groups,
-                    (bias, excess),
-                    acc,
-                    None,
-                )
+                Self::pass::<A, KINDS>(m, (x, whole), groups, (self.bias, excess), acc, None)
             };
-            let real = self.layer.outputs.saturating_sub(first).min(acc.len());
-            // Cannot fail: at most the classes, at most MAX_CLASSES.
-            let _ = p.logits.extend_from_slice(acc.get(..real).unwrap_or(&[]));
         }
-        p.class = class_of(&p.logits, self.w_scale);
-        p
+        prediction(acc.get(..self.layer.outputs).unwrap_or(&[]), self.w_scale)
     }
 }
 
-impl<'a, const MAX_WIDTH: usize> QuantModel<'a, MAX_WIDTH> {
+impl<'a, const MAX_WIDTH: usize, const KINDS: u8> QuantModel<'a, MAX_WIDTH, KINDS> {
     /// Classifies one input of raw bytes (for an image, its pixels row by row, 0 = background)
     /// with the best kernel here; an input of the wrong length is an error.
     pub fn predict(&self, input: &[u8]) -> Result<Prediction, KernelError> {
@@ -310,23 +296,23 @@ impl<'a, const MAX_WIDTH: usize> QuantModel<'a, MAX_WIDTH> {
     #[inline(always)]
     unsafe fn forward<A: Arch>(&self, input: &[u8]) -> Prediction {
         let Some((last, hidden)) = self.layers.split_last() else {
-            return prediction(Logits::new(), &[]);
+            return prediction(&[], &[]);
         };
         // One gathered list for every layer, built where it stays (it is never copied).
         let mut groups = Groups::new();
         let Some((first, deeper)) = hidden.split_first() else {
             // SAFETY: the input has the layer's inputs; the CPU by the caller.
-            return unsafe { last.output::<A>(input, &mut groups) };
+            return unsafe { last.output::<A, KINDS>(input, &mut groups) };
         };
         let mut a = [0u8; MAX_WIDTH];
         let out = a.get_mut(..first.layer.padded_rows()).unwrap_or(&mut []);
         // SAFETY: `input` has the layer's inputs, `out` its padded rows (at most MAX_WIDTH,
         // checked at load); the CPU by the caller.
-        unsafe { first.hidden::<A>(input, &mut groups, out) };
+        unsafe { first.hidden::<A, KINDS>(input, &mut groups, out) };
         let outputs = first.layer.outputs;
         if deeper.is_empty() {
             // SAFETY: as above, the previous layer's outputs being this one's inputs.
-            unsafe { last.output::<A>(a.get(..outputs).unwrap_or(&[]), &mut groups) }
+            unsafe { last.output::<A, KINDS>(a.get(..outputs).unwrap_or(&[]), &mut groups) }
         } else {
             // SAFETY: as above.
             unsafe { Self::deep::<A>(deeper, last, &mut a, outputs, &mut groups) }
@@ -354,12 +340,12 @@ impl<'a, const MAX_WIDTH: usize> QuantModel<'a, MAX_WIDTH> {
             let out = dst.get_mut(..layer.layer.padded_rows()).unwrap_or(&mut []);
             // SAFETY: `src` holds the layer's inputs, `out` is its padded rows (at most
             // MAX_WIDTH, checked at load); the CPU by the caller.
-            unsafe { layer.hidden::<A>(src.get(..x_len).unwrap_or(&[]), groups, out) };
+            unsafe { layer.hidden::<A, KINDS>(src.get(..x_len).unwrap_or(&[]), groups, out) };
             x_len = layer.layer.outputs;
             core::mem::swap(&mut src, &mut dst);
         }
         // SAFETY: as above.
-        unsafe { last.output::<A>(src.get(..x_len).unwrap_or(&[]), groups) }
+        unsafe { last.output::<A, KINDS>(src.get(..x_len).unwrap_or(&[]), groups) }
     }
 
     /// Four inputs through the layers on `A`'s batch form.
@@ -402,13 +388,13 @@ impl<'a, const MAX_WIDTH: usize> QuantModel<'a, MAX_WIDTH> {
                     let outs = accs.each_mut().map(|o| &mut **o);
                     // SAFETY: the layer's padded rows for each input, of its inputs; the CPU by
                     // the caller.
-                    unsafe { m.walk_x4::<A>(g, outs) };
+                    unsafe { m.walk_x4::<A, KINDS>(g, outs) };
                 },
             );
             if i + 1 == n {
                 return logits.map(|l| {
                     let real = l.get(..layer.layer.outputs).unwrap_or(&[]);
-                    prediction(real.iter().copied().collect(), layer.w_scale)
+                    prediction(real, layer.w_scale)
                 });
             }
             for (out, acc) in dst.iter_mut().zip(&accs) {
@@ -419,7 +405,7 @@ impl<'a, const MAX_WIDTH: usize> QuantModel<'a, MAX_WIDTH> {
             x_len = layer.layer.outputs;
             core::mem::swap(&mut src, &mut dst);
         }
-        [(); 4].map(|_| prediction(Logits::new(), &[]))
+        [(); 4].map(|_| prediction(&[], &[]))
     }
 
     /// The real-valued scale of class `c`'s logit accumulator (0 outside the classes).
@@ -443,9 +429,9 @@ impl<'a, const MAX_WIDTH: usize> QuantModel<'a, MAX_WIDTH> {
 }
 
 /// One input through the integer network on the dispatched architecture.
-struct Predict<'m, 'a, const W: usize>(&'m QuantModel<'a, W>, &'m [u8]);
+struct Predict<'m, 'a, const W: usize, const K: u8>(&'m QuantModel<'a, W, K>, &'m [u8]);
 
-impl<const W: usize> ArchOp for Predict<'_, '_, W> {
+impl<const W: usize, const K: u8> ArchOp for Predict<'_, '_, W, K> {
     type Output = Prediction;
     unsafe fn run<A: Arch>(self) -> Prediction {
         // SAFETY: the CPU by `dispatch`'s caller, the input's length by `Predict`'s maker.
@@ -454,9 +440,9 @@ impl<const W: usize> ArchOp for Predict<'_, '_, W> {
 }
 
 /// Four inputs through the integer network: in one pass where the architecture has a batch form.
-struct PredictX4<'m, 'a, const W: usize>(&'m QuantModel<'a, W>, [&'m [u8]; 4]);
+struct PredictX4<'m, 'a, const W: usize, const K: u8>(&'m QuantModel<'a, W, K>, [&'m [u8]; 4]);
 
-impl<const W: usize> ArchOp for PredictX4<'_, '_, W> {
+impl<const W: usize, const K: u8> ArchOp for PredictX4<'_, '_, W, K> {
     type Output = [Prediction; 4];
     unsafe fn run<A: Arch>(self) -> [Prediction; 4] {
         let PredictX4(model, inputs) = self;
@@ -495,10 +481,11 @@ fn start(acc: &mut [i32], bias: &[[u8; 4]], excess: i32) {
 /// has its own weight scale, so raw accumulators are not comparable; they are compared at their
 /// scales exactly, in integers (no float on the integer path). (The input scale is common to all
 /// classes.)
-fn prediction(logits: Logits<i32>, w_scale: &[[u8; 4]]) -> Prediction {
+fn prediction(logits: &[i32], w_scale: &[[u8; 4]]) -> Prediction {
     Prediction {
-        class: class_of(&logits, w_scale),
-        logits,
+        class: class_of(logits, w_scale),
+        // Cannot fail: the output layer has at most MAX_CLASSES rows (checked at load).
+        logits: Logits::from_slice(logits).unwrap_or_default(),
     }
 }
 
@@ -703,10 +690,10 @@ mod tests {
         acc[7] = 20; // real 80: the largest, though its accumulator is not
         acc[9] = 80; // real 80: a tie with 7, which is lower
         acc[12] = 1_000_000; // a padding row: never a class
-        let p = prediction(acc[..10].iter().copied().collect(), &scales);
+        let p = prediction(&acc[..10], &scales);
         assert_eq!(p.class, 7);
         assert_eq!(p.logits[..], acc[..10]);
-        assert_eq!(prediction([0; 10].into_iter().collect(), &scales).class, 0);
+        assert_eq!(prediction(&[0; 10], &scales).class, 0);
     }
 }
 

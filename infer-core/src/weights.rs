@@ -55,20 +55,42 @@ impl Weights {
     pub const fn is_integer(self) -> bool {
         !matches!(self, Weights::F32)
     }
-
-    /// Whether this build runs it: f32 always, int8 and int4 with their crate features (both by
-    /// default).
-    pub const fn is_compiled(self) -> bool {
-        match self {
-            Weights::Int8 => cfg!(feature = "int8"),
-            Weights::Int4 => cfg!(feature = "int4"),
-            Weights::F32 => true,
-        }
-    }
 }
 
 impl core::fmt::Display for Weights {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// Sets of integer layer kinds, for [`QuantModel`](crate::QuantModel)'s `KINDS` parameter: its
+/// forward pass is compiled for these kinds only (a firmware embedding a dense int8 model leaves
+/// the int4 and sparse walks out of its flash), and a file with a layer of another kind is refused
+/// at load ([`FormatError::KindLeftOut`](crate::FormatError::KindLeftOut)).
+/// [`Header::kinds`](crate::format::Header::kinds) is the set a file needs.
+pub mod kinds {
+    /// Layers of int8 weights.
+    pub const INT8: u8 = 1;
+    /// Layers of int4 weights.
+    pub const INT4: u8 = 2;
+    /// Block-sparse layers (of either width).
+    pub const SPARSE: u8 = 4;
+    /// Every kind: the default.
+    pub const ALL: u8 = INT8 | INT4 | SPARSE;
+
+    /// Whether `set` has every kind of `kinds`.
+    pub const fn has(set: u8, kinds: u8) -> bool {
+        set & kinds == kinds
+    }
+
+    /// The kind's name in errors: "int8", "int4" or "sparse" (the lowest of `kind`'s bits).
+    pub const fn name(kind: u8) -> &'static str {
+        if kind & INT8 != 0 {
+            "int8"
+        } else if kind & INT4 != 0 {
+            "int4"
+        } else {
+            "sparse"
+        }
     }
 }

@@ -605,6 +605,32 @@ fn f32_weights_that_could_overflow_are_refused() {
 /// A pruned tutorial-shaped layer: stored sparse (smaller), read back weight for weight, and its
 /// damaged kept lists refused, naming the row block.
 #[test]
+fn a_build_for_some_layer_kinds_runs_them_and_refuses_the_others_by_name() {
+    use infer_core::kinds::{ALL, INT4, INT8, SPARSE};
+    let mut rng = Rng(12);
+    let mut layers = vec![
+        Layer::random(&mut rng, Weights::Int4, 60, 40, false),
+        Layer::random(&mut rng, Weights::Int8, 40, 10, true),
+    ];
+    layers[0] = layers[0].clone().pruned(&mut rng, 2);
+    let file = encode(&layers);
+    let header = infer_core::format::peek(file.bytes()).unwrap();
+    assert_eq!(header.kinds(), INT4 | INT8 | SPARSE);
+    let image = input(&mut rng, 60);
+    let all = QuantModel::<'_, 48, ALL>::from_bytes_bounded(file.bytes()).unwrap();
+    let own = QuantModel::<'_, 48, { INT4 | INT8 | SPARSE }>::from_bytes_bounded(file.bytes());
+    assert_eq!(own.unwrap().predict(&image), all.predict(&image));
+    let no_int4 = QuantModel::<'_, 48, { INT8 | SPARSE }>::from_bytes_bounded(file.bytes());
+    assert_eq!(no_int4.err(), Some(FormatError::KindLeftOut("int4")));
+    let no_int8 = QuantModel::<'_, 48, { INT4 | SPARSE }>::from_bytes_bounded(file.bytes());
+    assert_eq!(no_int8.err(), Some(FormatError::KindLeftOut("int8")));
+    let dense_only = QuantModel::<'_, 48, { INT4 | INT8 }>::from_bytes_bounded(file.bytes());
+    let e = dense_only.unwrap_err();
+    assert_eq!(e, FormatError::KindLeftOut("sparse"));
+    assert!(e.to_string().contains("sparse layers"), "{e}");
+}
+
+#[test]
 fn sparse_layers_round_trip_and_bad_kept_lists_are_refused() {
     let mut rng = Rng(11);
     let dense = vec![

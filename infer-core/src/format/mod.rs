@@ -41,7 +41,7 @@
 //! | section | bytes | content |
 //! | --- | --- | --- |
 //! | `act_scale` | 4 in a hidden layer, else 0 | f32: real value of one step of the layer's u8 outputs (the next layer's input scale) |
-//! | `w_scale` | 4·R′, but 0 in an int4 hidden layer | f32 per row: weight scale (an int4 hidden layer's follow from its requantization: `multiplier · 2^−shift · act_scale / input scale`) |
+//! | `w_scale` | 4·R′ in the output layer, else 0 | f32 per row: weight scale (a hidden layer's follow from its requantization: `multiplier · 2^−shift · act_scale / input scale`) |
 //! | `bias` | 4·R′ | i32 per row, at scale `input scale · w_scale` (the input scale is 1/255 for the first layer, the previous `act_scale` after it) |
 //! | `multiplier` | 4·R′ in a hidden layer, else 0 | i32 per row: requantization multiplier, > 0 |
 //! | `shift` | R′ in a hidden layer, else 0 | u8 per row: requantization shift ([33–62](crate::quant::SHIFTS)) |
@@ -77,6 +77,7 @@ pub use read::{F32Layer, F32Model, QuantLayer, QuantModel};
 
 pub use crate::Weights;
 use crate::kernels::{GROUP, TILE_BYTES, TILE_ROWS};
+use crate::kinds;
 
 /// Added to a layer's [`Weights::byte`] when the layer is block-sparse.
 pub const SPARSE: u8 = 0x80;
@@ -229,15 +230,9 @@ pub const INTEGER_SECTIONS: [Section; 8] = [
         name: "w_scale",
         aligned: false,
         sparse_only: false,
-        bytes_doc: "4·R′, but 0 in an int4 hidden layer",
-        content_doc: "f32 per row: weight scale (an int4 hidden layer's follow from its requantization: `multiplier · 2^−shift · act_scale / input scale`)",
-        len: |l| {
-            if matches!(l.weights, Weights::Int4) && !l.last {
-                0
-            } else {
-                4 * l.padded_rows()
-            }
-        },
+        bytes_doc: "4·R′ in the output layer, else 0",
+        content_doc: "f32 per row: weight scale (a hidden layer's follow from its requantization: `multiplier · 2^−shift · act_scale / input scale`)",
+        len: |l| if l.last { 4 * l.padded_rows() } else { 0 },
     },
     Section {
         name: "bias",
@@ -324,6 +319,55 @@ pub(crate) fn sections(weights: Weights) -> &'static [Section] {
     }
 }
 
+/// What the reader takes of a [`Section`]: the row without its docs, so that a program that only
+/// reads models (a firmware) holds no documentation in its flash.
+#[derive(Clone, Copy)]
+pub(crate) struct Slot {
+    pub name: &'static str,
+    pub aligned: bool,
+    pub sparse_only: bool,
+    pub len: fn(&Layer) -> usize,
+}
+
+/// A table's [`Slot`]s, at compile time.
+const fn slots<const N: usize>(table: &[Section; N]) -> [Slot; N] {
+    let mut out = [Slot {
+        name: "",
+        aligned: false,
+        sparse_only: false,
+        len: |_| 0,
+    }; N];
+    let mut i = 0;
+    while i < N {
+        // Evaluated by the compiler: an index out of range would stop the build, not a program.
+        #[allow(clippy::indexing_slicing)]
+        let s = &table[i];
+        #[allow(clippy::indexing_slicing)]
+        {
+            out[i] = Slot {
+                name: s.name,
+                aligned: s.aligned,
+                sparse_only: s.sparse_only,
+                len: s.len,
+            };
+        }
+        i += 1;
+    }
+    out
+}
+
+static INTEGER_SLOTS: [Slot; INTEGER_SECTIONS.len()] = slots(&INTEGER_SECTIONS);
+static F32_SLOTS: [Slot; F32_SECTIONS.len()] = slots(&F32_SECTIONS);
+
+/// [`sections`] as the reader takes them.
+pub(crate) fn slots_of(weights: Weights) -> &'static [Slot] {
+    if weights.is_integer() {
+        &INTEGER_SLOTS
+    } else {
+        &F32_SLOTS
+    }
+}
+
 /// A file's shape and weight kinds, as its header declares them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -372,6 +416,23 @@ impl Header {
         self.sparse.iter().any(Option::is_some)
     }
 
+    /// The integer layer kinds the file has (a set of [`kinds`]; 0 for an f32
+    /// file): what a [`QuantModel`]'s `KINDS` must include to run it.
+    pub fn kinds(&self) -> u8 {
+        let mut set = 0;
+        for (w, sparse) in self.weights.iter().zip(&self.sparse) {
+            set |= match w {
+                Weights::Int8 => kinds::INT8,
+                Weights::Int4 => kinds::INT4,
+                Weights::F32 => 0,
+            };
+            if sparse.is_some() {
+                set |= kinds::SPARSE;
+            }
+        }
+        set
+    }
+
     /// Inputs of the first layer.
     pub fn inputs(&self) -> usize {
         self.widths.first().copied().unwrap_or(0)
@@ -401,23 +462,21 @@ impl Header {
     /// The widest hidden layer as stored (rows padded to 16), 0 for a one-layer model: what a
     /// forward pass's scratch must hold.
     pub fn max_hidden_width(&self) -> usize {
-        self.layers()
-            .filter(|l| !l.last)
-            .map(|l| {
-                if l.weights.is_integer() {
-                    l.padded_rows()
-                } else {
-                    l.outputs
-                }
-            })
-            .max()
-            .unwrap_or(0)
+        let hidden = self.widths.get(1..self.widths.len().saturating_sub(1));
+        let widest = hidden.unwrap_or(&[]).iter().copied().max().unwrap_or(0);
+        if self.is_f32() {
+            widest
+        } else {
+            widest.div_ceil(TILE_ROWS) * TILE_ROWS
+        }
     }
 
-    /// Refuses a header a forward pass bounded by `max_width` cannot run.
-    fn check_bounds(&self, max_width: usize) -> Result<(), FormatError> {
-        if let Some(&w) = self.weights.iter().find(|w| !w.is_compiled()) {
-            return Err(FormatError::NotCompiled(w));
+    /// Refuses a header a forward pass bounded by `max_width` and built for `built` (a set of
+    /// [`kinds`]) cannot run.
+    fn check_bounds(&self, max_width: usize, built: u8) -> Result<(), FormatError> {
+        let missing = self.kinds() & !built;
+        if missing != 0 {
+            return Err(FormatError::KindLeftOut(kinds::name(missing)));
         }
         let widest = self.max_hidden_width();
         if widest > max_width {
@@ -456,8 +515,9 @@ pub enum FormatError {
     WrongKind,
     /// A weight byte that names no [`Weights`].
     UnknownWeights(u8),
-    /// Layers of a kind this build leaves out (crate features `int8`, `int4`).
-    NotCompiled(Weights),
+    /// Layers of a kind (`"int8"`, `"int4"` or `"sparse"`) the model's forward pass was built
+    /// without (its `KINDS`, see [`kinds`]).
+    KindLeftOut(&'static str),
     /// The CRC-32 at the end does not match the contents.
     CrcMismatch {
         /// CRC stored in the file.
@@ -573,9 +633,10 @@ impl fmt::Display for FormatError {
                  are different files)"
             ),
             FormatError::UnknownWeights(b) => write!(f, "weight kind {b} is unknown"),
-            FormatError::NotCompiled(w) => write!(
+            FormatError::KindLeftOut(kind) => write!(
                 f,
-                "the model has {w} layers, which this build leaves out (infer-core feature `{w}`)"
+                "the model has {kind} layers, which this build's forward pass leaves out \
+                 (QuantModel's KINDS)"
             ),
             FormatError::CrcMismatch { stored, computed } => write!(
                 f,
@@ -725,14 +786,19 @@ fn header(bytes: &[u8]) -> Result<(Header, Fields<'_>), FormatError> {
         }
         let _ = header.widths.push(width);
     }
-    let dense: heapless::Vec<Layer, MAX_LAYERS> = header.layers().collect();
-    for (tiles, layer) in header.sparse.iter_mut().zip(dense) {
-        if let Some(t) = tiles {
+    for (index, (tiles, w)) in header
+        .sparse
+        .iter_mut()
+        .zip(header.widths.windows(2))
+        .enumerate()
+    {
+        if let (Some(t), &[inputs, outputs]) = (tiles, w) {
             *t = fields.varint()? as usize;
-            if *t > layer.dense_tiles() {
+            let row_blocks = outputs.div_ceil(TILE_ROWS);
+            if *t > row_blocks * inputs.div_ceil(GROUP) {
                 return Err(FormatError::BadSparsity {
-                    layer: layer.index,
-                    block: layer.padded_rows() / TILE_ROWS,
+                    layer: index,
+                    block: row_blocks,
                 });
             }
         }

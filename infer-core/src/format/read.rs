@@ -5,8 +5,9 @@ use crate::kernels::{BadBlock, GROUP, Sparsity, TILE_ROWS};
 use super::{
     CRC, CRC_LEN, DEFAULT_MAX_WIDTH, Fields, FormatError, Header, Layer, MAX_F32_WEIGHT,
     MAX_LAYERS, MAX_SCALE, MAX_SECTIONS, PREAMBLE_LEN, SECTION_ALIGN, Weights, float, header, int,
-    sections,
+    slots_of,
 };
+use crate::kinds;
 
 /// Decodes the header and checks the CRC; the fields after the header, up to the CRC.
 fn open(bytes: &[u8]) -> Result<(Header, Fields<'_>), FormatError> {
@@ -43,7 +44,7 @@ fn layer_sections<'a>(
     layer: &Layer,
 ) -> Result<[&'a [u8]; MAX_SECTIONS], FormatError> {
     let mut found: [&[u8]; MAX_SECTIONS] = [&[]; MAX_SECTIONS];
-    for (slot, s) in found.iter_mut().zip(sections(layer.weights)) {
+    for (slot, s) in found.iter_mut().zip(slots_of(layer.weights)) {
         if s.sparse_only && !layer.sparse {
             continue;
         }
@@ -187,8 +188,8 @@ impl<'a> QuantLayer<'a> {
         self.in_scale
     }
 
-    /// Per output weight scales: stored, or derived from the requantization in an int4 hidden
-    /// layer (`multiplier · 2^−shift · act_scale / input scale`).
+    /// Per output weight scales: stored in the output layer, derived from the requantization in
+    /// a hidden layer (`multiplier · 2^−shift · act_scale / input scale`).
     pub fn w_scales(&self) -> impl Iterator<Item = f32> + '_ {
         let stored = self.w_scale.iter().map(f32_of);
         let derived = self.multiplier.iter().zip(self.shift).map(|(m, &s)| {
@@ -262,9 +263,15 @@ impl<'a> QuantLayer<'a> {
 
 /// A validated integer-only model (each layer int8 or int4), borrowing the file's bytes. Its
 /// forward pass ([`QuantModel::predict`]) keeps two activation buffers of `MAX_WIDTH` bytes on
-/// the stack; a file with a wider hidden layer is refused at load ([`FormatError::TooWide`]).
+/// the stack, and is compiled for the layer kinds of `KINDS` (a set of [`kinds`](crate::kinds),
+/// all by default); a file with a wider hidden layer or another kind of layer is refused at load
+/// ([`FormatError::TooWide`], [`FormatError::KindLeftOut`]).
 #[derive(Debug, Clone)]
-pub struct QuantModel<'a, const MAX_WIDTH: usize = DEFAULT_MAX_WIDTH> {
+pub struct QuantModel<
+    'a,
+    const MAX_WIDTH: usize = DEFAULT_MAX_WIDTH,
+    const KINDS: u8 = { kinds::ALL },
+> {
     pub(crate) header: Header,
     pub(crate) layers: heapless::Vec<QuantLayer<'a>, MAX_LAYERS>,
 }
@@ -277,15 +284,16 @@ impl<'a> QuantModel<'a> {
     }
 }
 
-impl<'a, const MAX_WIDTH: usize> QuantModel<'a, MAX_WIDTH> {
-    /// [`QuantModel::from_bytes`] for a forward pass bounded by `MAX_WIDTH` hidden units (the
-    /// firmware derives it from the model it embeds): `QuantModel::<64>::from_bytes_bounded`.
+impl<'a, const MAX_WIDTH: usize, const KINDS: u8> QuantModel<'a, MAX_WIDTH, KINDS> {
+    /// [`QuantModel::from_bytes`] for a forward pass bounded by `MAX_WIDTH` hidden units and
+    /// built for the layer kinds `KINDS` (the firmware derives both from the model it embeds):
+    /// `QuantModel::<64, { kinds::INT4 }>::from_bytes_bounded`.
     pub fn from_bytes_bounded(bytes: &'a [u8]) -> Result<Self, FormatError> {
         let (header, mut fields) = open(bytes)?;
         if header.is_f32() {
             return Err(FormatError::WrongKind);
         }
-        header.check_bounds(MAX_WIDTH)?;
+        header.check_bounds(MAX_WIDTH, KINDS)?;
         let mut layers = heapless::Vec::new();
         let mut in_scale = 1.0 / 255.0;
         for layer in header.layers() {
@@ -304,8 +312,8 @@ impl<'a, const MAX_WIDTH: usize> QuantModel<'a, MAX_WIDTH> {
 
 /// The accessors both model views share.
 macro_rules! model_accessors {
-    ($model:ident, $layer:ident) => {
-        impl<'a, const MAX_WIDTH: usize> $model<'a, MAX_WIDTH> {
+    ([$($generics:tt)*] $model:ty, $layer:ident) => {
+        impl<'a, $($generics)*> $model {
             /// Its header: widths and weight kinds.
             pub fn header(&self) -> &Header {
                 &self.header
@@ -329,8 +337,8 @@ macro_rules! model_accessors {
     };
 }
 
-model_accessors!(QuantModel, QuantLayer);
-model_accessors!(F32Model, F32Layer);
+model_accessors!([const W: usize, const K: u8] QuantModel<'a, W, K>, QuantLayer);
+model_accessors!([const W: usize] F32Model<'a, W>, F32Layer);
 
 /// One validated layer of an [`F32Model`], borrowing the file's bytes.
 #[derive(Debug, Clone, Copy)]
@@ -380,7 +388,7 @@ impl<'a, const MAX_WIDTH: usize> F32Model<'a, MAX_WIDTH> {
         if !header.is_f32() {
             return Err(FormatError::WrongKind);
         }
-        header.check_bounds(MAX_WIDTH)?;
+        header.check_bounds(MAX_WIDTH, 0)?;
         let mut layers = heapless::Vec::new();
         // The largest magnitude a layer's inputs can have (pixels are at most 1).
         let mut bound = 1.0f64;

@@ -377,8 +377,9 @@ fn check_quant(l: &Layer, p: &QuantLayerParts<'_>) -> Result<(), FormatError> {
     if !p.weights.is_integer() {
         return Err(FormatError::WrongKind);
     }
-    let stores_scales = p.weights != Weights::Int4 || l.last;
-    if stores_scales {
+    // Only the output layer stores its weight scales (a hidden layer's follow from its
+    // requantization).
+    if l.last {
         check_len(i, "w_scale", p.w_scale.len(), r)?;
     }
     check_len(i, "bias", p.bias.len(), r)?;

@@ -205,6 +205,12 @@ pub(crate) trait Arch {
     /// One live group, with its offset, as the inner step reads it.
     type Group: Copy;
 
+    /// Whether the output layer is walked a tile of rows at a time, each into an array of its
+    /// own: the walk's row count is then a constant the compiler propagates into it (on a
+    /// microcontroller, for walks in Rust: 3 % fewer instructions per inference on a Cortex-M3).
+    /// An assembly walk gains nothing, and its output layer takes less flash in one pass.
+    const TILE_PASSES: bool = cfg!(target_os = "none");
+
     /// The entry of a group at byte `offset` of each row block, with inputs `x` (not all zero).
     fn group(offset: u32, x: [u8; 4]) -> Self::Group;
 

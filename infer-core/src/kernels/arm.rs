@@ -65,6 +65,7 @@ const SENTINEL: Paired = Paired {
 
 impl Arch for Dsp {
     type Group = Paired;
+    const TILE_PASSES: bool = false;
 
     fn group(offset: u32, x: [u8; 4]) -> Paired {
         let word = u32::from_le_bytes(x);

@@ -112,7 +112,7 @@ pub use arch::{
 };
 pub use sparse::{BadBlock, Sparsity};
 
-use crate::Weights;
+use crate::{Weights, kinds};
 
 /// An operation generic over the architecture, run by [`dispatch`] with the kernel's.
 pub(crate) trait ArchOp {
@@ -269,8 +269,6 @@ pub enum KernelError {
     /// `out.len()` not a multiple of 16, `w` not `out.len()` rows of `x.len()` inputs (rounded
     /// up to 4), or the vectors of a batch differ in length.
     Shape,
-    /// Weights of a kind this build leaves out (crate features `int8`, `int4`).
-    NotCompiled(Weights),
     /// An input vector of the wrong length for the model.
     InputLength {
         /// The model's inputs.
@@ -285,12 +283,6 @@ impl fmt::Display for KernelError {
         match self {
             KernelError::Unavailable(k) => write!(f, "kernel {k} is not available on this CPU"),
             KernelError::Shape => write!(f, "matrix and vector shapes do not fit the kernel"),
-            KernelError::NotCompiled(w) => {
-                write!(
-                    f,
-                    "{w} weights are left out of this build (infer-core feature `{w}`)"
-                )
-            }
             KernelError::InputLength { expected, got } => {
                 write!(f, "the input has {got} values, the model takes {expected}")
             }
@@ -353,9 +345,6 @@ pub fn matvec_sparse(
         return Err(KernelError::Shape);
     }
     m.check_sparse(&sparsity, x.len(), out.len())?;
-    if !weights.is_compiled() {
-        return Err(KernelError::NotCompiled(weights));
-    }
     if !kernel.is_available() {
         return Err(KernelError::Unavailable(kernel));
     }
@@ -373,7 +362,7 @@ impl ArchOp for SparseMatVec<'_, '_> {
         let SparseMatVec(w, s, x, out) = self;
         let mut groups = Groups::new();
         // SAFETY: shapes checked by the caller, the CPU by `dispatch`'s caller.
-        unsafe { w.walk_sparse::<A>(s, x, &mut groups, out) }
+        unsafe { w.walk_sparse::<A, { kinds::ALL }>(s, x, &mut groups, out) }
     }
 }
 
@@ -417,9 +406,6 @@ impl<'a> Matrix<'a> {
 
     fn matvec(self, kernel: Kernel, x: &[u8], out: &mut [i32]) -> Result<(), KernelError> {
         self.check_shape(x.len(), out.len())?;
-        if !self.weights.is_compiled() {
-            return Err(KernelError::NotCompiled(self.weights));
-        }
         if !kernel.is_available() {
             return Err(KernelError::Unavailable(kernel));
         }
@@ -439,9 +425,6 @@ impl<'a> Matrix<'a> {
             return Err(KernelError::Shape);
         }
         self.check_shape(cols, rows)?;
-        if !self.weights.is_compiled() {
-            return Err(KernelError::NotCompiled(self.weights));
-        }
         if !kernel.is_available() {
             return Err(KernelError::Unavailable(kernel));
         }
@@ -451,21 +434,27 @@ impl<'a> Matrix<'a> {
     }
 
     /// `out += W · x` on `A` for the chunk of `x` gathered in `groups`, without the 4-bit
-    /// weights' offset (see [`Self::excess`]).
+    /// weights' offset (see [`Self::excess`]); only weights of the `KINDS` (a set of
+    /// [`kinds`](crate::kinds)) are walked, so that a build for fewer kinds leaves the others'
+    /// walks out (a model is refused at load if it has others).
     ///
     /// # Safety
     /// As [`Arch::rows`] / [`Arch::rows4`].
     #[inline(always)]
-    #[cfg_attr(not(all(feature = "int8", feature = "int4")), allow(unused_variables))]
-    pub(crate) unsafe fn walk<A: Arch>(self, groups: &Groups<A::Group>, out: &mut [i32]) {
+    pub(crate) unsafe fn walk<A: Arch, const KINDS: u8>(
+        self,
+        groups: &Groups<A::Group>,
+        out: &mut [i32],
+    ) {
         match self.weights {
             // SAFETY: the caller's guarantee, passed on.
-            #[cfg(feature = "int4")]
-            Weights::Int4 => unsafe { A::rows4(self.bytes, groups, out) },
+            Weights::Int4 if kinds::has(KINDS, kinds::INT4) => unsafe {
+                A::rows4(self.bytes, groups, out)
+            },
             // SAFETY: as above.
-            #[cfg(feature = "int8")]
-            Weights::Int8 => unsafe { A::rows(bytemuck::must_cast_slice(self.bytes), groups, out) },
-            // Refused before any walk (`is_compiled`).
+            Weights::Int8 if kinds::has(KINDS, kinds::INT8) => unsafe {
+                A::rows(bytemuck::must_cast_slice(self.bytes), groups, out)
+            },
             _ => {}
         }
     }
@@ -476,22 +465,20 @@ impl<'a> Matrix<'a> {
     /// As [`BatchArch::rows_x4`] / [`BatchArch::rows4_x4`].
     #[inline(always)]
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    #[cfg_attr(not(all(feature = "int8", feature = "int4")), allow(unused_variables))]
-    pub(crate) unsafe fn walk_x4<A: BatchArch>(
+    pub(crate) unsafe fn walk_x4<A: BatchArch, const KINDS: u8>(
         self,
         groups: &Groups<A::Group4>,
         outs: [&mut [i32]; 4],
     ) {
         match self.weights {
             // SAFETY: the caller's guarantee, passed on.
-            #[cfg(feature = "int4")]
-            Weights::Int4 => unsafe { A::rows4_x4(self.bytes, groups, outs) },
+            Weights::Int4 if kinds::has(KINDS, kinds::INT4) => unsafe {
+                A::rows4_x4(self.bytes, groups, outs)
+            },
             // SAFETY: as above.
-            #[cfg(feature = "int8")]
-            Weights::Int8 => unsafe {
+            Weights::Int8 if kinds::has(KINDS, kinds::INT8) => unsafe {
                 A::rows_x4(bytemuck::must_cast_slice(self.bytes), groups, outs)
             },
-            // Refused before any walk (`is_compiled`).
             _ => {}
         }
     }
@@ -531,7 +518,7 @@ impl ArchOp for MatVec<'_, '_> {
             x.len(),
             |g, from| g.gather::<A>(x, from),
             // SAFETY: shapes checked by the caller, the CPU by `dispatch`'s caller.
-            |g| unsafe { w.walk::<A>(g, out) },
+            |g| unsafe { w.walk::<A, { kinds::ALL }>(g, out) },
         );
     }
 }
@@ -563,7 +550,7 @@ impl ArchOp for BatchOp<'_, '_> {
             |g| {
                 let outs = outs.each_mut().map(|o| &mut **o);
                 // SAFETY: as above.
-                unsafe { w.walk_x4::<A>(g, outs) }
+                unsafe { w.walk_x4::<A, { kinds::ALL }>(g, outs) }
             },
         );
     }

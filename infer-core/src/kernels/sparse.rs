@@ -7,6 +7,7 @@ use core::ops::Range;
 
 use super::arch::{Arch, GROUP, Groups, LIST_GROUPS, TILE_BYTES, TILE_ROWS, u16_of};
 use super::{KernelError, Matrix, NIBBLE_OFFSET};
+use crate::{Weights, kinds};
 
 /// Which tiles of a block-sparse matrix are stored: for each row block, how many, and their
 /// groups. Checked at construction ([`Sparsity::new`]), so a walk cannot leave the input or the
@@ -121,7 +122,7 @@ impl<'a> Matrix<'a> {
     /// (Not inlined on a microcontroller: one copy serves every layer, where flash is scarce.)
     #[cfg_attr(target_os = "none", inline(never))]
     #[cfg_attr(not(target_os = "none"), inline(always))]
-    pub(crate) unsafe fn walk_block<A: Arch>(
+    pub(crate) unsafe fn walk_block<A: Arch, const KINDS: u8>(
         self,
         kept: &[[u8; 2]],
         x: &[u8],
@@ -136,13 +137,13 @@ impl<'a> Matrix<'a> {
                 .unwrap_or((rest, &[]));
             rest = next;
             // SAFETY: `w` is `list.len()` tiles (the caller's guarantee); the rest by the caller.
-            if cfg!(feature = "int4") && self.weights == crate::Weights::Int4 {
+            if kinds::has(KINDS, kinds::INT4) && self.weights == Weights::Int4 {
                 let sum = unsafe { A::kept_rows::<true>(w, list, x, groups, out) };
                 let excess = (sum as i32).wrapping_mul(NIBBLE_OFFSET);
                 for o in out.iter_mut() {
                     *o = o.wrapping_sub(excess);
                 }
-            } else if cfg!(feature = "int8") && self.weights == crate::Weights::Int8 {
+            } else if kinds::has(KINDS, kinds::INT8) && self.weights == Weights::Int8 {
                 // SAFETY: as above.
                 unsafe { A::kept_rows::<false>(w, list, x, groups, out) };
             }
@@ -154,7 +155,7 @@ impl<'a> Matrix<'a> {
     /// # Safety
     /// The running CPU has the instructions `A` uses; `out.len()` is 16 per row block of `s` and
     /// the bytes are `s.tiles()` tiles.
-    pub(crate) unsafe fn walk_sparse<A: Arch>(
+    pub(crate) unsafe fn walk_sparse<A: Arch, const KINDS: u8>(
         self,
         s: Sparsity<'_>,
         x: &[u8],
@@ -163,7 +164,7 @@ impl<'a> Matrix<'a> {
     ) {
         for ((kept, m), out) in self.row_blocks(s).zip(out.chunks_exact_mut(TILE_ROWS)) {
             // SAFETY: one row block, its tiles; the rest by the caller.
-            unsafe { m.walk_block::<A>(kept, x, groups, out) };
+            unsafe { m.walk_block::<A, KINDS>(kept, x, groups, out) };
         }
     }
 
