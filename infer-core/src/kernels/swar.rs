@@ -24,11 +24,17 @@
 //! `ldr`, and per nibble pair an `and` (with the word shifted in the same instruction) and an
 //! `mla` — 11 instructions per entry and 2 rows, plus the extraction of each row once per four
 //! entries. Its list is padded with zero entries to a multiple of four and ends with a sentinel
-//! (`x20 = u32::MAX`, impossible for paired bytes).
+//! (zero inputs at `offset = u32::MAX`, impossible for a tile).
 //!
-//! int8 weights take the reference's walk.
+//! int8 weights: on Armv7-M a Thumb-2 `asm!` walk of a quarter tile (4 rows) over the entries,
+//! its 4 accumulators in registers: per entry one `ldm`, a test for the end (a padding or the
+//! sentinel entry: all four inputs zero, which a live group never is), the offset's `add`, four
+//! instructions to take the inputs out of their pairs, and per weight an `ldrsb` and an `mla`:
+//! 40 instructions per entry and 16 multiply-accumulates. Elsewhere the reference's walk.
 
 use super::arch::{Arch, Groups, TILE_ROWS};
+#[cfg(all(target_arch = "arm", not(thumb1_only)))]
+use super::arch::{GROUP, LIST_GROUPS, gather_kept_then_rows, walk_kept};
 use super::scalar;
 
 /// Pair multiplies on general-purpose registers.
@@ -44,12 +50,22 @@ pub(crate) struct Paired {
     offset: u32,
 }
 
-/// Ends the list of the Thumb-2 walk: no paired input has all bits of its upper halfword set.
+/// Pads the list of the Thumb-2 walks to a multiple of four entries: zero inputs, so it adds
+/// nothing.
 #[cfg(all(target_arch = "arm", not(thumb1_only)))]
-const SENTINEL: Paired = Paired {
-    x20: u32::MAX,
+const PADDING: Paired = Paired {
+    x20: 0,
     x31: 0,
     offset: 0,
+};
+
+/// Ends the list of the Thumb-2 walks: no tile is at offset `u32::MAX`, and its inputs are zero
+/// (so the int8 walk stops at it as at a padding entry).
+#[cfg(all(target_arch = "arm", not(thumb1_only)))]
+const SENTINEL: Paired = Paired {
+    x20: 0,
+    x31: 0,
+    offset: u32::MAX,
 };
 
 /// The live entries of a list: without the Thumb-2 walk's sentinel and the zero entries padding
@@ -57,7 +73,7 @@ const SENTINEL: Paired = Paired {
 fn live(entries: &[Paired]) -> &[Paired] {
     let mut live = entries;
     if let Some((last, rest)) = live.split_last()
-        && last.x20 == u32::MAX
+        && last.offset == u32::MAX
     {
         live = rest;
         while let Some((last, rest)) = live.split_last()
@@ -99,16 +115,100 @@ impl Arch for Swar {
     #[cfg(all(target_arch = "arm", not(thumb1_only)))]
     fn close(list: &mut super::arch::GroupList<Paired>) {
         while !list.len().is_multiple_of(4) {
-            let _ = list.push(Paired {
-                x20: 0,
-                x31: 0,
-                offset: 0,
-            });
+            let _ = list.push(PADDING);
         }
         let _ = list.push(SENTINEL);
     }
 
+    /// The kept tiles live in `x` gathered in Thumb-2 assembly (7 instructions per blank tile,
+    /// 11 per live one, its 4-bit sum included), then walked as a dense list.
+    #[cfg(all(target_arch = "arm", not(thumb1_only)))]
+    unsafe fn kept_rows<const NIBBLES: bool>(
+        w: &[u8],
+        kept: &[[u8; 2]],
+        x: &[u8],
+        groups: &mut Groups<Paired>,
+        out: &mut [i32],
+    ) -> u32 {
+        if !x.len().is_multiple_of(GROUP) || kept.len() > LIST_GROUPS {
+            // SAFETY: the caller's guarantee.
+            return unsafe { gather_kept_then_rows::<Self, NIBBLES>(w, kept, x, groups, out) };
+        }
+        let mut halves = 0u32;
+        // SAFETY: every group of `kept` is below `x.len() / 4` (the `Arch::kept_rows` contract,
+        // `x.len()` a multiple of 4), so each word the loop loads is inside `x`; it writes at
+        // most `kept.len()` ≤ LIST_GROUPS entries, then up to 3 padding entries (LIST_GROUPS is
+        // a multiple of 4) and the sentinel: at most LIST_GROUPS + 1.
+        unsafe {
+            groups.fill_with(kept.len() * GROUP, |list| {
+                let mut at = list;
+                let end = kept.as_ptr_range().end;
+                core::arch::asm!(
+                    "mov r2, #0",
+                    "2:",
+                    "ldrh {g}, [{kept}], #2",
+                    "ldr {w}, [{x}, {g}, lsl #2]",
+                    "cmp {w}, #0",
+                    "beq 4f",
+                    "and r0, {mask}, {w}, ror #16",
+                    "and r1, {mask}, {w}, ror #24",
+                    "add {sum}, {sum}, r0",
+                    "add {sum}, {sum}, r1",
+                    "stm {list}!, {{r0, r1, r2}}",
+                    "4:",
+                    "add r2, r2, #64",
+                    "cmp {kept}, {end}",
+                    "bne 2b",
+                    kept = inout(reg) kept.as_ptr() => _,
+                    end = in(reg) end,
+                    x = in(reg) x.as_ptr(),
+                    list = inout(reg) at,
+                    mask = in(reg) 0x00ff_00ffu32,
+                    sum = inout(reg) halves,
+                    g = out(reg) _,
+                    w = out(reg) _,
+                    out("r0") _,
+                    out("r1") _,
+                    out("r2") _,
+                    options(nostack),
+                );
+                let mut n = at.offset_from(list) as usize;
+                while !n.is_multiple_of(4) {
+                    at.write(PADDING);
+                    at = at.add(1);
+                    n += 1;
+                }
+                at.write(SENTINEL);
+                n + 1
+            })
+        };
+        // SAFETY: the caller's guarantee; `groups` gathered from `w`'s tiles.
+        unsafe { walk_kept::<Self, NIBBLES>(w, groups, out) };
+        // Each halfword is a sum over at most LIST_GROUPS groups of two inputs: below 2^16.
+        (halves & 0xffff) + (halves >> 16)
+    }
+
     unsafe fn rows(w: &[i8], groups: &Groups<Paired>, out: &mut [i32]) {
+        #[cfg(all(target_arch = "arm", not(thumb1_only)))]
+        if groups
+            .entries()
+            .last()
+            .is_some_and(|e| e.offset == u32::MAX)
+        {
+            let block = TILE_ROWS * groups.cols();
+            if block == 0 {
+                return;
+            }
+            for (w, out) in w.chunks_exact(block).zip(out.chunks_exact_mut(TILE_ROWS)) {
+                for (q, acc) in out.chunks_exact_mut(4).enumerate() {
+                    // SAFETY: the list is closed (its last entry the sentinel); every entry's
+                    // tile is inside the row block `w` (the `Arch::rows` contract), and the
+                    // quarter's 16 bytes inside the tile.
+                    unsafe { quarter8(w.as_ptr().wrapping_add(16 * q), groups.entries(), acc) };
+                }
+            }
+            return;
+        }
         let entries = live(groups.entries()).iter().map(|e| e.plain());
         scalar::rows_of(w, groups.cols(), entries, out);
     }
@@ -180,7 +280,7 @@ fn portable_walk(w: &[u32], i: usize, entries: &[Paired]) -> [u32; 2] {
 #[inline(never)]
 fn walk(w: &[u32], i: usize, entries: &[Paired]) -> [u32; 2] {
     let (mut lo, mut hi) = (0u32, 0u32);
-    if entries.last().is_none_or(|e| e.x20 != u32::MAX) {
+    if entries.last().is_none_or(|e| e.offset != u32::MAX) {
         // Not closed by `Swar::close`: the portable sums.
         return portable_walk(w, i, live(entries));
     }
@@ -193,7 +293,7 @@ fn walk(w: &[u32], i: usize, entries: &[Paired]) -> [u32; 2] {
     unsafe {
         core::arch::asm!(
             "ldm {list}!, {{r0, r1, r2}}",
-            "cmn r0, #1",
+            "cmn r2, #1",
             "beq 3f",
             "2:",
             "mov.w {plo}, #0",
@@ -213,7 +313,7 @@ fn walk(w: &[u32], i: usize, entries: &[Paired]) -> [u32; 2] {
             ".endr",
             "add.w {lo}, {lo}, {plo}, lsr #16",
             "add.w {hi}, {hi}, {phi}, lsr #16",
-            "cmn r0, #1",
+            "cmn r2, #1",
             "bne 2b",
             "3:",
             list = inout(reg) entries.as_ptr() => _,
@@ -231,6 +331,85 @@ fn walk(w: &[u32], i: usize, entries: &[Paired]) -> [u32; 2] {
         );
     }
     [lo, hi]
+}
+
+/// `acc[r] += Σ_t x[t] · w[4·r + t]` over the entries, for the 4 rows of a quarter tile whose
+/// first byte in the row block's first tile is `base` (see the module docs), until the first
+/// entry whose inputs are all zero (a padding entry or the sentinel).
+///
+/// # Safety
+/// `entries` ends with an entry of zero inputs; `base + offset .. + 16` is readable for every
+/// entry before it; `acc` holds 4 rows.
+#[cfg(all(target_arch = "arm", not(thumb1_only)))]
+#[inline(never)]
+unsafe fn quarter8(base: *const i8, entries: &[Paired], acc: &mut [i32]) {
+    let [mut a0, mut a1, mut a2, mut a3] = [0, 1, 2, 3].map(|r| acc.get(r).copied().unwrap_or(0));
+    // SAFETY: reads the entries (three words each, `repr(C)`) up to one of zero inputs (the
+    // caller's guarantee) and 16 bytes at `base + offset` for each before it (inside the
+    // weights, by the caller). Only the named registers change; memory is only read.
+    unsafe {
+        core::arch::asm!(
+            "2:",
+            "ldm {list}!, {{r0, r1, r2}}",
+            "orrs r5, r0, r1",
+            "beq 3f",
+            "add r2, r2, {base}",
+            "lsrs r3, r0, #16",
+            "uxth r0, r0",
+            "lsrs r4, r1, #16",
+            "uxth r1, r1",
+            "ldrsb r5, [r2, #0]",
+            "mla {a0}, r5, r3, {a0}",
+            "ldrsb r5, [r2, #1]",
+            "mla {a0}, r5, r4, {a0}",
+            "ldrsb r5, [r2, #2]",
+            "mla {a0}, r5, r0, {a0}",
+            "ldrsb r5, [r2, #3]",
+            "mla {a0}, r5, r1, {a0}",
+            "ldrsb r5, [r2, #4]",
+            "mla {a1}, r5, r3, {a1}",
+            "ldrsb r5, [r2, #5]",
+            "mla {a1}, r5, r4, {a1}",
+            "ldrsb r5, [r2, #6]",
+            "mla {a1}, r5, r0, {a1}",
+            "ldrsb r5, [r2, #7]",
+            "mla {a1}, r5, r1, {a1}",
+            "ldrsb r5, [r2, #8]",
+            "mla {a2}, r5, r3, {a2}",
+            "ldrsb r5, [r2, #9]",
+            "mla {a2}, r5, r4, {a2}",
+            "ldrsb r5, [r2, #10]",
+            "mla {a2}, r5, r0, {a2}",
+            "ldrsb r5, [r2, #11]",
+            "mla {a2}, r5, r1, {a2}",
+            "ldrsb r5, [r2, #12]",
+            "mla {a3}, r5, r3, {a3}",
+            "ldrsb r5, [r2, #13]",
+            "mla {a3}, r5, r4, {a3}",
+            "ldrsb r5, [r2, #14]",
+            "mla {a3}, r5, r0, {a3}",
+            "ldrsb r5, [r2, #15]",
+            "mla {a3}, r5, r1, {a3}",
+            "b 2b",
+            "3:",
+            list = inout(reg) entries.as_ptr() => _,
+            base = in(reg) base,
+            a0 = inout(reg) a0,
+            a1 = inout(reg) a1,
+            a2 = inout(reg) a2,
+            a3 = inout(reg) a3,
+            out("r0") _,
+            out("r1") _,
+            out("r2") _,
+            out("r3") _,
+            out("r4") _,
+            out("r5") _,
+            options(nostack, readonly),
+        );
+    }
+    for (o, a) in acc.iter_mut().zip([a0, a1, a2, a3]) {
+        *o = a;
+    }
 }
 
 /// [`walk`] in Thumb-1 assembly (see the module docs).
