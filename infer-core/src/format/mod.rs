@@ -14,7 +14,7 @@
 //! | offset | field | encoding |
 //! | --- | --- | --- |
 //! | 0 | magic | `b"MNML"` |
-//! | 4 | format version | u8, `3` |
+//! | 4 | format version | u8, `4` |
 //! | 5 | layers `L` | u8, 1–[`MAX_LAYERS`] |
 //! | 6 | each layer's weights | `L` bytes: `1` int8, `3` int4, `2` f32 ([`Weights::byte`]), plus [`SPARSE`] (`0x80`) for a block-sparse integer layer; an f32 file's layers are all f32 and dense, an integer file's any mix of int8 and int4, dense or sparse |
 //! | 6 + `L` | widths | `L + 1` varints: inputs, each hidden layer's units, classes; each 1–[`MAX_FORMAT_WIDTH`] |
@@ -65,7 +65,8 @@
 //! The tables above are [`INTEGER_SECTIONS`] and [`F32_SECTIONS`], which the reader and the
 //! writer walk: a test renders them and checks that these docs show the same rows.
 //!
-//! Versions 1 and 2 held only the 784-512-10 network; their files are refused with
+//! Versions 1 and 2 held only the 784-512-10 network, and version 3 stored every integer layer's
+//! weight scales (int8 hidden layers' too); their files are refused with
 //! [`FormatError::UnsupportedVersion`] (re-export or retrain them with this version's trainer).
 
 mod read;
@@ -85,7 +86,7 @@ pub const SPARSE: u8 = 0x80;
 /// The first four bytes of every model file.
 pub const MAGIC: [u8; 4] = *b"MNML";
 /// The format version this crate reads and writes.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 /// Most layers a file holds.
 pub const MAX_LAYERS: usize = 8;
 /// Widest layer a file may declare.
