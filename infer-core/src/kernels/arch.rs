@@ -453,6 +453,13 @@ impl<G> Groups<G> {
         unsafe { self.list.set_len(n) };
         self.cols = cols;
     }
+
+    /// Ends the list as `A` ends the ones it gathers ([`Arch::close`]): after
+    /// [`Self::fill_with`], for an architecture whose own gather leaves that to it.
+    #[cfg_attr(any(not(target_arch = "arm"), thumb1_only), allow(dead_code))]
+    pub(crate) fn close<A: Arch<Group = G>>(&mut self) {
+        A::close(&mut self.list);
+    }
 }
 
 /// A little-endian u16 (a sparse matrix's counts and groups) as an index.

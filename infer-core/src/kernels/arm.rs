@@ -315,39 +315,11 @@ unsafe fn gather_live(list: *mut Paired, words: &[[u8; GROUP]], offset: u32) -> 
     }
 }
 
-/// [`gather_kept`]'s loop: per kept tile its group's word loaded by position, and, if not zero,
-/// its entry (paired inputs and the tile's offset) stored; `$sum` is what else a live tile does,
-/// `$extra` the operands it needs.
-macro_rules! gather_kept_asm {
-    ($sum:literal, $kept:expr, $end:expr, $x:expr, $at:ident; $($extra:tt)*) => {
-        asm!(
-            "mov r2, #0",
-            "2:",
-            "ldrh {g}, [{kept}], #2",
-            "ldr {w}, [{x}, {g}, lsl #2]",
-            "cmp {w}, #0",
-            "beq 4f",
-            "and r0, {w}, {mask}",
-            "and r1, {mask}, {w}, lsr #8",
-            $sum,
-            "stm {list}!, {{r0, r1, r2}}",
-            "4:",
-            "add r2, r2, #64",
-            "cmp {kept}, {end}",
-            "bne 2b",
-            kept = inout(reg) $kept => _,
-            end = in(reg) $end,
-            x = in(reg) $x,
-            list = inout(reg) $at,
-            mask = in(reg) 0x00ff_00ffu32,
-            g = out(reg) _,
-            w = out(reg) _,
-            $($extra)*
-            out("r0") _,
-            out("r1") _,
-            out("r2") _,
-            options(nostack),
-        )
+/// [`Dsp::group`] in assembly, for [`gather_kept_asm`]: the word `{w}` paired into `r0` (inputs 0
+/// and 2) and `r1` (1 and 3).
+macro_rules! pair {
+    () => {
+        "and r0, {w}, {mask}\nand r1, {mask}, {w}, lsr #8"
     };
 }
 
@@ -375,12 +347,16 @@ unsafe fn gather_kept<const SUM: bool>(
     unsafe {
         if SUM {
             gather_kept_asm!(
-                "usada8 {sum}, {w}, {zero}, {sum}", kept.as_ptr(), end, x.as_ptr(), at;
+                pair!(), "usada8 {sum}, {w}, {zero}, {sum}", kept.as_ptr(), end, x.as_ptr(), at;
+                mask = in(reg) 0x00ff_00ffu32,
                 zero = in(reg) 0u32,
                 sum = inout(reg) *sum,
             );
         } else {
-            gather_kept_asm!("", kept.as_ptr(), end, x.as_ptr(), at;);
+            gather_kept_asm!(
+                pair!(), "", kept.as_ptr(), end, x.as_ptr(), at;
+                mask = in(reg) 0x00ff_00ffu32,
+            );
         }
         at.offset_from_unsigned(list)
     }

@@ -86,6 +86,44 @@
 mod arch;
 mod scalar;
 mod sparse;
+
+/// The Armv7-M walks' gather of a row block's kept tiles: per kept tile its group's word `{w}`
+/// loaded by position, and, if not zero, its entry stored (`r0`, `r1`: the paired inputs, which
+/// `$pair` makes from `{w}` as the walk pairs them; `r2`: the tile's offset). `$sum` is what else
+/// a live tile does, `$extra` the operands `$pair` and `$sum` need. The loop runs at least once:
+/// `$kept` must not be empty.
+#[cfg(all(target_arch = "arm", not(thumb1_only)))]
+macro_rules! gather_kept_asm {
+    ($pair:expr, $sum:expr, $kept:expr, $end:expr, $x:expr, $at:ident; $($extra:tt)*) => {
+        core::arch::asm!(
+            "mov r2, #0",
+            "2:",
+            "ldrh {g}, [{kept}], #2",
+            "ldr {w}, [{x}, {g}, lsl #2]",
+            "cmp {w}, #0",
+            "beq 4f",
+            $pair,
+            $sum,
+            "stm {list}!, {{r0, r1, r2}}",
+            "4:",
+            "add r2, r2, #64",
+            "cmp {kept}, {end}",
+            "bne 2b",
+            kept = inout(reg) $kept => _,
+            end = in(reg) $end,
+            x = in(reg) $x,
+            list = inout(reg) $at,
+            g = out(reg) _,
+            w = out(reg) _,
+            $($extra)*
+            out("r0") _,
+            out("r1") _,
+            out("r2") _,
+            options(nostack),
+        )
+    };
+}
+
 mod swar;
 
 #[cfg(target_arch = "x86_64")]

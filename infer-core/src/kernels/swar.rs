@@ -120,8 +120,8 @@ impl Arch for Swar {
         let _ = list.push(SENTINEL);
     }
 
-    /// The kept tiles live in `x` gathered in Thumb-2 assembly (7 instructions per blank tile,
-    /// 11 per live one, its 4-bit sum included), then walked as a dense list.
+    /// The kept tiles live in `x` gathered in Thumb-2 assembly ([`gather_kept`]), then walked
+    /// as a dense list.
     #[cfg(all(target_arch = "arm", not(thumb1_only)))]
     unsafe fn kept_rows<const NIBBLES: bool>(
         w: &[u8],
@@ -134,58 +134,21 @@ impl Arch for Swar {
             // SAFETY: the caller's guarantee.
             return unsafe { gather_kept_then_rows::<Self, NIBBLES>(w, kept, x, groups, out) };
         }
-        let mut halves = 0u32;
+        let mut sum = 0u32;
         // SAFETY: every group of `kept` is below `x.len() / 4` (the `Arch::kept_rows` contract,
-        // `x.len()` a multiple of 4), so each word the loop loads is inside `x`; it writes at
-        // most `kept.len()` ≤ LIST_GROUPS entries, then up to 3 padding entries (LIST_GROUPS is
-        // a multiple of 4) and the sentinel: at most LIST_GROUPS + 1.
+        // `x.len()` a multiple of 4), so each word the gather loads is inside `x`; it writes at
+        // most `kept.len()` ≤ LIST_GROUPS entries.
         unsafe {
             groups.fill_with(kept.len() * GROUP, |list| {
-                let mut at = list;
-                let end = kept.as_ptr_range().end;
-                core::arch::asm!(
-                    "mov r2, #0",
-                    "2:",
-                    "ldrh {g}, [{kept}], #2",
-                    "ldr {w}, [{x}, {g}, lsl #2]",
-                    "cmp {w}, #0",
-                    "beq 4f",
-                    "and r0, {mask}, {w}, ror #16",
-                    "and r1, {mask}, {w}, ror #24",
-                    "add {sum}, {sum}, r0",
-                    "add {sum}, {sum}, r1",
-                    "stm {list}!, {{r0, r1, r2}}",
-                    "4:",
-                    "add r2, r2, #64",
-                    "cmp {kept}, {end}",
-                    "bne 2b",
-                    kept = inout(reg) kept.as_ptr() => _,
-                    end = in(reg) end,
-                    x = in(reg) x.as_ptr(),
-                    list = inout(reg) at,
-                    mask = in(reg) 0x00ff_00ffu32,
-                    sum = inout(reg) halves,
-                    g = out(reg) _,
-                    w = out(reg) _,
-                    out("r0") _,
-                    out("r1") _,
-                    out("r2") _,
-                    options(nostack),
-                );
-                let mut n = at.offset_from(list) as usize;
-                while !n.is_multiple_of(4) {
-                    at.write(PADDING);
-                    at = at.add(1);
-                    n += 1;
-                }
-                at.write(SENTINEL);
-                n + 1
+                gather_kept::<NIBBLES>(list, kept, x, &mut sum)
             })
         };
+        // The padding and the sentinel, as after any gather (room: LIST_GROUPS is a multiple
+        // of 4, and the list holds two more).
+        groups.close::<Self>();
         // SAFETY: the caller's guarantee; `groups` gathered from `w`'s tiles.
         unsafe { walk_kept::<Self, NIBBLES>(w, groups, out) };
-        // Each halfword is a sum over at most LIST_GROUPS groups of two inputs: below 2^16.
-        (halves & 0xffff) + (halves >> 16)
+        sum
     }
 
     unsafe fn rows(w: &[i8], groups: &Groups<Paired>, out: &mut [i32]) {
@@ -331,6 +294,59 @@ fn walk(w: &[u32], i: usize, entries: &[Paired]) -> [u32; 2] {
         );
     }
     [lo, hi]
+}
+
+/// [`Swar::group`] in assembly, for [`gather_kept_asm`]: the word `{w}` paired into `r0` (`x20`)
+/// and `r1` (`x31`).
+#[cfg(all(target_arch = "arm", not(thumb1_only)))]
+macro_rules! pair {
+    () => {
+        "and r0, {mask}, {w}, ror #16\nand r1, {mask}, {w}, ror #24"
+    };
+}
+
+/// Writes at `list` the entries of `kept`'s groups that are live in `x`, the offset of each its
+/// tile's (64 bytes per position in `kept`), and returns how many; with `SUM`, adds their inputs
+/// to `sum` (as halfword sums of the paired inputs, folded at the end). 7 instructions per kept
+/// tile, 9 per live one (11 with `SUM`).
+///
+/// # Safety
+/// Every group of `kept` is below `x.len() / 4`; `list` has room for `kept.len()` entries.
+#[cfg(all(target_arch = "arm", not(thumb1_only)))]
+#[inline(always)]
+unsafe fn gather_kept<const SUM: bool>(
+    list: *mut Paired,
+    kept: &[[u8; 2]],
+    x: &[u8],
+    sum: &mut u32,
+) -> usize {
+    let end = kept.as_ptr_range().end;
+    let mut at = list;
+    if kept.is_empty() {
+        return 0;
+    }
+    // SAFETY: the loop reads `kept` to its end, and at each group's position in `x` one word,
+    // inside `x` (the caller's guarantee; `ldr` may be unaligned on Armv7-M), and stores one
+    // entry per live group at `list`, which has room for them. Only the named registers change.
+    unsafe {
+        if SUM {
+            let mut halves = 0u32;
+            gather_kept_asm!(
+                pair!(), "add {sum}, {sum}, r0\nadd {sum}, {sum}, r1", kept.as_ptr(), end,
+                x.as_ptr(), at;
+                mask = in(reg) 0x00ff_00ffu32,
+                sum = inout(reg) halves,
+            );
+            // Each halfword is a sum over at most LIST_GROUPS groups of two inputs: below 2^16.
+            *sum += (halves & 0xffff) + (halves >> 16);
+        } else {
+            gather_kept_asm!(
+                pair!(), "", kept.as_ptr(), end, x.as_ptr(), at;
+                mask = in(reg) 0x00ff_00ffu32,
+            );
+        }
+        at.offset_from_unsigned(list)
+    }
 }
 
 /// `acc[r] += Σ_t x[t] · w[4·r + t]` over the entries, for the 4 rows of a quarter tile whose
