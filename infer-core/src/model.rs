@@ -60,7 +60,8 @@ impl<'a> QuantLayer<'a> {
         } else {
             groups.walk_chunks(
                 x.len(),
-                |g, from| g.gather::<A>(x, from),
+                // SAFETY: the CPU by the caller.
+                |g, from| unsafe { g.gather::<A>(x, from) },
                 // SAFETY: as above.
                 |g| unsafe { m.walk::<A, KINDS>(g, acc) },
             );
@@ -97,17 +98,16 @@ impl<'a> QuantLayer<'a> {
             for (((out, bias), mul), shift) in passes {
                 let acc = acc.get_mut(..out.len()).unwrap_or(&mut []);
                 start(acc, bias, 0);
-                for (acc, (kept, m)) in acc.chunks_exact_mut(TILE_ROWS).zip(&mut blocks) {
-                    // SAFETY: one row block and its stored tiles (checked at load); the rest by
-                    // the caller.
-                    unsafe { m.walk_block::<A, KINDS>(kept, x, groups, acc) };
-                }
+                // SAFETY: the pass's row blocks and their stored tiles (checked at load); the
+                // rest by the caller.
+                unsafe { Matrix::walk_blocks::<A, KINDS>(&mut blocks, x, groups, acc) };
                 // SAFETY: the CPU by the caller.
                 unsafe { A::requantize(acc, mul, shift, out) };
             }
             return;
         }
-        let whole = groups.gather::<A>(x, 0) == groups_of(x.len());
+        // SAFETY: the CPU by the caller.
+        let whole = unsafe { groups.gather::<A>(x, 0) } == groups_of(x.len());
         let m = self.matrix();
         let excess = m.excess(x);
         const P: usize = ROWS_PER_PASS;
@@ -182,7 +182,8 @@ impl<'a> QuantLayer<'a> {
             unsafe { m.walk_sparse::<A, KINDS>(s, x, groups, acc) };
             return prediction(acc.get(..self.layer.outputs).unwrap_or(&[]), self.w_scale);
         }
-        let whole = groups.gather::<A>(x, 0) == groups_of(x.len());
+        // SAFETY: the CPU by the caller.
+        let whole = unsafe { groups.gather::<A>(x, 0) } == groups_of(x.len());
         let excess = m.excess(x);
         if A::TILE_PASSES {
             // A tile per pass, into an array (see `Arch::TILE_PASSES`).

@@ -19,6 +19,9 @@ pub const NIBBLE_OFFSET: i32 = 8;
 /// vector.
 pub const LIST_GROUPS: usize = if cfg!(target_os = "none") { 128 } else { 196 };
 
+/// The most row blocks an architecture's [`Arch::kept_blocks`] walks at once.
+pub(crate) const KEPT_BLOCKS: usize = 8;
+
 /// A gathered list: a chunk of groups, plus two entries an architecture may append.
 pub(crate) type GroupList<G> = heapless::Vec<G, { LIST_GROUPS + 2 }>;
 
@@ -224,8 +227,11 @@ pub(crate) trait Arch {
 
     /// [`Groups::gather`]: the live groups of `x` from group `from` on, until the list is full
     /// (then closed); returns the first group not looked at. By default in portable code.
+    ///
+    /// # Safety
+    /// The running CPU has the instructions this architecture uses.
     #[inline(always)]
-    fn gather(groups: &mut Groups<Self::Group>, x: &[u8], from: usize) -> usize
+    unsafe fn gather(groups: &mut Groups<Self::Group>, x: &[u8], from: usize) -> usize
     where
         Self: Sized,
     {
@@ -259,8 +265,9 @@ pub(crate) trait Arch {
     /// is one instruction multiplies every kept tile instead, without a branch.
     ///
     /// # Safety
-    /// The running CPU has the instructions this architecture uses; `out.len()` is 16 and `w`
-    /// holds `kept.len()` tiles.
+    /// The running CPU has the instructions this architecture uses; `out.len()` is 16, `w`
+    /// holds `kept.len()` tiles, and every group of `kept` is one of `x`'s (below its length
+    /// rounded up to 4, over 4: what a [`Sparsity`](super::Sparsity) checked against `x` holds).
     #[inline(always)]
     unsafe fn kept_rows<const NIBBLES: bool>(
         w: &[u8],
@@ -274,6 +281,34 @@ pub(crate) trait Arch {
     {
         // SAFETY: the caller's guarantee.
         unsafe { gather_kept_then_rows::<Self, NIBBLES>(w, kept, x, groups, out) }
+    }
+
+    /// Whether block-sparse layers are walked [`KEPT_BLOCKS`] row blocks at a time, by
+    /// [`Self::kept_blocks`]; by default one at a time, by [`Self::kept_rows`].
+    const KEPT_BATCH: bool = false;
+
+    /// [`Self::kept_rows`] for consecutive row blocks (at most [`KEPT_BLOCKS`]): `blocks[i]` is
+    /// row block `i`'s kept groups (at most [`LIST_GROUPS`]) and stored tiles, `out` their 16
+    /// rows each; `sums[i]` gets row block `i`'s sum, as [`Self::kept_rows`] returns it. By
+    /// default one [`Self::kept_rows`] per row block.
+    ///
+    /// # Safety
+    /// As [`Self::kept_rows`] for each row block; `out.len()` is 16 per row block.
+    #[inline(always)]
+    unsafe fn kept_blocks<const NIBBLES: bool>(
+        blocks: &[(&[[u8; 2]], &[u8])],
+        x: &[u8],
+        groups: &mut Groups<Self::Group>,
+        out: &mut [i32],
+        sums: &mut [u32; KEPT_BLOCKS],
+    ) where
+        Self: Sized,
+    {
+        let outs = out.chunks_exact_mut(TILE_ROWS).zip(sums.iter_mut());
+        for (&(kept, w), (out, sum)) in blocks.iter().zip(outs) {
+            // SAFETY: the caller's guarantee.
+            *sum = unsafe { Self::kept_rows::<NIBBLES>(w, kept, x, groups, out) };
+        }
     }
 
     /// `out[j] = requantize(acc[j], multiplier[j], shift[j])`, the same integers on every
@@ -357,10 +392,14 @@ impl<G> Groups<G> {
     /// until it is full; returns the first group not looked at ([`groups_of`]`(x.len())` when
     /// the list has every live group from `from` on). (Called once per layer and chunk: one
     /// copy on a microcontroller, where flash is scarce.)
+    ///
+    /// # Safety
+    /// The running CPU has the instructions `A` uses.
     #[cfg_attr(target_os = "none", inline(never))]
     #[cfg_attr(not(target_os = "none"), inline(always))]
-    pub(crate) fn gather<A: Arch<Group = G>>(&mut self, x: &[u8], from: usize) -> usize {
-        A::gather(self, x, from)
+    pub(crate) unsafe fn gather<A: Arch<Group = G>>(&mut self, x: &[u8], from: usize) -> usize {
+        // SAFETY: the caller's guarantee.
+        unsafe { A::gather(self, x, from) }
     }
 
     /// [`Self::gather`] in portable code: [`Arch::gather`]'s default.
@@ -443,7 +482,10 @@ impl<G> Groups<G> {
     /// # Safety
     /// `write` initializes the first `n` entries at the pointer, `n` ≤ [`LIST_GROUPS`] + 2, and
     /// returns `n`; each entry's offset is that of a group below `cols`.
-    #[cfg_attr(any(not(target_arch = "arm"), thumb1_only), allow(dead_code))]
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", all(target_arch = "arm", not(thumb1_only)))),
+        allow(dead_code)
+    )]
     #[inline(always)]
     pub(crate) unsafe fn fill_with(&mut self, cols: usize, write: impl FnOnce(*mut G) -> usize) {
         self.list.clear();

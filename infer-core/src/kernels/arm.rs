@@ -81,7 +81,7 @@ impl Arch for Dsp {
         let _ = list.push(SENTINEL);
     }
 
-    fn gather(groups: &mut Groups<Paired>, x: &[u8], from: usize) -> usize {
+    unsafe fn gather(groups: &mut Groups<Paired>, x: &[u8], from: usize) -> usize {
         let (words, tail) = x.as_chunks::<GROUP>();
         let Some(rest) = words.get(from..).filter(|_| tail.is_empty()) else {
             return groups.gather_portable::<Self>(x, from);

@@ -4,8 +4,11 @@
 //! the multiply-add latency.
 
 use core::arch::x86_64::*;
+use core::mem::MaybeUninit;
 
-use super::arch::{Arch, BatchArch, Groups, TILE_ROWS};
+use super::arch::{
+    Arch, BatchArch, GROUP, Groups, KEPT_BLOCKS, LIST_GROUPS, TILE_BYTES, TILE_ROWS,
+};
 
 // Every feature a kernel's `#[target_feature]` enables is one its detection checks.
 
@@ -21,8 +24,8 @@ pub(super) fn has_avx2() -> bool {
     }
 }
 
-/// Whether AVX-512 F, BW, DQ, VL and VNNI are all there (the walk needs F and VNNI, the
-/// vectorized requantization BW, DQ and VL).
+/// Whether AVX-512 F, BW, DQ, VL and VNNI are all there, and POPCNT (the walk needs F and VNNI,
+/// the vectorized requantization BW, DQ and VL, the gather VL and POPCNT).
 pub(super) fn has_avx512_vnni() -> bool {
     #[cfg(any(feature = "std", test))]
     {
@@ -31,6 +34,7 @@ pub(super) fn has_avx512_vnni() -> bool {
             && std::is_x86_feature_detected!("avx512dq")
             && std::is_x86_feature_detected!("avx512vl")
             && std::is_x86_feature_detected!("avx512vnni")
+            && std::is_x86_feature_detected!("popcnt")
     }
     #[cfg(not(any(feature = "std", test)))]
     {
@@ -39,7 +43,8 @@ pub(super) fn has_avx512_vnni() -> bool {
             target_feature = "avx512bw",
             target_feature = "avx512dq",
             target_feature = "avx512vl",
-            target_feature = "avx512vnni"
+            target_feature = "avx512vnni",
+            target_feature = "popcnt"
         ))
     }
 }
@@ -56,8 +61,10 @@ pub(super) fn has_avx_vnni() -> bool {
     }
 }
 
-/// A live group for `vpdpbusd`: its offset and its 4 inputs as one dword to broadcast.
+/// A live group for `vpdpbusd`: its offset and its 4 inputs as one dword to broadcast (in that
+/// order, so that an entry is the little-endian u64 `offset | x << 32`: AVX-512 gathers them so).
 #[derive(Clone, Copy)]
+#[repr(C)]
 pub(crate) struct Dword {
     offset: u32,
     x: i32,
@@ -78,6 +85,7 @@ macro_rules! vnni_arch {
         panel: $panel:literal, panel_x4: $panel4:literal,
         $zero:ident, $set1:ident, $load:ident, $store:ident, $dpbusd:ident, $add:ident,
         unpack4: $unpack4:ident
+        $(, kept_blocks: $kept_blocks:ident)?
     ) => {
         $(#[$doc])*
         pub(crate) struct $arch;
@@ -296,6 +304,12 @@ macro_rules! vnni_arch {
             }
 
             #[target_feature(enable = $features)]
+            unsafe fn gather(groups: &mut Groups<Dword>, x: &[u8], from: usize) -> usize {
+                // SAFETY: the caller's guarantee.
+                unsafe { Self::gather_live(groups, x, from) }
+            }
+
+            #[target_feature(enable = $features)]
             unsafe fn rows(w: &[i8], groups: &Groups<Dword>, out: &mut [i32]) {
                 let block = TILE_ROWS * groups.cols();
                 // SAFETY: the caller's guarantee, for 8-bit tiles.
@@ -308,6 +322,22 @@ macro_rules! vnni_arch {
                 // SAFETY: the caller's guarantee, for 4-bit tiles.
                 unsafe { Self::walk::<true>(w.as_ptr(), block, groups.entries(), out) }
             }
+
+            $(
+                const KEPT_BATCH: bool = true;
+
+                #[target_feature(enable = $features)]
+                unsafe fn kept_blocks<const NIBBLES: bool>(
+                    blocks: &[(&[[u8; 2]], &[u8])],
+                    x: &[u8],
+                    groups: &mut Groups<Dword>,
+                    out: &mut [i32],
+                    sums: &mut [u32; KEPT_BLOCKS],
+                ) {
+                    // SAFETY: the caller's guarantee.
+                    unsafe { Self::$kept_blocks::<NIBBLES>(blocks, x, groups, out, sums) }
+                }
+            )?
 
             #[target_feature(enable = $features)]
             unsafe fn requantize(acc: &[i32], multiplier: &[[u8; 4]], shift: &[u8], out: &mut [u8]) {
@@ -335,8 +365,17 @@ macro_rules! vnni_arch {
                 let mut sum = 0u32;
                 // Four kept tiles a step, one accumulator each (indexed by constants, so they
                 // stay in registers).
+                // A vector of whole groups is read without a bounds check (the kept groups are
+                // its groups: the caller's guarantee), so that the broadcast is a load.
+                let exact = split.1.is_none();
                 let mut step = |acc: &mut [$vec; TILE_ROWS / $lanes], p: usize, k: &[u8; 2]| {
-                    let b = super::arch::group_at(split, super::arch::u16_of(k));
+                    let g = super::arch::u16_of(k);
+                    let b = if exact {
+                        // SAFETY: `g` is a group of `x`, all whole (the caller's guarantee).
+                        unsafe { *split.0.get_unchecked(g) }
+                    } else {
+                        super::arch::group_at(split, g)
+                    };
                     if NIBBLES {
                         sum += super::arch::input_sum(b);
                     }
@@ -402,7 +441,7 @@ macro_rules! vnni_arch {
 vnni_arch!(
     /// AVX-512 VNNI: one 512-bit `vpdpbusd` per tile, 16 rows at once.
     Avx512Vnni,
-    "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni",
+    "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,popcnt",
     __m512i,
     16,
     panel: 4,
@@ -413,7 +452,8 @@ vnni_arch!(
     _mm512_storeu_si512,
     _mm512_dpbusd_epi32,
     _mm512_add_epi32,
-    unpack4: unpack4_512
+    unpack4: unpack4_512,
+    kept_blocks: kept_live
 );
 
 vnni_arch!(
@@ -433,6 +473,217 @@ vnni_arch!(
     _mm256_add_epi32,
     unpack4: unpack4_256
 );
+
+impl Avx512Vnni {
+    /// [`Arch::gather`] without a branch per group: 8 groups at a time, their entries built in
+    /// one vector and the live ones compressed (`vpcompressq`) to the end of the list. (Only
+    /// for a vector of whole groups; a partial last group goes the portable way.)
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F and VL, and POPCNT.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,popcnt")]
+    unsafe fn gather_live(groups: &mut Groups<Dword>, x: &[u8], from: usize) -> usize {
+        let (words, tail) = x.as_chunks::<GROUP>();
+        let Some(rest) = words.get(from..).filter(|_| tail.is_empty()) else {
+            return groups.gather_portable::<Self>(x, from);
+        };
+        let mut looked = 0;
+        // SAFETY: at most LIST_GROUPS entries are written (a vector of 8 only while 8 more fit),
+        // each that of a group of `rest`, below `x.len()`.
+        unsafe {
+            groups.fill_with(x.len(), |list| {
+                let mut n = 0;
+                let first = (from * TILE_BYTES) as u64;
+                let mut offsets = _mm512_add_epi64(
+                    _mm512_set1_epi64(first as i64),
+                    _mm512_setr_epi64(0, 64, 128, 192, 256, 320, 384, 448),
+                );
+                let step = _mm512_set1_epi64(8 * TILE_BYTES as i64);
+                let (octets, _) = rest.as_chunks::<8>();
+                for octet in octets {
+                    if n + 8 > LIST_GROUPS {
+                        break;
+                    }
+                    let xv = _mm256_loadu_si256(octet.as_ptr().cast());
+                    let live = _mm256_test_epi32_mask(xv, xv);
+                    let entries = _mm512_or_si512(
+                        offsets,
+                        _mm512_slli_epi64::<32>(_mm512_cvtepu32_epi64(xv)),
+                    );
+                    _mm512_storeu_si512(
+                        list.add(n).cast(),
+                        _mm512_maskz_compress_epi64(live, entries),
+                    );
+                    n += live.count_ones() as usize;
+                    offsets = _mm512_add_epi64(offsets, step);
+                    looked += 8;
+                }
+                for b in rest.get(looked..).unwrap_or(&[]) {
+                    if n == LIST_GROUPS {
+                        break;
+                    }
+                    let x = i32::from_le_bytes(*b);
+                    let offset = ((from + looked) * TILE_BYTES) as u32;
+                    list.add(n).write(Dword { offset, x });
+                    n += usize::from(x != 0);
+                    looked += 1;
+                }
+                n
+            })
+        };
+        from + looked
+    }
+}
+
+/// The largest groups index [`Avx512Vnni::kept_live`]'s live bitmap holds (512 bits).
+const BITMAP_GROUPS: usize = 512;
+
+impl Avx512Vnni {
+    /// [`Arch::kept_blocks`]: only the tiles both kept and live are loaded and multiplied. The
+    /// input's live groups become a bitmap in one register, once; then, for every row block of
+    /// the batch first, its kept groups are looked up in it 16 at a time (`vpermd`, `vpsrlvd`,
+    /// `vptestmd`) and the live ones' tile offsets and groups compressed (`vpcompressd`) into
+    /// the block's list, without a branch; then every block's list is walked in four
+    /// accumulator chains, the group's inputs broadcast from `x`. (All gathers come before any
+    /// walk, so that no walk waits for the stores of the list it reads.) A vector with a partial
+    /// group or more than 512 groups, or a row block not as [`Arch::kept_rows`] requires, goes
+    /// tile by tile.
+    ///
+    /// # Safety
+    /// As [`Arch::kept_blocks`].
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,popcnt")]
+    unsafe fn kept_live<const NIBBLES: bool>(
+        blocks: &[(&[[u8; 2]], &[u8])],
+        x: &[u8],
+        groups: &mut Groups<Dword>,
+        out: &mut [i32],
+        sums: &mut [u32; KEPT_BLOCKS],
+    ) {
+        let tile = if NIBBLES { TILE_BYTES / 2 } else { TILE_BYTES };
+        let (whole, tail) = x.as_chunks::<GROUP>();
+        let fits = |&(kept, w): &(&[[u8; 2]], &[u8])| {
+            kept.len() <= LIST_GROUPS && w.len() >= kept.len() * tile
+        };
+        if !tail.is_empty()
+            || whole.len() > BITMAP_GROUPS
+            || blocks.len() > KEPT_BLOCKS
+            || out.len() < TILE_ROWS * blocks.len()
+            || !blocks.iter().all(fits)
+        {
+            let outs = out.chunks_exact_mut(TILE_ROWS).zip(sums.iter_mut());
+            for (&(kept, w), (out, sum)) in blocks.iter().zip(outs) {
+                // SAFETY: the caller's guarantee.
+                *sum = unsafe { Self::kept_rows::<NIBBLES>(w, kept, x, groups, out) };
+            }
+            return;
+        }
+        // Bit g of the bitmap: group g is live.
+        let mut bits = [0u16; BITMAP_GROUPS / 16];
+        for (bits, sixteen) in bits.iter_mut().zip(whole.chunks(16)) {
+            let valid = (u32::MAX >> (32 - sixteen.len())) as __mmask16;
+            // SAFETY: `sixteen.len()` groups of 4 bytes are readable; the rest are not read.
+            let v = unsafe { _mm512_maskz_loadu_epi32(valid, sixteen.as_ptr().cast()) };
+            *bits = _mm512_test_epi32_mask(v, v);
+        }
+        // SAFETY: 64 bytes; unaligned load.
+        let bitmap = unsafe { _mm512_loadu_si512(bits.as_ptr().cast()) };
+        // Each block's list: per live kept tile, its offset in the block's tiles (high half)
+        // and its group (low half); room for a vector stored past the last entry.
+        let mut lists = [const { MaybeUninit::<[u32; LIST_GROUPS + 16]>::uninit() }; KEPT_BLOCKS];
+        let mut counts = [0usize; KEPT_BLOCKS];
+        let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let step = _mm512_set1_epi32((16 * tile) as i32);
+        let groups_v = _mm512_set1_epi32(whole.len() as i32);
+        for ((&(kept, _), list), count) in blocks.iter().zip(&mut lists).zip(&mut counts) {
+            let mut offsets = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(tile as i32));
+            let mut n = 0;
+            for sixteen in kept.chunks(16) {
+                let valid = (u32::MAX >> (32 - sixteen.len())) as __mmask16;
+                // SAFETY: `sixteen.len()` u16s are readable; the rest are not read.
+                let g = _mm512_cvtepu16_epi32(unsafe {
+                    _mm256_maskz_loadu_epi16(valid, sixteen.as_ptr().cast())
+                });
+                let word = _mm512_permutexvar_epi32(_mm512_srli_epi32::<5>(g), bitmap);
+                let bit = _mm512_srlv_epi32(word, _mm512_and_si512(g, _mm512_set1_epi32(31)));
+                let live = _mm512_mask_test_epi32_mask(valid, bit, _mm512_set1_epi32(1));
+                // (Every kept group is one of `x`'s; a lane that were not is never read.)
+                let live = _mm512_mask_cmplt_epu32_mask(live, g, groups_v);
+                let entries = _mm512_or_si512(_mm512_slli_epi32::<16>(offsets), g);
+                // SAFETY: `n` ≤ `kept.len()` ≤ LIST_GROUPS entries so far; 16 more fit.
+                unsafe {
+                    _mm512_storeu_si512(
+                        list.as_mut_ptr().cast::<u32>().add(n).cast(),
+                        _mm512_maskz_compress_epi32(live, entries),
+                    )
+                };
+                n += live.count_ones() as usize;
+                offsets = _mm512_add_epi32(offsets, step);
+            }
+            *count = n;
+        }
+        let xp = whole.as_ptr().cast::<i32>();
+        let outs = out.chunks_exact_mut(TILE_ROWS).zip(sums.iter_mut());
+        for (((&(_, w), list), &n), (out, sum)) in blocks.iter().zip(&lists).zip(&counts).zip(outs)
+        {
+            let mut acc = [_mm512_setzero_si512(); 4];
+            let mut sad = _mm512_setzero_si512();
+            let mut step = |acc: &mut __m512i, e: u32| {
+                let (offset, g) = ((e >> 16) as usize, (e & 0xffff) as usize);
+                // SAFETY: `g` is a live group of `x` (below `whole.len()`), `offset` a tile of `w`
+                // (both as gathered above).
+                let (xv, wv) = unsafe {
+                    (
+                        _mm512_set1_epi32(xp.add(g).read_unaligned()),
+                        Self::tile::<NIBBLES>(w.as_ptr(), offset)[0],
+                    )
+                };
+                if NIBBLES {
+                    sad = _mm512_add_epi64(sad, _mm512_sad_epu8(xv, _mm512_setzero_si512()));
+                }
+                *acc = _mm512_dpbusd_epi32(*acc, xv, wv);
+            };
+            // SAFETY: the gather above wrote the first `n` entries (and more).
+            let list = unsafe { core::slice::from_raw_parts(list.as_ptr().cast::<u32>(), n) };
+            let (quads, rest) = list.as_chunks::<4>();
+            for quad in quads {
+                let [a0, a1, a2, a3] = &mut acc;
+                step(a0, quad[0]);
+                step(a1, quad[1]);
+                step(a2, quad[2]);
+                step(a3, quad[3]);
+            }
+            for &e in rest {
+                step(&mut acc[0], e);
+            }
+            // SAFETY: `out` holds 16 i32s; unaligned load.
+            let init = unsafe { _mm512_loadu_si512(out.as_ptr().cast()) };
+            let total = _mm512_add_epi32(
+                _mm512_add_epi32(init, _mm512_add_epi32(acc[0], acc[1])),
+                _mm512_add_epi32(acc[2], acc[3]),
+            );
+            store(&[total], out);
+            // A broadcast dword's 8-byte lanes each sum its 4 bytes twice.
+            *sum = if NIBBLES {
+                (_mm512_cvtsi512_si32(sad) as u32) / 2
+            } else {
+                0
+            };
+        }
+    }
+}
+
+impl AvxVnni {
+    /// [`Arch::gather`]: the portable one (AVX-VNNI has no compress).
+    ///
+    /// # Safety
+    /// None beyond [`Arch::gather`]'s (unsafe only to match the AVX-512 one).
+    #[inline(always)]
+    unsafe fn gather_live(groups: &mut Groups<Dword>, x: &[u8], from: usize) -> usize {
+        groups.gather_portable::<Self>(x, from)
+    }
+}
 
 /// A 4-bit tile as one vector of bytes: the low nibbles (rows 0–7) in the low half, the high
 /// nibbles (rows 8–15) in the high half.
