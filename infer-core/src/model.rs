@@ -97,10 +97,9 @@ impl<'a> QuantLayer<'a> {
                 .zip(self.shift.chunks(P));
             for (((out, bias), mul), shift) in passes {
                 let acc = acc.get_mut(..out.len()).unwrap_or(&mut []);
-                start(acc, bias, 0);
-                // SAFETY: the pass's row blocks and their stored tiles (checked at load); the
-                // rest by the caller.
-                unsafe { Matrix::walk_blocks::<A, KINDS>(&mut blocks, x, groups, acc) };
+                // SAFETY: the pass's row blocks and their stored tiles (checked at load), its
+                // biases; the rest by the caller.
+                unsafe { Matrix::walk_blocks::<A, KINDS>(&mut blocks, x, groups, Some(bias), acc) };
                 // SAFETY: the CPU by the caller.
                 unsafe { A::requantize(acc, mul, shift, out) };
             }
@@ -176,10 +175,9 @@ impl<'a> QuantLayer<'a> {
         let acc = acc.get_mut(..self.layer.padded_rows()).unwrap_or(&mut []);
         let m = self.matrix();
         if let Some(s) = self.sparsity.filter(|_| kinds::has(KINDS, kinds::SPARSE)) {
-            start(acc, self.bias, 0);
-            // SAFETY: the layer's row blocks and stored tiles (checked at load); the rest by the
-            // caller.
-            unsafe { m.walk_sparse::<A, KINDS>(s, x, groups, acc) };
+            // SAFETY: the layer's row blocks and stored tiles (checked at load), its biases; the
+            // rest by the caller.
+            unsafe { m.walk_sparse::<A, KINDS>(s, x, groups, Some(self.bias), acc) };
             return prediction(acc.get(..self.layer.outputs).unwrap_or(&[]), self.w_scale);
         }
         // SAFETY: the CPU by the caller.
@@ -467,9 +465,7 @@ impl<const W: usize, const K: u8> ArchOp for PredictX4<'_, '_, W, K> {
 #[inline(always)]
 fn start(acc: &mut [i32], bias: &[[u8; 4]], excess: i32) {
     if excess == 0 {
-        for (a, b) in acc.iter_mut().zip(bias) {
-            *a = i32::from_le_bytes(*b);
-        }
+        kernels::set_biases(acc, bias);
     } else {
         for (a, b) in acc.iter_mut().zip(bias) {
             *a = i32::from_le_bytes(*b).wrapping_sub(excess);

@@ -289,26 +289,25 @@ pub(crate) trait Arch {
 
     /// [`Self::kept_rows`] for consecutive row blocks (at most [`KEPT_BLOCKS`]): `blocks[i]` is
     /// row block `i`'s kept groups (at most [`LIST_GROUPS`]) and stored tiles, `out` their 16
-    /// rows each; `sums[i]` gets row block `i`'s sum, as [`Self::kept_rows`] returns it. By
-    /// default one [`Self::kept_rows`] per row block.
+    /// rows each: `out = bias + W · x` (`out += W · x` without `bias`), the 4-bit weights'
+    /// offset taken off (`NIBBLES`). By default one [`Self::kept_rows`] per row block
+    /// ([`kept_blocks_by_rows`]).
     ///
     /// # Safety
-    /// As [`Self::kept_rows`] for each row block; `out.len()` is 16 per row block.
+    /// As [`Self::kept_rows`] for each row block; `out.len()` is 16 per row block, and so is
+    /// `bias.len()`.
     #[inline(always)]
     unsafe fn kept_blocks<const NIBBLES: bool>(
         blocks: &[(&[[u8; 2]], &[u8])],
         x: &[u8],
         groups: &mut Groups<Self::Group>,
+        bias: Option<&[[u8; 4]]>,
         out: &mut [i32],
-        sums: &mut [u32; KEPT_BLOCKS],
     ) where
         Self: Sized,
     {
-        let outs = out.chunks_exact_mut(TILE_ROWS).zip(sums.iter_mut());
-        for (&(kept, w), (out, sum)) in blocks.iter().zip(outs) {
-            // SAFETY: the caller's guarantee.
-            *sum = unsafe { Self::kept_rows::<NIBBLES>(w, kept, x, groups, out) };
-        }
+        // SAFETY: the caller's guarantee.
+        unsafe { kept_blocks_by_rows::<Self, NIBBLES>(blocks, x, groups, bias, out) }
     }
 
     /// `out[j] = requantize(acc[j], multiplier[j], shift[j])`, the same integers on every
@@ -319,6 +318,42 @@ pub(crate) trait Arch {
     #[inline(always)]
     unsafe fn requantize(acc: &[i32], multiplier: &[[u8; 4]], shift: &[u8], out: &mut [u8]) {
         requantize_portable(acc, multiplier, shift, out);
+    }
+}
+
+/// `out[j] = bias[j]` (little-endian i32s), as many as both hold.
+#[inline(always)]
+pub(crate) fn set_biases(out: &mut [i32], bias: &[[u8; 4]]) {
+    for (o, b) in out.iter_mut().zip(bias) {
+        *o = i32::from_le_bytes(*b);
+    }
+}
+
+/// [`Arch::kept_blocks`]'s default: `out = bias` (with `bias`), then one [`Arch::kept_rows`] per
+/// row block, its 4-bit offset taken off.
+///
+/// # Safety
+/// As [`Arch::kept_blocks`].
+#[inline(always)]
+pub(crate) unsafe fn kept_blocks_by_rows<A: Arch, const NIBBLES: bool>(
+    blocks: &[(&[[u8; 2]], &[u8])],
+    x: &[u8],
+    groups: &mut Groups<A::Group>,
+    bias: Option<&[[u8; 4]]>,
+    out: &mut [i32],
+) {
+    if let Some(bias) = bias {
+        set_biases(out, bias);
+    }
+    for (&(kept, w), out) in blocks.iter().zip(out.chunks_exact_mut(TILE_ROWS)) {
+        // SAFETY: the caller's guarantee.
+        let sum = unsafe { A::kept_rows::<NIBBLES>(w, kept, x, groups, out) };
+        if NIBBLES {
+            let excess = (sum as i32).wrapping_mul(NIBBLE_OFFSET);
+            for o in out.iter_mut() {
+                *o = o.wrapping_sub(excess);
+            }
+        }
     }
 }
 

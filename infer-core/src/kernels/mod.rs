@@ -151,7 +151,7 @@ pub mod conformance;
 
 use core::fmt;
 
-pub(crate) use arch::{Arch, BatchArch, Groups, groups_of};
+pub(crate) use arch::{Arch, BatchArch, Groups, groups_of, set_biases};
 pub use arch::{
     GROUP, LIST_GROUPS, NIBBLE_OFFSET, TILE_BYTES, TILE_ROWS, TILE4_BYTES, nibble_index,
     tiled_index,
@@ -408,7 +408,7 @@ impl ArchOp for SparseMatVec<'_, '_> {
         let SparseMatVec(w, s, x, out) = self;
         let mut groups = Groups::new();
         // SAFETY: shapes checked by the caller, the CPU by `dispatch`'s caller.
-        unsafe { w.walk_sparse::<A, { kinds::ALL }>(s, x, &mut groups, out) }
+        unsafe { w.walk_sparse::<A, { kinds::ALL }>(s, x, &mut groups, None, out) }
     }
 }
 

@@ -5,7 +5,9 @@
 
 use core::ops::Range;
 
-use super::arch::{Arch, GROUP, Groups, KEPT_BLOCKS, LIST_GROUPS, TILE_BYTES, TILE_ROWS, u16_of};
+use super::arch::{
+    Arch, GROUP, Groups, KEPT_BLOCKS, LIST_GROUPS, TILE_BYTES, TILE_ROWS, set_biases, u16_of,
+};
 use super::{KernelError, Matrix, NIBBLE_OFFSET};
 use crate::{Weights, kinds};
 
@@ -150,54 +152,64 @@ impl<'a> Matrix<'a> {
         }
     }
 
-    /// `out += W · x` over every row block of a block-sparse matrix (see [`Self::walk_blocks`]).
+    /// `out = bias + W · x` (`out += W · x` without `bias`) over every row block of a
+    /// block-sparse matrix (see [`Self::walk_blocks`]).
     ///
     /// # Safety
-    /// The running CPU has the instructions `A` uses; `out.len()` is 16 per row block of `s` and
-    /// the bytes are `s.tiles()` tiles; `x` has the inputs `s` was made for.
+    /// The running CPU has the instructions `A` uses; `out.len()` is 16 per row block of `s`
+    /// (and so is `bias.len()`) and the bytes are `s.tiles()` tiles; `x` has the inputs `s` was
+    /// made for.
     pub(crate) unsafe fn walk_sparse<A: Arch, const KINDS: u8>(
         self,
         s: Sparsity<'_>,
         x: &[u8],
         groups: &mut Groups<A::Group>,
+        bias: Option<&[[u8; 4]]>,
         out: &mut [i32],
     ) {
         // SAFETY: the caller's guarantee.
-        unsafe { Self::walk_blocks::<A, KINDS>(&mut self.row_blocks(s), x, groups, out) };
+        unsafe { Self::walk_blocks::<A, KINDS>(&mut self.row_blocks(s), x, groups, bias, out) };
     }
 
-    /// `out += W · x` for the next `out.len() / 16` row blocks of a block-sparse matrix's
-    /// [`Self::row_blocks`]: one [`Self::walk_block`] each, or, where the architecture walks
-    /// several row blocks at once ([`Arch::KEPT_BATCH`]), [`Arch::kept_blocks`] on up to
-    /// [`KEPT_BLOCKS`] of them at a time (each with at most [`LIST_GROUPS`] kept tiles; a row
-    /// block with more is walked alone).
+    /// `out = bias + W · x` (`out += W · x` without `bias`) for the next `out.len() / 16` row
+    /// blocks of a block-sparse matrix's [`Self::row_blocks`]: one [`Self::walk_block`] each,
+    /// or, where the architecture walks several row blocks at once ([`Arch::KEPT_BATCH`]),
+    /// [`Arch::kept_blocks`] on up to [`KEPT_BLOCKS`] of them at a time (each with at most
+    /// [`LIST_GROUPS`] kept tiles; a row block with more is walked alone).
     ///
     /// # Safety
     /// The running CPU has the instructions `A` uses; `blocks` are row blocks of a matrix
     /// checked against `x` (as [`Self::check_sparse`] or the model's validation do), with at
-    /// least `out.len() / 16` left.
+    /// least `out.len() / 16` left; `bias`, if any, has `out.len()` values.
     #[inline(always)]
     pub(crate) unsafe fn walk_blocks<'b, A: Arch, const KINDS: u8>(
         blocks: &mut impl Iterator<Item = (&'b [[u8; 2]], Matrix<'b>)>,
         x: &[u8],
         groups: &mut Groups<A::Group>,
+        bias: Option<&[[u8; 4]]>,
         out: &mut [i32],
     ) {
+        let set = |out: &mut [i32], bias: Option<&[[u8; 4]]>| {
+            if let Some(bias) = bias {
+                set_biases(out, bias);
+            }
+        };
         if !A::KEPT_BATCH {
+            set(out, bias);
             for (out, (kept, m)) in out.chunks_exact_mut(TILE_ROWS).zip(blocks) {
                 // SAFETY: one row block and its stored tiles; the rest by the caller.
                 unsafe { m.walk_block::<A, KINDS>(kept, x, groups, out) };
             }
             return;
         }
-        for out in out.chunks_mut(TILE_ROWS * KEPT_BLOCKS) {
+        let rows = TILE_ROWS * KEPT_BLOCKS;
+        for (i, out) in out.chunks_mut(rows).enumerate() {
+            let bias = bias.map(|b| b.get(i * rows..i * rows + out.len()).unwrap_or(&[]));
             let mut batch: [(&[[u8; 2]], &[u8]); KEPT_BLOCKS] = [(&[], &[]); KEPT_BLOCKS];
             let mut n = 0;
             let mut weights = None;
-            for (slot, (kept, m)) in batch
-                .iter_mut()
-                .zip(blocks.by_ref().take(out.len() / TILE_ROWS))
-            {
+            let next = blocks.by_ref().take(out.len() / TILE_ROWS);
+            for (slot, (kept, m)) in batch.iter_mut().zip(next) {
                 *slot = (kept, m.bytes);
                 weights = Some(m.weights);
                 n += 1;
@@ -206,26 +218,18 @@ impl<'a> Matrix<'a> {
             let Some(weights) = weights else { return };
             let m = Matrix::new(weights, &[]);
             if batch.iter().any(|(kept, _)| kept.len() > LIST_GROUPS) {
+                set(out, bias);
                 for (out, &(kept, w)) in out.chunks_exact_mut(TILE_ROWS).zip(batch) {
                     // SAFETY: as above.
                     unsafe { m.with_bytes(w).walk_block::<A, KINDS>(kept, x, groups, out) };
                 }
-                continue;
-            }
-            let mut sums = [0u32; KEPT_BLOCKS];
-            if kinds::has(KINDS, kinds::INT4) && weights == Weights::Int4 {
+            } else if kinds::has(KINDS, kinds::INT4) && weights == Weights::Int4 {
                 // SAFETY: each row block's kept groups (at most LIST_GROUPS) and stored tiles,
                 // of a matrix checked against `x`; the CPU by the caller.
-                unsafe { A::kept_blocks::<true>(batch, x, groups, out, &mut sums) };
-                for (out, &sum) in out.chunks_exact_mut(TILE_ROWS).zip(&sums) {
-                    let excess = (sum as i32).wrapping_mul(NIBBLE_OFFSET);
-                    for o in out.iter_mut() {
-                        *o = o.wrapping_sub(excess);
-                    }
-                }
+                unsafe { A::kept_blocks::<true>(batch, x, groups, bias, out) };
             } else if kinds::has(KINDS, kinds::INT8) && weights == Weights::Int8 {
                 // SAFETY: as above.
-                unsafe { A::kept_blocks::<false>(batch, x, groups, out, &mut sums) };
+                unsafe { A::kept_blocks::<false>(batch, x, groups, bias, out) };
             }
         }
     }

@@ -7,7 +7,7 @@ use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
 
 use super::arch::{
-    Arch, BatchArch, GROUP, Groups, KEPT_BLOCKS, LIST_GROUPS, TILE_BYTES, TILE_ROWS,
+    Arch, BatchArch, GROUP, Groups, KEPT_BLOCKS, LIST_GROUPS, NIBBLE_OFFSET, TILE_BYTES, TILE_ROWS,
 };
 
 // Every feature a kernel's `#[target_feature]` enables is one its detection checks.
@@ -331,11 +331,11 @@ macro_rules! vnni_arch {
                     blocks: &[(&[[u8; 2]], &[u8])],
                     x: &[u8],
                     groups: &mut Groups<Dword>,
+                    bias: Option<&[[u8; 4]]>,
                     out: &mut [i32],
-                    sums: &mut [u32; KEPT_BLOCKS],
                 ) {
                     // SAFETY: the caller's guarantee.
-                    unsafe { Self::$kept_blocks::<NIBBLES>(blocks, x, groups, out, sums) }
+                    unsafe { Self::$kept_blocks::<NIBBLES>(blocks, x, groups, bias, out) }
                 }
             )?
 
@@ -558,26 +558,27 @@ impl Avx512Vnni {
         blocks: &[(&[[u8; 2]], &[u8])],
         x: &[u8],
         groups: &mut Groups<Dword>,
+        bias: Option<&[[u8; 4]]>,
         out: &mut [i32],
-        sums: &mut [u32; KEPT_BLOCKS],
     ) {
+        // SAFETY (of every fallback below): the caller's guarantee.
+        let by_rows = |groups: &mut Groups<Dword>, out: &mut [i32]| unsafe {
+            super::arch::kept_blocks_by_rows::<Self, NIBBLES>(blocks, x, groups, bias, out)
+        };
         let tile = if NIBBLES { TILE_BYTES / 2 } else { TILE_BYTES };
         let (whole, tail) = x.as_chunks::<GROUP>();
         let fits = |&(kept, w): &(&[[u8; 2]], &[u8])| {
             kept.len() <= LIST_GROUPS && w.len() >= kept.len() * tile
         };
+        let rows = TILE_ROWS * blocks.len();
         if !tail.is_empty()
             || whole.len() > BITMAP_GROUPS
             || blocks.len() > KEPT_BLOCKS
-            || out.len() < TILE_ROWS * blocks.len()
+            || out.len() < rows
+            || bias.is_some_and(|b| b.len() < rows)
             || !blocks.iter().all(fits)
         {
-            let outs = out.chunks_exact_mut(TILE_ROWS).zip(sums.iter_mut());
-            for (&(kept, w), (out, sum)) in blocks.iter().zip(outs) {
-                // SAFETY: the caller's guarantee.
-                *sum = unsafe { Self::kept_rows::<NIBBLES>(w, kept, x, groups, out) };
-            }
-            return;
+            return by_rows(groups, out);
         }
         // Bit g of the bitmap: group g is live.
         let mut bits = [0u16; BITMAP_GROUPS / 16];
@@ -587,6 +588,18 @@ impl Avx512Vnni {
             let v = unsafe { _mm512_maskz_loadu_epi32(valid, sixteen.as_ptr().cast()) };
             *bits = _mm512_test_epi32_mask(v, v);
         }
+        // A blank group, whose zero inputs pad the lists to whole quads. If there is none, every
+        // kept tile is live: multiplied tile by tile.
+        let blank = bits
+            .iter()
+            .enumerate()
+            .find(|&(_, &b)| b != u16::MAX)
+            .map(|(i, &b)| 16 * i + (!b).trailing_zeros() as usize)
+            .filter(|&g| g < whole.len());
+        let Some(blank) = blank else {
+            return by_rows(groups, out);
+        };
+        let padding = _mm512_set1_epi32(blank as i32);
         // SAFETY: 64 bytes; unaligned load.
         let bitmap = unsafe { _mm512_loadu_si512(bits.as_ptr().cast()) };
         // Each block's list: per live kept tile, its offset in the block's tiles (high half)
@@ -615,18 +628,20 @@ impl Avx512Vnni {
                 unsafe {
                     _mm512_storeu_si512(
                         list.as_mut_ptr().cast::<u32>().add(n).cast(),
-                        _mm512_maskz_compress_epi32(live, entries),
+                        _mm512_mask_compress_epi32(padding, live, entries),
                     )
                 };
                 n += live.count_ones() as usize;
                 offsets = _mm512_add_epi32(offsets, step);
             }
-            *count = n;
+            // The padding up to a whole quad (tile 0 times the blank group's zero inputs).
+            // SAFETY: `n` ≤ LIST_GROUPS; 16 more fit.
+            unsafe { _mm512_storeu_si512(list.as_mut_ptr().cast::<u32>().add(n).cast(), padding) };
+            *count = n.next_multiple_of(4);
         }
         let xp = whole.as_ptr().cast::<i32>();
-        let outs = out.chunks_exact_mut(TILE_ROWS).zip(sums.iter_mut());
-        for (((&(_, w), list), &n), (out, sum)) in blocks.iter().zip(&lists).zip(&counts).zip(outs)
-        {
+        let outs = out.chunks_exact_mut(TILE_ROWS).enumerate();
+        for (((&(_, w), list), &n), (b, out)) in blocks.iter().zip(&lists).zip(&counts).zip(outs) {
             let mut acc = [_mm512_setzero_si512(); 4];
             let mut sad = _mm512_setzero_si512();
             let mut step = |acc: &mut __m512i, e: u32| {
@@ -646,30 +661,33 @@ impl Avx512Vnni {
             };
             // SAFETY: the gather above wrote the first `n` entries (and more).
             let list = unsafe { core::slice::from_raw_parts(list.as_ptr().cast::<u32>(), n) };
-            let (quads, rest) = list.as_chunks::<4>();
-            for quad in quads {
+            for quad in list.as_chunks::<4>().0 {
                 let [a0, a1, a2, a3] = &mut acc;
                 step(a0, quad[0]);
                 step(a1, quad[1]);
                 step(a2, quad[2]);
                 step(a3, quad[3]);
             }
-            for &e in rest {
-                step(&mut acc[0], e);
-            }
-            // SAFETY: `out` holds 16 i32s; unaligned load.
-            let init = unsafe { _mm512_loadu_si512(out.as_ptr().cast()) };
-            let total = _mm512_add_epi32(
+            // The row block's biases (checked above), or what `out` holds; 16 i32s either way.
+            let init = match bias {
+                // SAFETY: `bias` has 16 values for this row block (checked above); unaligned.
+                Some(bias) => unsafe {
+                    _mm512_loadu_si512(bias.as_ptr().add(TILE_ROWS * b).cast())
+                },
+                // SAFETY: `out` holds 16 i32s; unaligned load.
+                None => unsafe { _mm512_loadu_si512(out.as_ptr().cast()) },
+            };
+            let mut total = _mm512_add_epi32(
                 _mm512_add_epi32(init, _mm512_add_epi32(acc[0], acc[1])),
                 _mm512_add_epi32(acc[2], acc[3]),
             );
+            if NIBBLES {
+                // The 4-bit offset: a broadcast dword's 8-byte lanes each sum its 4 bytes twice.
+                let sum = (_mm512_cvtsi512_si32(sad) as u32 / 2) as i32;
+                let excess = _mm512_set1_epi32(sum.wrapping_mul(NIBBLE_OFFSET));
+                total = _mm512_sub_epi32(total, excess);
+            }
             store(&[total], out);
-            // A broadcast dword's 8-byte lanes each sum its 4 bytes twice.
-            *sum = if NIBBLES {
-                (_mm512_cvtsi512_si32(sad) as u32) / 2
-            } else {
-                0
-            };
         }
     }
 }
