@@ -147,6 +147,19 @@ fn inference(c: &mut Criterion) {
             });
         }
     }
+    // The best recipe's pruned files (the ones the firmware runs), same kernel.
+    for (density, weights, file) in benches::BEST_PRUNED {
+        let file = benches::best_pruned_model(file).expect("a committed pruned model");
+        let model = QuantModel::from_bytes(file.as_bytes()).expect("a valid model");
+        let mut i = 0;
+        let id = format!("best-density-{density}/{weights}/{kernel}/batch-1");
+        pruned.bench_function(id, |b| {
+            b.iter(|| {
+                i = (i + 1) % IMAGES;
+                black_box(model.predict_with(kernel, black_box(&images[i])))
+            })
+        });
+    }
     pruned.finish();
 
     // Validation of a model file: CRC, sections, scales.

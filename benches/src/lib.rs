@@ -136,6 +136,18 @@ fn cached(files: &[&Path]) -> bool {
     })
 }
 
+/// The best recipe's pruned files the firmware runs (`--recipe best --density D`, the issue's
+/// ≥ 99 % int8 and ≥ 98.8 % int4 models), as (density, width, file in `firmware-example/model/`).
+pub const BEST_PRUNED: [(f32, &str, &str); 2] = [
+    (0.2, "int8", "mlp-pruned20-int8.bin"),
+    (0.15, "int4", "mlp-pruned15-int4.bin"),
+];
+
+/// The committed file of [`BEST_PRUNED`] named `file`.
+pub fn best_pruned_model(file: &str) -> Result<AlignedBytes> {
+    AlignedBytes::read(&repo().join("firmware-example/model").join(file))
+}
+
 /// The densities the pruning benchmarks compare (1 is the dense network).
 pub const DENSITIES: [f32; 5] = [1.0, 0.25, 0.15, 0.1, 0.06];
 

@@ -245,7 +245,8 @@ fn render(est: &BTreeMap<String, Estimate>, tflite: Option<&Value>) -> String {
 
     let _ = writeln!(
         md,
-        "\n## One image, 784-512-10 pruned (the tutorial recipe with `--density`)\n\n\
+        "\n## One image, 784-512-10 pruned (the tutorial recipe with `--density`; `best-density-…`: \
+         the best recipe's files the firmware runs, whose accuracy the README gives)\n\n\
          | benchmark | median per image | vs dense (density 1) of its width |\n| --- | ---: | ---: |"
     );
     for (id, e) in est.iter().filter(|(id, _)| id.starts_with("pruned/")) {
