@@ -83,9 +83,15 @@
 //!   offsets and groups compressed (`vpcompressd`) into the block's list; only then, so that no
 //!   walk waits for the stores it reads, each list is walked. The work is the tiles both kept
 //!   and live, plus about 7 vector instructions per 16 kept tiles;
-//! - AVX-VNNI and AVX2, which have no compress: every kept tile is multiplied, live or not (a
+//! - AVX2, which has no compress: the same lists, from a 256-bit bitmap 8 kept groups at a time
+//!   (`vpermd`, `vpsrlvd`, `vmovmskps`), the compress a `vpermd` by a 2 KB table of lane
+//!   orders; each list walked as [`matvec`]'s quarter tiles. Where a batch of row blocks keeps
+//!   fewer than 16 tiles each, the lists cost more than they save (measured), and every kept
+//!   tile is multiplied instead, as on AVX-VNNI;
+//! - AVX-VNNI, whose tile step is two `vpdpbusd`s: every kept tile is multiplied, live or not (a
 //!   blank group's inputs are zero and add nothing), in four register accumulators, with no
-//!   branch to mispredict. The work is the kept tiles.
+//!   branch to mispredict. The work is the kept tiles. (The AVX2 lists measured 1.16× slower
+//!   here.)
 //!
 //! The two sparsities multiply only as far as the pruned tiles are those of blank inputs: a
 //! network pruned for accuracy keeps the tiles of the inputs that are usually live. For 4-bit

@@ -536,6 +536,41 @@ impl Avx512Vnni {
     }
 }
 
+/// `x` as whole groups, if the list walks ([`Avx512Vnni::kept_live`], [`kept_live_avx2`]) take
+/// these row blocks: `x` of whole groups, at most `bitmap` of them; at most [`KEPT_BLOCKS`] row
+/// blocks, each with at most [`LIST_GROUPS`] kept tiles of `tile` bytes, all stored; 16 rows of
+/// `out` (and of `bias`) each.
+fn lists_take<'x>(
+    blocks: &[(&[[u8; 2]], &[u8])],
+    x: &'x [u8],
+    (tile, bitmap): (usize, usize),
+    bias: Option<&[[u8; 4]]>,
+    out: &[i32],
+) -> Option<&'x [[u8; GROUP]]> {
+    let (whole, tail) = x.as_chunks::<GROUP>();
+    let rows = TILE_ROWS * blocks.len();
+    let fits = |&(kept, w): &(&[[u8; 2]], &[u8])| {
+        kept.len() <= LIST_GROUPS && w.len() >= kept.len() * tile
+    };
+    (tail.is_empty()
+        && whole.len() <= bitmap
+        && blocks.len() <= KEPT_BLOCKS
+        && out.len() >= rows
+        && bias.is_none_or(|b| b.len() >= rows)
+        && blocks.iter().all(fits))
+    .then_some(whole)
+}
+
+/// The first blank group of a live bitmap (`bits`, bit g of byte g / 8: group g live) of
+/// `groups` groups, if there is one.
+fn first_blank(bits: &[u8], groups: usize) -> Option<usize> {
+    bits.iter()
+        .enumerate()
+        .find(|&(_, &b)| b != u8::MAX)
+        .map(|(i, &b)| 8 * i + (!b).trailing_zeros() as usize)
+        .filter(|&g| g < groups)
+}
+
 /// The largest groups index [`Avx512Vnni::kept_live`]'s live bitmap holds (512 bits).
 const BITMAP_GROUPS: usize = 512;
 
@@ -566,20 +601,9 @@ impl Avx512Vnni {
             super::arch::kept_blocks_by_rows::<Self, NIBBLES>(blocks, x, groups, bias, out)
         };
         let tile = if NIBBLES { TILE_BYTES / 2 } else { TILE_BYTES };
-        let (whole, tail) = x.as_chunks::<GROUP>();
-        let fits = |&(kept, w): &(&[[u8; 2]], &[u8])| {
-            kept.len() <= LIST_GROUPS && w.len() >= kept.len() * tile
-        };
-        let rows = TILE_ROWS * blocks.len();
-        if !tail.is_empty()
-            || whole.len() > BITMAP_GROUPS
-            || blocks.len() > KEPT_BLOCKS
-            || out.len() < rows
-            || bias.is_some_and(|b| b.len() < rows)
-            || !blocks.iter().all(fits)
-        {
+        let Some(whole) = lists_take(blocks, x, (tile, BITMAP_GROUPS), bias, out) else {
             return by_rows(groups, out);
-        }
+        };
         // Bit g of the bitmap: group g is live.
         let mut bits = [0u16; BITMAP_GROUPS / 16];
         for (bits, sixteen) in bits.iter_mut().zip(whole.chunks(16)) {
@@ -590,13 +614,7 @@ impl Avx512Vnni {
         }
         // A blank group, whose zero inputs pad the lists to whole quads. If there is none, every
         // kept tile is live: multiplied tile by tile.
-        let blank = bits
-            .iter()
-            .enumerate()
-            .find(|&(_, &b)| b != u16::MAX)
-            .map(|(i, &b)| 16 * i + (!b).trailing_zeros() as usize)
-            .filter(|&g| g < whole.len());
-        let Some(blank) = blank else {
+        let Some(blank) = first_blank(bytemuck::cast_slice(&bits), whole.len()) else {
             return by_rows(groups, out);
         };
         let padding = _mm512_set1_epi32(blank as i32);
@@ -692,6 +710,277 @@ impl Avx512Vnni {
     }
 }
 
+/// The most groups the AVX2 walks' live bitmap holds (256 bits, one register).
+const BITMAP_GROUPS_256: usize = 256;
+
+/// For each 8-bit mask, the lanes of its set bits in order (a byte each, the rest 0): AVX2's
+/// compress, as a `vpermd` index.
+static COMPRESS: [u64; 256] = compress_table();
+
+/// For each 8-bit mask, its set bits.
+static COUNTS: [u8; 256] = count_table();
+
+const fn compress_table() -> [u64; 256] {
+    let mut table = [0u64; 256];
+    let mut mask = 0;
+    while mask < 256 {
+        let (mut lane, mut k) = (0, 0);
+        while lane < 8 {
+            if (mask >> lane) & 1 == 1 {
+                // Evaluated at compile time: an index out of range would not compile.
+                #[allow(clippy::indexing_slicing)]
+                {
+                    table[mask] |= (lane as u64) << (8 * k);
+                }
+                k += 1;
+            }
+            lane += 1;
+        }
+        mask += 1;
+    }
+    table
+}
+
+const fn count_table() -> [u8; 256] {
+    let mut table = [0u8; 256];
+    let mut mask = 0;
+    while mask < 256 {
+        // Evaluated at compile time: an index out of range would not compile.
+        #[allow(clippy::indexing_slicing)]
+        {
+            table[mask] = (mask as u32).count_ones() as u8;
+        }
+        mask += 1;
+    }
+    table
+}
+
+/// The walk of one row block's list of kept and live tiles, for [`kept_live_avx2`].
+trait ListWalk: Arch {
+    /// `out[..16] = init + Σ` over `list`'s entries (offset in `w` << 16 | group) of the group's
+    /// inputs (a dword of `x`) times its tile, less the 4-bit offset with `NIBBLES`.
+    ///
+    /// # Safety
+    /// The CPU has this kernel's instructions; every entry's tile lies in `w`, its group's 4
+    /// bytes at `x` + 4 · group are readable; `out.len()` ≥ 16.
+    unsafe fn walk_list<const NIBBLES: bool>(
+        w: &[u8],
+        list: &[u32],
+        x: *const i32,
+        init: [__m256i; 2],
+        out: &mut [i32],
+    );
+}
+
+/// [`Arch::kept_blocks`] without a compress instruction (AVX2): as [`Avx512Vnni::kept_live`],
+/// with a 256-bit bitmap (`vpermd`, `vpsrlvd`, `vmovmskps`, 8 kept groups at a time) and the
+/// compress a `vpermd` by a 2 KB table of lane orders; then each row block's list walked by
+/// `A`'s [`ListWalk::walk_list`]. (On AVX-VNNI, whose tile step is two `vpdpbusd`s, this
+/// measured 1.16× slower than multiplying every kept tile, so only AVX2 takes it.)
+///
+/// # Safety
+/// As [`Arch::kept_blocks`]; the CPU has AVX2.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn kept_live_avx2<A: ListWalk, const NIBBLES: bool>(
+    blocks: &[(&[[u8; 2]], &[u8])],
+    x: &[u8],
+    groups: &mut Groups<A::Group>,
+    bias: Option<&[[u8; 4]]>,
+    out: &mut [i32],
+) {
+    let tile = if NIBBLES { TILE_BYTES / 2 } else { TILE_BYTES };
+    // SAFETY (of both fallbacks): the caller's guarantee.
+    let by_rows = |groups: &mut Groups<A::Group>, out: &mut [i32]| unsafe {
+        super::arch::kept_blocks_by_rows::<A, NIBBLES>(blocks, x, groups, bias, out)
+    };
+    // Fewer than 16 kept tiles a row block: the lists cost more than they save (measured).
+    let kept: usize = blocks.iter().map(|(kept, _)| kept.len()).sum();
+    let whole = lists_take(blocks, x, (tile, BITMAP_GROUPS_256), bias, out);
+    let Some(whole) = whole.filter(|_| kept >= 16 * blocks.len()) else {
+        return by_rows(groups, out);
+    };
+    // Bit g of the bitmap: group g is live.
+    // The live groups among the 8 starting at group `at`, as bits (`at + 8` ≤ `whole.len()`).
+    let live8 = |at: usize| {
+        // SAFETY: groups `at..at + 8` are in `whole` (the caller's), 32 bytes; unaligned load.
+        let v = unsafe { _mm256_loadu_si256(whole.as_ptr().add(at).cast()) };
+        let blank = _mm256_cmpeq_epi32(v, _mm256_setzero_si256());
+        !(_mm256_movemask_ps(_mm256_castsi256_ps(blank)) as u8)
+    };
+    let mut bits = [0u8; BITMAP_GROUPS_256 / 8];
+    if whole.len() < 8 {
+        for (g, b) in whole.iter().enumerate() {
+            bits[0] |= u8::from(u32::from_le_bytes(*b) != 0) << g;
+        }
+    } else {
+        for (j, bits) in bits.iter_mut().enumerate().take(whole.len().div_ceil(8)) {
+            // The last, partial eight read as the eight ending at the end, shifted down.
+            let at = (8 * j).min(whole.len() - 8);
+            *bits = live8(at) >> (8 * j - at);
+        }
+    }
+    let Some(blank) = first_blank(&bits, whole.len()) else {
+        return by_rows(groups, out);
+    };
+    let padding = _mm256_set1_epi32(blank as i32);
+    // SAFETY: 32 bytes; unaligned load.
+    let bitmap = unsafe { _mm256_loadu_si256(bits.as_ptr().cast()) };
+    let t = tile as i32;
+    let base = _mm256_setr_epi32(0, t, 2 * t, 3 * t, 4 * t, 5 * t, 6 * t, 7 * t);
+    let groups_v = _mm256_set1_epi32(whole.len() as i32);
+    let xp = whole.as_ptr().cast::<i32>();
+    let batches = blocks
+        .chunks(KEPT_BLOCKS)
+        .zip(out.chunks_mut(TILE_ROWS * KEPT_BLOCKS));
+    for (i, (blocks, out)) in batches.enumerate() {
+        let mut lists = [const { MaybeUninit::<[u32; LIST_GROUPS + 16]>::uninit() }; KEPT_BLOCKS];
+        let mut counts = [0usize; KEPT_BLOCKS];
+        for ((&(kept, _), list), count) in blocks.iter().zip(&mut lists).zip(&mut counts) {
+            let mut n = 0;
+            for (c, eight) in kept.chunks(8).enumerate() {
+                let g = if let Ok(eight) = <&[[u8; 2]; 8]>::try_from(eight) {
+                    // SAFETY: 16 bytes; unaligned load.
+                    unsafe { _mm_loadu_si128(eight.as_ptr().cast()) }
+                } else {
+                    // The last chunk padded with the blank group, which is never live.
+                    let mut g = [blank as u16; 8];
+                    for (g, k) in g.iter_mut().zip(eight) {
+                        *g = u16::from_le_bytes(*k);
+                    }
+                    // SAFETY: 16 bytes; unaligned load.
+                    unsafe { _mm_loadu_si128(g.as_ptr().cast()) }
+                };
+                let valid = u8::MAX;
+                // The tiles' offsets: lane i's is (8c + i) · tile.
+                let offsets = _mm256_add_epi32(base, _mm256_set1_epi32((8 * c * tile) as i32));
+                let g = _mm256_cvtepu16_epi32(g);
+                let word = _mm256_permutevar8x32_epi32(bitmap, _mm256_srli_epi32::<5>(g));
+                let bit = _mm256_srlv_epi32(word, _mm256_and_si256(g, _mm256_set1_epi32(31)));
+                // (Every kept group is one of `x`'s; a lane that were not is never read.)
+                let live = _mm256_and_si256(
+                    _mm256_slli_epi32::<31>(bit),
+                    _mm256_cmpgt_epi32(groups_v, g),
+                );
+                let live = _mm256_movemask_ps(_mm256_castsi256_ps(live)) as u8 & valid;
+                let entries = _mm256_or_si256(_mm256_slli_epi32::<16>(offsets), g);
+                let order = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(
+                    COMPRESS.get(usize::from(live)).map_or(0, |&o| o as i64),
+                ));
+                // SAFETY: `n` ≤ `kept.len()` ≤ LIST_GROUPS entries so far; 8 more fit.
+                unsafe {
+                    _mm256_storeu_si256(
+                        list.as_mut_ptr().cast::<u32>().add(n).cast(),
+                        _mm256_permutevar8x32_epi32(entries, order),
+                    )
+                };
+                n += usize::from(COUNTS.get(usize::from(live)).copied().unwrap_or(0));
+            }
+            // The padding up to a whole quad (tile 0 times the blank group's zero inputs).
+            // SAFETY: `n` ≤ LIST_GROUPS; 8 more fit.
+            unsafe { _mm256_storeu_si256(list.as_mut_ptr().cast::<u32>().add(n).cast(), padding) };
+            *count = n.next_multiple_of(4);
+        }
+        let lists = blocks.iter().zip(&lists).zip(&counts);
+        for (b, (((&(_, w), list), &n), out)) in
+            lists.zip(out.chunks_exact_mut(TILE_ROWS)).enumerate()
+        {
+            // The row block's biases (checked above), or what `out` holds; 16 i32s either way.
+            let from: *const i32 = match bias {
+                Some(bias) => bias
+                    .as_ptr()
+                    .wrapping_add(TILE_ROWS * (KEPT_BLOCKS * i + b))
+                    .cast(),
+                None => out.as_ptr(),
+            };
+            // SAFETY: 16 i32s at `from` (checked above); unaligned loads.
+            let init = unsafe {
+                [
+                    _mm256_loadu_si256(from.cast()),
+                    _mm256_loadu_si256(from.wrapping_add(8).cast()),
+                ]
+            };
+            // SAFETY: the gather above wrote the first `n` entries (and more), each a tile of `w`
+            // and a group below `whole.len()`; the CPU by the caller.
+            unsafe {
+                let list = core::slice::from_raw_parts(list.as_ptr().cast::<u32>(), n);
+                A::walk_list::<NIBBLES>(w, list, xp, init, out);
+            }
+        }
+    }
+}
+
+/// The 4-bit offset of a walk's inputs: `sad` summed each broadcast dword's bytes twice (once
+/// per dword of a 64-bit lane).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn nibble_excess(sad: __m256i) -> __m256i {
+    let sum = (_mm256_cvtsi256_si32(sad) as u32 / 2) as i32;
+    _mm256_set1_epi32(sum.wrapping_mul(NIBBLE_OFFSET))
+}
+
+impl ListWalk for Avx2 {
+    #[target_feature(enable = "avx2")]
+    unsafe fn walk_list<const NIBBLES: bool>(
+        w: &[u8],
+        list: &[u32],
+        x: *const i32,
+        init: [__m256i; 2],
+        out: &mut [i32],
+    ) {
+        let zero = _mm256_setzero_si256();
+        let base = w.as_ptr();
+        let mut sad = zero;
+        let total = if NIBBLES {
+            let ones = _mm256_set1_epi16(1);
+            let mut acc = [zero; 2];
+            for &e in list {
+                let (offset, g) = ((e >> 16) as usize, (e & 0xffff) as usize);
+                // SAFETY: the caller's guarantee.
+                let (xv, halves) = unsafe {
+                    (
+                        _mm256_set1_epi32(x.add(g).read_unaligned()),
+                        unpack4_256(base.add(offset)),
+                    )
+                };
+                sad = _mm256_add_epi64(sad, _mm256_sad_epu8(xv, zero));
+                for (acc, h) in acc.iter_mut().zip(halves) {
+                    let pairs = _mm256_maddubs_epi16(xv, h);
+                    *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(pairs, ones));
+                }
+            }
+            let excess = nibble_excess(sad);
+            let ([a0, a1], [i0, i1]) = (acc, init);
+            [
+                _mm256_sub_epi32(_mm256_add_epi32(i0, a0), excess),
+                _mm256_sub_epi32(_mm256_add_epi32(i1, a1), excess),
+            ]
+        } else {
+            // Accumulator q: lanes (row 4q + i, input pair p) at 2·i + p, as in `Avx2::rows`.
+            let mut acc = [zero; 4];
+            for &e in list {
+                let (offset, g) = ((e >> 16) as usize, (e & 0xffff) as usize);
+                // SAFETY: the caller's guarantee (a quarter is 16 bytes of the tile).
+                let xw = _mm256_cvtepu8_epi16(_mm_set1_epi32(unsafe { x.add(g).read_unaligned() }));
+                for (q, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: as above; unaligned load.
+                    let w16 = _mm256_cvtepi8_epi16(unsafe {
+                        _mm_loadu_si128(base.add(offset + 16 * q).cast())
+                    });
+                    *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(w16, xw));
+                }
+            }
+            let rows_0_7 = _mm256_permute4x64_epi64::<0xD8>(_mm256_hadd_epi32(acc[0], acc[1]));
+            let rows_8_15 = _mm256_permute4x64_epi64::<0xD8>(_mm256_hadd_epi32(acc[2], acc[3]));
+            [
+                _mm256_add_epi32(init[0], rows_0_7),
+                _mm256_add_epi32(init[1], rows_8_15),
+            ]
+        };
+        store(&total, out);
+    }
+}
+
 impl AvxVnni {
     /// [`Arch::gather`]: the portable one (AVX-VNNI has no compress).
     ///
@@ -757,6 +1046,21 @@ pub(crate) struct Halfwords {
 
 impl Arch for Avx2 {
     type Group = Halfwords;
+
+    const KEPT_BATCH: bool = true;
+
+    /// [`kept_live_avx2`], with `vpmaddwd` on quarter tiles (`vpmaddubsw` on 4-bit ones).
+    #[target_feature(enable = "avx2")]
+    unsafe fn kept_blocks<const NIBBLES: bool>(
+        blocks: &[(&[[u8; 2]], &[u8])],
+        x: &[u8],
+        groups: &mut Groups<Halfwords>,
+        bias: Option<&[[u8; 4]]>,
+        out: &mut [i32],
+    ) {
+        // SAFETY: the caller's guarantee.
+        unsafe { kept_live_avx2::<Self, NIBBLES>(blocks, x, groups, bias, out) }
+    }
 
     fn group(offset: u32, x: [u8; 4]) -> Halfwords {
         Halfwords {
