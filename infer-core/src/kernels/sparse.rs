@@ -189,18 +189,9 @@ impl<'a> Matrix<'a> {
         bias: Option<&[[u8; 4]]>,
         out: &mut [i32],
     ) {
-        let set = |out: &mut [i32], bias: Option<&[[u8; 4]]>| {
-            if let Some(bias) = bias {
-                set_biases(out, bias);
-            }
-        };
         if !A::KEPT_BATCH {
-            set(out, bias);
-            for (out, (kept, m)) in out.chunks_exact_mut(TILE_ROWS).zip(blocks) {
-                // SAFETY: one row block and its stored tiles; the rest by the caller.
-                unsafe { m.walk_block::<A, KINDS>(kept, x, groups, out) };
-            }
-            return;
+            // SAFETY: the caller's guarantee.
+            return unsafe { Self::walk_each::<A, KINDS>(blocks, x, groups, bias, out) };
         }
         let rows = TILE_ROWS * KEPT_BLOCKS;
         for (i, out) in out.chunks_mut(rows).enumerate() {
@@ -218,11 +209,10 @@ impl<'a> Matrix<'a> {
             let Some(weights) = weights else { return };
             let m = Matrix::new(weights, &[]);
             if batch.iter().any(|(kept, _)| kept.len() > LIST_GROUPS) {
-                set(out, bias);
-                for (out, &(kept, w)) in out.chunks_exact_mut(TILE_ROWS).zip(batch) {
-                    // SAFETY: as above.
-                    unsafe { m.with_bytes(w).walk_block::<A, KINDS>(kept, x, groups, out) };
-                }
+                let batch = batch.iter().map(|&(kept, w)| (kept, m.with_bytes(w)));
+                // SAFETY: the batch's row blocks, of a matrix checked against `x`; the rest by
+                // the caller.
+                unsafe { Self::walk_each::<A, KINDS>(batch, x, groups, bias, out) };
             } else if kinds::has(KINDS, kinds::INT4) && weights == Weights::Int4 {
                 // SAFETY: each row block's kept groups (at most LIST_GROUPS) and stored tiles,
                 // of a matrix checked against `x`; the CPU by the caller.
@@ -231,6 +221,28 @@ impl<'a> Matrix<'a> {
                 // SAFETY: as above.
                 unsafe { A::kept_blocks::<false>(batch, x, groups, bias, out) };
             }
+        }
+    }
+
+    /// [`Self::walk_blocks`] one row block at a time: `out = bias` (with `bias`), then one
+    /// [`Self::walk_block`] per row block.
+    ///
+    /// # Safety
+    /// As [`Self::walk_blocks`].
+    #[inline(always)]
+    unsafe fn walk_each<'b, A: Arch, const KINDS: u8>(
+        blocks: impl Iterator<Item = (&'b [[u8; 2]], Matrix<'b>)>,
+        x: &[u8],
+        groups: &mut Groups<A::Group>,
+        bias: Option<&[[u8; 4]]>,
+        out: &mut [i32],
+    ) {
+        if let Some(bias) = bias {
+            set_biases(out, bias);
+        }
+        for (out, (kept, m)) in out.chunks_exact_mut(TILE_ROWS).zip(blocks) {
+            // SAFETY: one row block and its stored tiles; the rest by the caller.
+            unsafe { m.walk_block::<A, KINDS>(kept, x, groups, out) };
         }
     }
 

@@ -536,7 +536,7 @@ impl Avx512Vnni {
     }
 }
 
-/// `x` as whole groups, if the list walks ([`Avx512Vnni::kept_live`], [`kept_live_avx2`]) take
+/// `x` as whole groups, if the list walks ([`Avx512Vnni::kept_live`], [`Avx2::kept_live`]) take
 /// these row blocks: `x` of whole groups, at most `bitmap` of them; at most [`KEPT_BLOCKS`] row
 /// blocks, each with at most [`LIST_GROUPS`] kept tiles of `tile` bytes, all stored; 16 rows of
 /// `out` (and of `bias`) each.
@@ -569,6 +569,15 @@ fn first_blank(bits: &[u8], groups: usize) -> Option<usize> {
         .find(|&(_, &b)| b != u8::MAX)
         .map(|(i, &b)| 8 * i + (!b).trailing_zeros() as usize)
         .filter(|&g| g < groups)
+}
+
+/// Where row block `b`'s 16 starting values are for the list walks: its biases, or what `out`
+/// (its 16 rows) holds.
+fn start_of(bias: Option<&[[u8; 4]]>, b: usize, out: &[i32]) -> *const i32 {
+    match bias {
+        Some(bias) => bias.as_ptr().wrapping_add(TILE_ROWS * b).cast(),
+        None => out.as_ptr(),
+    }
 }
 
 /// The largest groups index [`Avx512Vnni::kept_live`]'s live bitmap holds (512 bits).
@@ -686,15 +695,8 @@ impl Avx512Vnni {
                 step(a2, quad[2]);
                 step(a3, quad[3]);
             }
-            // The row block's biases (checked above), or what `out` holds; 16 i32s either way.
-            let init = match bias {
-                // SAFETY: `bias` has 16 values for this row block (checked above); unaligned.
-                Some(bias) => unsafe {
-                    _mm512_loadu_si512(bias.as_ptr().add(TILE_ROWS * b).cast())
-                },
-                // SAFETY: `out` holds 16 i32s; unaligned load.
-                None => unsafe { _mm512_loadu_si512(out.as_ptr().cast()) },
-            };
+            // SAFETY: 16 i32s (`bias` and `out` checked above); unaligned load.
+            let init = unsafe { _mm512_loadu_si512(start_of(bias, b, out).cast()) };
             let mut total = _mm512_add_epi32(
                 _mm512_add_epi32(init, _mm512_add_epi32(acc[0], acc[1])),
                 _mm512_add_epi32(acc[2], acc[3]),
@@ -755,85 +757,74 @@ const fn count_table() -> [u8; 256] {
     table
 }
 
-/// The walk of one row block's list of kept and live tiles, for [`kept_live_avx2`].
-trait ListWalk: Arch {
-    /// `out[..16] = init + Σ` over `list`'s entries (offset in `w` << 16 | group) of the group's
-    /// inputs (a dword of `x`) times its tile, less the 4-bit offset with `NIBBLES`.
-    ///
-    /// # Safety
-    /// The CPU has this kernel's instructions; every entry's tile lies in `w`, its group's 4
-    /// bytes at `x` + 4 · group are readable; `out.len()` ≥ 16.
-    unsafe fn walk_list<const NIBBLES: bool>(
-        w: &[u8],
-        list: &[u32],
-        x: *const i32,
-        init: [__m256i; 2],
-        out: &mut [i32],
-    );
-}
-
-/// [`Arch::kept_blocks`] without a compress instruction (AVX2): as [`Avx512Vnni::kept_live`],
-/// with a 256-bit bitmap (`vpermd`, `vpsrlvd`, `vmovmskps`, 8 kept groups at a time) and the
-/// compress a `vpermd` by a 2 KB table of lane orders; then each row block's list walked by
-/// `A`'s [`ListWalk::walk_list`]. (On AVX-VNNI, whose tile step is two `vpdpbusd`s, this
-/// measured 1.16× slower than multiplying every kept tile, so only AVX2 takes it.)
-///
-/// # Safety
-/// As [`Arch::kept_blocks`]; the CPU has AVX2.
+/// The 4-bit offset of a walk's inputs: `sad` summed each broadcast dword's bytes twice (once
+/// per dword of a 64-bit lane).
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn kept_live_avx2<A: ListWalk, const NIBBLES: bool>(
-    blocks: &[(&[[u8; 2]], &[u8])],
-    x: &[u8],
-    groups: &mut Groups<A::Group>,
-    bias: Option<&[[u8; 4]]>,
-    out: &mut [i32],
-) {
-    let tile = if NIBBLES { TILE_BYTES / 2 } else { TILE_BYTES };
-    // SAFETY (of both fallbacks): the caller's guarantee.
-    let by_rows = |groups: &mut Groups<A::Group>, out: &mut [i32]| unsafe {
-        super::arch::kept_blocks_by_rows::<A, NIBBLES>(blocks, x, groups, bias, out)
-    };
-    // Fewer than 16 kept tiles a row block: the lists cost more than they save (measured).
-    let kept: usize = blocks.iter().map(|(kept, _)| kept.len()).sum();
-    let whole = lists_take(blocks, x, (tile, BITMAP_GROUPS_256), bias, out);
-    let Some(whole) = whole.filter(|_| kept >= 16 * blocks.len()) else {
-        return by_rows(groups, out);
-    };
-    // Bit g of the bitmap: group g is live.
-    // The live groups among the 8 starting at group `at`, as bits (`at + 8` ≤ `whole.len()`).
-    let live8 = |at: usize| {
-        // SAFETY: groups `at..at + 8` are in `whole` (the caller's), 32 bytes; unaligned load.
-        let v = unsafe { _mm256_loadu_si256(whole.as_ptr().add(at).cast()) };
-        let blank = _mm256_cmpeq_epi32(v, _mm256_setzero_si256());
-        !(_mm256_movemask_ps(_mm256_castsi256_ps(blank)) as u8)
-    };
-    let mut bits = [0u8; BITMAP_GROUPS_256 / 8];
-    if whole.len() < 8 {
-        for (g, b) in whole.iter().enumerate() {
-            bits[0] |= u8::from(u32::from_le_bytes(*b) != 0) << g;
+fn nibble_excess(sad: __m256i) -> __m256i {
+    let sum = (_mm256_cvtsi256_si32(sad) as u32 / 2) as i32;
+    _mm256_set1_epi32(sum.wrapping_mul(NIBBLE_OFFSET))
+}
+
+impl Avx2 {
+    /// [`Arch::kept_blocks`] without a compress instruction: as [`Avx512Vnni::kept_live`], with a
+    /// 256-bit bitmap (`vpermd`, `vpsrlvd`, `vmovmskps`, 8 kept groups at a time) and the compress a
+    /// `vpermd` by a 2 KB table of lane orders; then each row block's list walked by
+    /// [`Self::walk_list`]. (On AVX-VNNI, whose tile step is two `vpdpbusd`s, this measured 1.16×
+    /// slower than multiplying every kept tile, so only AVX2 takes it.)
+    ///
+    /// # Safety
+    /// As [`Arch::kept_blocks`].
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn kept_live<const NIBBLES: bool>(
+        blocks: &[(&[[u8; 2]], &[u8])],
+        x: &[u8],
+        groups: &mut Groups<Halfwords>,
+        bias: Option<&[[u8; 4]]>,
+        out: &mut [i32],
+    ) {
+        let tile = if NIBBLES { TILE_BYTES / 2 } else { TILE_BYTES };
+        // SAFETY (of both fallbacks): the caller's guarantee.
+        let by_rows = |groups: &mut Groups<Halfwords>, out: &mut [i32]| unsafe {
+            super::arch::kept_blocks_by_rows::<Self, NIBBLES>(blocks, x, groups, bias, out)
+        };
+        // Fewer than 16 kept tiles a row block: the lists cost more than they save (measured).
+        let kept: usize = blocks.iter().map(|(kept, _)| kept.len()).sum();
+        let whole = lists_take(blocks, x, (tile, BITMAP_GROUPS_256), bias, out);
+        let Some(whole) = whole.filter(|_| kept >= 16 * blocks.len()) else {
+            return by_rows(groups, out);
+        };
+        // Bit g of the bitmap: group g is live. The live groups among the 8 from group `at` on, as
+        // bits (`at + 8` ≤ `whole.len()`):
+        let live8 = |at: usize| {
+            // SAFETY: groups `at..at + 8` are in `whole` (the caller's), 32 bytes; unaligned load.
+            let v = unsafe { _mm256_loadu_si256(whole.as_ptr().add(at).cast()) };
+            let blank = _mm256_cmpeq_epi32(v, _mm256_setzero_si256());
+            !(_mm256_movemask_ps(_mm256_castsi256_ps(blank)) as u8)
+        };
+        let mut bits = [0u8; BITMAP_GROUPS_256 / 8];
+        if whole.len() < 8 {
+            for (g, b) in whole.iter().enumerate() {
+                bits[0] |= u8::from(u32::from_le_bytes(*b) != 0) << g;
+            }
+        } else {
+            for (j, bits) in bits.iter_mut().enumerate().take(whole.len().div_ceil(8)) {
+                // The last, partial eight read as the eight ending at the end, shifted down.
+                let at = (8 * j).min(whole.len() - 8);
+                *bits = live8(at) >> (8 * j - at);
+            }
         }
-    } else {
-        for (j, bits) in bits.iter_mut().enumerate().take(whole.len().div_ceil(8)) {
-            // The last, partial eight read as the eight ending at the end, shifted down.
-            let at = (8 * j).min(whole.len() - 8);
-            *bits = live8(at) >> (8 * j - at);
-        }
-    }
-    let Some(blank) = first_blank(&bits, whole.len()) else {
-        return by_rows(groups, out);
-    };
-    let padding = _mm256_set1_epi32(blank as i32);
-    // SAFETY: 32 bytes; unaligned load.
-    let bitmap = unsafe { _mm256_loadu_si256(bits.as_ptr().cast()) };
-    let t = tile as i32;
-    let base = _mm256_setr_epi32(0, t, 2 * t, 3 * t, 4 * t, 5 * t, 6 * t, 7 * t);
-    let groups_v = _mm256_set1_epi32(whole.len() as i32);
-    let xp = whole.as_ptr().cast::<i32>();
-    let batches = blocks
-        .chunks(KEPT_BLOCKS)
-        .zip(out.chunks_mut(TILE_ROWS * KEPT_BLOCKS));
-    for (i, (blocks, out)) in batches.enumerate() {
+        let Some(blank) = first_blank(&bits, whole.len()) else {
+            return by_rows(groups, out);
+        };
+        let padding = _mm256_set1_epi32(blank as i32);
+        // SAFETY: 32 bytes; unaligned load.
+        let bitmap = unsafe { _mm256_loadu_si256(bits.as_ptr().cast()) };
+        let t = tile as i32;
+        let base = _mm256_setr_epi32(0, t, 2 * t, 3 * t, 4 * t, 5 * t, 6 * t, 7 * t);
+        let groups_v = _mm256_set1_epi32(whole.len() as i32);
+        let xp = whole.as_ptr().cast::<i32>();
         let mut lists = [const { MaybeUninit::<[u32; LIST_GROUPS + 16]>::uninit() }; KEPT_BLOCKS];
         let mut counts = [0usize; KEPT_BLOCKS];
         for ((&(kept, _), list), count) in blocks.iter().zip(&mut lists).zip(&mut counts) {
@@ -851,7 +842,6 @@ unsafe fn kept_live_avx2<A: ListWalk, const NIBBLES: bool>(
                     // SAFETY: 16 bytes; unaligned load.
                     unsafe { _mm_loadu_si128(g.as_ptr().cast()) }
                 };
-                let valid = u8::MAX;
                 // The tiles' offsets: lane i's is (8c + i) · tile.
                 let offsets = _mm256_add_epi32(base, _mm256_set1_epi32((8 * c * tile) as i32));
                 let g = _mm256_cvtepu16_epi32(g);
@@ -862,10 +852,10 @@ unsafe fn kept_live_avx2<A: ListWalk, const NIBBLES: bool>(
                     _mm256_slli_epi32::<31>(bit),
                     _mm256_cmpgt_epi32(groups_v, g),
                 );
-                let live = _mm256_movemask_ps(_mm256_castsi256_ps(live)) as u8 & valid;
+                let live = usize::from(_mm256_movemask_ps(_mm256_castsi256_ps(live)) as u8);
                 let entries = _mm256_or_si256(_mm256_slli_epi32::<16>(offsets), g);
                 let order = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(
-                    COMPRESS.get(usize::from(live)).map_or(0, |&o| o as i64),
+                    COMPRESS.get(live).map_or(0, |&o| o as i64),
                 ));
                 // SAFETY: `n` ≤ `kept.len()` ≤ LIST_GROUPS entries so far; 8 more fit.
                 unsafe {
@@ -874,7 +864,7 @@ unsafe fn kept_live_avx2<A: ListWalk, const NIBBLES: bool>(
                         _mm256_permutevar8x32_epi32(entries, order),
                     )
                 };
-                n += usize::from(COUNTS.get(usize::from(live)).copied().unwrap_or(0));
+                n += usize::from(COUNTS.get(live).copied().unwrap_or(0));
             }
             // The padding up to a whole quad (tile 0 times the blank group's zero inputs).
             // SAFETY: `n` ≤ LIST_GROUPS; 8 more fit.
@@ -885,15 +875,8 @@ unsafe fn kept_live_avx2<A: ListWalk, const NIBBLES: bool>(
         for (b, (((&(_, w), list), &n), out)) in
             lists.zip(out.chunks_exact_mut(TILE_ROWS)).enumerate()
         {
-            // The row block's biases (checked above), or what `out` holds; 16 i32s either way.
-            let from: *const i32 = match bias {
-                Some(bias) => bias
-                    .as_ptr()
-                    .wrapping_add(TILE_ROWS * (KEPT_BLOCKS * i + b))
-                    .cast(),
-                None => out.as_ptr(),
-            };
-            // SAFETY: 16 i32s at `from` (checked above); unaligned loads.
+            let from = start_of(bias, b, out);
+            // SAFETY: 16 i32s at `from` (`bias` and `out` checked above); unaligned loads.
             let init = unsafe {
                 [
                     _mm256_loadu_si256(from.cast()),
@@ -904,22 +887,17 @@ unsafe fn kept_live_avx2<A: ListWalk, const NIBBLES: bool>(
             // and a group below `whole.len()`; the CPU by the caller.
             unsafe {
                 let list = core::slice::from_raw_parts(list.as_ptr().cast::<u32>(), n);
-                A::walk_list::<NIBBLES>(w, list, xp, init, out);
+                Self::walk_list::<NIBBLES>(w, list, xp, init, out);
             }
         }
     }
-}
-
-/// The 4-bit offset of a walk's inputs: `sad` summed each broadcast dword's bytes twice (once
-/// per dword of a 64-bit lane).
-#[inline]
-#[target_feature(enable = "avx2")]
-fn nibble_excess(sad: __m256i) -> __m256i {
-    let sum = (_mm256_cvtsi256_si32(sad) as u32 / 2) as i32;
-    _mm256_set1_epi32(sum.wrapping_mul(NIBBLE_OFFSET))
-}
-
-impl ListWalk for Avx2 {
+    /// `out[..16] = init + Σ` over `list`'s entries (offset in `w` << 16 | group) of the
+    /// group's inputs (a dword of `x`) times its tile, less the 4-bit offset with `NIBBLES`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2; every entry's tile lies in `w`, its group's 4 bytes at `x` + 4 · group
+    /// are readable; `out.len()` ≥ 16.
+    #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn walk_list<const NIBBLES: bool>(
         w: &[u8],
@@ -1049,7 +1027,7 @@ impl Arch for Avx2 {
 
     const KEPT_BATCH: bool = true;
 
-    /// [`kept_live_avx2`], with `vpmaddwd` on quarter tiles (`vpmaddubsw` on 4-bit ones).
+    /// [`Self::kept_live`], with `vpmaddwd` on quarter tiles (`vpmaddubsw` on 4-bit ones).
     #[target_feature(enable = "avx2")]
     unsafe fn kept_blocks<const NIBBLES: bool>(
         blocks: &[(&[[u8; 2]], &[u8])],
@@ -1059,7 +1037,7 @@ impl Arch for Avx2 {
         out: &mut [i32],
     ) {
         // SAFETY: the caller's guarantee.
-        unsafe { kept_live_avx2::<Self, NIBBLES>(blocks, x, groups, bias, out) }
+        unsafe { Self::kept_live::<NIBBLES>(blocks, x, groups, bias, out) }
     }
 
     fn group(offset: u32, x: [u8; 4]) -> Halfwords {
