@@ -15,6 +15,11 @@ const ROWS_PER_PASS: usize = if cfg!(target_os = "none") {
     512
 };
 
+/// A hidden layer's outputs, word-aligned: the next layer's groups are words (a Cortex-M0 loads
+/// a kept tile's inputs with one `ldr`).
+#[repr(C, align(4))]
+struct Activations<const N: usize>([u8; N]);
+
 /// A hidden pass's requantization: multipliers, shifts and the u8 outputs.
 type Requantization<'a> = (&'a [[u8; 4]], &'a [u8], &'a mut [u8]);
 
@@ -303,7 +308,8 @@ impl<'a, const MAX_WIDTH: usize, const KINDS: u8> QuantModel<'a, MAX_WIDTH, KIND
             // SAFETY: the input has the layer's inputs; the CPU by the caller.
             return unsafe { last.output::<A, KINDS>(input, &mut groups) };
         };
-        let mut a = [0u8; MAX_WIDTH];
+        let mut a = Activations([0; MAX_WIDTH]);
+        let a = &mut a.0;
         let out = a.get_mut(..first.layer.padded_rows()).unwrap_or(&mut []);
         // SAFETY: `input` has the layer's inputs, `out` its padded rows (at most MAX_WIDTH,
         // checked at load); the CPU by the caller.
@@ -314,7 +320,7 @@ impl<'a, const MAX_WIDTH: usize, const KINDS: u8> QuantModel<'a, MAX_WIDTH, KIND
             unsafe { last.output::<A, KINDS>(a.get(..outputs).unwrap_or(&[]), &mut groups) }
         } else {
             // SAFETY: as above.
-            unsafe { Self::deep::<A>(deeper, last, &mut a, outputs, &mut groups) }
+            unsafe { Self::deep::<A>(deeper, last, a, outputs, &mut groups) }
         }
     }
 
@@ -332,8 +338,8 @@ impl<'a, const MAX_WIDTH: usize, const KINDS: u8> QuantModel<'a, MAX_WIDTH, KIND
         outputs: usize,
         groups: &mut Groups<A::Group>,
     ) -> Prediction {
-        let mut b = [0u8; MAX_WIDTH];
-        let (mut src, mut dst) = (a, &mut b);
+        let mut b = Activations([0; MAX_WIDTH]);
+        let (mut src, mut dst) = (a, &mut b.0);
         let mut x_len = outputs;
         for layer in hidden {
             let out = dst.get_mut(..layer.layer.padded_rows()).unwrap_or(&mut []);

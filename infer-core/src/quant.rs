@@ -30,6 +30,46 @@ pub fn requantize(acc: i32, multiplier: i32, shift: u8) -> u8 {
     (scaled >> 1).clamp(0, 255) as u8
 }
 
+/// [`requantize`] with 32-bit multiplies only, for cores without a 32 × 32 → 64 one (a Cortex-M0's
+/// `muls` keeps the low word: the i64 product is a library call there, 39 instructions a unit).
+/// The same integer for every input: `acc ≤ 0` gives 0 (the ReLU) whenever `multiplier > 0`,
+/// and a positive product's upper word is summed exactly from the four 16 × 16 partial products.
+#[inline(always)]
+pub fn requantize_halves(acc: i32, multiplier: i32, shift: u8) -> u8 {
+    if multiplier <= 0 {
+        return requantize(acc, multiplier, shift);
+    }
+    if acc <= 0 {
+        return 0;
+    }
+    let (a, m) = (acc as u32, multiplier as u32);
+    let (a_hi, a_lo, m_hi, m_lo) = (a >> 16, a & 0xffff, m >> 16, m & 0xffff);
+    let (lo_hi, hi_lo) = (opaque(a_lo * m_hi), a_hi * m_lo);
+    // Three terms below 2^16 each: no overflow.
+    let carry = ((a_lo * m_lo) >> 16) + (lo_hi & 0xffff) + (hi_lo & 0xffff);
+    // Both factors below 2^31: the upper word below 2^30, a valid positive i32.
+    let hi = (a_hi * m_hi + (lo_hi >> 16) + (hi_lo >> 16) + (carry >> 16)) as i32;
+    let scaled = hi.wrapping_shr(u32::from(shift).wrapping_sub(33)) + 1;
+    (scaled >> 1).clamp(0, 255) as u8
+}
+
+/// `x`, which the optimizer cannot see through: on Arm it would fold [`requantize_halves`]'s
+/// partial products back into the 64-bit multiply they avoid (a library call on a Cortex-M0).
+#[inline(always)]
+fn opaque(x: u32) -> u32 {
+    #[cfg(target_arch = "arm")]
+    {
+        let mut x = x;
+        // SAFETY: an empty block: `x` is left as it is.
+        unsafe {
+            core::arch::asm!("/* {0} */", inout(reg) x, options(pure, nomem, nostack, preserves_flags))
+        };
+        x
+    }
+    #[cfg(not(target_arch = "arm"))]
+    x
+}
+
 /// The fixed-point form `(multiplier, shift)` of a real factor `0 < m < 1/4`, with the multiplier
 /// normalized to `[2³⁰, 2³¹)` for 31 bits of precision. `None` if `m` is out of that range or so
 /// small that the shift would exceed 62.
@@ -115,6 +155,65 @@ mod tests {
                         "{acc} {m} {s}"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn requantize_halves_is_requantize() {
+        let accs = [
+            i32::MIN,
+            -70_000,
+            -1,
+            0,
+            1,
+            2,
+            65_535,
+            65_536,
+            1_000_003,
+            i32::MAX,
+        ];
+        let mults = [
+            i32::MIN,
+            -5,
+            0,
+            1,
+            0xffff,
+            0x1_0000,
+            1 << 30,
+            (1 << 30) + 12345,
+            i32::MAX,
+        ];
+        let mut state = 0x9e37_79b9u32;
+        let mut random = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as i32
+        };
+        for s in [0, 1, 32, 33, 40, 50, 62, 63, 255] {
+            for &m in &mults {
+                for &acc in &accs {
+                    assert_eq!(
+                        requantize_halves(acc, m, s),
+                        requantize(acc, m, s),
+                        "{acc} {m} {s}"
+                    );
+                }
+            }
+            for _ in 0..if cfg!(miri) { 100 } else { 20_000 } {
+                let (acc, m) = (random(), random() & i32::MAX | 1 << 30);
+                assert_eq!(
+                    requantize_halves(acc, m, s),
+                    requantize(acc, m, s),
+                    "{acc} {m} {s}"
+                );
+                let acc = acc >> (random() as u32 % 31);
+                assert_eq!(
+                    requantize_halves(acc, m, s),
+                    requantize(acc, m, s),
+                    "{acc} {m} {s}"
+                );
             }
         }
     }

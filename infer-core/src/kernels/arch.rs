@@ -2,6 +2,8 @@
 //! groups, and the traits an architecture implements. The architectures import from here and
 //! nothing else of the crate's kernels; the table and the public API ([`super`]) sit above.
 
+use core::ops::Range;
+
 /// Rows of a weight tile.
 pub const TILE_ROWS: usize = 16;
 /// Inputs of a group (and of a weight tile).
@@ -311,7 +313,8 @@ pub(crate) trait Arch {
     }
 
     /// `out[j] = requantize(acc[j], multiplier[j], shift[j])`, the same integers on every
-    /// architecture.
+    /// architecture for multipliers > 0 and shifts in [`crate::quant::SHIFTS`] (what a validated
+    /// model holds).
     ///
     /// # Safety
     /// The running CPU has the instructions this architecture uses.
@@ -326,6 +329,15 @@ pub(crate) trait Arch {
 pub(crate) fn set_biases(out: &mut [i32], bias: &[[u8; 4]]) {
     for (o, b) in out.iter_mut().zip(bias) {
         *o = i32::from_le_bytes(*b);
+    }
+}
+
+/// Takes the 4-bit weights' offset off a row block's sums: `sum` is the inputs' sum.
+#[inline(always)]
+pub(crate) fn take_offset(out: &mut [i32], sum: u32) {
+    let excess = (sum as i32).wrapping_mul(NIBBLE_OFFSET);
+    for o in out {
+        *o = o.wrapping_sub(excess);
     }
 }
 
@@ -349,10 +361,7 @@ pub(crate) unsafe fn kept_blocks_by_rows<A: Arch, const NIBBLES: bool>(
         // SAFETY: the caller's guarantee.
         let sum = unsafe { A::kept_rows::<NIBBLES>(w, kept, x, groups, out) };
         if NIBBLES {
-            let excess = (sum as i32).wrapping_mul(NIBBLE_OFFSET);
-            for o in out.iter_mut() {
-                *o = o.wrapping_sub(excess);
-            }
+            take_offset(out, sum);
         }
     }
 }
@@ -511,6 +520,46 @@ impl<G> Groups<G> {
 }
 
 impl<G> Groups<G> {
+    /// [`Arch::gather`] by an architecture's own loop over whole groups: `live(list, words,
+    /// offset)` writes at `list` the entries of the live groups in `words` (not empty; the first
+    /// one's tile at byte `offset` of a row block), at most [`LIST_GROUPS`] and then up to two of
+    /// its own, and returns where it stopped writing and the first group it did not look at. The
+    /// portable gather serves where `x` is not whole groups, or not word-aligned and `aligned`
+    /// asks for it.
+    ///
+    /// # Safety
+    /// `live` keeps that contract.
+    #[cfg_attr(not(any(cortex_m_dsp, thumb1_only)), allow(dead_code))]
+    #[inline(always)]
+    pub(crate) unsafe fn gather_whole<A: Arch<Group = G>>(
+        &mut self,
+        x: &[u8],
+        from: usize,
+        aligned: bool,
+        live: impl FnOnce(*mut G, Range<*const [u8; GROUP]>, u32) -> (*mut G, *const [u8; GROUP]),
+    ) -> usize {
+        let (words, tail) = x.as_chunks::<GROUP>();
+        let rest = words.get(from..).filter(|rest| {
+            !rest.is_empty() && tail.is_empty() && (!aligned || x.as_ptr().align_offset(4) == 0)
+        });
+        let Some(rest) = rest else {
+            return self.gather_portable::<A>(x, from);
+        };
+        let mut next = from;
+        // SAFETY: `live` writes at most LIST_GROUPS + 2 entries (the caller's guarantee), each
+        // offset that of a group of `x` (whole groups only), below its length, and stops inside
+        // `rest`.
+        unsafe {
+            self.fill_with(x.len(), |list| {
+                let range = rest.as_ptr_range();
+                let (at, read) = live(list, range.clone(), (from * TILE_BYTES) as u32);
+                next = from + read.offset_from_unsigned(range.start);
+                at.offset_from_unsigned(list)
+            })
+        };
+        next
+    }
+
     /// Replaces the list with the entries `write` puts at the pointer it is given (room for
     /// [`LIST_GROUPS`] + 2), for a matrix of `cols` inputs: an architecture's own gather.
     ///
@@ -518,7 +567,7 @@ impl<G> Groups<G> {
     /// `write` initializes the first `n` entries at the pointer, `n` ≤ [`LIST_GROUPS`] + 2, and
     /// returns `n`; each entry's offset is that of a group below `cols`.
     #[cfg_attr(
-        not(any(target_arch = "x86_64", all(target_arch = "arm", not(thumb1_only)))),
+        not(any(target_arch = "x86_64", target_arch = "arm")),
         allow(dead_code)
     )]
     #[inline(always)]

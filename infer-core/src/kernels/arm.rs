@@ -19,6 +19,7 @@
 //! does the final halving) per hidden unit.
 
 use core::arch::asm;
+use core::ops::Range;
 
 use super::arch::{
     Arch, GROUP, GroupList, Groups, LIST_GROUPS, TILE_BYTES, TILE_ROWS, TILE4_BYTES,
@@ -82,22 +83,15 @@ impl Arch for Dsp {
     }
 
     unsafe fn gather(groups: &mut Groups<Paired>, x: &[u8], from: usize) -> usize {
-        let (words, tail) = x.as_chunks::<GROUP>();
-        let Some(rest) = words.get(from..).filter(|_| tail.is_empty()) else {
-            return groups.gather_portable::<Self>(x, from);
-        };
-        let mut next = from;
-        // SAFETY: `gather_live` writes at most LIST_GROUPS entries, then the sentinel; each
-        // offset is that of a group of `x` (whole groups only), below its length.
+        // SAFETY: `gather_live` writes at most LIST_GROUPS entries of the groups it is given,
+        // then the sentinel.
         unsafe {
-            groups.fill_with(x.len(), |list| {
-                let (n, looked) = gather_live(list, rest, (from * TILE_BYTES) as u32);
-                next = from + looked;
-                list.add(n).write(SENTINEL);
-                n + 1
+            groups.gather_whole::<Self>(x, from, false, |list, words, offset| {
+                let (at, read) = gather_live(list, words, offset);
+                at.write(SENTINEL);
+                (at.add(1), read)
             })
-        };
-        next
+        }
     }
 
     unsafe fn requantize(acc: &[i32], multiplier: &[[u8; 4]], shift: &[u8], out: &mut [u8]) {
@@ -264,20 +258,20 @@ unsafe fn kept_rows_portable<const NIBBLES: bool>(
     unsafe { gather_kept_then_rows::<Dsp, NIBBLES>(w, kept, x, groups, out) }
 }
 
-/// Writes at `list` the entries of the groups of `words` that are not zero, the first one's
-/// tile at byte `offset` of a row block, until [`LIST_GROUPS`] are written; returns how many, and
-/// how many groups it looked at. 6 instructions per blank group, 10 per live one.
+/// Writes at `list` the entries of the groups in `words` that are not zero, the first one's
+/// tile at byte `offset` of a row block, until [`LIST_GROUPS`] are written; returns where it
+/// stopped writing and the first group it did not look at. 6 instructions per blank group, 10
+/// per live one.
 ///
 /// # Safety
-/// `list` has room for [`LIST_GROUPS`] entries.
+/// `words` is not empty; `list` has room for [`LIST_GROUPS`] entries.
 #[inline(always)]
-unsafe fn gather_live(list: *mut Paired, words: &[[u8; GROUP]], offset: u32) -> (usize, usize) {
-    if words.is_empty() {
-        return (0, 0);
-    }
-    let range = words.as_ptr_range();
-    let mut at = list;
-    let mut read = range.start;
+unsafe fn gather_live(
+    list: *mut Paired,
+    words: Range<*const [u8; GROUP]>,
+    offset: u32,
+) -> (*mut Paired, *const [u8; GROUP]) {
+    let (mut at, mut read) = (list, words.start);
     // SAFETY: the loop reads `words` to their end or until `list` is full, one word each, and
     // stores one entry per non-zero word, at most LIST_GROUPS (the caller's room). Only the
     // named registers change.
@@ -298,7 +292,7 @@ unsafe fn gather_live(list: *mut Paired, words: &[[u8; GROUP]], offset: u32) -> 
             "bne 2b",
             "3:",
             read = inout(reg) read,
-            end = in(reg) range.end,
+            end = in(reg) words.end,
             list = inout(reg) at,
             full = in(reg) list.add(LIST_GROUPS),
             mask = in(reg) 0x00ff_00ffu32,
@@ -308,11 +302,8 @@ unsafe fn gather_live(list: *mut Paired, words: &[[u8; GROUP]], offset: u32) -> 
             inout("r2") offset => _,
             options(nostack),
         );
-        (
-            at.offset_from_unsigned(list),
-            read.offset_from_unsigned(range.start),
-        )
     }
+    (at, read)
 }
 
 /// [`Dsp::group`] in assembly, for [`gather_kept_asm`]: the word `{w}` paired into `r0` (inputs 0

@@ -529,6 +529,10 @@ fn random<V: Width>(
 /// Random block-sparse matrices ([`matvec_sparse`]): each tile kept with a density drawn per
 /// case from 0 to 100 % (now and then a whole row block or a whole group empty), random kept
 /// tiles, inputs and initial values, against the dense formula with every other tile zero.
+/// Bytes starting word-aligned.
+#[repr(C, align(4))]
+struct Aligned<const N: usize>([u8; N]);
+
 fn sparse<V: Width>(
     kernel: Kernel,
     scratch: &mut [u8],
@@ -549,8 +553,19 @@ fn sparse<V: Width>(
         let groups = cols.div_ceil(GROUP);
         let density = rng.below(17);
         let (empty_block, empty_group) = (rng.below(2 * blocks_n), rng.below(2 * groups.max(1)));
+        // Kept lists and inputs at every alignment: a kernel may load them by halfwords and words
+        // where they are aligned, and must not assume it.
+        let (kept_at, x_at) = match number % 4 {
+            3 => (1, 1 + number as usize / 4 % 3),
+            _ => (0, 0),
+        };
         let mut blocks = [[0u8; 2]; MAX_BLOCKS];
-        let mut kept = [[0u8; 2]; MAX_TILES];
+        let mut kept_bytes = Aligned([0u8; 2 * MAX_TILES + 2]);
+        let kept_bytes = kept_bytes
+            .0
+            .get_mut(kept_at..kept_at + 2 * MAX_TILES)
+            .unwrap_or(&mut []);
+        let kept: &mut [[u8; 2]] = bytemuck::cast_slice_mut(kept_bytes);
         let mut tiles = 0;
         for (b, count) in blocks.iter_mut().enumerate().take(blocks_n) {
             let mut n = 0u16;
@@ -576,8 +591,9 @@ fn sparse<V: Width>(
         for v in w.iter_mut() {
             *v = rng.byte();
         }
-        let mut x = [0u8; MAX_COLS];
-        fill_inputs(rng, &mut x, number as usize % 3);
+        let mut x = Aligned([0u8; MAX_COLS + 4]);
+        let x = x.0.get_mut(x_at..x_at + MAX_COLS).unwrap_or(&mut []);
+        fill_inputs(rng, x, number as usize % 3);
         let x = x.get(..cols).unwrap_or(&[]);
         let mut init = [0i32; MAX_RANDOM_ROWS];
         fill_init(rng, &mut init);

@@ -6,9 +6,10 @@
 use core::ops::Range;
 
 use super::arch::{
-    Arch, GROUP, Groups, KEPT_BLOCKS, LIST_GROUPS, TILE_BYTES, TILE_ROWS, set_biases, u16_of,
+    Arch, GROUP, Groups, KEPT_BLOCKS, LIST_GROUPS, TILE_BYTES, TILE_ROWS, set_biases, take_offset,
+    u16_of,
 };
-use super::{KernelError, Matrix, NIBBLE_OFFSET};
+use super::{KernelError, Matrix};
 use crate::{Weights, kinds};
 
 /// Which tiles of a block-sparse matrix are stored: for each row block, how many, and their
@@ -141,10 +142,7 @@ impl<'a> Matrix<'a> {
             // SAFETY: `w` is `list.len()` tiles (the caller's guarantee); the rest by the caller.
             if kinds::has(KINDS, kinds::INT4) && self.weights == Weights::Int4 {
                 let sum = unsafe { A::kept_rows::<true>(w, list, x, groups, out) };
-                let excess = (sum as i32).wrapping_mul(NIBBLE_OFFSET);
-                for o in out.iter_mut() {
-                    *o = o.wrapping_sub(excess);
-                }
+                take_offset(out, sum);
             } else if kinds::has(KINDS, kinds::INT8) && self.weights == Weights::Int8 {
                 // SAFETY: as above.
                 unsafe { A::kept_rows::<false>(w, list, x, groups, out) };

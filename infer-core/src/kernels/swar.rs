@@ -12,9 +12,12 @@
 //!
 //! On Armv6-M (Cortex-M0/M0+: Thumb-1, eight low registers) the walk is `asm!`, two rows per pass
 //! over the entries: per entry one `ldm` (the pair products' inputs and the offset), one `ldr` of
-//! the weight word, and per row half (a nibble pair) `lsrs`/`movs`, `ands`, `muls`, `lsrs #16`
-//! and an `add` into a high-register accumulator — each product's upper halfword is exact on its
-//! own (its lower one stays below 2^16): 26 instructions per entry and 8 multiply-accumulates. The
+//! the weight word, and per nibble pair `lsrs`, `ands`, `muls` and `adds` into one of two sums
+//! (r6, r7: saved and restored around the loop, being LLVM's), whose upper halfwords are
+//! extracted into high-register accumulators once per four entries: 21 instructions per entry
+//! and 8 multiply-accumulates (the last 0–3 entries 25). Its kept tiles are gathered in assembly
+//! too (9 instructions per kept tile, 7 more per live one), and its requantization multiplies by
+//! 16-bit halves ([`crate::quant::requantize_halves`]: the Cortex-M0 has no long multiply). The
 //! same arithmetic in Rust is the walk off Arm (and where LLVM, out of low registers on Thumb-1,
 //! would spill).
 //!
@@ -33,7 +36,7 @@
 //! 40 instructions per entry and 16 multiply-accumulates. Elsewhere the reference's walk.
 
 use super::arch::{Arch, Groups, TILE_ROWS};
-#[cfg(all(target_arch = "arm", not(thumb1_only)))]
+#[cfg(target_arch = "arm")]
 use super::arch::{GROUP, LIST_GROUPS, gather_kept_then_rows, walk_kept};
 use super::scalar;
 
@@ -120,9 +123,11 @@ impl Arch for Swar {
         let _ = list.push(SENTINEL);
     }
 
-    /// The kept tiles live in `x` gathered in Thumb-2 assembly ([`gather_kept`]), then walked
-    /// as a dense list.
-    #[cfg(all(target_arch = "arm", not(thumb1_only)))]
+    /// The kept tiles live in `x` gathered in assembly ([`gather_kept`]), then walked as a dense
+    /// list. Thumb-1 loads the kept list by halfwords and `x` by words, so there it needs them
+    /// aligned (the format aligns only weight sections: a file's `kept` may lie at an odd address;
+    /// the forward pass aligns its buffers), and the portable gather serves otherwise.
+    #[cfg(target_arch = "arm")]
     unsafe fn kept_rows<const NIBBLES: bool>(
         w: &[u8],
         kept: &[[u8; 2]],
@@ -130,25 +135,56 @@ impl Arch for Swar {
         groups: &mut Groups<Paired>,
         out: &mut [i32],
     ) -> u32 {
-        if !x.len().is_multiple_of(GROUP) || kept.len() > LIST_GROUPS {
+        let aligned = cfg!(not(thumb1_only))
+            || (kept.as_ptr().align_offset(2) == 0 && x.as_ptr().align_offset(4) == 0);
+        if !aligned || !x.len().is_multiple_of(GROUP) || kept.len() > LIST_GROUPS {
             // SAFETY: the caller's guarantee.
             return unsafe { gather_kept_then_rows::<Self, NIBBLES>(w, kept, x, groups, out) };
         }
         let mut sum = 0u32;
         // SAFETY: every group of `kept` is below `x.len() / 4` (the `Arch::kept_rows` contract,
-        // `x.len()` a multiple of 4), so each word the gather loads is inside `x`; it writes at
-        // most `kept.len()` ≤ LIST_GROUPS entries.
+        // `x.len()` a multiple of 4), so each word the gather loads is inside `x` (and aligned
+        // where Thumb-1 needs it, checked above); it writes at most `kept.len()` ≤ LIST_GROUPS
+        // entries.
         unsafe {
             groups.fill_with(kept.len() * GROUP, |list| {
                 gather_kept::<NIBBLES>(list, kept, x, &mut sum)
             })
         };
-        // The padding and the sentinel, as after any gather (room: LIST_GROUPS is a multiple
+        // Thumb-2's padding and sentinel, as after any gather (room: LIST_GROUPS is a multiple
         // of 4, and the list holds two more).
         groups.close::<Self>();
         // SAFETY: the caller's guarantee; `groups` gathered from `w`'s tiles.
         unsafe { walk_kept::<Self, NIBBLES>(w, groups, out) };
         sum
+    }
+
+    /// The live groups of a word-aligned `x` gathered in Thumb-1 assembly ([`gather_live`]); the
+    /// portable gather for any other.
+    #[cfg(thumb1_only)]
+    unsafe fn gather(groups: &mut Groups<Paired>, x: &[u8], from: usize) -> usize {
+        // SAFETY: `gather_live` writes at most LIST_GROUPS entries of the (word-aligned) groups
+        // it is given.
+        unsafe {
+            groups.gather_whole::<Self>(x, from, true, |list, words, offset| {
+                gather_live(list, words, offset)
+            })
+        }
+    }
+
+    /// [`crate::quant::requantize_halves`]: the same integers with 32-bit multiplies, where the
+    /// core has no long multiply (everywhere but Armv7-M, whose `smull` the i64 product is); an
+    /// accumulator ≤ 0 is the ReLU's 0 without a multiply (or a load of its multiplier, which may
+    /// be unaligned: four byte loads on a Cortex-M0).
+    #[cfg(not(all(target_arch = "arm", not(thumb1_only))))]
+    unsafe fn requantize(acc: &[i32], multiplier: &[[u8; 4]], shift: &[u8], out: &mut [u8]) {
+        for (o, ((&a, m), &s)) in out.iter_mut().zip(acc.iter().zip(multiplier).zip(shift)) {
+            *o = if a <= 0 {
+                0
+            } else {
+                crate::quant::requantize_halves(a, i32::from_le_bytes(*m), s)
+            };
+        }
     }
 
     unsafe fn rows(w: &[i8], groups: &Groups<Paired>, out: &mut [i32]) {
@@ -428,7 +464,167 @@ unsafe fn quarter8(base: *const i8, entries: &[Paired], acc: &mut [i32]) {
     }
 }
 
-/// [`walk`] in Thumb-1 assembly (see the module docs).
+/// [`Swar::gather`] in Thumb-1 assembly: the entries of the groups in `words` that are not zero
+/// written at `list`, the first one's tile at byte `offset` of a row block, until [`LIST_GROUPS`]
+/// are written; returns where it stopped writing and the first group it did not look at. Paired
+/// as in [`gather_kept`]: 6 instructions per blank group, 12 per live one.
+///
+/// # Safety
+/// `words` is word-aligned and not empty; `list` has room for [`LIST_GROUPS`] entries.
+#[cfg(thumb1_only)]
+#[inline(always)]
+unsafe fn gather_live(
+    list: *mut Paired,
+    words: core::ops::Range<*const [u8; GROUP]>,
+    offset: u32,
+) -> (*mut Paired, *const [u8; GROUP]) {
+    let (mut at, mut read) = (list, words.start);
+    // SAFETY: the loop reads `words` (aligned, by the caller) to their end or until `list` is
+    // full, one word each, and stores one entry (`x20`, `x31`, offset: r5, r6, r7) per non-zero
+    // word, at most LIST_GROUPS (the caller's room). Only the named registers change (r6 and r7
+    // are restored).
+    unsafe {
+        core::arch::asm!(
+            "push {{r6, r7}}",
+            "mov r9, r1",
+            "mov r10, r5",
+            "mov r7, r4",
+            "2:",
+            "ldm r0!, {{r4}}",
+            "cmp r4, #0",
+            "beq 4f",
+            "rev r6, r4",
+            "lsrs r5, r6, #8",
+            "ands r5, r3",
+            "ands r6, r3",
+            "stm r2!, {{r5, r6, r7}}",
+            "cmp r2, r10",
+            "beq 3f",
+            "4:",
+            "adds r7, #64",
+            "cmp r0, r9",
+            "bne 2b",
+            "3:",
+            "pop {{r6, r7}}",
+            inout("r0") read,
+            in("r1") words.end,
+            inout("r2") at,
+            in("r3") 0x00ff_00ffu32,
+            inout("r4") offset => _,
+            inout("r5") list.add(LIST_GROUPS) => _,
+            out("r9") _,
+            out("r10") _,
+        );
+    }
+    (at, read)
+}
+
+/// [`Swar::kept_rows`]'s gather in Thumb-1 assembly: the entries of `kept`'s groups that are live
+/// in `x` written at `list`, the offset of each its tile's (64 bytes per position in `kept`);
+/// returns how many, and with `SUM` adds their inputs to `sum`. A word's inputs are paired by
+/// `rev` (`x3 x2 x1 x0` from the top), a shift and two masks. 9 instructions per kept tile, 5 more
+/// per live one (7 with `SUM`, which keeps halfword sums in r8 and folds them at the end).
+///
+/// # Safety
+/// `kept` is halfword-aligned, `x` word-aligned, and every group of `kept` is below
+/// `x.len() / 4`; `list` has room for `kept.len()` entries.
+#[cfg(thumb1_only)]
+#[inline(always)]
+unsafe fn gather_kept<const SUM: bool>(
+    list: *mut Paired,
+    kept: &[[u8; 2]],
+    x: &[u8],
+    sum: &mut u32,
+) -> usize {
+    if kept.is_empty() {
+        return 0;
+    }
+    let mut at = list;
+    // Each halfword of `halves` is a sum over at most LIST_GROUPS groups of two inputs: below
+    // 2^16.
+    let halves: u32;
+    // SAFETY: the loop reads `kept` to its end (halfwords, aligned by the caller), and at each
+    // group's position in `x` one aligned word inside `x` (the caller's guarantee), and stores
+    // one entry (`x20`, `x31`, offset: r5, r6, r7) per live group at `list`, which has room.
+    // Only the named registers change (r6 and r7 are restored).
+    unsafe {
+        core::arch::asm!(
+            // r6 and r7 are LLVM's (base and frame pointer): saved, used, restored.
+            "push {{r6, r7}}",
+            "mov r9, r4",
+            "movs r7, #0",
+            "mov r8, r7",
+            "2:",
+            "ldrh r4, [r0]",
+            "adds r0, #2",
+            "lsls r4, r4, #2",
+            "ldr r4, [r1, r4]",
+            "cmp r4, #0",
+            "beq 4f",
+            "rev r6, r4",
+            "lsrs r5, r6, #8",
+            "ands r5, r3",
+            "ands r6, r3",
+            ".if {sum}",
+            "add r8, r5",
+            "add r8, r6",
+            ".endif",
+            "stm r2!, {{r5, r6, r7}}",
+            "4:",
+            "adds r7, #64",
+            "cmp r0, r9",
+            "bne 2b",
+            "mov r4, r8",
+            "pop {{r6, r7}}",
+            sum = const SUM as u32,
+            inout("r0") kept.as_ptr() => _,
+            in("r1") x.as_ptr(),
+            inout("r2") at,
+            in("r3") 0x00ff_00ffu32,
+            inout("r4") kept.as_ptr_range().end => halves,
+            out("r5") _,
+            out("r8") _,
+            out("r9") _,
+        );
+        if SUM {
+            *sum += (halves & 0xffff) + (halves >> 16);
+        }
+        at.offset_from_unsigned(list)
+    }
+}
+
+/// One entry of the Thumb-1 walk: its weight word (at `r9` + half the offset) times its paired
+/// inputs, the four products summed into `r6` (rows `i`) and `r7` (`i + 8`) without their
+/// shift (see the module docs: four entries' sums cannot carry).
+#[cfg(thumb1_only)]
+macro_rules! thumb1_entry {
+    () => {
+        concat!(
+            "ldm r5!, {{r0, r1, r4}}\n",
+            "lsrs r4, r4, #1\n",
+            "add r4, r9\n",
+            "ldr r2, [r4]\n",
+            "lsrs r4, r2, #8\n",
+            "ands r4, r3\n",
+            "muls r4, r1, r4\n",
+            "adds r6, r6, r4\n",
+            "lsrs r4, r2, #4\n",
+            "ands r4, r3\n",
+            "muls r4, r0, r4\n",
+            "adds r7, r7, r4\n",
+            "lsrs r4, r2, #12\n",
+            "ands r4, r3\n",
+            "muls r4, r1, r4\n",
+            "adds r7, r7, r4\n",
+            "ands r2, r3\n",
+            "muls r2, r0, r2\n",
+            "adds r6, r6, r2\n",
+        )
+    };
+}
+
+/// [`walk`] in Thumb-1 assembly (see the module docs): four entries at a time, their sums
+/// shifted once, then the last 0–3 entries, whose sums are shifted alone.
 #[cfg(thumb1_only)]
 #[inline(never)]
 fn walk(w: &[u32], i: usize, entries: &[Paired]) -> [u32; 2] {
@@ -439,57 +635,65 @@ fn walk(w: &[u32], i: usize, entries: &[Paired]) -> [u32; 2] {
     // Every entry's word is inside `w`: offsets come from `Groups::gather` over the vector the
     // tiles were shaped for (the `Arch::rows4` contract), and `i < 8`.
     let base = w.as_ptr().wrapping_add(i);
+    let quads = entries.as_ptr().wrapping_add(entries.len() / 4 * 4);
     let end = entries.as_ptr_range().end;
     // SAFETY: reads the entries (three words each, `repr(C)`) up to `end`, and one word of `w` at
-    // `base + offset / 8` words for each (inside `w`, above). Only the named registers change.
+    // `base + offset / 8` words for each (inside `w`, above). Only the named registers change
+    // (r6 and r7, LLVM's, are saved and restored).
     unsafe {
         core::arch::asm!(
-            // High registers hold what the loop only adds to or compares with.
+            "push {{r6, r7}}",
+            // High registers hold what the loops only add to or compare with.
             "mov r9, r0",
             "mov r10, r1",
+            "mov r12, r2",
             "movs r4, #0",
             "mov r8, r4",
             "mov r11, r4",
+            "cmp r5, r10",
+            "beq 3f",
             "2:",
-            "ldm r5!, {{r0, r1, r4}}",
-            "lsrs r4, r4, #1",
-            "add r4, r9",
-            "ldr r2, [r4]",
-            "movs r4, r2",
-            "ands r4, r3",
-            "muls r4, r0, r4",
-            "lsrs r4, r4, #16",
-            "add r8, r4",
-            "lsrs r4, r2, #8",
-            "ands r4, r3",
-            "muls r4, r1, r4",
-            "lsrs r4, r4, #16",
-            "add r8, r4",
-            "lsrs r4, r2, #4",
-            "ands r4, r3",
-            "muls r4, r0, r4",
-            "lsrs r4, r4, #16",
-            "add r11, r4",
-            "lsrs r4, r2, #12",
-            "ands r4, r3",
-            "muls r4, r1, r4",
-            "lsrs r4, r4, #16",
-            "add r11, r4",
+            "movs r6, #0",
+            "movs r7, #0",
+            thumb1_entry!(),
+            thumb1_entry!(),
+            thumb1_entry!(),
+            thumb1_entry!(),
+            "lsrs r6, r6, #16",
+            "add r8, r6",
+            "lsrs r7, r7, #16",
+            "add r11, r7",
             "cmp r5, r10",
             "bne 2b",
+            "3:",
+            "cmp r5, r12",
+            "beq 5f",
+            "4:",
+            "movs r6, #0",
+            "movs r7, #0",
+            thumb1_entry!(),
+            "lsrs r6, r6, #16",
+            "add r8, r6",
+            "lsrs r7, r7, #16",
+            "add r11, r7",
+            "cmp r5, r12",
+            "bne 4b",
+            "5:",
             "mov r0, r8",
             "mov r1, r11",
+            "pop {{r6, r7}}",
             inout("r5") entries.as_ptr() => _,
             inout("r0") base => lo,
-            inout("r1") end => hi,
+            inout("r1") quads => hi,
+            inout("r2") end => _,
             in("r3") PAIR_MASK,
-            out("r2") _,
             out("r4") _,
             out("r8") _,
             out("r9") _,
             out("r10") _,
             out("r11") _,
-            options(nostack, readonly),
+            out("r12") _,
+            options(readonly),
         );
     }
     [lo, hi]
