@@ -138,8 +138,9 @@ fn cached(files: &[&Path]) -> bool {
 
 /// The best recipe's pruned files the firmware runs (`--recipe best --density D`, the issue's
 /// ≥ 99 % int8 and ≥ 98.8 % int4 models), as (density, width, file in `firmware-example/model/`).
-pub const BEST_PRUNED: [(f32, &str, &str); 2] = [
+pub const BEST_PRUNED: [(f32, &str, &str); 3] = [
     (0.2, "int8", "mlp-pruned20-int8.bin"),
+    (0.15, "int8", "mlp-pruned15-int8.bin"),
     (0.15, "int4", "mlp-pruned15-int4.bin"),
 ];
 

@@ -115,6 +115,7 @@ fn c_programs_get_what_rust_gets() {
         "mlp-int8.bin",
         "mlp-int4.bin",
         "mlp-pruned20-int8.bin",
+        "mlp-pruned15-int8.bin",
         "mlp-pruned15-int4.bin",
         "mlp-784-256-128-10-int4.bin",
     ]
