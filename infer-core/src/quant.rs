@@ -26,6 +26,13 @@ pub const SHIFTS: core::ops::RangeInclusive<u8> = 33..=62;
 pub fn requantize(acc: i32, multiplier: i32, shift: u8) -> u8 {
     let hi = ((i64::from(acc) * i64::from(multiplier)) >> 32) as i32;
     // |hi| < 2^31 · 2^31 / 2^32 = 2^30, so the increment cannot overflow.
+    from_upper_word(hi, shift)
+}
+
+/// The byte of a product whose upper word is `hi` (|hi| < 2^30), at `shift`: the common end of
+/// [`requantize`] and [`requantize_halves`].
+#[inline(always)]
+fn from_upper_word(hi: i32, shift: u8) -> u8 {
     let scaled = hi.wrapping_shr(u32::from(shift).wrapping_sub(33)) + 1;
     (scaled >> 1).clamp(0, 255) as u8
 }
@@ -49,8 +56,7 @@ pub fn requantize_halves(acc: i32, multiplier: i32, shift: u8) -> u8 {
     let carry = ((a_lo * m_lo) >> 16) + (lo_hi & 0xffff) + (hi_lo & 0xffff);
     // Both factors below 2^31: the upper word below 2^30, a valid positive i32.
     let hi = (a_hi * m_hi + (lo_hi >> 16) + (hi_lo >> 16) + (carry >> 16)) as i32;
-    let scaled = hi.wrapping_shr(u32::from(shift).wrapping_sub(33)) + 1;
-    (scaled >> 1).clamp(0, 255) as u8
+    from_upper_word(hi, shift)
 }
 
 /// `x`, which the optimizer cannot see through: on Arm it would fold [`requantize_halves`]'s
@@ -191,29 +197,23 @@ mod tests {
             state ^= state << 5;
             state as i32
         };
+        let same = |acc, m, s| {
+            assert_eq!(
+                requantize_halves(acc, m, s),
+                requantize(acc, m, s),
+                "{acc} {m} {s}"
+            )
+        };
         for s in [0, 1, 32, 33, 40, 50, 62, 63, 255] {
             for &m in &mults {
                 for &acc in &accs {
-                    assert_eq!(
-                        requantize_halves(acc, m, s),
-                        requantize(acc, m, s),
-                        "{acc} {m} {s}"
-                    );
+                    same(acc, m, s);
                 }
             }
             for _ in 0..if cfg!(miri) { 100 } else { 20_000 } {
                 let (acc, m) = (random(), random() & i32::MAX | 1 << 30);
-                assert_eq!(
-                    requantize_halves(acc, m, s),
-                    requantize(acc, m, s),
-                    "{acc} {m} {s}"
-                );
-                let acc = acc >> (random() as u32 % 31);
-                assert_eq!(
-                    requantize_halves(acc, m, s),
-                    requantize(acc, m, s),
-                    "{acc} {m} {s}"
-                );
+                same(acc, m, s);
+                same(acc >> (random() as u32 % 31), m, s);
             }
         }
     }

@@ -526,13 +526,13 @@ fn random<V: Width>(
     Ok(())
 }
 
-/// Random block-sparse matrices ([`matvec_sparse`]): each tile kept with a density drawn per
-/// case from 0 to 100 % (now and then a whole row block or a whole group empty), random kept
-/// tiles, inputs and initial values, against the dense formula with every other tile zero.
 /// Bytes starting word-aligned.
 #[repr(C, align(4))]
 struct Aligned<const N: usize>([u8; N]);
 
+/// Random block-sparse matrices ([`matvec_sparse`]): each tile kept with a density drawn per
+/// case from 0 to 100 % (now and then a whole row block or a whole group empty), random kept
+/// tiles, inputs and initial values, against the dense formula with every other tile zero.
 fn sparse<V: Width>(
     kernel: Kernel,
     scratch: &mut [u8],

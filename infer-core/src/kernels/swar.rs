@@ -464,6 +464,16 @@ unsafe fn quarter8(base: *const i8, entries: &[Paired], acc: &mut [i32]) {
     }
 }
 
+/// [`Swar::group`] in Thumb-1 assembly, for [`gather_live`] and [`gather_kept`]: the word in r4
+/// paired into r5 (`x20`: after `rev`, `x2` is byte 1 and `x0` byte 3) and r6 (`x31`), with r3
+/// the mask `0x00FF00FF`.
+#[cfg(thumb1_only)]
+macro_rules! pair_thumb1 {
+    () => {
+        "rev r6, r4\nlsrs r5, r6, #8\nands r5, r3\nands r6, r3"
+    };
+}
+
 /// [`Swar::gather`] in Thumb-1 assembly: the entries of the groups in `words` that are not zero
 /// written at `list`, the first one's tile at byte `offset` of a row block, until [`LIST_GROUPS`]
 /// are written; returns where it stopped writing and the first group it did not look at. Paired
@@ -493,10 +503,7 @@ unsafe fn gather_live(
             "ldm r0!, {{r4}}",
             "cmp r4, #0",
             "beq 4f",
-            "rev r6, r4",
-            "lsrs r5, r6, #8",
-            "ands r5, r3",
-            "ands r6, r3",
+            pair_thumb1!(),
             "stm r2!, {{r5, r6, r7}}",
             "cmp r2, r10",
             "beq 3f",
@@ -561,10 +568,7 @@ unsafe fn gather_kept<const SUM: bool>(
             "ldr r4, [r1, r4]",
             "cmp r4, #0",
             "beq 4f",
-            "rev r6, r4",
-            "lsrs r5, r6, #8",
-            "ands r5, r3",
-            "ands r6, r3",
+            pair_thumb1!(),
             ".if {sum}",
             "add r8, r5",
             "add r8, r6",
