@@ -101,34 +101,37 @@ mod arch;
 mod scalar;
 mod sparse;
 
-/// The Armv7-M walks' gather of a row block's kept tiles: per kept tile its group's word `{w}`
-/// loaded by position, and, if not zero, its entry stored (`r0`, `r1`: the paired inputs, which
-/// `$pair` makes from `{w}` as the walk pairs them; `r2`: the tile's offset). `$sum` is what else
-/// a live tile does, `$extra` the operands `$pair` and `$sum` need. The loop runs at least once:
-/// `$kept` must not be empty.
+/// The Armv7-M walks' gather of a row block's kept tiles: per kept tile its group's word (`r3`,
+/// which `cbz` needs low) loaded by position, and, if not zero, its entry stored (`r0`, `r1`: the
+/// paired inputs, which `$pair` makes from `r3` as the walk pairs them; `r2`: the tile's offset, 64 per
+/// position in `$kept`). `$sum` is what else a live tile does, `$extra` the operands `$pair` and
+/// `$sum` need. The loop runs at least once: `$kept` must not be empty. 5 instructions per kept
+/// tile, 4 more per live one.
+///
+/// The offset is worked out only for a live tile, from how far the list has been read:
+/// `64 · i = 32 · (kept − (start + 2))` after the `i`-th `ldrh` (wrapping, as the registers do),
+/// one `rsb` of the read pointer shifted by 5 and of `32 · (start + 2)`.
 #[cfg(all(target_arch = "arm", not(thumb1_only)))]
 macro_rules! gather_kept_asm {
     ($pair:expr, $sum:expr, $kept:expr, $end:expr, $x:expr, $at:ident; $($extra:tt)*) => {
         core::arch::asm!(
-            "mov r2, #0",
             "2:",
-            "ldrh {g}, [{kept}], #2",
-            "ldr {w}, [{x}, {g}, lsl #2]",
-            "cmp {w}, #0",
-            "beq 4f",
+            "ldrh r2, [{kept}], #2",
+            "ldr r3, [{x}, r2, lsl #2]",
+            "cbz r3, 4f",
             $pair,
             $sum,
+            "rsb r2, {start32}, {kept}, lsl #5",
             "stm {list}!, {{r0, r1, r2}}",
             "4:",
-            "add r2, r2, #64",
             "cmp {kept}, {end}",
             "bne 2b",
+            start32 = in(reg) ($kept.addr() as u32).wrapping_add(2).wrapping_mul(32),
             kept = inout(reg) $kept => _,
             end = in(reg) $end,
             x = in(reg) $x,
             list = inout(reg) $at,
-            g = out(reg) _,
-            w = out(reg) _,
+            out("r3") _,
             $($extra)*
             out("r0") _,
             out("r1") _,
