@@ -103,17 +103,18 @@ mod sparse;
 
 /// The Armv7-M walks' gather of a row block's kept tiles: per kept tile its group's word (`r3`,
 /// which `cbz` needs low) loaded by position, and, if not zero, its entry stored (`r0`, `r1`: the
-/// paired inputs, which `$pair` makes from `r3` as the walk pairs them; `r2`: the tile's offset, 64 per
-/// position in `$kept`). `$sum` is what else a live tile does, `$extra` the operands `$pair` and
-/// `$sum` need. The loop runs at least once: `$kept` must not be empty. 5 instructions per kept
-/// tile, 4 more per live one.
+/// paired inputs, which `$pair` makes from `r3` as the walk pairs them; `r2`: the tile's offset,
+/// 64 per position in `$kept`). `$sum` is what else a live tile does, `$extra` the operands
+/// `$pair` and `$sum` need. The loop runs at least once: `$kept` must not be empty. 5
+/// instructions per kept tile, 4 more per live one.
 ///
 /// The offset is worked out only for a live tile, from how far the list has been read:
 /// `64 · i = 32 · (kept − (start + 2))` after the `i`-th `ldrh` (wrapping, as the registers do),
 /// one `rsb` of the read pointer shifted by 5 and of `32 · (start + 2)`.
 #[cfg(all(target_arch = "arm", not(thumb1_only)))]
 macro_rules! gather_kept_asm {
-    ($pair:expr, $sum:expr, $kept:expr, $end:expr, $x:expr, $at:ident; $($extra:tt)*) => {
+    ($pair:expr, $sum:expr, $kept:expr, $end:expr, $x:expr, $at:ident; $($extra:tt)*) => {{
+        let start: *const [u8; 2] = $kept;
         core::arch::asm!(
             "2:",
             "ldrh r2, [{kept}], #2",
@@ -126,8 +127,8 @@ macro_rules! gather_kept_asm {
             "4:",
             "cmp {kept}, {end}",
             "bne 2b",
-            start32 = in(reg) ($kept.addr() as u32).wrapping_add(2).wrapping_mul(32),
-            kept = inout(reg) $kept => _,
+            start32 = in(reg) (start.addr() as u32).wrapping_add(2).wrapping_mul(32),
+            kept = inout(reg) start => _,
             end = in(reg) $end,
             x = in(reg) $x,
             list = inout(reg) $at,
@@ -138,7 +139,7 @@ macro_rules! gather_kept_asm {
             out("r2") _,
             options(nostack),
         )
-    };
+    }};
 }
 
 mod swar;
