@@ -91,6 +91,15 @@ impl<'a> QuantLayer<'a> {
         out: &mut [u8],
     ) {
         if let Some(s) = self.sparsity.filter(|_| kinds::has(KINDS, kinds::SPARSE)) {
+            if !A::KEPT_BATCH {
+                let requantization = (self.bias, self.multiplier, self.shift);
+                // SAFETY: the layer's row blocks and their stored tiles (checked at load); the
+                // rest by the caller.
+                return unsafe {
+                    self.matrix()
+                        .hidden_sparse::<A, KINDS>(s, x, groups, requantization, out)
+                };
+            }
             // Passes of whole row blocks, as for a dense layer: one requantization per pass.
             const P: usize = ROWS_PER_PASS;
             let mut acc = [0i32; P];

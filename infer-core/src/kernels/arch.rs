@@ -312,6 +312,27 @@ pub(crate) trait Arch {
         unsafe { kept_blocks_by_rows::<Self, NIBBLES>(blocks, x, groups, bias, out) }
     }
 
+    /// One row block of a block-sparse hidden layer, to its outputs: `rows.out =
+    /// requantize(rows.bias + W · x)`, `w` and `kept` as for [`Self::kept_rows`] (the 4-bit
+    /// offset taken off with `NIBBLES`). By default the biases, [`Self::kept_rows`], then
+    /// [`Self::requantize`] on the row block's 16 accumulators.
+    ///
+    /// # Safety
+    /// As [`Self::kept_rows`].
+    #[inline(always)]
+    unsafe fn kept_block_out<const NIBBLES: bool>(
+        w: &[u8],
+        kept: &[[u8; 2]],
+        x: &[u8],
+        groups: &mut Groups<Self::Group>,
+        rows: BlockRows<'_>,
+    ) where
+        Self: Sized,
+    {
+        // SAFETY: the caller's guarantee.
+        unsafe { kept_block_out_by_rows::<Self, NIBBLES>(w, kept, x, groups, rows) };
+    }
+
     /// `out[j] = requantize(acc[j], multiplier[j], shift[j])`, the same integers on every
     /// architecture for multipliers > 0 and shifts in [`crate::quant::SHIFTS`] (what a validated
     /// model holds).
@@ -322,6 +343,15 @@ pub(crate) trait Arch {
     unsafe fn requantize(acc: &[i32], multiplier: &[[u8; 4]], shift: &[u8], out: &mut [u8]) {
         requantize_portable(acc, multiplier, shift, out);
     }
+}
+
+/// One row block of a hidden layer's requantization: its 16 rows' biases, multipliers, shifts
+/// and outputs.
+pub(crate) struct BlockRows<'a> {
+    pub bias: &'a [[u8; 4]; TILE_ROWS],
+    pub multiplier: &'a [[u8; 4]; TILE_ROWS],
+    pub shift: &'a [u8; TILE_ROWS],
+    pub out: &'a mut [u8; TILE_ROWS],
 }
 
 /// `out[j] = bias[j]` (little-endian i32s), as many as both hold.
@@ -364,6 +394,30 @@ pub(crate) unsafe fn kept_blocks_by_rows<A: Arch, const NIBBLES: bool>(
             take_offset(out, sum);
         }
     }
+}
+
+/// [`Arch::kept_block_out`]'s default: the biases, [`Arch::kept_rows`], the 4-bit offset taken
+/// off, then [`Arch::requantize`].
+///
+/// # Safety
+/// As [`Arch::kept_block_out`].
+#[inline(always)]
+pub(crate) unsafe fn kept_block_out_by_rows<A: Arch, const NIBBLES: bool>(
+    w: &[u8],
+    kept: &[[u8; 2]],
+    x: &[u8],
+    groups: &mut Groups<A::Group>,
+    rows: BlockRows<'_>,
+) {
+    let mut acc = [0i32; TILE_ROWS];
+    set_biases(&mut acc, rows.bias);
+    // SAFETY: the caller's guarantee.
+    let sum = unsafe { A::kept_rows::<NIBBLES>(w, kept, x, groups, &mut acc) };
+    if NIBBLES {
+        take_offset(&mut acc, sum);
+    }
+    // SAFETY: the CPU by the caller.
+    unsafe { A::requantize(&acc, rows.multiplier, rows.shift, rows.out) };
 }
 
 /// [`Arch::kept_rows`]'s default: the kept groups live in `x` gathered into `groups` by

@@ -16,14 +16,17 @@
 //! group and 4 rows, the tile's address coming from the same list (half the 8-bit offset).
 //!
 //! Requantization has its own loop too: `smmul`, `sub`, `asr`, `add` and `usat` (whose shift
-//! does the final halving) per hidden unit.
+//! does the final halving) per hidden unit. A block-sparse hidden layer's row block is gathered,
+//! walked from its biases (no copy of them into the accumulators) and requantized in one step
+//! (`kept_block_out`).
 
 use core::arch::asm;
+use core::mem::MaybeUninit;
 use core::ops::Range;
 
 use super::arch::{
-    Arch, GROUP, GroupList, Groups, LIST_GROUPS, TILE_BYTES, TILE_ROWS, TILE4_BYTES,
-    gather_kept_then_rows, walk_kept,
+    Arch, BlockRows, GROUP, GroupList, Groups, LIST_GROUPS, NIBBLE_OFFSET, TILE_BYTES, TILE_ROWS,
+    TILE4_BYTES, gather_kept_then_rows, kept_block_out_by_rows, walk_kept,
 };
 use super::scalar;
 
@@ -142,28 +145,20 @@ impl Arch for Dsp {
             // SAFETY: the caller's guarantee.
             return unsafe { kept_rows_portable::<NIBBLES>(w, kept, x, groups, out) };
         }
-        let mut sum = 0u32;
-        // SAFETY: every group of `kept` is below `x.len() / 4` (the `Arch::kept_rows` contract,
-        // `x.len()` a multiple of 4), so each word `gather_kept` loads is inside `x`; it writes
-        // at most `kept.len()` ≤ LIST_GROUPS entries, then the sentinel.
-        unsafe {
-            groups.fill_with(kept.len() * GROUP, |list| {
-                let n = gather_kept::<NIBBLES>(list, kept, x, &mut sum);
-                list.add(n).write(SENTINEL);
-                n + 1
-            })
-        };
+        // SAFETY: the checks above and the caller's guarantee.
+        let sum = unsafe { gather_block::<NIBBLES>(kept, x, groups) };
         let entries = groups.entries();
         match out.as_chunks_mut::<TILE_ROWS>() {
             ([out, ..], _) if w.as_ptr().align_offset(4) == 0 && entries.len() > 1 => {
+                let acc = out.as_mut_ptr();
                 // SAFETY: `w` holds the row block's `kept.len()` tiles (the caller's guarantee),
                 // word-aligned, and every entry's offset is a tile's; the list ends with the
-                // sentinel.
+                // sentinel; `acc` is the block's 16 rows, added to in place.
                 unsafe {
                     if NIBBLES {
-                        block4(w.as_ptr(), entries, out);
+                        block4(w.as_ptr(), entries, acc.cast_const().cast(), 0, acc);
                     } else {
-                        block8(w.as_ptr().cast(), entries, out);
+                        block8(w.as_ptr().cast(), entries, acc.cast_const().cast(), acc);
                     }
                 }
             }
@@ -171,6 +166,48 @@ impl Arch for Dsp {
             _ => unsafe { walk_kept::<Self, NIBBLES>(w, groups, out) },
         }
         sum
+    }
+
+    unsafe fn kept_block_out<const NIBBLES: bool>(
+        w: &[u8],
+        kept: &[[u8; 2]],
+        x: &[u8],
+        groups: &mut Groups<Paired>,
+        rows: BlockRows<'_>,
+    ) {
+        if !x.len().is_multiple_of(GROUP)
+            || kept.len() > LIST_GROUPS
+            || w.as_ptr().align_offset(4) != 0
+        {
+            // SAFETY: the caller's guarantee.
+            return unsafe { kept_block_out_portable::<NIBBLES>(w, kept, x, groups, rows) };
+        }
+        // SAFETY: the checks above and the caller's guarantee.
+        let sum = unsafe { gather_block::<NIBBLES>(kept, x, groups) };
+        let entries = groups.entries();
+        let excess = (sum as i32).wrapping_mul(NIBBLE_OFFSET);
+        // The walk starts from the biases (less the 4-bit offset) and writes every row.
+        let mut acc = MaybeUninit::<[i32; TILE_ROWS]>::uninit();
+        let out = acc.as_mut_ptr().cast::<i32>();
+        let bias = rows.bias.as_ptr();
+        // SAFETY: `w` holds the row block's `kept.len()` tiles (the caller's guarantee),
+        // word-aligned (checked), every entry's offset is a tile's and the list ends with the
+        // sentinel; `bias` and `out` are 16 rows. Each branch writes all 16 of `acc`.
+        let acc = unsafe {
+            if entries.len() < 2 {
+                for (i, b) in rows.bias.iter().enumerate() {
+                    out.add(i)
+                        .write(i32::from_le_bytes(*b).wrapping_sub(excess));
+                }
+            } else if NIBBLES {
+                block4(w.as_ptr(), entries, bias, excess, out);
+            } else {
+                block8(w.as_ptr().cast(), entries, bias, out);
+            }
+            acc.assume_init()
+        };
+        // SAFETY: the CPU by the caller.
+        unsafe { Self::requantize(&acc, rows.multiplier, rows.shift, rows.out) };
     }
 
     unsafe fn rows(w: &[i8], groups: &Groups<Paired>, out: &mut [i32]) {
@@ -185,9 +222,18 @@ impl Arch for Dsp {
         }
         let block = TILE_ROWS * groups.cols();
         for (b, out) in out.as_chunks_mut::<TILE_ROWS>().0.iter_mut().enumerate() {
+            let acc = out.as_mut_ptr();
             // SAFETY: row block `b`, inside `w` with every entry's offset (the `Arch::rows`
-            // contract), word-aligned (checked above); the list ends with the sentinel.
-            unsafe { block8(w.as_ptr().add(b * block), entries, out) };
+            // contract), word-aligned (checked above); the list ends with the sentinel; `acc`
+            // its 16 rows, added to in place.
+            unsafe {
+                block8(
+                    w.as_ptr().add(b * block),
+                    entries,
+                    acc.cast_const().cast(),
+                    acc,
+                )
+            };
         }
     }
 
@@ -201,42 +247,67 @@ impl Arch for Dsp {
         }
         let block = TILE_ROWS / 2 * groups.cols();
         for (b, out) in out.as_chunks_mut::<TILE_ROWS>().0.iter_mut().enumerate() {
+            let acc = out.as_mut_ptr();
+            let base = w.as_ptr().wrapping_add(b * block);
             // SAFETY: row block `b`'s tiles, inside `w` with every entry's offset halved (the
-            // `Arch::rows4` contract), word-aligned (checked); the list ends with the sentinel.
-            unsafe { block4(w.as_ptr().add(b * block), entries, out) };
+            // `Arch::rows4` contract), word-aligned (checked); the list ends with the sentinel;
+            // `acc` its 16 rows, added to in place.
+            unsafe { block4(base, entries, acc.cast_const().cast(), 0, acc) };
         }
     }
 }
 
-/// `out += W · x` for the 16 rows of one 8-bit row block at `base`, quarter tile by quarter tile.
+/// `out = init + W · x` for the 16 rows of one 8-bit row block at `base`, quarter tile by
+/// quarter tile (`init`, little-endian i32s, may be `out` itself). Not inlined: one copy of
+/// the walk serves every row block, dense or sparse (flash is scarce where it runs), and its
+/// quarters share one call.
 ///
 /// # Safety
 /// `base` is word-aligned, and `base + offset .. + 64` is readable for every entry's offset;
-/// `entries` holds at least one entry, then [`SENTINEL`] (its last).
-#[inline(always)]
-unsafe fn block8(base: *const i8, entries: &[Paired], out: &mut [i32; TILE_ROWS]) {
+/// `entries` holds at least one entry, then [`SENTINEL`] (its last); `init` and `out` are 16
+/// rows.
+#[inline(never)]
+unsafe fn block8(base: *const i8, entries: &[Paired], init: *const [u8; 4], out: *mut i32) {
     let odd = entries.len().is_multiple_of(2);
-    for (q, acc) in out.as_chunks_mut::<4>().0.iter_mut().enumerate() {
-        // SAFETY: quarter tile `q` of the block (the caller's guarantee).
-        unsafe { quarter(base.add(16 * q), entries.as_ptr(), odd, acc) };
+    for q in (0..TILE_ROWS).step_by(4) {
+        // SAFETY: quarter tile `q / 4` of the block (the caller's guarantee).
+        unsafe {
+            quarter(
+                base.add(q * 4),
+                entries.as_ptr(),
+                odd,
+                init.add(q),
+                out.add(q),
+            )
+        };
     }
 }
 
-/// [`block8`] for a 4-bit row block at `base`: rows `2p`, `2p + 1`, `2p + 8`,
-/// `2p + 9` at a time.
+/// [`block8`] for a 4-bit row block at `base`, `excess` taken off `init`: rows `2p`, `2p + 1`,
+/// `2p + 8`, `2p + 9` at a time.
 ///
 /// # Safety
 /// As [`block8`], for `base + offset / 2 .. + 32`.
-#[inline(always)]
-unsafe fn block4(base: *const u8, entries: &[Paired], out: &mut [i32; TILE_ROWS]) {
+#[inline(never)]
+unsafe fn block4(
+    base: *const u8,
+    entries: &[Paired],
+    init: *const [u8; 4],
+    excess: i32,
+    out: *mut i32,
+) {
     let odd = entries.len().is_multiple_of(2);
-    let (low, high) = out.split_at_mut(TILE_ROWS / 2);
-    let pairs = low.as_chunks_mut::<2>().0.iter_mut();
-    for (p, (lo, hi)) in pairs.zip(high.as_chunks_mut::<2>().0).enumerate() {
-        let mut acc = [lo[0], lo[1], hi[0], hi[1]];
-        // SAFETY: words `2p`, `2p + 1` of the block's tiles (the caller's guarantee).
-        unsafe { nibble_rows(base.add(8 * p), entries.as_ptr(), odd, &mut acc) };
-        [lo[0], lo[1], hi[0], hi[1]] = acc;
+    for r in (0..TILE_ROWS / 2).step_by(2) {
+        // SAFETY: words `r`, `r + 1` of the block's tiles (the caller's guarantee).
+        unsafe {
+            nibble_rows(
+                base.add(4 * r),
+                entries.as_ptr(),
+                odd,
+                (init.add(r), excess),
+                out.add(r),
+            )
+        };
     }
 }
 
@@ -256,6 +327,48 @@ unsafe fn kept_rows_portable<const NIBBLES: bool>(
 ) -> u32 {
     // SAFETY: the caller's guarantee.
     unsafe { gather_kept_then_rows::<Dsp, NIBBLES>(w, kept, x, groups, out) }
+}
+
+/// [`Dsp::kept_block_out`] for a vector whose length is not a multiple of 4, a longer list or misaligned tiles: the default.
+///
+/// # Safety
+/// As [`Arch::kept_block_out`].
+#[cold]
+#[inline(never)]
+unsafe fn kept_block_out_portable<const NIBBLES: bool>(
+    w: &[u8],
+    kept: &[[u8; 2]],
+    x: &[u8],
+    groups: &mut Groups<Paired>,
+    rows: BlockRows<'_>,
+) {
+    // SAFETY: the caller's guarantee.
+    unsafe { kept_block_out_by_rows::<Dsp, NIBBLES>(w, kept, x, groups, rows) }
+}
+
+/// Gathers into `groups` the entries of `kept`'s groups that are live in `x` ([`gather_kept`]),
+/// then the sentinel; returns, with `SUM`, the sum of their inputs.
+///
+/// # Safety
+/// `x.len()` is a multiple of 4, every group of `kept` is below `x.len() / 4`, and `kept` holds
+/// at most [`LIST_GROUPS`].
+#[inline(always)]
+unsafe fn gather_block<const SUM: bool>(
+    kept: &[[u8; 2]],
+    x: &[u8],
+    groups: &mut Groups<Paired>,
+) -> u32 {
+    let mut sum = 0u32;
+    // SAFETY: each word `gather_kept` loads is inside `x` (the caller's guarantee); it writes at
+    // most `kept.len()` ≤ LIST_GROUPS entries, then the sentinel.
+    unsafe {
+        groups.fill_with(kept.len() * GROUP, |list| {
+            let n = gather_kept::<SUM>(list, kept, x, &mut sum);
+            list.add(n).write(SENTINEL);
+            n + 1
+        })
+    };
+    sum
 }
 
 /// Writes at `list` the entries of the groups in `words` that are not zero, the first one's
@@ -353,17 +466,22 @@ unsafe fn gather_kept<const SUM: bool>(
     }
 }
 
-/// `acc[i] += Σ` over the entries for the 4 rows of the quarter tile at `base`.
-///
-/// Not inlined: one copy of the loop serves every quarter (flash is scarce where it runs).
+/// `out[i] = init[i] + Σ` over the entries for the 4 rows of the quarter tile at `base`.
 ///
 /// # Safety
 /// `base` is word-aligned, and `base + offset .. base + offset + 16` is readable for every entry's
 /// offset; `entries` holds at least one entry followed by [`SENTINEL`], an odd number of them
-/// if `odd`.
-#[inline(never)]
-unsafe fn quarter(base: *const i8, entries: *const Paired, odd: bool, acc: &mut [i32; 4]) {
-    let [mut a0, mut a1, mut a2, mut a3] = *acc;
+/// if `odd`; `init` and `out` are 4 rows (they may be the same).
+#[inline(always)]
+unsafe fn quarter(
+    base: *const i8,
+    entries: *const Paired,
+    odd: bool,
+    init: *const [u8; 4],
+    out: *mut i32,
+) {
+    // SAFETY: 4 rows (the caller's guarantee).
+    let [mut a0, mut a1, mut a2, mut a3] = unsafe { rows_at(init, 0) };
     // SAFETY: the loop reads the entries, three words each, up to and including the sentinel it
     // stops at, and 16 weight bytes at `base + offset` for each (the caller's contract). Only the
     // named registers change; memory is only read.
@@ -430,8 +548,19 @@ unsafe fn quarter(base: *const i8, entries: *const Paired, odd: bool, acc: &mut 
                 out("r4") _,
             options(nostack, readonly),
         );
+        out.cast::<[i32; 4]>().write_unaligned([a0, a1, a2, a3]);
     }
-    *acc = [a0, a1, a2, a3];
+}
+
+/// The 4 little-endian i32s at `init`, less `excess`.
+///
+/// # Safety
+/// `init` is 4 readable rows.
+#[inline(always)]
+unsafe fn rows_at(init: *const [u8; 4], excess: i32) -> [i32; 4] {
+    // SAFETY: the caller's guarantee.
+    unsafe { init.cast::<[[u8; 4]; 4]>().read() }
+        .map(|b| i32::from_le_bytes(b).wrapping_sub(excess))
 }
 
 /// The walk for weights that are not word-aligned (only `matvec` with a misaligned slice: the
@@ -496,16 +625,26 @@ macro_rules! nibble_step {
     };
 }
 
-/// `acc += Σ` over the entries for rows `2p`, `2p + 1`, `2p + 8`, `2p + 9` of the 4-bit tiles,
-/// whose two words `2p`, `2p + 1` are at `base` + half an entry's offset: `acc` holds those rows
-/// in that order.
+/// `out[i] = init[i] − excess + Σ` over the entries for rows `r`, `r + 1`, `r + 8`, `r + 9` of
+/// the 4-bit tiles (`r` even), whose two words `r`, `r + 1` are at `base` + half an entry's
+/// offset; `init` and `out` point at row `r` of their 16.
 ///
 /// # Safety
 /// `base` is word-aligned, and `base + offset / 2 .. + 8` is readable for every entry's offset;
-/// `entries` as for [`quarter`].
-#[inline(never)]
-unsafe fn nibble_rows(base: *const u8, entries: *const Paired, odd: bool, acc: &mut [i32; 4]) {
-    let [mut a0, mut a1, mut a2, mut a3] = *acc;
+/// `entries` as for [`quarter`]; `init` and `out` have rows `r` to `r + 9` (they may be the
+/// same).
+#[inline(always)]
+unsafe fn nibble_rows(
+    base: *const u8,
+    entries: *const Paired,
+    odd: bool,
+    (init, excess): (*const [u8; 4], i32),
+    out: *mut i32,
+) {
+    // SAFETY: rows `r`, `r + 1`, `r + 8`, `r + 9` (the caller's guarantee).
+    let [lo, hi] = unsafe { [0, 8].map(|i| init.add(i).cast::<[[u8; 4]; 2]>().read()) };
+    let [mut a0, mut a1, mut a2, mut a3] =
+        [lo[0], lo[1], hi[0], hi[1]].map(|b| i32::from_le_bytes(b).wrapping_sub(excess));
     // SAFETY: as in `quarter`, for 8 bytes per entry at half its offset.
     unsafe {
         asm!(
@@ -532,6 +671,7 @@ unsafe fn nibble_rows(base: *const u8, entries: *const Paired, odd: bool, acc: &
             out("r4") _,
             options(nostack, readonly),
         );
+        out.cast::<[i32; 2]>().write_unaligned([a0, a1]);
+        out.add(8).cast::<[i32; 2]>().write_unaligned([a2, a3]);
     }
-    *acc = [a0, a1, a2, a3];
 }

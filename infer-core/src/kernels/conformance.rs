@@ -13,17 +13,20 @@
 //! sparse inputs in runs, and initial values near the i32 limits so that wrapping is exercised;
 //! each also for four vectors at once, and with a weight slice that is not word-aligned; then
 //! block-sparse matrices ([`matvec_sparse`]) at densities from 0 to 100 %, with empty row blocks
-//! and empty groups, against the same formula with every tile not kept zero. Last,
+//! and empty groups, against the same formula with every tile not kept zero, and the same row
+//! blocks as a hidden layer's (from biases to requantized bytes, as a forward pass walks them).
+//! Last,
 //! the kernel's requantization of a hidden layer against [`requantize`], at every shift the
 //! format accepts.
 
 use core::fmt;
 
-use super::{Arch, ArchOp, GROUP, KernelError, NIBBLE_OFFSET, TILE_ROWS, dispatch, matvec};
+use super::{Arch, ArchOp, GROUP, Groups, KernelError, Matrix, NIBBLE_OFFSET, TILE_ROWS};
 use super::{Sparsity, TILE_BYTES, matvec_sparse, matvec_x4, matvec4, matvec4_x4};
+use super::{dispatch, matvec};
 use super::{nibble_index, tiled_index};
 use crate::quant::{SHIFTS, requantize};
-use crate::{Kernel, Weights};
+use crate::{Kernel, Weights, kinds};
 
 /// The tutorial network's layers as (rows, inputs): 784 → 512 → 10 (padded to 16 rows).
 pub const TUTORIAL_SHAPES: [(usize, usize); 2] = [(512, 784), (16, 512)];
@@ -358,14 +361,7 @@ pub fn run(
         let mut multiplier = [[0u8; 4]; REQUANTIZED];
         let mut shift = [0u8; REQUANTIZED];
         for (j, (m, s)) in multiplier.iter_mut().zip(&mut shift).enumerate() {
-            *m = match j % 4 {
-                0 => i32::MAX,
-                1 => 1,
-                _ => (1 << 30) + rng.below(1 << 30) as i32,
-            }
-            .to_le_bytes();
-            let span = usize::from(SHIFTS.end() - SHIFTS.start()) + 1;
-            *s = SHIFTS.start() + ((j + round as usize) % span) as u8;
+            (*m, *s) = quantization(&mut rng, j, round);
         }
         // Accumulators a digit's layer produces, where rounding boundaries matter most.
         for a in acc.iter_mut().skip(round as usize % 2).step_by(2) {
@@ -603,6 +599,14 @@ fn sparse<V: Width>(
         got.copy_from_slice(init);
         let case = "block-sparse";
         matvec_sparse(kernel, V::WEIGHTS, w, s, x, got).map_err(refused(case))?;
+        hidden_layer(
+            kernel,
+            Matrix::new(V::WEIGHTS, w),
+            s,
+            x,
+            (init, got),
+            (rng, number),
+        )?;
         let w: &[V::W] = bytemuck::try_cast_slice(w).map_err(|_| Failure::ScratchTooSmall)?;
         let weight = |r: usize, k: usize| {
             // The stored tiles as one row block of `tiles` tiles; zero where not kept.
@@ -615,6 +619,96 @@ fn sparse<V: Width>(
         summary.macs += (rows * cols) as u64;
     }
     Ok(())
+}
+
+/// The rows of a [`sparse`] case as a hidden layer's: from biases (`init` scaled down to where
+/// requantization is not saturated) to requantized bytes, as a forward pass walks them, against
+/// [`requantize`] of the sums `got − init` (the matrix product, checked already) plus the bias.
+fn hidden_layer(
+    kernel: Kernel,
+    m: Matrix<'_>,
+    s: Sparsity<'_>,
+    x: &[u8],
+    (init, got): (&[i32], &[i32]),
+    (rng, number): (&mut Rng, u32),
+) -> Result<(), Failure> {
+    let mut bias = [[0u8; 4]; MAX_RANDOM_ROWS];
+    let mut multiplier = [[0u8; 4]; MAX_RANDOM_ROWS];
+    let mut shift = [0u8; MAX_RANDOM_ROWS];
+    let mut expected = [0u8; MAX_RANDOM_ROWS];
+    let rows = bias.iter_mut().zip(&mut multiplier).zip(&mut shift);
+    for (r, (((b, m), s), e)) in rows.zip(&mut expected).enumerate().take(got.len()) {
+        let (i, g) = (init.get(r).copied(), got.get(r).copied());
+        let (i, g) = (i.unwrap_or(0), g.unwrap_or(0));
+        let b32 = i >> (8 + rng.below(16));
+        (*m, *s) = quantization(rng, r, number);
+        *b = b32.to_le_bytes();
+        *e = requantize(
+            g.wrapping_sub(i).wrapping_add(b32),
+            i32::from_le_bytes(*m),
+            *s,
+        );
+    }
+    let n = got.len();
+    let (Some(bias), Some(multiplier), Some(shift)) =
+        (bias.get(..n), multiplier.get(..n), shift.get(..n))
+    else {
+        return Err(Failure::ScratchTooSmall);
+    };
+    // SAFETY: `matvec_sparse` checked the shape and the kernel's availability.
+    let out = unsafe { dispatch(kernel, SparseHidden(m, s, x, (bias, multiplier, shift))) };
+    for (row, (&g, &e)) in out.iter().zip(&expected).enumerate().take(n) {
+        if g != e {
+            return Err(Failure::Mismatch {
+                case: "block-sparse hidden layer",
+                number,
+                shape: (n, x.len()),
+                row,
+                got: i32::from(g),
+                expected: i32::from(e),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A block-sparse hidden layer's requantized rows, walked as a forward pass walks them.
+struct SparseHidden<'a>(
+    Matrix<'a>,
+    Sparsity<'a>,
+    &'a [u8],
+    (&'a [[u8; 4]], &'a [[u8; 4]], &'a [u8]),
+);
+
+impl ArchOp for SparseHidden<'_> {
+    type Output = [u8; MAX_RANDOM_ROWS];
+    unsafe fn run<A: Arch>(self) -> [u8; MAX_RANDOM_ROWS] {
+        let SparseHidden(m, s, x, requantization) = self;
+        let mut groups = Groups::new();
+        let mut out = [0u8; MAX_RANDOM_ROWS];
+        let rows = requantization.0.len();
+        let out_rows = out.get_mut(..rows).unwrap_or(&mut []);
+        // SAFETY: the shape checked by the caller, the CPU by `dispatch`'s caller.
+        unsafe {
+            m.hidden_sparse::<A, { kinds::ALL }>(s, x, &mut groups, requantization, out_rows)
+        };
+        out
+    }
+}
+
+/// A multiplier and shift a validated model may hold, for unit `j` of round `round`: the
+/// largest and smallest multipliers now and then, every shift of [`SHIFTS`] in turn.
+fn quantization(rng: &mut Rng, j: usize, round: u32) -> ([u8; 4], u8) {
+    let m = match j % 4 {
+        0 => i32::MAX,
+        1 => 1,
+        _ => (1 << 30) + rng.below(1 << 30) as i32,
+    };
+    let span = usize::from(SHIFTS.end() - SHIFTS.start()) + 1;
+    (
+        m.to_le_bytes(),
+        SHIFTS.start() + ((j + round as usize) % span) as u8,
+    )
 }
 
 /// Units of the requantization cases.

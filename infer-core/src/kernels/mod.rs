@@ -97,6 +97,13 @@
 //! network pruned for accuracy keeps the tiles of the inputs that are usually live. For 4-bit
 //! weights the nibble offset comes off per row block, over the inputs of its kept groups.
 //!
+//! A forward pass walks a block-sparse hidden layer one row block at a time to its requantized
+//! outputs (`kept_block_out`: by default the biases, `kept_rows`, then the requantization). On
+//! the Cortex-M DSP the walk starts from the biases themselves (less the nibble offset, known
+//! once the block is gathered) and its quarter tiles share one call, so a row block costs its
+//! tiles and little else: with 32 row blocks per layer, the per-block work is what a pruned
+//! layer pays for being walked block by block.
+//!
 mod arch;
 mod scalar;
 mod sparse;

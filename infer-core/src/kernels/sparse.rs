@@ -6,8 +6,8 @@
 use core::ops::Range;
 
 use super::arch::{
-    Arch, GROUP, Groups, KEPT_BLOCKS, LIST_GROUPS, TILE_BYTES, TILE_ROWS, set_biases, take_offset,
-    u16_of,
+    Arch, BlockRows, GROUP, Groups, KEPT_BLOCKS, LIST_GROUPS, TILE_BYTES, TILE_ROWS, set_biases,
+    take_offset, u16_of,
 };
 use super::{KernelError, Matrix};
 use crate::{Weights, kinds};
@@ -107,12 +107,13 @@ impl<'a> Matrix<'a> {
         s: Sparsity<'a>,
     ) -> impl Iterator<Item = (&'a [[u8; 2]], Matrix<'a>)> + use<'a> {
         let tile = self.tile_bytes();
-        s.blocks().map(move |(kept, tiles)| {
-            let w = self
-                .bytes
-                .get(tiles.start * tile..tiles.end * tile)
-                .unwrap_or(&[]);
-            (kept, self.with_bytes(w))
+        let lists = s.blocks.iter().map(u16_of);
+        lists.scan((s.kept, self.bytes), move |(kept, w), n| {
+            let (list, rest) = kept.split_at_checked(n).unwrap_or((kept, &[]));
+            *kept = rest;
+            let (tiles, rest) = w.split_at_checked(n * tile).unwrap_or((w, &[]));
+            *w = rest;
+            Some((list, self.with_bytes(tiles)))
         })
     }
 
@@ -148,6 +149,72 @@ impl<'a> Matrix<'a> {
                 unsafe { A::kept_rows::<false>(w, list, x, groups, out) };
             }
         }
+    }
+
+    /// `out = requantize(bias + W · x)` for a block-sparse hidden layer, row block by row block
+    /// ([`Self::block_out`]): `bias`, `multiplier`, `shift` and `out` hold 16 rows per row block
+    /// of `s` (rows past the shortest are left alone).
+    ///
+    /// # Safety
+    /// The running CPU has the instructions `A` uses; the matrix is `s`'s tiles, checked against
+    /// `x` (as [`Self::check_sparse`] or the model's validation do).
+    #[inline(always)]
+    pub(crate) unsafe fn hidden_sparse<A: Arch, const KINDS: u8>(
+        self,
+        s: Sparsity<'_>,
+        x: &[u8],
+        groups: &mut Groups<A::Group>,
+        (bias, multiplier, shift): (&[[u8; 4]], &[[u8; 4]], &[u8]),
+        out: &mut [u8],
+    ) {
+        let rows = out.as_chunks_mut::<TILE_ROWS>().0.iter_mut();
+        let rows = rows
+            .zip(bias.as_chunks::<TILE_ROWS>().0)
+            .zip(multiplier.as_chunks::<TILE_ROWS>().0)
+            .zip(shift.as_chunks::<TILE_ROWS>().0);
+        for ((((out, bias), multiplier), shift), (kept, m)) in rows.zip(self.row_blocks(s)) {
+            let rows = BlockRows {
+                bias,
+                multiplier,
+                shift,
+                out,
+            };
+            // SAFETY: one row block and its stored tiles; the rest by the caller.
+            unsafe { m.block_out::<A, KINDS>(kept, x, groups, rows) };
+        }
+    }
+
+    /// `rows.out = requantize(rows.bias + W · x)` for one row block of a block-sparse hidden
+    /// layer (`kept` its groups, the matrix's bytes its stored tiles): [`Arch::kept_block_out`],
+    /// or, for a row block of more than [`LIST_GROUPS`] kept tiles, [`Self::walk_block`] then
+    /// [`Arch::requantize`].
+    ///
+    /// # Safety
+    /// As [`Self::walk_block`].
+    #[inline(always)]
+    pub(crate) unsafe fn block_out<A: Arch, const KINDS: u8>(
+        self,
+        kept: &[[u8; 2]],
+        x: &[u8],
+        groups: &mut Groups<A::Group>,
+        rows: BlockRows<'_>,
+    ) {
+        if kept.len() <= LIST_GROUPS {
+            if kinds::has(KINDS, kinds::INT4) && self.weights == Weights::Int4 {
+                // SAFETY: the caller's guarantee, with at most LIST_GROUPS kept tiles.
+                return unsafe { A::kept_block_out::<true>(self.bytes, kept, x, groups, rows) };
+            }
+            if kinds::has(KINDS, kinds::INT8) && self.weights == Weights::Int8 {
+                // SAFETY: as above.
+                return unsafe { A::kept_block_out::<false>(self.bytes, kept, x, groups, rows) };
+            }
+        }
+        let mut acc = [0i32; TILE_ROWS];
+        set_biases(&mut acc, rows.bias);
+        // SAFETY: the caller's guarantee.
+        unsafe { self.walk_block::<A, KINDS>(kept, x, groups, &mut acc) };
+        // SAFETY: the CPU by the caller.
+        unsafe { A::requantize(&acc, rows.multiplier, rows.shift, rows.out) };
     }
 
     /// `out = bias + W · x` (`out += W · x` without `bias`) over every row block of a
