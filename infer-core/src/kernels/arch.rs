@@ -312,25 +312,25 @@ pub(crate) trait Arch {
         unsafe { kept_blocks_by_rows::<Self, NIBBLES>(blocks, x, groups, bias, out) }
     }
 
-    /// One row block of a block-sparse hidden layer, to its outputs: `rows.out =
-    /// requantize(rows.bias + W · x)`, `w` and `kept` as for [`Self::kept_rows`] (the 4-bit
-    /// offset taken off with `NIBBLES`). By default the biases, [`Self::kept_rows`], then
-    /// [`Self::requantize`] on the row block's 16 accumulators.
+    /// A block-sparse hidden layer, to its outputs: `out = requantize(bias + W · x)` (the 4-bit
+    /// offset taken off with `NIBBLES`), `out` 16 rows per row block of `layer`. By default row
+    /// block by row block ([`kept_layer_out_by_blocks`]): the biases, [`Self::kept_rows`], then
+    /// [`Self::requantize`] on its 16 accumulators.
     ///
     /// # Safety
-    /// As [`Self::kept_rows`].
+    /// The running CPU has the instructions this architecture uses; `layer` is checked against
+    /// `x` ([`KeptLayer`]); `out.len()` is 16 per row block.
     #[inline(always)]
-    unsafe fn kept_block_out<const NIBBLES: bool>(
-        w: &[u8],
-        kept: &[[u8; 2]],
+    unsafe fn kept_layer_out<const NIBBLES: bool>(
+        layer: KeptLayer<'_>,
         x: &[u8],
         groups: &mut Groups<Self::Group>,
-        rows: BlockRows<'_>,
+        out: &mut [u8],
     ) where
         Self: Sized,
     {
         // SAFETY: the caller's guarantee.
-        unsafe { kept_block_out_by_rows::<Self, NIBBLES>(w, kept, x, groups, rows) };
+        unsafe { kept_layer_out_by_blocks::<Self, NIBBLES>(layer, x, groups, out) };
     }
 
     /// `out[j] = requantize(acc[j], multiplier[j], shift[j])`, the same integers on every
@@ -345,13 +345,20 @@ pub(crate) trait Arch {
     }
 }
 
-/// One row block of a hidden layer's requantization: its 16 rows' biases, multipliers, shifts
-/// and outputs.
-pub(crate) struct BlockRows<'a> {
-    pub bias: &'a [[u8; 4]; TILE_ROWS],
-    pub multiplier: &'a [[u8; 4]; TILE_ROWS],
-    pub shift: &'a [u8; TILE_ROWS],
-    pub out: &'a mut [u8; TILE_ROWS],
+/// A block-sparse hidden layer, as [`Arch::kept_layer_out`] walks it: per row block its count of
+/// kept tiles (`counts`, u16 little-endian), whose groups are the next ones of `kept` (strictly
+/// increasing, each one of the input's), and whose tiles are the next ones of `tiles` (64 bytes
+/// each, or 32 for 4-bit weights); `bias`, `multiplier` and `shift` hold 16 rows per row block.
+/// What a [`super::Sparsity`] checked at construction, with the layer's stored weights and
+/// requantization.
+#[derive(Clone, Copy)]
+pub(crate) struct KeptLayer<'a> {
+    pub tiles: &'a [u8],
+    pub counts: &'a [[u8; 2]],
+    pub kept: &'a [[u8; 2]],
+    pub bias: &'a [[u8; 4]],
+    pub multiplier: &'a [[u8; 4]],
+    pub shift: &'a [u8],
 }
 
 /// `out[j] = bias[j]` (little-endian i32s), as many as both hold.
@@ -396,29 +403,72 @@ pub(crate) unsafe fn kept_blocks_by_rows<A: Arch, const NIBBLES: bool>(
     }
 }
 
-/// [`Arch::kept_block_out`]'s default: the biases, [`Arch::kept_rows`], the 4-bit offset taken
-/// off, then [`Arch::requantize`].
+/// [`Arch::kept_layer_out`]'s default: per row block, [`kept_block_out`].
 ///
 /// # Safety
-/// As [`Arch::kept_block_out`].
+/// As [`Arch::kept_layer_out`].
 #[inline(always)]
-pub(crate) unsafe fn kept_block_out_by_rows<A: Arch, const NIBBLES: bool>(
+pub(crate) unsafe fn kept_layer_out_by_blocks<A: Arch, const NIBBLES: bool>(
+    layer: KeptLayer<'_>,
+    x: &[u8],
+    groups: &mut Groups<A::Group>,
+    out: &mut [u8],
+) {
+    let tile = if NIBBLES { TILE4_BYTES } else { TILE_BYTES };
+    let (mut kept, mut tiles) = (layer.kept, layer.tiles);
+    let rows = out.as_chunks_mut::<TILE_ROWS>().0.iter_mut();
+    let rows = rows
+        .zip(layer.bias.as_chunks::<TILE_ROWS>().0)
+        .zip(layer.multiplier.as_chunks::<TILE_ROWS>().0)
+        .zip(layer.shift.as_chunks::<TILE_ROWS>().0);
+    for (count, (((out, bias), multiplier), shift)) in layer.counts.iter().zip(rows) {
+        let n = u16_of(count);
+        let (block, rest) = kept.split_at_checked(n).unwrap_or((kept, &[]));
+        kept = rest;
+        let (w, rest) = tiles.split_at_checked(n * tile).unwrap_or((tiles, &[]));
+        tiles = rest;
+        let rows = (bias, multiplier, shift, out);
+        // SAFETY: one row block's kept groups and tiles; the rest by the caller.
+        unsafe { kept_block_out::<A, NIBBLES>(w, block, x, groups, rows) };
+    }
+}
+
+/// One row block of a block-sparse hidden layer to its outputs: `out = requantize(bias + W ·
+/// x)`, its biases, multipliers, shifts and outputs in `rows`: [`Arch::kept_rows`] on at most
+/// [`LIST_GROUPS`] kept tiles at a time, the 4-bit offset taken off, then
+/// [`Arch::requantize`].
+///
+/// # Safety
+/// As [`Arch::kept_rows`], but for any number of kept tiles.
+#[inline(always)]
+pub(crate) unsafe fn kept_block_out<A: Arch, const NIBBLES: bool>(
     w: &[u8],
     kept: &[[u8; 2]],
     x: &[u8],
     groups: &mut Groups<A::Group>,
-    rows: BlockRows<'_>,
+    (bias, multiplier, shift, out): BlockRows<'_>,
 ) {
+    let tile = if NIBBLES { TILE4_BYTES } else { TILE_BYTES };
     let mut acc = [0i32; TILE_ROWS];
-    set_biases(&mut acc, rows.bias);
-    // SAFETY: the caller's guarantee.
-    let sum = unsafe { A::kept_rows::<NIBBLES>(w, kept, x, groups, &mut acc) };
-    if NIBBLES {
-        take_offset(&mut acc, sum);
+    set_biases(&mut acc, bias);
+    for (kept, w) in kept.chunks(LIST_GROUPS).zip(w.chunks(LIST_GROUPS * tile)) {
+        // SAFETY: at most LIST_GROUPS kept tiles, `w` theirs; the rest by the caller.
+        let sum = unsafe { A::kept_rows::<NIBBLES>(w, kept, x, groups, &mut acc) };
+        if NIBBLES {
+            take_offset(&mut acc, sum);
+        }
     }
     // SAFETY: the CPU by the caller.
-    unsafe { A::requantize(&acc, rows.multiplier, rows.shift, rows.out) };
+    unsafe { A::requantize(&acc, multiplier, shift, out) };
 }
+
+/// One row block's 16 biases, multipliers, shifts and outputs.
+pub(crate) type BlockRows<'a> = (
+    &'a [[u8; 4]; TILE_ROWS],
+    &'a [[u8; 4]; TILE_ROWS],
+    &'a [u8; TILE_ROWS],
+    &'a mut [u8; TILE_ROWS],
+);
 
 /// [`Arch::kept_rows`]'s default: the kept groups live in `x` gathered into `groups` by
 /// [`Groups::gather_kept`], then walked by [`Arch::rows`] / [`Arch::rows4`].
@@ -632,6 +682,14 @@ impl<G> Groups<G> {
         // capacity.
         unsafe { self.list.set_len(n) };
         self.cols = cols;
+    }
+
+    /// The list's room, emptied: at least [`LIST_GROUPS`] + 2 entries, for an architecture that
+    /// writes and walks a list itself, without its length (nothing else reads what it writes).
+    #[cfg_attr(not(cortex_m_dsp), allow(dead_code))]
+    pub(crate) fn room(&mut self) -> *mut G {
+        self.list.clear();
+        self.list.as_mut_ptr()
     }
 
     /// Ends the list as `A` ends the ones it gathers ([`Arch::close`]): after

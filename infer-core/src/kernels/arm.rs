@@ -21,12 +21,12 @@
 //! (`kept_block_out`).
 
 use core::arch::asm;
-use core::mem::MaybeUninit;
 use core::ops::Range;
 
 use super::arch::{
-    Arch, BlockRows, GROUP, GroupList, Groups, LIST_GROUPS, NIBBLE_OFFSET, TILE_BYTES, TILE_ROWS,
-    TILE4_BYTES, gather_kept_then_rows, kept_block_out_by_rows, walk_kept,
+    Arch, GROUP, GroupList, Groups, KeptLayer, LIST_GROUPS, NIBBLE_OFFSET, TILE_BYTES, TILE_ROWS,
+    TILE4_BYTES, gather_kept_then_rows, kept_block_out, kept_layer_out_by_blocks, u16_of,
+    walk_kept,
 };
 use super::scalar;
 
@@ -146,7 +146,7 @@ impl Arch for Dsp {
             return unsafe { kept_rows_portable::<NIBBLES>(w, kept, x, groups, out) };
         }
         // SAFETY: the checks above and the caller's guarantee.
-        let sum = unsafe { gather_block::<NIBBLES>(kept, x, groups) };
+        let sum = unsafe { gather_block::<NIBBLES, false>(kept, x, 0, groups) };
         let entries = groups.entries();
         match out.as_chunks_mut::<TILE_ROWS>() {
             ([out, ..], _) if w.as_ptr().align_offset(4) == 0 && entries.len() > 1 => {
@@ -168,46 +168,78 @@ impl Arch for Dsp {
         sum
     }
 
-    unsafe fn kept_block_out<const NIBBLES: bool>(
-        w: &[u8],
-        kept: &[[u8; 2]],
+    unsafe fn kept_layer_out<const NIBBLES: bool>(
+        layer: KeptLayer<'_>,
         x: &[u8],
         groups: &mut Groups<Paired>,
-        rows: BlockRows<'_>,
+        out: &mut [u8],
     ) {
-        if !x.len().is_multiple_of(GROUP)
-            || kept.len() > LIST_GROUPS
-            || w.as_ptr().align_offset(4) != 0
+        let tile = if NIBBLES { TILE4_BYTES } else { TILE_BYTES };
+        let rows = layer.counts.len() * TILE_ROWS;
+        let short = [
+            layer.bias.len(),
+            layer.multiplier.len(),
+            layer.shift.len(),
+            out.len(),
+        ]
+        .iter()
+        .any(|&n| n < rows);
+        if short
+            || !x.len().is_multiple_of(GROUP)
+            || layer.tiles.as_ptr().align_offset(4) != 0
+            || layer.kept.len().checked_mul(tile) != Some(layer.tiles.len())
         {
             // SAFETY: the caller's guarantee.
-            return unsafe { kept_block_out_portable::<NIBBLES>(w, kept, x, groups, rows) };
+            return unsafe { kept_layer_out_portable::<NIBBLES>(layer, x, groups, out) };
         }
-        // SAFETY: the checks above and the caller's guarantee.
-        let sum = unsafe { gather_block::<NIBBLES>(kept, x, groups) };
-        let entries = groups.entries();
-        let excess = (sum as i32).wrapping_mul(NIBBLE_OFFSET);
-        // The walk starts from the biases (less the 4-bit offset) and writes every row.
-        let mut acc = MaybeUninit::<[i32; TILE_ROWS]>::uninit();
-        let out = acc.as_mut_ptr().cast::<i32>();
-        let bias = rows.bias.as_ptr();
-        // SAFETY: `w` holds the row block's `kept.len()` tiles (the caller's guarantee),
-        // word-aligned (checked), every entry's offset is a tile's and the list ends with the
-        // sentinel; `bias` and `out` are 16 rows. Each branch writes all 16 of `acc`.
-        let acc = unsafe {
-            if entries.len() < 2 {
-                for (i, b) in rows.bias.iter().enumerate() {
-                    out.add(i)
-                        .write(i32::from_le_bytes(*b).wrapping_sub(excess));
+        let (mut kept, mut w) = (layer.kept.as_ptr(), layer.tiles.as_ptr());
+        let rows = (
+            layer.bias.as_ptr(),
+            layer.multiplier.as_ptr(),
+            layer.shift.as_ptr(),
+            out.as_mut_ptr(),
+        );
+        for (b, count) in layer.counts.iter().enumerate() {
+            let n = u16_of(count);
+            // SAFETY: `layer` is checked against `x` (the caller's guarantee): the counts add up
+            // to `kept.len()`, so the row block's `n` groups are the next ones of `kept`, each
+            // one of `x`'s, and its `n` tiles the next ones of `tiles` (a tile per kept group,
+            // checked), word-aligned (checked, and tiles are whole words); its 16 rows are
+            // among those of the biases, multipliers, shifts and outputs (checked).
+            unsafe {
+                let (block, tiles) = (
+                    core::slice::from_raw_parts(kept, n),
+                    core::slice::from_raw_parts(w, n * tile),
+                );
+                let (bias, mul, shift, out) = (
+                    rows.0.add(b * TILE_ROWS),
+                    rows.1.add(b * TILE_ROWS),
+                    rows.2.add(b * TILE_ROWS),
+                    rows.3.add(b * TILE_ROWS),
+                );
+                if n <= LIST_GROUPS {
+                    // The entries hold their tiles' addresses: the walk loads from them.
+                    let list = groups.room();
+                    let mut sum = 0;
+                    let at =
+                        gather_kept::<NIBBLES, NIBBLES>(list, block, x, w.addr() as u32, &mut sum);
+                    at.write(SENTINEL);
+                    // 12 bytes an entry: bit 2 of their size is their number's parity.
+                    let odd = (at.addr() - list.addr()) & 4 != 0;
+                    block_out::<NIBBLES>((list, odd, sum), bias, (mul, shift, out));
+                } else {
+                    let rows = (
+                        &*bias.cast(),
+                        &*mul.cast(),
+                        &*shift.cast(),
+                        &mut *out.cast(),
+                    );
+                    kept_block_out::<Dsp, NIBBLES>(tiles, block, x, groups, rows);
                 }
-            } else if NIBBLES {
-                block4(w.as_ptr(), entries, bias, excess, out);
-            } else {
-                block8(w.as_ptr().cast(), entries, bias, out);
+                kept = kept.add(n);
+                w = w.add(n * tile);
             }
-            acc.assume_init()
-        };
-        // SAFETY: the CPU by the caller.
-        unsafe { Self::requantize(&acc, rows.multiplier, rows.shift, rows.out) };
+        }
     }
 
     unsafe fn rows(w: &[i8], groups: &Groups<Paired>, out: &mut [i32]) {
@@ -257,6 +289,39 @@ impl Arch for Dsp {
     }
 }
 
+/// One row block of a block-sparse hidden layer to its outputs: the walk of its gathered list
+/// (`list`, ending with the sentinel, `odd` whether it has an odd number of entries, each the
+/// address of a tile; `sum` their inputs' sum, for the 4-bit offset), from the biases at `bias`,
+/// each quarter's four sums requantized as they leave it into `to` (multipliers, shifts,
+/// outputs).
+///
+/// # Safety
+/// Each entry's tile is readable and word-aligned; `bias` and `to` hold the block's 16 rows.
+#[inline(always)]
+unsafe fn block_out<const NIBBLES: bool>(
+    (list, odd, sum): (*const Paired, bool, u32),
+    bias: *const [u8; 4],
+    to: (*const [u8; 4], *const u8, *mut u8),
+) {
+    // SAFETY: the caller's guarantee; each step's rows are among the block's 16.
+    unsafe {
+        if NIBBLES {
+            let excess = (sum as i32).wrapping_mul(NIBBLE_OFFSET);
+            let b = |r| rows_at::<8>(bias.add(r), excess);
+            requantize4::<0, 8>(kept_nibble_rows::<0>(list, odd, b(0)), to);
+            requantize4::<2, 8>(kept_nibble_rows::<8>(list, odd, b(2)), to);
+            requantize4::<4, 8>(kept_nibble_rows::<16>(list, odd, b(4)), to);
+            requantize4::<6, 8>(kept_nibble_rows::<24>(list, odd, b(6)), to);
+        } else {
+            let b = |r| rows_at::<2>(bias.add(r), 0);
+            requantize4::<0, 2>(kept_quarter::<0>(list, odd, b(0)), to);
+            requantize4::<4, 2>(kept_quarter::<16>(list, odd, b(4)), to);
+            requantize4::<8, 2>(kept_quarter::<32>(list, odd, b(8)), to);
+            requantize4::<12, 2>(kept_quarter::<48>(list, odd, b(12)), to);
+        }
+    }
+}
+
 /// `out = init + W · x` for the 16 rows of one 8-bit row block at `base`, quarter tile by
 /// quarter tile (`init`, little-endian i32s, may be `out` itself). Not inlined: one copy of
 /// the walk serves every row block, dense or sparse (flash is scarce where it runs), and its
@@ -272,14 +337,14 @@ unsafe fn block8(base: *const i8, entries: &[Paired], init: *const [u8; 4], out:
     for q in (0..TILE_ROWS).step_by(4) {
         // SAFETY: quarter tile `q / 4` of the block (the caller's guarantee).
         unsafe {
-            quarter(
+            let sums = quarter(
                 base.add(q * 4),
                 entries.as_ptr(),
                 odd,
-                init.add(q),
-                out.add(q),
-            )
-        };
+                rows_at::<2>(init.add(q), 0),
+            );
+            write_rows::<2>(out.add(q), sums);
+        }
     }
 }
 
@@ -300,14 +365,12 @@ unsafe fn block4(
     for r in (0..TILE_ROWS / 2).step_by(2) {
         // SAFETY: words `r`, `r + 1` of the block's tiles (the caller's guarantee).
         unsafe {
-            nibble_rows(
-                base.add(4 * r),
-                entries.as_ptr(),
-                odd,
-                (init.add(r), excess),
+            let init = rows_at::<8>(init.add(r), excess);
+            write_rows::<8>(
                 out.add(r),
-            )
-        };
+                nibble_rows(base.add(4 * r), entries.as_ptr(), odd, init),
+            );
+        }
     }
 }
 
@@ -329,33 +392,34 @@ unsafe fn kept_rows_portable<const NIBBLES: bool>(
     unsafe { gather_kept_then_rows::<Dsp, NIBBLES>(w, kept, x, groups, out) }
 }
 
-/// [`Dsp::kept_block_out`] for a vector whose length is not a multiple of 4, a longer list or misaligned tiles: the default.
+/// [`Dsp::kept_layer_out`] for a vector whose length is not a multiple of 4, misaligned tiles
+/// or a layer whose lengths disagree: the default.
 ///
 /// # Safety
-/// As [`Arch::kept_block_out`].
+/// As [`Arch::kept_layer_out`].
 #[cold]
 #[inline(never)]
-unsafe fn kept_block_out_portable<const NIBBLES: bool>(
-    w: &[u8],
-    kept: &[[u8; 2]],
+unsafe fn kept_layer_out_portable<const NIBBLES: bool>(
+    layer: KeptLayer<'_>,
     x: &[u8],
     groups: &mut Groups<Paired>,
-    rows: BlockRows<'_>,
+    out: &mut [u8],
 ) {
     // SAFETY: the caller's guarantee.
-    unsafe { kept_block_out_by_rows::<Dsp, NIBBLES>(w, kept, x, groups, rows) }
+    unsafe { kept_layer_out_by_blocks::<Dsp, NIBBLES>(layer, x, groups, out) }
 }
 
-/// Gathers into `groups` the entries of `kept`'s groups that are live in `x` ([`gather_kept`]),
-/// then the sentinel; returns, with `SUM`, the sum of their inputs.
+/// Gathers into `groups` the entries of `kept`'s groups that are live in `x` ([`gather_kept`],
+/// `base` and `HALF` as there), then the sentinel; returns, with `SUM`, the sum of their inputs.
 ///
 /// # Safety
 /// `x.len()` is a multiple of 4, every group of `kept` is below `x.len() / 4`, and `kept` holds
 /// at most [`LIST_GROUPS`].
 #[inline(always)]
-unsafe fn gather_block<const SUM: bool>(
+unsafe fn gather_block<const SUM: bool, const HALF: bool>(
     kept: &[[u8; 2]],
     x: &[u8],
+    base: u32,
     groups: &mut Groups<Paired>,
 ) -> u32 {
     let mut sum = 0u32;
@@ -363,9 +427,9 @@ unsafe fn gather_block<const SUM: bool>(
     // most `kept.len()` ≤ LIST_GROUPS entries, then the sentinel.
     unsafe {
         groups.fill_with(kept.len() * GROUP, |list| {
-            let n = gather_kept::<SUM>(list, kept, x, &mut sum);
-            list.add(n).write(SENTINEL);
-            n + 1
+            let at = gather_kept::<SUM, HALF>(list, kept, x, base, &mut sum);
+            at.write(SENTINEL);
+            at.offset_from_unsigned(list) + 1
         })
     };
     sum
@@ -427,140 +491,386 @@ macro_rules! pair {
     };
 }
 
-/// Writes at `list` the entries of `kept`'s groups that are live in `x`, the offset of each its
-/// tile's (64 bytes per position in `kept`), and returns how many; with `SUM`, adds their inputs
-/// to `sum` (`usada8`). 5 instructions per kept tile, 4 more per live one (5 with `SUM`).
+/// Writes at `list` the entries of `kept`'s groups that are live in `x`, and returns where it
+/// stopped;
+/// with `SUM`, adds their inputs to `sum` (`usada8`). Each entry's `offset` is `base` plus its
+/// tile's offset in the row block: 64 bytes per position in `kept`, or 32 with `HALF` (so a
+/// 4-bit block's tiles, with its address as `base`). 5 instructions per kept tile, 4 more per
+/// live one (5 with `SUM`).
 ///
 /// # Safety
 /// Every group of `kept` is below `x.len() / 4`; `list` has room for `kept.len()` entries.
 #[inline(always)]
-unsafe fn gather_kept<const SUM: bool>(
+unsafe fn gather_kept<const SUM: bool, const HALF: bool>(
     list: *mut Paired,
     kept: &[[u8; 2]],
     x: &[u8],
+    base: u32,
     sum: &mut u32,
-) -> usize {
+) -> *mut Paired {
     let end = kept.as_ptr_range().end;
     let mut at = list;
     if kept.is_empty() {
-        return 0;
+        return at;
     }
     // SAFETY: the loop reads `kept` to its end, and at each group's position in `x` one word,
     // inside `x` (the caller's guarantee; `ldr` may be unaligned on Armv7-M), and stores one
     // entry per live group at `list`, which has room for them. Only the named registers change.
     unsafe {
-        if SUM {
+        if SUM && HALF {
             gather_kept_asm!(
-                pair!(), "usada8 {sum}, r3, {zero}, {sum}", kept.as_ptr(), end, x.as_ptr(), at;
+                pair!(), "usada8 {sum}, r3, {zero}, {sum}", (base, 4), kept.as_ptr(), end,
+                x.as_ptr(), at;
+                mask = in(reg) 0x00ff_00ffu32,
+                zero = in(reg) 0u32,
+                sum = inout(reg) *sum,
+            );
+        } else if SUM {
+            gather_kept_asm!(
+                pair!(), "usada8 {sum}, r3, {zero}, {sum}", (base, 5), kept.as_ptr(), end,
+                x.as_ptr(), at;
                 mask = in(reg) 0x00ff_00ffu32,
                 zero = in(reg) 0u32,
                 sum = inout(reg) *sum,
             );
         } else {
             gather_kept_asm!(
-                pair!(), "", kept.as_ptr(), end, x.as_ptr(), at;
+                pair!(), "", (base, 5), kept.as_ptr(), end, x.as_ptr(), at;
                 mask = in(reg) 0x00ff_00ffu32,
             );
         }
-        at.offset_from_unsigned(list)
     }
+    at
 }
 
-/// `out[i] = init[i] + Σ` over the entries for the 4 rows of the quarter tile at `base`.
+/// The loop of a quarter-tile walk (`$step` per entry, the next entry loaded at its end), over
+/// the entries at `{list}` up to the sentinel: entered with `r0` = whether their number is odd,
+/// at the second of its two steps if so; an empty list is left at once.
+macro_rules! walk {
+    ($step:expr) => {
+        concat!(
+            "cmp r0, #0\n",
+            "ldm {list}!, {{r0, r1, r2}}\n",
+            "bne 3f\n",
+            "cmn r0, #1\n",
+            "beq.w 5f\n",
+            "2:\n",
+            $step,
+            "3:\n",
+            $step,
+            "cmn r0, #1\n",
+            "bne.w 2b\n",
+            "5:\n",
+        )
+    };
+}
+
+/// One entry's step for 4 rows of 8-bit weights, the rows' words at `r2 + {o}` (two `ldrd`s):
+/// `sxtb16` splits each into `(w0, w2)` and `(w1, w3)`, and two `smlad`s add the row's four
+/// products; then the next entry. 19 instructions.
+macro_rules! quarter_step {
+    () => {
+        concat!(
+            "ldrd r3, r4, [r2, #{o}]\n",
+            "sxtb16 {t}, r3, ror #8\n",
+            "sxtb16 r3, r3\n",
+            "smlad {a0}, r3, r0, {a0}\n",
+            "smlad {a0}, {t}, r1, {a0}\n",
+            "sxtb16 {t}, r4, ror #8\n",
+            "sxtb16 r4, r4\n",
+            "smlad {a1}, r4, r0, {a1}\n",
+            "smlad {a1}, {t}, r1, {a1}\n",
+            "ldrd r3, r4, [r2, #{o8}]\n",
+            "sxtb16 r2, r3, ror #8\n",
+            "sxtb16 r3, r3\n",
+            "smlad {a2}, r3, r0, {a2}\n",
+            "smlad {a2}, r2, r1, {a2}\n",
+            "sxtb16 r2, r4, ror #8\n",
+            "sxtb16 r4, r4\n",
+            "smlad {a3}, r4, r0, {a3}\n",
+            "smlad {a3}, r2, r1, {a3}\n",
+            "ldm {list}!, {{r0, r1, r2}}\n",
+        )
+    };
+}
+
+/// One entry's step for 4 rows of 4-bit weights (two words, rows `2p`, `2p + 1` in their low
+/// nibbles and `2p + 8`, `2p + 9` in their high ones) at `r2 + {o}`: `and` + `smlad` per nibble
+/// pair; then the next entry. 18 instructions.
+macro_rules! nibble_step {
+    () => {
+        concat!(
+            "ldrd r3, r4, [r2, #{o}]\n",
+            "and r2, {mask}, r3\n",
+            "smlad {a0}, r2, r0, {a0}\n",
+            "and r2, {mask}, r3, lsr #8\n",
+            "smlad {a0}, r2, r1, {a0}\n",
+            "and r2, {mask}, r3, lsr #4\n",
+            "smlad {a2}, r2, r0, {a2}\n",
+            "and r2, {mask}, r3, lsr #12\n",
+            "smlad {a2}, r2, r1, {a2}\n",
+            "and r2, {mask}, r4\n",
+            "smlad {a1}, r2, r0, {a1}\n",
+            "and r2, {mask}, r4, lsr #8\n",
+            "smlad {a1}, r2, r1, {a1}\n",
+            "and r2, {mask}, r4, lsr #4\n",
+            "smlad {a3}, r2, r0, {a3}\n",
+            "and r2, {mask}, r4, lsr #12\n",
+            "smlad {a3}, r2, r1, {a3}\n",
+            "ldm {list}!, {{r0, r1, r2}}\n",
+        )
+    };
+}
+
+/// `init + Σ` over the entries for the 4 rows of the quarter tile at `base` (each entry's offset
+/// added to it): 20 instructions per entry.
 ///
 /// # Safety
-/// `base` is word-aligned, and `base + offset .. base + offset + 16` is readable for every entry's
-/// offset; `entries` holds at least one entry followed by [`SENTINEL`], an odd number of them
-/// if `odd`; `init` and `out` are 4 rows (they may be the same).
+/// `base` is word-aligned, and `base + offset .. base + offset + 16` is readable for every
+/// entry's offset; `entries` ends with [`SENTINEL`], and `odd` is whether the entries before it
+/// are an odd number.
 #[inline(always)]
-unsafe fn quarter(
-    base: *const i8,
-    entries: *const Paired,
-    odd: bool,
-    init: *const [u8; 4],
-    out: *mut i32,
-) {
-    // SAFETY: 4 rows (the caller's guarantee).
-    let [mut a0, mut a1, mut a2, mut a3] = unsafe { rows_at(init, 0) };
+unsafe fn quarter(base: *const i8, entries: *const Paired, odd: bool, init: [i32; 4]) -> [i32; 4] {
+    let [mut a0, mut a1, mut a2, mut a3] = init;
     // SAFETY: the loop reads the entries, three words each, up to and including the sentinel it
     // stops at, and 16 weight bytes at `base + offset` for each (the caller's contract). Only the
     // named registers change; memory is only read.
     unsafe {
         asm!(
-                "ldm {list}!, {{r0, r1, r2}}",
-                "cmp {pw}, #0",
-                "bne 3f",
-                "2:",
-                "add {pw}, {base}, r2",
-                "ldrd r3, r4, [{pw}]",
-                "sxtb16 r2, r3, ror #8",
-                "sxtb16 r3, r3",
-                "smlad {a0}, r3, r0, {a0}",
-                "smlad {a0}, r2, r1, {a0}",
-                "sxtb16 r2, r4, ror #8",
-                "sxtb16 r4, r4",
-                "smlad {a1}, r4, r0, {a1}",
-                "smlad {a1}, r2, r1, {a1}",
-                "ldrd r3, r4, [{pw}, #8]",
-                "sxtb16 r2, r3, ror #8",
-                "sxtb16 r3, r3",
-                "smlad {a2}, r3, r0, {a2}",
-                "smlad {a2}, r2, r1, {a2}",
-                "sxtb16 r2, r4, ror #8",
-                "sxtb16 r4, r4",
-                "smlad {a3}, r4, r0, {a3}",
-                "smlad {a3}, r2, r1, {a3}",
-                "ldm {list}!, {{r0, r1, r2}}",
-                "3:",
-                "add {pw}, {base}, r2",
-                "ldrd r3, r4, [{pw}]",
-                "sxtb16 r2, r3, ror #8",
-                "sxtb16 r3, r3",
-                "smlad {a0}, r3, r0, {a0}",
-                "smlad {a0}, r2, r1, {a0}",
-                "sxtb16 r2, r4, ror #8",
-                "sxtb16 r4, r4",
-                "smlad {a1}, r4, r0, {a1}",
-                "smlad {a1}, r2, r1, {a1}",
-                "ldrd r3, r4, [{pw}, #8]",
-                "sxtb16 r2, r3, ror #8",
-                "sxtb16 r3, r3",
-                "smlad {a2}, r3, r0, {a2}",
-                "smlad {a2}, r2, r1, {a2}",
-                "sxtb16 r2, r4, ror #8",
-                "sxtb16 r4, r4",
-                "smlad {a3}, r4, r0, {a3}",
-                "smlad {a3}, r2, r1, {a3}",
-                "ldm {list}!, {{r0, r1, r2}}",
-                "cmn r0, #1",
-                "bne.w 2b",
-                list = inout(reg) entries => _,
-                base = in(reg) base,
-                pw = inout(reg) u32::from(odd) => _,
-                a0 = inout(reg) a0,
-                a1 = inout(reg) a1,
-                a2 = inout(reg) a2,
-                a3 = inout(reg) a3,
-                out("r0") _,
-                out("r1") _,
-                out("r2") _,
-                out("r3") _,
-                out("r4") _,
+            walk!(concat!("add r2, {base}, r2\n", quarter_step!())),
+            list = inout(reg) entries => _,
+            base = in(reg) base,
+            t = out(reg) _,
+            o = const 0,
+            o8 = const 8,
+            a0 = inout(reg) a0,
+            a1 = inout(reg) a1,
+            a2 = inout(reg) a2,
+            a3 = inout(reg) a3,
+            inout("r0") u32::from(odd) => _,
+            out("r1") _,
+            out("r2") _,
+            out("r3") _,
+            out("r4") _,
             options(nostack, readonly),
         );
-        out.cast::<[i32; 4]>().write_unaligned([a0, a1, a2, a3]);
+    }
+    [a0, a1, a2, a3]
+}
+
+/// [`quarter`] for entries holding their tiles' addresses: quarter tile `O / 16` of each, no
+/// base added (19 instructions per entry).
+///
+/// # Safety
+/// `offset + O .. + 16` is readable and word-aligned for every entry's offset; `entries` as for
+/// [`quarter`].
+#[inline(always)]
+unsafe fn kept_quarter<const O: usize>(
+    entries: *const Paired,
+    odd: bool,
+    init: [i32; 4],
+) -> [i32; 4] {
+    let [mut a0, mut a1, mut a2, mut a3] = init;
+    // SAFETY: as in `quarter`, at each entry's address.
+    unsafe {
+        asm!(
+            walk!(quarter_step!()),
+            list = inout(reg) entries => _,
+            t = out(reg) _,
+            o = const O,
+            o8 = const O + 8,
+            a0 = inout(reg) a0,
+            a1 = inout(reg) a1,
+            a2 = inout(reg) a2,
+            a3 = inout(reg) a3,
+            inout("r0") u32::from(odd) => _,
+            out("r1") _,
+            out("r2") _,
+            out("r3") _,
+            out("r4") _,
+            options(nostack, readonly),
+        );
+    }
+    [a0, a1, a2, a3]
+}
+
+/// `init + Σ` over the entries for rows `r`, `r + 1`, `r + 8`, `r + 9` of the 4-bit tiles (`r`
+/// even), whose two words `r`, `r + 1` are at `base` + half an entry's offset: 19 instructions
+/// per entry.
+///
+/// # Safety
+/// `base` is word-aligned, and `base + offset / 2 .. + 8` is readable for every entry's offset;
+/// `entries` as for [`quarter`].
+#[inline(always)]
+unsafe fn nibble_rows(
+    base: *const u8,
+    entries: *const Paired,
+    odd: bool,
+    init: [i32; 4],
+) -> [i32; 4] {
+    let [mut a0, mut a1, mut a2, mut a3] = init;
+    // SAFETY: as in `quarter`, for 8 bytes per entry at half its offset.
+    unsafe {
+        asm!(
+            walk!(concat!("add r2, {base}, r2, lsr #1\n", nibble_step!())),
+            list = inout(reg) entries => _,
+            base = in(reg) base,
+            mask = in(reg) 0x000f_000fu32,
+            o = const 0,
+            a0 = inout(reg) a0,
+            a1 = inout(reg) a1,
+            a2 = inout(reg) a2,
+            a3 = inout(reg) a3,
+            inout("r0") u32::from(odd) => _,
+            out("r1") _,
+            out("r2") _,
+            out("r3") _,
+            out("r4") _,
+            options(nostack, readonly),
+        );
+    }
+    [a0, a1, a2, a3]
+}
+
+/// [`nibble_rows`] for entries holding their 4-bit tiles' addresses: words `O / 4`, `O / 4 + 1`
+/// of each (18 instructions per entry).
+///
+/// # Safety
+/// `offset + O .. + 8` is readable and word-aligned for every entry's offset; `entries` as for
+/// [`quarter`].
+#[inline(always)]
+unsafe fn kept_nibble_rows<const O: usize>(
+    entries: *const Paired,
+    odd: bool,
+    init: [i32; 4],
+) -> [i32; 4] {
+    let [mut a0, mut a1, mut a2, mut a3] = init;
+    // SAFETY: as in `quarter`, for 8 bytes per entry at its address.
+    unsafe {
+        asm!(
+            walk!(nibble_step!()),
+            list = inout(reg) entries => _,
+            mask = in(reg) 0x000f_000fu32,
+            o = const O,
+            a0 = inout(reg) a0,
+            a1 = inout(reg) a1,
+            a2 = inout(reg) a2,
+            a3 = inout(reg) a3,
+            inout("r0") u32::from(odd) => _,
+            out("r1") _,
+            out("r2") _,
+            out("r3") _,
+            out("r4") _,
+            options(nostack, readonly),
+        );
+    }
+    [a0, a1, a2, a3]
+}
+
+/// One unit of [`requantize4`]: sum `{$a}`, its row at byte `{$r}` of the shifts and outputs
+/// and word `{$r}` of the multipliers (`{$m}` = 4 · `{$r}`).
+macro_rules! requantize_unit {
+    ($a:literal, $r:literal, $m:literal) => {
+        concat!(
+            "ldr {m}, [{pm}, #{",
+            $m,
+            "}]\n",
+            "ldrb {s}, [{ps}, #{",
+            $r,
+            "}]\n",
+            "smmul {",
+            $a,
+            "}, {",
+            $a,
+            "}, {m}\n",
+            "sub {s}, {s}, #33\n",
+            "asr {",
+            $a,
+            "}, {",
+            $a,
+            "}, {s}\n",
+            "add {",
+            $a,
+            "}, {",
+            $a,
+            "}, #1\n",
+            "usat {",
+            $a,
+            "}, #8, {",
+            $a,
+            "}, asr #1\n",
+            "strb {",
+            $a,
+            "}, [{po}, #{",
+            $r,
+            "}]\n",
+        )
+    };
+}
+
+/// Rows `R`, `R + 1`, `R + HI`, `R + HI + 1` of a row block requantized from their sums, still in
+/// registers: [`Dsp::requantize`]'s steps, 8 instructions per row. `to` is the block's
+/// multipliers, shifts and outputs.
+///
+/// # Safety
+/// `to` holds the rows; the multipliers may be unaligned (`ldr` allows it on Armv7E-M).
+#[inline(always)]
+unsafe fn requantize4<const R: usize, const HI: usize>(
+    [a0, a1, a2, a3]: [i32; 4],
+    (mul, shift, out): (*const [u8; 4], *const u8, *mut u8),
+) {
+    // SAFETY: each access is one of the four rows (the caller's guarantee). Only the named
+    // registers change.
+    unsafe {
+        asm!(
+            requantize_unit!("a0", "r0", "m0"),
+            requantize_unit!("a1", "r1", "m1"),
+            requantize_unit!("a2", "r2", "m2"),
+            requantize_unit!("a3", "r3", "m3"),
+            pm = in(reg) mul,
+            ps = in(reg) shift,
+            po = in(reg) out,
+            m = out(reg) _,
+            s = out(reg) _,
+            a0 = inout(reg) a0 => _,
+            a1 = inout(reg) a1 => _,
+            a2 = inout(reg) a2 => _,
+            a3 = inout(reg) a3 => _,
+            r0 = const R,
+            r1 = const R + 1,
+            r2 = const R + HI,
+            r3 = const R + HI + 1,
+            m0 = const 4 * R,
+            m1 = const 4 * (R + 1),
+            m2 = const 4 * (R + HI),
+            m3 = const 4 * (R + HI + 1),
+            options(nostack),
+        );
     }
 }
 
-/// The 4 little-endian i32s at `init`, less `excess`.
+/// Rows 0, 1, `HI` and `HI + 1` of the little-endian i32s at `init`, less `excess`.
 ///
 /// # Safety
-/// `init` is 4 readable rows.
+/// `init` has those rows.
 #[inline(always)]
-unsafe fn rows_at(init: *const [u8; 4], excess: i32) -> [i32; 4] {
+unsafe fn rows_at<const HI: usize>(init: *const [u8; 4], excess: i32) -> [i32; 4] {
     // SAFETY: the caller's guarantee.
-    unsafe { init.cast::<[[u8; 4]; 4]>().read() }
-        .map(|b| i32::from_le_bytes(b).wrapping_sub(excess))
+    let row = |i| i32::from_le_bytes(unsafe { init.add(i).read() }).wrapping_sub(excess);
+    [row(0), row(1), row(HI), row(HI + 1)]
+}
+
+/// Stores `sums` to rows 0, 1, `HI` and `HI + 1` at `out`.
+///
+/// # Safety
+/// `out` has those rows.
+#[inline(always)]
+unsafe fn write_rows<const HI: usize>(out: *mut i32, [a0, a1, a2, a3]: [i32; 4]) {
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        out.cast::<[i32; 2]>().write_unaligned([a0, a1]);
+        out.add(HI).cast::<[i32; 2]>().write_unaligned([a2, a3]);
+    }
 }
 
 /// The walk for weights that are not word-aligned (only `matvec` with a misaligned slice: the
@@ -595,83 +905,5 @@ fn rows_unaligned<T>(
                 add_tile(out, tile, x);
             }
         }
-    }
-}
-
-/// One 4-bit group step for two words (4 rows): `and` + `smlad` per nibble pair.
-macro_rules! nibble_step {
-    () => {
-        concat!(
-            "add r2, {base}, r2, lsr #1\n",
-            "ldrd r3, r4, [r2]\n",
-            "and r2, {mask}, r3\n",
-            "smlad {a0}, r2, r0, {a0}\n",
-            "and r2, {mask}, r3, lsr #8\n",
-            "smlad {a0}, r2, r1, {a0}\n",
-            "and r2, {mask}, r3, lsr #4\n",
-            "smlad {a2}, r2, r0, {a2}\n",
-            "and r2, {mask}, r3, lsr #12\n",
-            "smlad {a2}, r2, r1, {a2}\n",
-            "and r2, {mask}, r4\n",
-            "smlad {a1}, r2, r0, {a1}\n",
-            "and r2, {mask}, r4, lsr #8\n",
-            "smlad {a1}, r2, r1, {a1}\n",
-            "and r2, {mask}, r4, lsr #4\n",
-            "smlad {a3}, r2, r0, {a3}\n",
-            "and r2, {mask}, r4, lsr #12\n",
-            "smlad {a3}, r2, r1, {a3}\n",
-            "ldm {list}!, {{r0, r1, r2}}\n",
-        )
-    };
-}
-
-/// `out[i] = init[i] − excess + Σ` over the entries for rows `r`, `r + 1`, `r + 8`, `r + 9` of
-/// the 4-bit tiles (`r` even), whose two words `r`, `r + 1` are at `base` + half an entry's
-/// offset; `init` and `out` point at row `r` of their 16.
-///
-/// # Safety
-/// `base` is word-aligned, and `base + offset / 2 .. + 8` is readable for every entry's offset;
-/// `entries` as for [`quarter`]; `init` and `out` have rows `r` to `r + 9` (they may be the
-/// same).
-#[inline(always)]
-unsafe fn nibble_rows(
-    base: *const u8,
-    entries: *const Paired,
-    odd: bool,
-    (init, excess): (*const [u8; 4], i32),
-    out: *mut i32,
-) {
-    // SAFETY: rows `r`, `r + 1`, `r + 8`, `r + 9` (the caller's guarantee).
-    let [lo, hi] = unsafe { [0, 8].map(|i| init.add(i).cast::<[[u8; 4]; 2]>().read()) };
-    let [mut a0, mut a1, mut a2, mut a3] =
-        [lo[0], lo[1], hi[0], hi[1]].map(|b| i32::from_le_bytes(b).wrapping_sub(excess));
-    // SAFETY: as in `quarter`, for 8 bytes per entry at half its offset.
-    unsafe {
-        asm!(
-            "cmp r0, #0",
-            "ldm {list}!, {{r0, r1, r2}}",
-            "bne 3f",
-            "2:",
-            nibble_step!(),
-            "3:",
-            nibble_step!(),
-            "cmn r0, #1",
-            "bne.w 2b",
-            list = inout(reg) entries => _,
-            base = in(reg) base,
-            mask = in(reg) 0x000f_000fu32,
-            a0 = inout(reg) a0,
-            a1 = inout(reg) a1,
-            a2 = inout(reg) a2,
-            a3 = inout(reg) a3,
-            inout("r0") u32::from(odd) => _,
-            out("r1") _,
-            out("r2") _,
-            out("r3") _,
-            out("r4") _,
-            options(nostack, readonly),
-        );
-        out.cast::<[i32; 2]>().write_unaligned([a0, a1]);
-        out.add(8).cast::<[i32; 2]>().write_unaligned([a2, a3]);
     }
 }

@@ -110,18 +110,22 @@ mod sparse;
 
 /// The Armv7-M walks' gather of a row block's kept tiles: per kept tile its group's word (`r3`,
 /// which `cbz` needs low) loaded by position, and, if not zero, its entry stored (`r0`, `r1`: the
-/// paired inputs, which `$pair` makes from `r3` as the walk pairs them; `r2`: the tile's offset,
-/// 64 per position in `$kept`). `$sum` is what else a live tile does, `$extra` the operands
-/// `$pair` and `$sum` need. The loop runs at least once: `$kept` must not be empty. 5
-/// instructions per kept tile, 4 more per live one.
+/// paired inputs, which `$pair` makes from `r3` as the walk pairs them; `r2`: where the tile is,
+/// `$base + 2^$shift · 2 · i` for the `i`-th position in `$kept`, wrapping). `$sum` is what else
+/// a live tile does, `$extra` the operands `$pair` and `$sum` need. The loop runs at least once:
+/// `$kept` must not be empty. 5 instructions per kept tile, 4 more per live one.
 ///
-/// The offset is worked out only for a live tile, from how far the list has been read:
-/// `64 · i = 32 · (kept − (start + 2))` after the `i`-th `ldrh` (wrapping, as the registers do),
-/// one `rsb` of the read pointer shifted by 5 and of `32 · (start + 2)`.
+/// Where the tile is is worked out only for a live tile, from how far the list has been read:
+/// after the `i`-th `ldrh`, `2^$shift · 2 · i = 2^$shift · (kept − (start + 2))`, so one `rsb` of
+/// the read pointer shifted by `$shift` and of `2^$shift · (start + 2) − $base`. With `$base` 0
+/// and `$shift` 5 it is the tile's offset in an 8-bit row block (64 bytes a tile); with the
+/// block's address and 4, the address of a 4-bit tile (32 bytes).
 #[cfg(all(target_arch = "arm", not(thumb1_only)))]
 macro_rules! gather_kept_asm {
-    ($pair:expr, $sum:expr, $kept:expr, $end:expr, $x:expr, $at:ident; $($extra:tt)*) => {{
+    ($pair:expr, $sum:expr, ($base:expr, $shift:tt), $kept:expr, $end:expr, $x:expr, $at:ident;
+        $($extra:tt)*) => {{
         let start: *const [u8; 2] = $kept;
+        let base: u32 = $base;
         core::arch::asm!(
             "2:",
             "ldrh r2, [{kept}], #2",
@@ -129,12 +133,12 @@ macro_rules! gather_kept_asm {
             "cbz r3, 4f",
             $pair,
             $sum,
-            "rsb r2, {start32}, {kept}, lsl #5",
+            concat!("rsb r2, {start32}, {kept}, lsl #", stringify!($shift)),
             "stm {list}!, {{r0, r1, r2}}",
             "4:",
             "cmp {kept}, {end}",
             "bne 2b",
-            start32 = in(reg) (start.addr() as u32).wrapping_add(2).wrapping_mul(32),
+            start32 = in(reg) (start.addr() as u32).wrapping_add(2).wrapping_shl($shift).wrapping_sub(base),
             kept = inout(reg) start => _,
             end = in(reg) $end,
             x = in(reg) $x,

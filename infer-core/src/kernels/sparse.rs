@@ -6,7 +6,7 @@
 use core::ops::Range;
 
 use super::arch::{
-    Arch, BlockRows, GROUP, Groups, KEPT_BLOCKS, LIST_GROUPS, TILE_BYTES, TILE_ROWS, set_biases,
+    Arch, GROUP, Groups, KEPT_BLOCKS, KeptLayer, LIST_GROUPS, TILE_BYTES, TILE_ROWS, set_biases,
     take_offset, u16_of,
 };
 use super::{KernelError, Matrix};
@@ -151,9 +151,9 @@ impl<'a> Matrix<'a> {
         }
     }
 
-    /// `out = requantize(bias + W · x)` for a block-sparse hidden layer, row block by row block
-    /// ([`Self::block_out`]): `bias`, `multiplier`, `shift` and `out` hold 16 rows per row block
-    /// of `s` (rows past the shortest are left alone).
+    /// `out = requantize(bias + W · x)` for a block-sparse hidden layer ([`Arch::kept_layer_out`]):
+    /// `bias`, `multiplier`, `shift` and `out` hold 16 rows per row block of `s` (rows past the
+    /// shortest are left alone).
     ///
     /// # Safety
     /// The running CPU has the instructions `A` uses; the matrix is `s`'s tiles, checked against
@@ -167,54 +167,28 @@ impl<'a> Matrix<'a> {
         (bias, multiplier, shift): (&[[u8; 4]], &[[u8; 4]], &[u8]),
         out: &mut [u8],
     ) {
-        let rows = out.as_chunks_mut::<TILE_ROWS>().0.iter_mut();
-        let rows = rows
-            .zip(bias.as_chunks::<TILE_ROWS>().0)
-            .zip(multiplier.as_chunks::<TILE_ROWS>().0)
-            .zip(shift.as_chunks::<TILE_ROWS>().0);
-        for ((((out, bias), multiplier), shift), (kept, m)) in rows.zip(self.row_blocks(s)) {
-            let rows = BlockRows {
-                bias,
-                multiplier,
-                shift,
-                out,
-            };
-            // SAFETY: one row block and its stored tiles; the rest by the caller.
-            unsafe { m.block_out::<A, KINDS>(kept, x, groups, rows) };
+        let rows = [bias.len(), multiplier.len(), shift.len(), out.len()];
+        let blocks = s
+            .blocks
+            .len()
+            .min(rows.iter().min().map_or(0, |r| r / TILE_ROWS));
+        let counts = s.blocks.get(..blocks).unwrap_or(&[]);
+        let layer = KeptLayer {
+            tiles: self.bytes,
+            counts,
+            kept: s.kept,
+            bias,
+            multiplier,
+            shift,
+        };
+        let out = out.get_mut(..blocks * TILE_ROWS).unwrap_or(&mut []);
+        if kinds::has(KINDS, kinds::INT4) && self.weights == Weights::Int4 {
+            // SAFETY: the caller's guarantee; `out` 16 rows per row block of `counts`.
+            unsafe { A::kept_layer_out::<true>(layer, x, groups, out) };
+        } else if kinds::has(KINDS, kinds::INT8) && self.weights == Weights::Int8 {
+            // SAFETY: as above.
+            unsafe { A::kept_layer_out::<false>(layer, x, groups, out) };
         }
-    }
-
-    /// `rows.out = requantize(rows.bias + W · x)` for one row block of a block-sparse hidden
-    /// layer (`kept` its groups, the matrix's bytes its stored tiles): [`Arch::kept_block_out`],
-    /// or, for a row block of more than [`LIST_GROUPS`] kept tiles, [`Self::walk_block`] then
-    /// [`Arch::requantize`].
-    ///
-    /// # Safety
-    /// As [`Self::walk_block`].
-    #[inline(always)]
-    pub(crate) unsafe fn block_out<A: Arch, const KINDS: u8>(
-        self,
-        kept: &[[u8; 2]],
-        x: &[u8],
-        groups: &mut Groups<A::Group>,
-        rows: BlockRows<'_>,
-    ) {
-        if kept.len() <= LIST_GROUPS {
-            if kinds::has(KINDS, kinds::INT4) && self.weights == Weights::Int4 {
-                // SAFETY: the caller's guarantee, with at most LIST_GROUPS kept tiles.
-                return unsafe { A::kept_block_out::<true>(self.bytes, kept, x, groups, rows) };
-            }
-            if kinds::has(KINDS, kinds::INT8) && self.weights == Weights::Int8 {
-                // SAFETY: as above.
-                return unsafe { A::kept_block_out::<false>(self.bytes, kept, x, groups, rows) };
-            }
-        }
-        let mut acc = [0i32; TILE_ROWS];
-        set_biases(&mut acc, rows.bias);
-        // SAFETY: the caller's guarantee.
-        unsafe { self.walk_block::<A, KINDS>(kept, x, groups, &mut acc) };
-        // SAFETY: the CPU by the caller.
-        unsafe { A::requantize(&acc, rows.multiplier, rows.shift, rows.out) };
     }
 
     /// `out = bias + W · x` (`out += W · x` without `bias`) over every row block of a

@@ -368,7 +368,7 @@ unsafe fn gather_kept<const SUM: bool>(
         if SUM {
             let mut halves = 0u32;
             gather_kept_asm!(
-                pair!(), "add {sum}, {sum}, r0\nadd {sum}, {sum}, r1", kept.as_ptr(), end,
+                pair!(), "add {sum}, {sum}, r0\nadd {sum}, {sum}, r1", (0, 5), kept.as_ptr(), end,
                 x.as_ptr(), at;
                 mask = in(reg) 0x00ff_00ffu32,
                 sum = inout(reg) halves,
@@ -377,7 +377,7 @@ unsafe fn gather_kept<const SUM: bool>(
             *sum += (halves & 0xffff) + (halves >> 16);
         } else {
             gather_kept_asm!(
-                pair!(), "", kept.as_ptr(), end, x.as_ptr(), at;
+                pair!(), "", (0, 5), kept.as_ptr(), end, x.as_ptr(), at;
                 mask = in(reg) 0x00ff_00ffu32,
             );
         }
