@@ -4,7 +4,7 @@
 use crate::format::{F32Model, FormatError, Header, MAX_CLASSES, QuantLayer, QuantModel};
 use crate::kernels::{self, Arch, ArchOp, BatchArch, Groups, Kernel, KernelError, TILE_ROWS};
 use crate::kernels::{GROUP, Matrix, groups_of};
-use crate::kinds;
+use crate::{Weights, kinds};
 
 /// Rows computed per walk of the input's groups. On a microcontroller one tile of rows, so the
 /// i32 scratch is 64 bytes of stack; elsewhere up to 512, so that wide kernels keep several row
@@ -221,7 +221,15 @@ impl<'a> QuantLayer<'a> {
                 out.copy_from_slice(&tile);
             }
         } else {
-            // SAFETY: the layer's padded rows and its weights; the rest by the caller.
+            // Only up to the last quarter tile holding a class where the walk can stop there.
+            let rows = if A::QUARTER_ROWS && self.layer.weights == Weights::Int8 {
+                self.layer.outputs.next_multiple_of(4)
+            } else {
+                acc.len()
+            };
+            let acc = acc.get_mut(..rows).unwrap_or(&mut []);
+            // SAFETY: the layer's padded rows (or, as above, its quarter tiles up to the last
+            // class) and its weights; the rest by the caller.
             unsafe {
                 Self::pass::<A, KINDS>(m, (x, whole), groups, (self.bias, excess), acc, None)
             };

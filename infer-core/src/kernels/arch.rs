@@ -220,6 +220,11 @@ pub(crate) trait Arch {
     /// An assembly walk gains nothing, and its output layer takes less flash in one pass.
     const TILE_PASSES: bool = cfg!(target_os = "none");
 
+    /// Whether [`Self::rows`] walks quarter tiles (4 rows) and may stop at the last one holding a
+    /// real row: the output layer's 8-bit walk is then only as long as its classes rounded up to
+    /// 4 (a 10-class layer's 6 padding rows would be a quarter of its work).
+    const QUARTER_ROWS: bool = false;
+
     /// The entry of a group at byte `offset` of each row block, with inputs `x` (not all zero).
     fn group(offset: u32, x: [u8; 4]) -> Self::Group;
 
@@ -245,7 +250,9 @@ pub(crate) trait Arch {
     ///
     /// # Safety
     /// - the running CPU has the instructions this architecture uses (its kernel is available);
-    /// - `out.len()` is a multiple of [`TILE_ROWS`] and `w.len() == out.len() · groups.cols()`.
+    /// - `out.len()` is a multiple of [`TILE_ROWS`] (of 4 with [`Self::QUARTER_ROWS`]: the rows
+    ///   after it in its last row block are not walked), and `w` is its row blocks, `w.len() ==
+    ///   ⌈out.len() / 16⌉ · 16 · groups.cols()`.
     ///
     /// (That every entry's offset lies inside a row block follows from how [`Groups`] is filled.)
     unsafe fn rows(w: &[i8], groups: &Groups<Self::Group>, out: &mut [i32]);

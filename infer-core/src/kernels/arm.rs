@@ -70,6 +70,7 @@ const SENTINEL: Paired = Paired {
 impl Arch for Dsp {
     type Group = Paired;
     const TILE_PASSES: bool = false;
+    const QUARTER_ROWS: bool = true;
 
     fn group(offset: u32, x: [u8; 4]) -> Paired {
         let word = u32::from_le_bytes(x);
@@ -158,7 +159,7 @@ impl Arch for Dsp {
                     if NIBBLES {
                         block4(w.as_ptr(), entries, acc.cast_const().cast(), 0, acc);
                     } else {
-                        block8(w.as_ptr().cast(), entries, acc.cast_const().cast(), acc);
+                        block8(w.as_ptr().cast(), entries, (acc.cast_const().cast(), acc));
                     }
                 }
             }
@@ -253,7 +254,8 @@ impl Arch for Dsp {
             return;
         }
         let block = TILE_ROWS * groups.cols();
-        for (b, out) in out.as_chunks_mut::<TILE_ROWS>().0.iter_mut().enumerate() {
+        let (whole, part) = out.as_chunks_mut::<TILE_ROWS>();
+        for (b, out) in whole.iter_mut().enumerate() {
             let acc = out.as_mut_ptr();
             // SAFETY: row block `b`, inside `w` with every entry's offset (the `Arch::rows`
             // contract), word-aligned (checked above); the list ends with the sentinel; `acc`
@@ -262,10 +264,18 @@ impl Arch for Dsp {
                 block8(
                     w.as_ptr().add(b * block),
                     entries,
-                    acc.cast_const().cast(),
-                    acc,
+                    (acc.cast_const().cast(), acc),
                 )
             };
+        }
+        // The first quarters of one more (QUARTER_ROWS: a multiple of 4 rows).
+        if !part.is_empty() {
+            let acc = part.as_mut_ptr();
+            // SAFETY: as above, for the row block after the whole ones and `part.len()` rows.
+            unsafe {
+                let base = w.as_ptr().add(whole.len() * block);
+                block8_part(base, entries, (acc.cast_const().cast(), acc), part.len());
+            }
         }
     }
 
@@ -329,12 +339,42 @@ unsafe fn block_out<const NIBBLES: bool>(
 ///
 /// # Safety
 /// `base` is word-aligned, and `base + offset .. + 64` is readable for every entry's offset;
-/// `entries` holds at least one entry, then [`SENTINEL`] (its last); `init` and `out` are 16
-/// rows.
+/// `entries` ends with [`SENTINEL`]; `init` and `out` are 16 rows.
 #[inline(never)]
-unsafe fn block8(base: *const i8, entries: &[Paired], init: *const [u8; 4], out: *mut i32) {
+unsafe fn block8(base: *const i8, entries: &[Paired], rows: (*const [u8; 4], *mut i32)) {
+    // SAFETY: the caller's guarantee.
+    unsafe { quarters(base, entries, rows, TILE_ROWS) }
+}
+
+/// [`block8`] for the first `n` rows of the block (a multiple of 4, below 16): the output
+/// layer's last row block ([`Arch::QUARTER_ROWS`]).
+///
+/// # Safety
+/// As [`block8`], for `n` rows of `init` and `out`.
+#[inline(never)]
+unsafe fn block8_part(
+    base: *const i8,
+    entries: &[Paired],
+    rows: (*const [u8; 4], *mut i32),
+    n: usize,
+) {
+    // SAFETY: the caller's guarantee.
+    unsafe { quarters(base, entries, rows, n) }
+}
+
+/// [`block8`]'s quarter tiles, the first `n / 4` of them.
+///
+/// # Safety
+/// As [`block8_part`], for `n` at most 16.
+#[inline(always)]
+unsafe fn quarters(
+    base: *const i8,
+    entries: &[Paired],
+    (init, out): (*const [u8; 4], *mut i32),
+    n: usize,
+) {
     let odd = entries.len().is_multiple_of(2);
-    for q in (0..TILE_ROWS).step_by(4) {
+    for q in (0..n).step_by(4) {
         // SAFETY: quarter tile `q / 4` of the block (the caller's guarantee).
         unsafe {
             let sums = quarter(
@@ -875,7 +915,8 @@ unsafe fn write_rows<const HI: usize>(out: *mut i32, [a0, a1, a2, a3]: [i32; 4])
 
 /// The walk for weights that are not word-aligned (only `matvec` with a misaligned slice: the
 /// model format aligns its sections), through the reference's tile step: `tile_bytes` per tile at
-/// the entry's offset divided by `divisor`.
+/// the entry's offset divided by `divisor` (the last row block's rows may be only some of it:
+/// [`Arch::QUARTER_ROWS`]).
 fn rows_unaligned<T>(
     w: &[T],
     tile_bytes: usize,
@@ -892,7 +933,7 @@ fn rows_unaligned<T>(
     if block == 0 {
         return;
     }
-    for (w, out) in w.chunks_exact(block).zip(out.chunks_exact_mut(TILE_ROWS)) {
+    for (w, out) in w.chunks_exact(block).zip(out.chunks_mut(TILE_ROWS)) {
         for e in live.clone() {
             let x = [
                 e.x02 as u8,

@@ -495,6 +495,20 @@ fn random<V: Width>(
         one.copy_from_slice(inits[0]);
         V::matvec(kernel, w, xs[0], one).map_err(refused(V::NAME))?;
         compare::<V>(V::NAME, number, w, xs[0], inits[0], one)?;
+        // A walk that can stop at a quarter tile ([`Arch::QUARTER_ROWS`]), as the output layer's
+        // does: the last row block's first 4, 8 or 12 rows.
+        let part = rows - 4 * (1 + rng.below(3));
+        let w8 = bytemuck::try_cast_slice::<V::W, i8>(w).ok();
+        if let Some(w8) = w8.filter(|_| V::WEIGHTS == Weights::Int8) {
+            // SAFETY: `run` returned early for an unavailable kernel.
+            let got = unsafe { dispatch(kernel, QuarterRows(w8, xs[0], inits[0], part)) };
+            if let Some(got) = got {
+                let (init, got) = (inits[0].get(..part), got.get(..part));
+                let (init, got) = (init.unwrap_or(&[]), got.unwrap_or(&[]));
+                compare::<V>("rows up to a quarter tile", number, w, xs[0], init, got)?;
+                summary.cases += 1;
+            }
+        }
 
         let mut four = [[0i32; MAX_RANDOM_ROWS]; 4];
         for (f, i) in four.iter_mut().zip(&inits) {
@@ -693,6 +707,33 @@ impl ArchOp for SparseHidden<'_> {
             m.hidden_sparse::<A, { kinds::ALL }>(s, x, &mut groups, requantization, out_rows)
         };
         out
+    }
+}
+
+/// The first `n` rows (a multiple of 4) of `init + W · x`, for an architecture that walks
+/// quarter tiles ([`Arch::QUARTER_ROWS`]); `None` for the others.
+struct QuarterRows<'a>(&'a [i8], &'a [u8], &'a [i32], usize);
+
+impl ArchOp for QuarterRows<'_> {
+    type Output = Option<[i32; MAX_RANDOM_ROWS]>;
+    unsafe fn run<A: Arch>(self) -> Option<[i32; MAX_RANDOM_ROWS]> {
+        let QuarterRows(w, x, init, n) = self;
+        if !A::QUARTER_ROWS {
+            return None;
+        }
+        let mut out = [0i32; MAX_RANDOM_ROWS];
+        let acc = out.get_mut(..n)?;
+        acc.copy_from_slice(init.get(..n)?);
+        let mut groups = Groups::new();
+        groups.walk_chunks(
+            x.len(),
+            // SAFETY: the CPU by `dispatch`'s caller.
+            |g, from| unsafe { g.gather::<A>(x, from) },
+            // SAFETY: `w` is whole row blocks of `x.len()` inputs (rounded up to 4), `n` rows of
+            // its last one cut off; the CPU as above.
+            |g| unsafe { A::rows(w, g, acc) },
+        );
+        Some(out)
     }
 }
 
