@@ -11,7 +11,7 @@
 //! 2^16 each part), so the shift that extracts the row is paid once per four groups.
 //!
 //! On Armv6-M (Cortex-M0/M0+: Thumb-1, eight low registers) the walk is `asm!`, two rows per pass
-//! over the entries: per entry one `ldm` (the pair products' inputs and the offset), one `ldr` of
+//! over the entries and a row block's eight passes in one call: per entry one `ldm` (the pair products' inputs and the offset), one `ldr` of
 //! the weight word, and per nibble pair `lsrs`, `ands`, `muls` and `adds` into one of two sums
 //! (r6, r7: saved and restored around the loop, being LLVM's), whose upper halfwords are
 //! extracted into high-register accumulators once per four entries: 21 instructions per entry
@@ -226,15 +226,23 @@ impl Arch for Swar {
         let entries = groups.entries();
         for (w, out) in words
             .chunks_exact(block)
-            .zip(out.chunks_exact_mut(TILE_ROWS))
+            .zip(out.as_chunks_mut::<TILE_ROWS>().0)
         {
-            let (low, high) = out.split_at_mut(TILE_ROWS / 2);
-            for (i, (lo, hi)) in low.iter_mut().zip(high).enumerate() {
-                let [sum_lo, sum_hi] = walk(w, i, entries);
-                *lo = lo.wrapping_add(sum_lo as i32);
-                *hi = hi.wrapping_add(sum_hi as i32);
-            }
+            block_rows4(w, entries, out);
         }
+    }
+}
+
+/// `out += W · x` for one row block of 4-bit tiles (`w`, as words) over the entries, rows `i`
+/// (low nibbles) and `i + 8` (high nibbles) at a time ([`walk`]).
+#[cfg(not(thumb1_only))]
+#[inline(always)]
+fn block_rows4(w: &[u32], entries: &[Paired], out: &mut [i32; TILE_ROWS]) {
+    let (low, high) = out.split_at_mut(TILE_ROWS / 2);
+    for (i, (lo, hi)) in low.iter_mut().zip(high).enumerate() {
+        let [sum_lo, sum_hi] = walk(w, i, entries);
+        *lo = lo.wrapping_add(sum_lo as i32);
+        *hi = hi.wrapping_add(sum_hi as i32);
     }
 }
 
@@ -627,30 +635,36 @@ macro_rules! thumb1_entry {
     };
 }
 
-/// [`walk`] in Thumb-1 assembly (see the module docs): four entries at a time, their sums
-/// shifted once, then the last 0–3 entries, whose sums are shifted alone.
+/// [`block_rows4`] in Thumb-1 assembly (see the module docs), one call per row block: for each
+/// `i` of 0–7, the entries four at a time, their sums shifted once, then the last 0–3, whose sums
+/// are shifted alone; rows `i` and `i + 8` then added to `out`, and the walk starts over one word
+/// further into the tiles.
 #[cfg(thumb1_only)]
 #[inline(never)]
-fn walk(w: &[u32], i: usize, entries: &[Paired]) -> [u32; 2] {
-    let (lo, hi): (u32, u32);
-    if entries.is_empty() {
-        return [0, 0];
+fn block_rows4(w: &[u32], entries: &[Paired], out: &mut [i32; TILE_ROWS]) {
+    if entries.is_empty() || w.len() < TILE_ROWS / 2 {
+        return;
     }
     // Every entry's word is inside `w`: offsets come from `Groups::gather` over the vector the
-    // tiles were shaped for (the `Arch::rows4` contract), and `i < 8`.
-    let base = w.as_ptr().wrapping_add(i);
+    // tiles were shaped for (the `Arch::rows4` contract), and each of its 8 words is read.
+    let base = w.as_ptr();
     let quads = entries.as_ptr().wrapping_add(entries.len() / 4 * 4);
     let end = entries.as_ptr_range().end;
-    // SAFETY: reads the entries (three words each, `repr(C)`) up to `end`, and one word of `w` at
-    // `base + offset / 8` words for each (inside `w`, above). Only the named registers change
-    // (r6 and r7, LLVM's, are saved and restored).
+    // SAFETY: for each of 8 passes, reads the entries (three words each, `repr(C)`) up to `end`,
+    // and one word of `w` at `base + i + offset / 8` words for each (inside `w`, above); reads
+    // and writes `out`'s 16 rows. Only the named registers change (r4 to r7, LLVM's, are saved
+    // and restored); the stack holds them and, below them, nothing else.
     unsafe {
         core::arch::asm!(
-            "push {{r6, r7}}",
+            // sp: out, entries, r6, r7 (LLVM's).
+            "push {{r4, r5, r6, r7}}",
             // High registers hold what the loops only add to or compare with.
             "mov r9, r0",
             "mov r10, r1",
             "mov r12, r2",
+            "adds r0, #32",
+            "mov lr, r0",
+            "1:",
             "movs r4, #0",
             "mov r8, r4",
             "mov r11, r4",
@@ -683,22 +697,37 @@ fn walk(w: &[u32], i: usize, entries: &[Paired]) -> [u32; 2] {
             "cmp r5, r12",
             "bne 4b",
             "5:",
-            "mov r0, r8",
-            "mov r1, r11",
-            "pop {{r6, r7}}",
+            // Rows i and i + 8 of `out`; then the next word, from the first entry.
+            "ldr r4, [sp, #0]",
+            "ldr r0, [r4, #0]",
+            "add r0, r8",
+            "str r0, [r4, #0]",
+            "ldr r0, [r4, #32]",
+            "add r0, r11",
+            "str r0, [r4, #32]",
+            "adds r4, #4",
+            "str r4, [sp, #0]",
+            "ldr r5, [sp, #4]",
+            "movs r0, #4",
+            "add r9, r0",
+            "cmp r9, lr",
+            // (Beyond a conditional branch's reach.)
+            "beq 6f",
+            "b 1b",
+            "6:",
+            "pop {{r4, r5, r6, r7}}",
+            inout("r4") out.as_mut_ptr() => _,
             inout("r5") entries.as_ptr() => _,
-            inout("r0") base => lo,
-            inout("r1") quads => hi,
+            inout("r0") base => _,
+            inout("r1") quads => _,
             inout("r2") end => _,
             in("r3") PAIR_MASK,
-            out("r4") _,
             out("r8") _,
             out("r9") _,
             out("r10") _,
             out("r11") _,
             out("r12") _,
-            options(readonly),
+            out("lr") _,
         );
     }
-    [lo, hi]
 }
