@@ -9,6 +9,8 @@ Run by .ci/run (ONNX Runtime from PyPI), or by hand:
     /tmp/ort-venv/bin/python trainer/tests/onnx_runtime_check.py data/mnist \
         f32 m-f32.onnx m-f32.logits int8 m-int8.onnx m-int8.logits ...
 where each *.logits file is `trainer eval MODEL --logits FILE` of the model exported.
+`--options default` (first) checks with the default session options only: what an emulated CPU
+runs, where the fused integer kernels are the ones that differ by CPU.
 """
 import gzip, struct, sys
 
@@ -28,6 +30,12 @@ def main():
     args = sys.argv[2:]
     levels = {"default": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
               "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}
+    if args[:2] == ["--options", "default"]:
+        args = args[2:]
+        del levels["basic"]
+    if not args or len(args) % 3:
+        sys.exit("usage: onnx_runtime_check.py MNIST-FOLDER [--options default] "
+                 "(KIND ONNX LOGITS)...")
     for kind, onnx_path, logits_path in zip(args[0::3], args[1::3], args[2::3]):
         want = np.fromfile(logits_path, "<f4").reshape(-1, 10)
         for name, level in levels.items():
@@ -38,7 +46,7 @@ def main():
             agree = float(np.mean(got.argmax(1) == want.argmax(1)))
             error = float(np.max(np.abs(got - want)))
             ok = error <= 1e-4 if kind == "f32" else agree == 1.0
-            print(f"onnxruntime {ort.__version__} {kind} ({name} options): classes agree on "
+            print(f"onnxruntime {ort.__version__} {kind} {onnx_path} ({name} options): classes agree on "
                   f"{agree:.4%} of {len(want)} digits, largest logit difference {error:.2e} - "
                   f"{'ok' if ok else 'FAILED'}")
             failed |= not ok
