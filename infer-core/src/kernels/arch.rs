@@ -267,7 +267,8 @@ pub(crate) trait Arch {
     /// `out += W · x` for one row block of a [block-sparse](super::Sparsity) matrix: `w` its
     /// stored tiles in the order of `kept` (at most [`LIST_GROUPS`]: their groups), 8-bit, or
     /// 4-bit without their offset with `NIBBLES`; `out` its 16 rows. Returns, with `NIBBLES`, the
-    /// sum of the kept groups' inputs (for the offset), else 0.
+    /// sum of the kept groups' inputs whose offset the caller still takes off (0 where the step
+    /// took it off itself), else 0.
     ///
     /// By default the kept groups that are live in `x` are gathered into `groups` (a branch per
     /// kept tile) and walked by [`Self::rows`] / [`Self::rows4`]; an architecture whose tile step
@@ -379,6 +380,9 @@ pub(crate) fn set_biases(out: &mut [i32], bias: &[[u8; 4]]) {
 /// Takes the 4-bit weights' offset off a row block's sums: `sum` is the inputs' sum.
 #[inline(always)]
 pub(crate) fn take_offset(out: &mut [i32], sum: u32) {
+    if sum == 0 {
+        return;
+    }
     let excess = (sum as i32).wrapping_mul(NIBBLE_OFFSET);
     for o in out {
         *o = o.wrapping_sub(excess);

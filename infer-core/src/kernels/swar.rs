@@ -145,7 +145,7 @@ impl Arch for Swar {
         }
         let mut sum = 0u32;
         // On Thumb-1 a 4-bit row block's entries hold their tiles' addresses, and its walk reads
-        // them without a base (`block_rows4_at`).
+        // them without a base and takes the offset off itself (`block_rows4_at`).
         #[cfg(thumb1_only)]
         if let (true, Ok(out)) = (
             NIBBLES && w.as_ptr().align_offset(4) == 0,
@@ -157,9 +157,10 @@ impl Arch for Swar {
                 groups.fill_with(kept.len() * GROUP, |list| {
                     gather_kept_at::<true, 32>(list, kept, x, w.as_ptr().addr() as u32, &mut sum)
                 });
-                block_rows4_at(groups.entries(), out);
+                let excess = (sum as i32).wrapping_mul(super::arch::NIBBLE_OFFSET);
+                block_rows4_at(groups.entries(), excess, out);
             }
-            return sum;
+            return 0;
         }
         // SAFETY: every group of `kept` is below `x.len() / 4` (the `Arch::kept_rows` contract,
         // `x.len()` a multiple of 4), so each word the gather loads is inside `x` (and aligned
@@ -676,8 +677,8 @@ macro_rules! thumb1_entry_at {
 
 /// One pass of [`block_rows4_at`] (written out, not `.irp`: LLVM sizes inline assembly by its
 /// lines when it places literal pools): rows `$off / 4` and `$off / 4 + 8` of `out` (its bytes
-/// `$off` and `$hi`), from word `$off / 4` of each entry's tile; the entries four at a time,
-/// their sums shifted once, then the last 0–3, shifted alone.
+/// `$off` and `$hi`, less the excess in `r9`), from word `$off / 4` of each entry's tile; the
+/// entries four at a time, their sums shifted once, then the last 0–3, shifted alone.
 #[cfg(thumb1_only)]
 macro_rules! thumb1_pass_at {
     ($off:literal, $hi:literal) => {
@@ -720,6 +721,7 @@ macro_rules! thumb1_pass_at {
             $off,
             "]\n",
             "add r0, r8\n",
+            "add r0, r9\n",
             "str r0, [r4, #",
             $off,
             "]\n",
@@ -727,6 +729,7 @@ macro_rules! thumb1_pass_at {
             $hi,
             "]\n",
             "add r0, r11\n",
+            "add r0, r9\n",
             "str r0, [r4, #",
             $hi,
             "]\n",
@@ -736,13 +739,14 @@ macro_rules! thumb1_pass_at {
 
 /// [`block_rows4`] for a list whose entries hold their 4-bit tiles' addresses (a row block's
 /// kept tiles, [`gather_kept_at`]): the eight passes written out, each loading its word of a
-/// tile with an immediate offset, 17 instructions per entry instead of 19.
+/// tile with an immediate offset, 17 instructions per entry instead of 19; `excess` (the 4-bit
+/// offset) is taken off each row as it is added to `out`.
 ///
 /// # Safety
 /// Every entry's 32 bytes at its address are readable and word-aligned.
 #[cfg(thumb1_only)]
 #[inline(never)]
-unsafe fn block_rows4_at(entries: &[Paired], out: &mut [i32; TILE_ROWS]) {
+unsafe fn block_rows4_at(entries: &[Paired], excess: i32, out: &mut [i32; TILE_ROWS]) {
     if entries.is_empty() {
         return;
     }
@@ -758,6 +762,7 @@ unsafe fn block_rows4_at(entries: &[Paired], out: &mut [i32; TILE_ROWS]) {
             "push {{r4, r5, r6, r7}}",
             "mov r10, r1",
             "mov r12, r2",
+            "mov r9, r0",
             thumb1_pass_at!("0", "32"),
             thumb1_pass_at!("4", "36"),
             thumb1_pass_at!("8", "40"),
@@ -772,8 +777,9 @@ unsafe fn block_rows4_at(entries: &[Paired], out: &mut [i32; TILE_ROWS]) {
             inout("r1") quads => _,
             inout("r2") end => _,
             in("r3") PAIR_MASK,
-            out("r0") _,
+            inout("r0") excess.wrapping_neg() => _,
             out("r8") _,
+            out("r9") _,
             out("r10") _,
             out("r11") _,
             out("r12") _,
