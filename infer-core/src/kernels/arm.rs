@@ -605,6 +605,31 @@ macro_rules! walk {
     };
 }
 
+/// [`walk!`]'s loop with `$step` over the entries at `$entries` (`$odd` whether they are an odd
+/// number) for 4 rows, from the sums `$init`: the four sums. `$operands` are what the step names
+/// besides the list, the sums and r0–r4; memory is only read.
+macro_rules! walk_asm {
+    ($step:expr, $entries:expr, $odd:expr, $init:expr; $($operands:tt)*) => {{
+        let [mut a0, mut a1, mut a2, mut a3]: [i32; 4] = $init;
+        asm!(
+            walk!($step),
+            list = inout(reg) $entries => _,
+            a0 = inout(reg) a0,
+            a1 = inout(reg) a1,
+            a2 = inout(reg) a2,
+            a3 = inout(reg) a3,
+            $($operands)*
+            inout("r0") u32::from($odd) => _,
+            out("r1") _,
+            out("r2") _,
+            out("r3") _,
+            out("r4") _,
+            options(nostack, readonly),
+        );
+        [a0, a1, a2, a3]
+    }};
+}
+
 /// One entry's step for 4 rows of 8-bit weights, the rows' words at `r2 + {o}` (two `ldrd`s):
 /// `sxtb16` splits each into `(w0, w2)` and `(w1, w3)`, and two `smlad`s add the row's four
 /// products; then the next entry. 19 instructions.
@@ -671,31 +696,18 @@ macro_rules! nibble_step {
 /// are an odd number.
 #[inline(always)]
 unsafe fn quarter(base: *const i8, entries: *const Paired, odd: bool, init: [i32; 4]) -> [i32; 4] {
-    let [mut a0, mut a1, mut a2, mut a3] = init;
     // SAFETY: the loop reads the entries, three words each, up to and including the sentinel it
     // stops at, and 16 weight bytes at `base + offset` for each (the caller's contract). Only the
     // named registers change; memory is only read.
     unsafe {
-        asm!(
-            walk!(concat!("add r2, {base}, r2\n", quarter_step!())),
-            list = inout(reg) entries => _,
+        walk_asm!(
+            concat!("add r2, {base}, r2\n", quarter_step!()), entries, odd, init;
             base = in(reg) base,
             t = out(reg) _,
             o = const 0,
             o8 = const 8,
-            a0 = inout(reg) a0,
-            a1 = inout(reg) a1,
-            a2 = inout(reg) a2,
-            a3 = inout(reg) a3,
-            inout("r0") u32::from(odd) => _,
-            out("r1") _,
-            out("r2") _,
-            out("r3") _,
-            out("r4") _,
-            options(nostack, readonly),
-        );
+        )
     }
-    [a0, a1, a2, a3]
 }
 
 /// [`quarter`] for entries holding their tiles' addresses: quarter tile `O / 16` of each, no
@@ -710,28 +722,15 @@ unsafe fn kept_quarter<const O: usize>(
     odd: bool,
     init: [i32; 4],
 ) -> [i32; 4] {
-    let [mut a0, mut a1, mut a2, mut a3] = init;
     // SAFETY: as in `quarter`, at each entry's address.
     unsafe {
-        asm!(
-            walk!(quarter_step!()),
-            list = inout(reg) entries => _,
+        walk_asm!(
+            quarter_step!(), entries, odd, init;
             t = out(reg) _,
             o = const O,
             o8 = const O + 8,
-            a0 = inout(reg) a0,
-            a1 = inout(reg) a1,
-            a2 = inout(reg) a2,
-            a3 = inout(reg) a3,
-            inout("r0") u32::from(odd) => _,
-            out("r1") _,
-            out("r2") _,
-            out("r3") _,
-            out("r4") _,
-            options(nostack, readonly),
-        );
+        )
     }
-    [a0, a1, a2, a3]
 }
 
 /// `init + Σ` over the entries for rows `r`, `r + 1`, `r + 8`, `r + 9` of the 4-bit tiles (`r`
@@ -748,28 +747,15 @@ unsafe fn nibble_rows(
     odd: bool,
     init: [i32; 4],
 ) -> [i32; 4] {
-    let [mut a0, mut a1, mut a2, mut a3] = init;
     // SAFETY: as in `quarter`, for 8 bytes per entry at half its offset.
     unsafe {
-        asm!(
-            walk!(concat!("add r2, {base}, r2, lsr #1\n", nibble_step!())),
-            list = inout(reg) entries => _,
+        walk_asm!(
+            concat!("add r2, {base}, r2, lsr #1\n", nibble_step!()), entries, odd, init;
             base = in(reg) base,
             mask = in(reg) 0x000f_000fu32,
             o = const 0,
-            a0 = inout(reg) a0,
-            a1 = inout(reg) a1,
-            a2 = inout(reg) a2,
-            a3 = inout(reg) a3,
-            inout("r0") u32::from(odd) => _,
-            out("r1") _,
-            out("r2") _,
-            out("r3") _,
-            out("r4") _,
-            options(nostack, readonly),
-        );
+        )
     }
-    [a0, a1, a2, a3]
 }
 
 /// [`nibble_rows`] for entries holding their 4-bit tiles' addresses: words `O / 4`, `O / 4 + 1`
@@ -784,27 +770,14 @@ unsafe fn kept_nibble_rows<const O: usize>(
     odd: bool,
     init: [i32; 4],
 ) -> [i32; 4] {
-    let [mut a0, mut a1, mut a2, mut a3] = init;
     // SAFETY: as in `quarter`, for 8 bytes per entry at its address.
     unsafe {
-        asm!(
-            walk!(nibble_step!()),
-            list = inout(reg) entries => _,
+        walk_asm!(
+            nibble_step!(), entries, odd, init;
             mask = in(reg) 0x000f_000fu32,
             o = const O,
-            a0 = inout(reg) a0,
-            a1 = inout(reg) a1,
-            a2 = inout(reg) a2,
-            a3 = inout(reg) a3,
-            inout("r0") u32::from(odd) => _,
-            out("r1") _,
-            out("r2") _,
-            out("r3") _,
-            out("r4") _,
-            options(nostack, readonly),
-        );
+        )
     }
-    [a0, a1, a2, a3]
 }
 
 /// One unit of [`requantize4`]: sum `{$a}`, its row at byte `{$r}` of the shifts and outputs

@@ -629,6 +629,32 @@ unsafe fn gather_kept_at<const SUM: bool, const STEP: u32>(
     }
 }
 
+/// The four products of one entry of the Thumb-1 walks: the weight word `r2`'s nibble pairs
+/// (mask `r3`) times the paired inputs `r0`, `r1`, into the sums `r6` (rows `i`) and `r7` (`i +
+/// 8`).
+#[cfg(thumb1_only)]
+macro_rules! thumb1_products {
+    () => {
+        concat!(
+            "lsrs r4, r2, #8\n",
+            "ands r4, r3\n",
+            "muls r4, r1, r4\n",
+            "adds r6, r6, r4\n",
+            "lsrs r4, r2, #4\n",
+            "ands r4, r3\n",
+            "muls r4, r0, r4\n",
+            "adds r7, r7, r4\n",
+            "lsrs r4, r2, #12\n",
+            "ands r4, r3\n",
+            "muls r4, r1, r4\n",
+            "adds r7, r7, r4\n",
+            "ands r2, r3\n",
+            "muls r2, r0, r2\n",
+            "adds r6, r6, r2\n",
+        )
+    };
+}
+
 /// [`gather_kept_at`] with each entry's tile offset in its 8-bit row block (64 bytes per position
 /// in `kept`), as [`Swar::rows`] and [`Swar::rows4`] take it.
 ///
@@ -656,21 +682,7 @@ macro_rules! thumb1_entry_at {
             "ldr r2, [r4, #",
             $off,
             "]\n",
-            "lsrs r4, r2, #8\n",
-            "ands r4, r3\n",
-            "muls r4, r1, r4\n",
-            "adds r6, r6, r4\n",
-            "lsrs r4, r2, #4\n",
-            "ands r4, r3\n",
-            "muls r4, r0, r4\n",
-            "adds r7, r7, r4\n",
-            "lsrs r4, r2, #12\n",
-            "ands r4, r3\n",
-            "muls r4, r1, r4\n",
-            "adds r7, r7, r4\n",
-            "ands r2, r3\n",
-            "muls r2, r0, r2\n",
-            "adds r6, r6, r2\n",
+            thumb1_products!(),
         )
     };
 }
@@ -798,21 +810,7 @@ macro_rules! thumb1_entry {
             "lsrs r4, r4, #1\n",
             "add r4, r9\n",
             "ldr r2, [r4]\n",
-            "lsrs r4, r2, #8\n",
-            "ands r4, r3\n",
-            "muls r4, r1, r4\n",
-            "adds r6, r6, r4\n",
-            "lsrs r4, r2, #4\n",
-            "ands r4, r3\n",
-            "muls r4, r0, r4\n",
-            "adds r7, r7, r4\n",
-            "lsrs r4, r2, #12\n",
-            "ands r4, r3\n",
-            "muls r4, r1, r4\n",
-            "adds r7, r7, r4\n",
-            "ands r2, r3\n",
-            "muls r2, r0, r2\n",
-            "adds r6, r6, r2\n",
+            thumb1_products!(),
         )
     };
 }
