@@ -97,12 +97,20 @@
 //! network pruned for accuracy keeps the tiles of the inputs that are usually live. For 4-bit
 //! weights the nibble offset comes off per row block, over the inputs of its kept groups.
 //!
-//! A forward pass walks a block-sparse hidden layer one row block at a time to its requantized
-//! outputs (`kept_block_out`: by default the biases, `kept_rows`, then the requantization). On
-//! the Cortex-M DSP the walk starts from the biases themselves (less the nibble offset, known
-//! once the block is gathered) and its quarter tiles share one call, so a row block costs its
-//! tiles and little else: with 32 row blocks per layer, the per-block work is what a pruned
-//! layer pays for being walked block by block.
+//! A forward pass gives a block-sparse hidden layer to the architecture whole (`kept_layer_out`),
+//! to its requantized outputs: by default one row block at a time (the biases, `kept_rows`, then
+//! the requantization). On the Cortex-M DSP the row blocks are a loop of raw pointers over lengths
+//! checked once per layer; each block's gathered entries hold their tiles' addresses (the
+//! gather's `rsb` makes them at no cost), so the walk loads from them without a base; it starts
+//! from the biases themselves (less the nibble offset, known once the block is gathered), and
+//! each quarter tile's four sums are requantized as they leave it, in registers. A row block
+//! costs its kept tiles and about 30 instructions. The Thumb-1 walk of a 4-bit block reads its
+//! entries' addresses too, its eight passes written out, and takes the nibble offset off as it
+//! adds each row.
+//!
+//! The output layer's walk stops at the last quarter tile holding a class where the architecture
+//! walks quarter tiles (`QUARTER_ROWS`, the Cortex-M DSP's 8-bit walk): a 10-class layer's padding
+//! rows 12–15 are a quarter of its work.
 //!
 mod arch;
 mod scalar;
