@@ -47,13 +47,13 @@ def varint(buf, pos):
 
 
 def read_f32_model(path):
-    """The f32 model file of a 784-512-10 network (infer-core's format version 4: magic, version,
+    """The f32 model file of a 784-512-10 network (infer-core's format version 5: magic, version,
     layer count, one weight-kind byte per layer, the widths, then per layer its sections, each a
     varint length and the bytes: pad, bias, pad, weights input-major): w1, b1, w2 (hidden-major),
     b2."""
     buf = Path(path).read_bytes()
-    if buf[:4] != b"MNML" or buf[4] != 4 or buf[5] != 2 or buf[6:8] != b"\x02\x02":
-        raise SystemExit(f"{path}: not a version-4 f32 model file of two layers")
+    if buf[:4] != b"MNML" or buf[4] != 5 or buf[5] != 2 or buf[6:8] != b"\x02\x02":
+        raise SystemExit(f"{path}: not a version-5 f32 model file of two layers")
     pos = 8
     widths = []
     for _ in range(3):

@@ -664,7 +664,8 @@ fn sparse_layers_round_trip_and_bad_kept_lists_are_refused() {
         reference(&pruned, &image)[..]
     );
 
-    // The kept list: find it (after the 32 u16 block counts) and damage it.
+    // The kept list: find it (after the 32 u16 block counts and the pad that aligns it) and
+    // damage it.
     let bytes = file.bytes().to_vec();
     let counts: Vec<u8> = s_counts(&pruned[0]);
     let at = bytes
@@ -672,7 +673,13 @@ fn sparse_layers_round_trip_and_bad_kept_lists_are_refused() {
         .position(|w| w == counts)
         .unwrap()
         + counts.len();
-    let kept_at = at + varint_len(2 * s.tiles());
+    let pad = usize::from(bytes[at]);
+    assert!(pad < 2, "a pad of {pad} bytes before a u16 section");
+    let kept_at = at + 1 + pad + varint_len(2 * s.tiles());
+    assert_eq!(
+        file.bytes().as_ptr().wrapping_add(kept_at).align_offset(2),
+        0
+    );
     let first_block = u16::from_le_bytes([counts[0], counts[1]]) as usize;
     assert!(
         first_block >= 2,

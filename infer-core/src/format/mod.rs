@@ -14,7 +14,7 @@
 //! | offset | field | encoding |
 //! | --- | --- | --- |
 //! | 0 | magic | `b"MNML"` |
-//! | 4 | format version | u8, `4` |
+//! | 4 | format version | u8, `5` |
 //! | 5 | layers `L` | u8, 1–[`MAX_LAYERS`] |
 //! | 6 | each layer's weights | `L` bytes: `1` int8, `3` int4, `2` f32 ([`Weights::byte`]), plus [`SPARSE`] (`0x80`) for a block-sparse integer layer; an f32 file's layers are all f32 and dense, an integer file's any mix of int8 and int4, dense or sparse |
 //! | 6 + `L` | widths | `L + 1` varints: inputs, each hidden layer's units, classes; each 1–[`MAX_FORMAT_WIDTH`] |
@@ -41,12 +41,12 @@
 //! | section | bytes | content |
 //! | --- | --- | --- |
 //! | `act_scale` | 4 in a hidden layer, else 0 | f32: real value of one step of the layer's u8 outputs (the next layer's input scale) |
-//! | `w_scale` | 4·R′ in the output layer, else 0 | f32 per row: weight scale (a hidden layer's follow from its requantization: `multiplier · 2^−shift · act_scale / input scale`) |
-//! | `bias` | 4·R′ | i32 per row, at scale `input scale · w_scale` (the input scale is 1/255 for the first layer, the previous `act_scale` after it) |
-//! | `multiplier` | 4·R′ in a hidden layer, else 0 | i32 per row: requantization multiplier, > 0 |
+//! | `w_scale` | 4·R′ in the output layer, else 0, 4-aligned by a `pad` | f32 per row: weight scale (a hidden layer's follow from its requantization: `multiplier · 2^−shift · act_scale / input scale`) |
+//! | `bias` | 4·R′, 4-aligned by a `pad` | i32 per row, at scale `input scale · w_scale` (the input scale is 1/255 for the first layer, the previous `act_scale` after it) |
+//! | `multiplier` | 4·R′ in a hidden layer, else 0, 4-aligned by a `pad` | i32 per row: requantization multiplier, > 0 |
 //! | `shift` | R′ in a hidden layer, else 0 | u8 per row: requantization shift ([33–62](crate::quant::SHIFTS)) |
-//! | `blocks` | 2·R′/16; only in a sparse layer | u16 per row block: the tiles it keeps (they add up to `T`) |
-//! | `kept` | 2·T; only in a sparse layer | u16 per stored tile: its group `g` (inputs 4g…4g+3), row block after row block, each block's strictly increasing and below K′/4 |
+//! | `blocks` | 2·R′/16; only in a sparse layer, 2-aligned by a `pad` | u16 per row block: the tiles it keeps (they add up to `T`) |
+//! | `kept` | 2·T; only in a sparse layer, 2-aligned by a `pad` | u16 per stored tile: its group `g` (inputs 4g…4g+3), row block after row block, each block's strictly increasing and below K′/4 |
 //! | `weights` | 64·T (int8) or 32·T (int4), after a `pad` | the `T` stored tiles, [tiled](crate::kernels#weight-layout) int8 or [4-bit tiles](crate::kernels#4-bit-weights) of nibbles `w + 8` (a dense layer's in tile order: R′·K′ or R′·K′/2 bytes) |
 //!
 //! Sections of a layer of an **f32** file:
@@ -56,17 +56,20 @@
 //! | `bias` | 4·R, after a `pad` | f32 per output |
 //! | `weights` | 4·K·R, after a `pad` | f32, input-major: `w[k·R + j]` weighs input `k` for output `j` (Keras's kernel) |
 //!
-//! A `pad` section holds 0–63 zero bytes, so that the section after it starts 64-byte aligned in
-//! the file. The weight sections must lie 4-byte aligned in memory (the Cortex-M kernel loads
-//! them by words): any buffer that starts 4-byte aligned passes; one that starts 64-byte aligned is
+//! A `pad` section holds fewer zero bytes than the alignment it gives, so that the section after
+//! it starts aligned in the file: 64 bytes for weights ("after a `pad`"), 2 or 4 for sections
+//! of u16 or 32-bit rows, which a core without unaligned loads (a Cortex-M0) then reads a row at
+//! a time. Every section must lie so aligned in memory, up to 4 bytes (the Cortex-M kernels load
+//! words): any buffer that starts 4-byte aligned passes; one that starts 64-byte aligned is
 //! fastest (each weight tile one cache line): [`include_model!`](crate::include_model) for a file
 //! embedded in the program.
 //!
 //! The tables above are [`INTEGER_SECTIONS`] and [`F32_SECTIONS`], which the reader and the
 //! writer walk: a test renders them and checks that these docs show the same rows.
 //!
-//! Versions 1 and 2 held only the 784-512-10 network, and version 3 stored every integer layer's
-//! weight scales (int8 hidden layers' too); their files are refused with
+//! Versions 1 and 2 held only the 784-512-10 network, version 3 stored every integer layer's
+//! weight scales (int8 hidden layers' too), and version 4 aligned only the weights; their files
+//! are refused with
 //! [`FormatError::UnsupportedVersion`] (re-export or retrain them with this version's trainer).
 
 mod read;
@@ -86,7 +89,7 @@ pub const SPARSE: u8 = 0x80;
 /// The first four bytes of every model file.
 pub const MAGIC: [u8; 4] = *b"MNML";
 /// The format version this crate reads and writes.
-pub const VERSION: u8 = 4;
+pub const VERSION: u8 = 5;
 /// Most layers a file holds.
 pub const MAX_LAYERS: usize = 8;
 /// Widest layer a file may declare.
@@ -177,8 +180,10 @@ impl Layer {
 pub struct Section {
     /// Its name in the format tables and in errors.
     pub name: &'static str,
-    /// Whether a `pad` section before it starts it [`SECTION_ALIGN`]-aligned in the file.
-    pub aligned: bool,
+    /// The alignment its bytes start at in the file (and in memory, up to 4): 1, or a power of
+    /// two that a `pad` section before it gives (2 and 4 for u16 and 32-bit rows, which a core
+    /// without unaligned loads then reads whole; [`SECTION_ALIGN`] for the weights).
+    pub align: usize,
     /// Whether only a block-sparse layer has it (a dense layer has no such section at all, so
     /// dense files read as they always have).
     pub sparse_only: bool,
@@ -221,7 +226,7 @@ pub(crate) const MAX_SECTIONS: usize = INTEGER_SECTIONS.len();
 pub const INTEGER_SECTIONS: [Section; 8] = [
     Section {
         name: "act_scale",
-        aligned: false,
+        align: 1,
         sparse_only: false,
         bytes_doc: "4 in a hidden layer, else 0",
         content_doc: "f32: real value of one step of the layer's u8 outputs (the next layer's input scale)",
@@ -229,7 +234,7 @@ pub const INTEGER_SECTIONS: [Section; 8] = [
     },
     Section {
         name: "w_scale",
-        aligned: false,
+        align: 4,
         sparse_only: false,
         bytes_doc: "4·R′ in the output layer, else 0",
         content_doc: "f32 per row: weight scale (a hidden layer's follow from its requantization: `multiplier · 2^−shift · act_scale / input scale`)",
@@ -237,7 +242,7 @@ pub const INTEGER_SECTIONS: [Section; 8] = [
     },
     Section {
         name: "bias",
-        aligned: false,
+        align: 4,
         sparse_only: false,
         bytes_doc: "4·R′",
         content_doc: "i32 per row, at scale `input scale · w_scale` (the input scale is 1/255 for the first layer, the previous `act_scale` after it)",
@@ -245,7 +250,7 @@ pub const INTEGER_SECTIONS: [Section; 8] = [
     },
     Section {
         name: "multiplier",
-        aligned: false,
+        align: 4,
         sparse_only: false,
         bytes_doc: "4·R′ in a hidden layer, else 0",
         content_doc: "i32 per row: requantization multiplier, > 0",
@@ -253,7 +258,7 @@ pub const INTEGER_SECTIONS: [Section; 8] = [
     },
     Section {
         name: "shift",
-        aligned: false,
+        align: 1,
         sparse_only: false,
         bytes_doc: "R′ in a hidden layer, else 0",
         content_doc: "u8 per row: requantization shift ([33–62](crate::quant::SHIFTS))",
@@ -261,7 +266,7 @@ pub const INTEGER_SECTIONS: [Section; 8] = [
     },
     Section {
         name: "blocks",
-        aligned: false,
+        align: 2,
         sparse_only: true,
         bytes_doc: "2·R′/16; only in a sparse layer",
         content_doc: "u16 per row block: the tiles it keeps (they add up to `T`)",
@@ -269,7 +274,7 @@ pub const INTEGER_SECTIONS: [Section; 8] = [
     },
     Section {
         name: "kept",
-        aligned: false,
+        align: 2,
         sparse_only: true,
         bytes_doc: "2·T; only in a sparse layer",
         content_doc: "u16 per stored tile: its group `g` (inputs 4g…4g+3), row block after row block, each block's strictly increasing and below K′/4",
@@ -277,7 +282,7 @@ pub const INTEGER_SECTIONS: [Section; 8] = [
     },
     Section {
         name: "weights",
-        aligned: true,
+        align: SECTION_ALIGN,
         sparse_only: false,
         bytes_doc: "64·T (int8) or 32·T (int4)",
         content_doc: "the `T` stored tiles, [tiled](crate::kernels#weight-layout) int8 or [4-bit tiles](crate::kernels#4-bit-weights) of nibbles `w + 8` (a dense layer's in tile order: R′·K′ or R′·K′/2 bytes)",
@@ -295,7 +300,7 @@ pub(crate) mod float {
 pub const F32_SECTIONS: [Section; 2] = [
     Section {
         name: "bias",
-        aligned: true,
+        align: SECTION_ALIGN,
         sparse_only: false,
         bytes_doc: "4·R",
         content_doc: "f32 per output",
@@ -303,7 +308,7 @@ pub const F32_SECTIONS: [Section; 2] = [
     },
     Section {
         name: "weights",
-        aligned: true,
+        align: SECTION_ALIGN,
         sparse_only: false,
         bytes_doc: "4·K·R",
         content_doc: "f32, input-major: `w[k·R + j]` weighs input `k` for output `j` (Keras's kernel)",
@@ -325,7 +330,7 @@ pub(crate) fn sections(weights: Weights) -> &'static [Section] {
 #[derive(Clone, Copy)]
 pub(crate) struct Slot {
     pub name: &'static str,
-    pub aligned: bool,
+    pub align: usize,
     pub sparse_only: bool,
     pub len: fn(&Layer) -> usize,
 }
@@ -334,7 +339,7 @@ pub(crate) struct Slot {
 const fn slots<const N: usize>(table: &[Section; N]) -> [Slot; N] {
     let mut out = [Slot {
         name: "",
-        aligned: false,
+        align: 1,
         sparse_only: false,
         len: |_| 0,
     }; N];
@@ -347,7 +352,7 @@ const fn slots<const N: usize>(table: &[Section; N]) -> [Slot; N] {
         {
             out[i] = Slot {
                 name: s.name,
-                aligned: s.aligned,
+                align: s.align,
                 sparse_only: s.sparse_only,
                 len: s.len,
             };
@@ -563,7 +568,8 @@ pub enum FormatError {
         /// Bytes it has.
         got: usize,
     },
-    /// A weight section not 4-byte aligned in memory.
+    /// A section not aligned in memory as the format aligns it in the file (up to 4 bytes: the
+    /// file's buffer does not start 4-byte aligned).
     Misaligned {
         /// The layer.
         layer: usize,
@@ -671,7 +677,7 @@ impl fmt::Display for FormatError {
             ),
             FormatError::Misaligned { layer, section } => write!(
                 f,
-                "layer {layer} section {section} is not 4-byte aligned in memory"
+                "layer {layer} section {section} is misaligned in memory (the file must start 4-byte aligned)"
             ),
             // The bounds as text: formatting an f32 would bring float formatting (over 10 KB)
             // into every firmware that reports a format error.
@@ -826,7 +832,11 @@ mod tests {
     fn rendered(table: &[Section]) -> String {
         let mut s = String::from("//! | section | bytes | content |\n//! | --- | --- | --- |\n");
         for t in table {
-            let pad = if t.aligned { ", after a `pad`" } else { "" };
+            let pad = match t.align {
+                1 => std::string::String::new(),
+                SECTION_ALIGN => std::string::String::from(", after a `pad`"),
+                a => std::format!(", {a}-aligned by a `pad`"),
+            };
             s += &std::format!(
                 "//! | `{}` | {}{pad} | {} |\n",
                 t.name,

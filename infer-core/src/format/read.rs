@@ -4,8 +4,7 @@ use crate::kernels::{BadBlock, GROUP, Sparsity, TILE_ROWS};
 
 use super::{
     CRC, CRC_LEN, DEFAULT_MAX_WIDTH, Fields, FormatError, Header, Layer, MAX_F32_WEIGHT,
-    MAX_LAYERS, MAX_SCALE, MAX_SECTIONS, PREAMBLE_LEN, SECTION_ALIGN, Weights, float, header, int,
-    slots_of,
+    MAX_LAYERS, MAX_SCALE, MAX_SECTIONS, PREAMBLE_LEN, Weights, float, header, int, slots_of,
 };
 use crate::kinds;
 
@@ -37,8 +36,8 @@ fn open(bytes: &[u8]) -> Result<(Header, Fields<'_>), FormatError> {
     Ok((head, Fields(fields.0.get(..sections).unwrap_or(&[]))))
 }
 
-/// The sections of `layer`, in table order, each checked for its length (a weight section also
-/// for 4-byte alignment in memory).
+/// The sections of `layer`, in table order, each checked for its length and its alignment in
+/// memory (its table's, up to 4 bytes).
 fn layer_sections<'a>(
     fields: &mut Fields<'a>,
     layer: &Layer,
@@ -48,9 +47,9 @@ fn layer_sections<'a>(
         if s.sparse_only && !layer.sparse {
             continue;
         }
-        if s.aligned {
+        if s.align > 1 {
             let pad = fields.section()?;
-            if pad.len() >= SECTION_ALIGN {
+            if pad.len() >= s.align {
                 return Err(FormatError::Malformed);
             }
         }
@@ -64,7 +63,7 @@ fn layer_sections<'a>(
                 got: bytes.len(),
             });
         }
-        if s.aligned && bytes.as_ptr().align_offset(4) != 0 {
+        if bytes.as_ptr().align_offset(s.align.min(4)) != 0 {
             return Err(FormatError::Misaligned {
                 layer: layer.index,
                 section: s.name,

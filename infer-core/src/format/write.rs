@@ -3,8 +3,8 @@
 //! weights out as the kernels read them, walking the same section tables as the reader.
 
 use super::{
-    CRC, FormatError, Layer, MAGIC, MAX_FORMAT_WIDTH, MAX_LAYERS, SECTION_ALIGN, Section, VERSION,
-    Weights, float, int, sections,
+    CRC, FormatError, Layer, MAGIC, MAX_FORMAT_WIDTH, MAX_LAYERS, Section, VERSION, Weights, float,
+    int, sections,
 };
 use crate::kernels::{GROUP, NIBBLE_OFFSET, TILE_BYTES, TILE_ROWS, TILE4_BYTES};
 
@@ -134,10 +134,10 @@ impl Writer<'_> {
         }
     }
 
-    /// A zero padding section such that a following section of `len` bytes starts aligned.
-    fn pad_for(&mut self, len: usize) -> Result<(), FormatError> {
-        let pad = (0..SECTION_ALIGN)
-            .find(|p| (self.pos + 1 + p + varint_len(len)).is_multiple_of(SECTION_ALIGN))
+    /// A zero padding section such that a following section of `len` bytes starts `align`-aligned.
+    fn pad_for(&mut self, len: usize, align: usize) -> Result<(), FormatError> {
+        let pad = (0..align)
+            .find(|p| (self.pos + 1 + p + varint_len(len)).is_multiple_of(align))
             .unwrap_or(0);
         self.section(pad, core::iter::repeat_n(0u8, pad))
     }
@@ -169,8 +169,8 @@ impl Writer<'_> {
             if s.sparse_only && !layer.sparse {
                 continue;
             }
-            if s.aligned {
-                self.pad_for((s.len)(layer))?;
+            if s.align > 1 {
+                self.pad_for((s.len)(layer), s.align)?;
             }
             let start = self.pos;
             fill(i, s, self)?;
