@@ -697,7 +697,7 @@ impl<G> Groups<G> {
 
     /// The list's room, emptied: at least [`LIST_GROUPS`] + 2 entries, for an architecture that
     /// writes and walks a list itself, without its length (nothing else reads what it writes).
-    #[cfg_attr(not(cortex_m_dsp), allow(dead_code))]
+    #[cfg_attr(not(any(cortex_m_dsp, thumb1_only)), allow(dead_code))]
     pub(crate) fn room(&mut self) -> *mut G {
         self.list.clear();
         self.list.as_mut_ptr()

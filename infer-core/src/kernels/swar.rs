@@ -18,8 +18,10 @@
 //! and 8 multiply-accumulates (the last 0–3 entries 25). Its kept tiles are gathered in assembly
 //! too (9 instructions per kept tile, 7 more per live one), a 4-bit row block's entries holding
 //! their tiles' addresses, so that its walk (the eight passes written out) loads each word with
-//! an immediate offset: 17 instructions per entry, and its requantization multiplies by
-//! 16-bit halves ([`crate::quant::requantize_halves`]: the Cortex-M0 has no long multiply). The
+//! an immediate offset: 17 instructions per entry. A sparse 4-bit layer goes row block by row
+//! block in one step ([`Arch::kept_layer_out`]): biases copied by words (the model format aligns
+//! them), the gather, the walk, and the requantization in assembly too, by 16-bit halves
+//! ([`requantize_rows`]: the Cortex-M0 has no long multiply), 31 instructions a positive row. The
 //! same arithmetic in Rust is the walk off Arm (and where LLVM, out of low registers on Thumb-1,
 //! would spill).
 //!
@@ -40,6 +42,10 @@
 use super::arch::{Arch, Groups, TILE_ROWS};
 #[cfg(target_arch = "arm")]
 use super::arch::{GROUP, LIST_GROUPS, gather_kept_then_rows, walk_kept};
+#[cfg(thumb1_only)]
+use super::arch::{
+    KeptLayer, NIBBLE_OFFSET, TILE4_BYTES, kept_block_out, kept_layer_out_by_blocks, u16_of,
+};
 use super::scalar;
 
 /// Pair multiplies on general-purpose registers.
@@ -127,8 +133,8 @@ impl Arch for Swar {
 
     /// The kept tiles live in `x` gathered in assembly ([`gather_kept`]), then walked as a dense
     /// list. Thumb-1 loads the kept list by halfwords and `x` by words, so there it needs them
-    /// aligned (the format aligns only weight sections: a file's `kept` may lie at an odd address;
-    /// the forward pass aligns its buffers), and the portable gather serves otherwise.
+    /// aligned (as a model file's `kept` is, and the forward pass's buffers), and the portable
+    /// gather serves otherwise.
     #[cfg(target_arch = "arm")]
     unsafe fn kept_rows<const NIBBLES: bool>(
         w: &[u8],
@@ -194,16 +200,116 @@ impl Arch for Swar {
 
     /// [`crate::quant::requantize_halves`]: the same integers with 32-bit multiplies, where the
     /// core has no long multiply (everywhere but Armv7-M, whose `smull` the i64 product is); an
-    /// accumulator ≤ 0 is the ReLU's 0 without a multiply (or a load of its multiplier, which may
-    /// be unaligned: four byte loads on a Cortex-M0).
+    /// accumulator ≤ 0 is the ReLU's 0 without a multiply or a load of its multiplier. On Thumb-1,
+    /// [`requantize_rows`] where the multipliers are word-aligned (a model file's are); four byte
+    /// loads each otherwise.
     #[cfg(not(all(target_arch = "arm", not(thumb1_only))))]
     unsafe fn requantize(acc: &[i32], multiplier: &[[u8; 4]], shift: &[u8], out: &mut [u8]) {
+        // In Thumb-1 assembly where the multipliers are word-aligned (as the model format
+        // aligns them).
+        #[cfg(thumb1_only)]
+        if multiplier.as_ptr().align_offset(4) == 0 {
+            let n = acc
+                .len()
+                .min(multiplier.len())
+                .min(shift.len())
+                .min(out.len());
+            // SAFETY: `n` rows of each, the multipliers word-aligned (checked).
+            return unsafe {
+                requantize_rows(
+                    acc.as_ptr(),
+                    multiplier.as_ptr().cast(),
+                    shift.as_ptr(),
+                    out.get_mut(..n).unwrap_or(&mut []),
+                )
+            };
+        }
         for (o, ((&a, m), &s)) in out.iter_mut().zip(acc.iter().zip(multiplier).zip(shift)) {
             *o = if a <= 0 {
                 0
             } else {
                 crate::quant::requantize_halves(a, i32::from_le_bytes(*m), s)
             };
+        }
+    }
+
+    /// On Thumb-1, a 4-bit layer whose sections are aligned (as the model format aligns them)
+    /// goes row block by row block with no slices: the biases copied by words, the kept tiles
+    /// live in `x` gathered with their addresses ([`gather_kept_at`]), walked
+    /// ([`block_rows4_at`]) and requantized ([`requantize_rows`]). Anything else, and a row block
+    /// of more than [`LIST_GROUPS`] kept tiles, takes the default.
+    #[cfg(thumb1_only)]
+    unsafe fn kept_layer_out<const NIBBLES: bool>(
+        layer: KeptLayer<'_>,
+        x: &[u8],
+        groups: &mut Groups<Paired>,
+        out: &mut [u8],
+    ) {
+        let rows = layer.counts.len() * TILE_ROWS;
+        let lengths = [
+            layer.bias.len(),
+            layer.multiplier.len(),
+            layer.shift.len(),
+            out.len(),
+        ];
+        let aligned = layer.tiles.as_ptr().align_offset(4) == 0
+            && layer.kept.as_ptr().align_offset(2) == 0
+            && x.as_ptr().align_offset(4) == 0
+            && layer.bias.as_ptr().align_offset(4) == 0
+            && layer.multiplier.as_ptr().align_offset(4) == 0;
+        if !NIBBLES
+            || !aligned
+            || lengths.iter().any(|&n| n < rows)
+            || !x.len().is_multiple_of(GROUP)
+            || layer.kept.len().checked_mul(TILE4_BYTES) != Some(layer.tiles.len())
+        {
+            // SAFETY: the caller's guarantee.
+            return unsafe { kept_layer_out_by_blocks::<Self, NIBBLES>(layer, x, groups, out) };
+        }
+        let (mut kept, mut w) = (layer.kept.as_ptr(), layer.tiles.as_ptr());
+        let bias = layer.bias.as_ptr().cast::<[i32; TILE_ROWS]>();
+        let mul = layer.multiplier.as_ptr().cast::<i32>();
+        for (b, count) in layer.counts.iter().enumerate() {
+            let n = u16_of(count);
+            // SAFETY: `layer` is checked against `x` (the caller's guarantee): the counts add up
+            // to `kept.len()`, so the row block's `n` groups are the next ones of `kept`
+            // (halfword-aligned, checked), each one of `x`'s (word-aligned, whole groups:
+            // checked), and its `n` tiles the next ones of `tiles` (a tile per kept group,
+            // checked), word-aligned (checked, and tiles are whole words); its 16 rows are among
+            // those of the biases and multipliers (word-aligned, checked), shifts and outputs
+            // (checked).
+            unsafe {
+                let block = core::slice::from_raw_parts(kept, n);
+                let rows = b * TILE_ROWS;
+                if n <= LIST_GROUPS {
+                    let mut acc = bias.add(b).read();
+                    let list = groups.room();
+                    let mut sum = 0;
+                    let live =
+                        gather_kept_at::<true, 32>(list, block, x, w.addr() as u32, &mut sum);
+                    let excess = (sum as i32).wrapping_mul(NIBBLE_OFFSET);
+                    block_rows4_at(core::slice::from_raw_parts(list, live), excess, &mut acc);
+                    let out =
+                        core::slice::from_raw_parts_mut(out.as_mut_ptr().add(rows), TILE_ROWS);
+                    requantize_rows(
+                        acc.as_ptr(),
+                        mul.add(rows),
+                        layer.shift.as_ptr().add(rows),
+                        out,
+                    );
+                } else {
+                    let tiles = core::slice::from_raw_parts(w, n * TILE4_BYTES);
+                    let rows = (
+                        &*bias.add(b).cast(),
+                        &*layer.multiplier.as_ptr().add(rows).cast(),
+                        &*layer.shift.as_ptr().add(rows).cast(),
+                        &mut *out.as_mut_ptr().add(rows).cast(),
+                    );
+                    kept_block_out::<Self, NIBBLES>(tiles, block, x, groups, rows);
+                }
+                kept = kept.add(n);
+                w = w.add(n * TILE4_BYTES);
+            }
         }
     }
 
@@ -908,6 +1014,87 @@ fn block_rows4(w: &[u32], entries: &[Paired], out: &mut [i32; TILE_ROWS]) {
             out("r11") _,
             out("r12") _,
             out("lr") _,
+        );
+    }
+}
+
+/// [`crate::quant::requantize_halves`] in Thumb-1 assembly, for `out.len()` rows of `acc`,
+/// `multiplier` (word-aligned) and `shift`: a row ≤ 0 is the ReLU's 0 (8 instructions); a positive
+/// one's upper word is `ah·mh + ((ah·ml + al·mh + (al·ml >> 16)) >> 16)` from its halves (`a`, `m`
+/// both below 2^31, so the inner sum stays below 2^32 − 2^17 and never carries: the nested floors
+/// give the product's upper word exactly), then shifted and rounded as
+/// [`crate::quant::requantize`] does: 31 instructions.
+///
+/// # Safety
+/// `acc`, `multiplier` and `shift` hold `out.len()` rows each; `multiplier` is word-aligned.
+#[cfg(thumb1_only)]
+#[inline(never)]
+unsafe fn requantize_rows(
+    acc: *const i32,
+    multiplier: *const i32,
+    shift: *const u8,
+    out: &mut [u8],
+) {
+    if out.is_empty() {
+        return;
+    }
+    let end = out.as_mut_ptr_range().end;
+    // After `ldm` has moved past a row's accumulator, its multiplier is `mul_at` bytes on; a
+    // row's shift is `shift_at` bytes from its output.
+    let mul_at = (multiplier.addr() as u32).wrapping_sub(acc.addr() as u32 + 4);
+    let shift_at = (shift.addr() as u32).wrapping_sub(out.as_ptr().addr() as u32);
+    // SAFETY: reads `out.len()` rows of `acc`, `multiplier` (words, aligned: the caller's
+    // guarantee) and `shift`, and writes `out`. Only the named registers change (r6 and r7,
+    // LLVM's, are saved and restored).
+    unsafe {
+        core::arch::asm!(
+            "push {{r6, r7}}",
+            "mov r9, r4",
+            "2:",
+            "ldm r0!, {{r4}}",
+            "movs r5, #0",
+            "cmp r4, #0",
+            "ble 3f",
+            "ldr r5, [r0, r1]",
+            // al, ml, ah, mh; ah kept in r12 (`muls` overwrites its destination).
+            "uxth r6, r4",
+            "uxth r7, r5",
+            "lsrs r4, r4, #16",
+            "lsrs r5, r5, #16",
+            "mov r12, r4",
+            "muls r4, r7, r4",
+            "muls r7, r6, r7",
+            "lsrs r7, r7, #16",
+            "adds r4, r4, r7",
+            "muls r6, r5, r6",
+            "adds r4, r4, r6",
+            "lsrs r4, r4, #16",
+            "mov r6, r12",
+            "muls r5, r6, r5",
+            "adds r5, r5, r4",
+            // ((hi >> (shift - 33)) + 1) >> 1, at most 255 (hi ≥ 0 here).
+            "ldrb r6, [r3, r2]",
+            "subs r6, #33",
+            "lsrs r5, r6",
+            "adds r5, #1",
+            "lsrs r5, r5, #1",
+            "cmp r5, #255",
+            "bls 3f",
+            "movs r5, #255",
+            "3:",
+            "strb r5, [r3]",
+            "adds r3, #1",
+            "cmp r3, r9",
+            "bne 2b",
+            "pop {{r6, r7}}",
+            inout("r0") acc => _,
+            in("r1") mul_at,
+            in("r2") shift_at,
+            inout("r3") out.as_mut_ptr() => _,
+            inout("r4") end => _,
+            out("r5") _,
+            out("r9") _,
+            out("r12") _,
         );
     }
 }
