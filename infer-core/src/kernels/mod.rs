@@ -77,12 +77,13 @@
 //!   word is not zero — a branch per kept tile — building the block's own gathered list in the
 //!   architecture's form, with offsets into the block's stored tiles; the architecture's ordinary
 //!   walk then multiplies that list. The work is the tiles both kept and live, plus the test;
-//! - AVX-512 VNNI: without a branch, 8 row blocks at a time.
-//!   The input's live groups become a bitmap in one register; each block's kept groups are
-//!   looked up in it 16 at a time (`vpermd`, `vpsrlvd`, `vptestmd`) and the live ones' tile
-//!   offsets and groups compressed (`vpcompressd`) into the block's list; only then, so that no
-//!   walk waits for the stores it reads, each list is walked. The work is the tiles both kept
-//!   and live, plus about 7 vector instructions per 16 kept tiles;
+//! - AVX-512 VNNI: without a branch, a whole hidden layer in one step (`kept_layer_out`), 8 row
+//!   blocks at a time. The input's live groups become a bitmap in one register, once per layer;
+//!   each block's kept groups are looked up in it 16 at a time (`vpermd`, `vpsrlvd`, `vptestmd`)
+//!   and the live ones' tile offsets and groups compressed (`vpcompressd`) into the block's list;
+//!   only then, so that no walk waits for the stores it reads, each list is walked, and its 16
+//!   sums requantized in the register (`vpmuldq` on even and odd lanes). The work is the tiles
+//!   both kept and live, plus about 7 vector instructions per 16 kept tiles;
 //! - AVX2, which has no compress: the same lists, from a 256-bit bitmap 8 kept groups at a time
 //!   (`vpermd`, `vpsrlvd`, `vmovmskps`), the compress a `vpermd` by a 2 KB table of lane
 //!   orders; each list walked as [`matvec`]'s quarter tiles. Where a batch of row blocks keeps
@@ -105,9 +106,11 @@
 //! from the biases themselves (less the nibble offset, known once the block is gathered), and
 //! each quarter tile's four sums are requantized as they leave it, in registers. A row block
 //! costs its kept tiles, 128 instructions of requantization and about 90 more (its biases, the
-//! list's end, the four walks' entries and exits; a per-address profile of the emulated M4). The Thumb-1 walk of a 4-bit block reads its
-//! entries' addresses too, its eight passes written out, and takes the nibble offset off as it
-//! adds each row.
+//! list's end, the four walks' entries and exits; a per-address profile of the emulated M4). On
+//! Thumb-1 a 4-bit layer goes the same way: the biases copied by words (the model format aligns
+//! them), the walk reading its entries' addresses, its eight passes written out, taking the
+//! nibble offset off as it adds each row, and the requantization in assembly (16-bit halves: the
+//! Cortex-M0 has no long multiply). On AVX-512 VNNI, above, the step is the whole layer too.
 //!
 //! The output layer's walk stops at the last quarter tile holding a class where the architecture
 //! walks quarter tiles (`QUARTER_ROWS`, the Cortex-M DSP's 8-bit walk): a 10-class layer's padding

@@ -7,7 +7,8 @@ use core::arch::x86_64::*;
 use core::mem::MaybeUninit;
 
 use super::arch::{
-    Arch, BatchArch, GROUP, Groups, KEPT_BLOCKS, LIST_GROUPS, NIBBLE_OFFSET, TILE_BYTES, TILE_ROWS,
+    Arch, BatchArch, GROUP, Groups, KEPT_BLOCKS, KeptLayer, LIST_GROUPS, NIBBLE_OFFSET, TILE_BYTES,
+    TILE_ROWS, kept_layer_out_by_blocks, u16_of,
 };
 
 // Every feature a kernel's `#[target_feature]` enables is one its detection checks.
@@ -85,7 +86,7 @@ macro_rules! vnni_arch {
         panel: $panel:literal, panel_x4: $panel4:literal,
         $zero:ident, $set1:ident, $load:ident, $store:ident, $dpbusd:ident, $add:ident,
         unpack4: $unpack4:ident
-        $(, kept_blocks: $kept_blocks:ident)?
+        $(, kept_layer: $kept_layer:ident)?
     ) => {
         $(#[$doc])*
         pub(crate) struct $arch;
@@ -324,18 +325,15 @@ macro_rules! vnni_arch {
             }
 
             $(
-                const KEPT_BATCH: bool = true;
-
                 #[target_feature(enable = $features)]
-                unsafe fn kept_blocks<const NIBBLES: bool>(
-                    blocks: &[(&[[u8; 2]], &[u8])],
+                unsafe fn kept_layer_out<const NIBBLES: bool>(
+                    layer: KeptLayer<'_>,
                     x: &[u8],
                     groups: &mut Groups<Dword>,
-                    bias: Option<&[[u8; 4]]>,
-                    out: &mut [i32],
+                    out: &mut [u8],
                 ) {
                     // SAFETY: the caller's guarantee.
-                    unsafe { Self::$kept_blocks::<NIBBLES>(blocks, x, groups, bias, out) }
+                    unsafe { Self::$kept_layer::<NIBBLES>(layer, x, groups, out) }
                 }
             )?
 
@@ -453,7 +451,7 @@ vnni_arch!(
     _mm512_dpbusd_epi32,
     _mm512_add_epi32,
     unpack4: unpack4_512,
-    kept_blocks: kept_live
+    kept_layer: kept_layer
 );
 
 vnni_arch!(
@@ -536,8 +534,7 @@ impl Avx512Vnni {
     }
 }
 
-/// `x` as whole groups, if the list walks ([`Avx512Vnni::kept_live`], [`Avx2::kept_live`]) take
-/// these row blocks: `x` of whole groups, at most `bitmap` of them; at most [`KEPT_BLOCKS`] row
+/// `x` as whole groups, if AVX2's list walk ([`Avx2::kept_live`]) takes these row blocks: `x` of whole groups, at most `bitmap` of them; at most [`KEPT_BLOCKS`] row
 /// blocks, each with at most [`LIST_GROUPS`] kept tiles of `tile` bytes, all stored; 16 rows of
 /// `out` (and of `bias`) each.
 fn lists_take<'x>(
@@ -580,39 +577,53 @@ fn start_of(bias: Option<&[[u8; 4]]>, b: usize, out: &[i32]) -> *const i32 {
     }
 }
 
-/// The largest groups index [`Avx512Vnni::kept_live`]'s live bitmap holds (512 bits).
+/// The largest groups index [`Avx512Vnni::kept_layer`]'s live bitmap holds (512 bits).
 const BITMAP_GROUPS: usize = 512;
 
 impl Avx512Vnni {
-    /// [`Arch::kept_blocks`]: only the tiles both kept and live are loaded and multiplied. The
-    /// input's live groups become a bitmap in one register, once; then, for every row block of
-    /// the batch first, its kept groups are looked up in it 16 at a time (`vpermd`, `vpsrlvd`,
-    /// `vptestmd`) and the live ones' tile offsets and groups compressed (`vpcompressd`) into
-    /// the block's list, without a branch; then every block's list is walked in four
-    /// accumulator chains, the group's inputs broadcast from `x`. (All gathers come before any
-    /// walk, so that no walk waits for the stores of the list it reads.) A vector with a partial
-    /// group or more than 512 groups, or a row block not as [`Arch::kept_rows`] requires, goes
-    /// tile by tile.
+    /// [`Arch::kept_layer_out`]: only the tiles both kept and live are loaded and multiplied. The
+    /// input's live groups become a bitmap in one register, once per layer; then, for every row
+    /// block of a batch of [`KEPT_BLOCKS`] first, its kept groups are looked up in it 16 at a
+    /// time (`vpermd`, `vpsrlvd`, `vptestmd`) and the live ones' tile offsets and groups
+    /// compressed (`vpcompressd`) into the block's list, without a branch; then every block's
+    /// list is walked in four accumulator chains, the group's inputs broadcast from `x`, and its
+    /// 16 sums requantized in the register ([`requantize16`]). (All gathers of a batch come
+    /// before any walk, so that no walk waits for the stores of the list it reads.) A vector with
+    /// a partial group or more than 512 groups, or a row block of more than [`LIST_GROUPS`] kept
+    /// tiles, goes the default way.
     ///
     /// # Safety
-    /// As [`Arch::kept_blocks`].
+    /// As [`Arch::kept_layer_out`].
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,popcnt")]
-    unsafe fn kept_live<const NIBBLES: bool>(
-        blocks: &[(&[[u8; 2]], &[u8])],
+    unsafe fn kept_layer<const NIBBLES: bool>(
+        layer: KeptLayer<'_>,
         x: &[u8],
         groups: &mut Groups<Dword>,
-        bias: Option<&[[u8; 4]]>,
-        out: &mut [i32],
+        out: &mut [u8],
     ) {
         // SAFETY (of every fallback below): the caller's guarantee.
-        let by_rows = |groups: &mut Groups<Dword>, out: &mut [i32]| unsafe {
-            super::arch::kept_blocks_by_rows::<Self, NIBBLES>(blocks, x, groups, bias, out)
+        let default = |groups: &mut Groups<Dword>, out: &mut [u8]| unsafe {
+            kept_layer_out_by_blocks::<Self, NIBBLES>(layer, x, groups, out)
         };
         let tile = if NIBBLES { TILE_BYTES / 2 } else { TILE_BYTES };
-        let Some(whole) = lists_take(blocks, x, (tile, BITMAP_GROUPS), bias, out) else {
-            return by_rows(groups, out);
-        };
+        let rows = TILE_ROWS * layer.counts.len();
+        let (whole, tail) = x.as_chunks::<GROUP>();
+        let lengths = [
+            layer.bias.len(),
+            layer.multiplier.len(),
+            layer.shift.len(),
+            out.len(),
+        ];
+        if !tail.is_empty()
+            || whole.len() > BITMAP_GROUPS
+            || lengths.iter().any(|&n| n < rows)
+            || layer.kept.len().checked_mul(tile) != Some(layer.tiles.len())
+            || layer.counts.iter().any(|c| u16_of(c) > LIST_GROUPS)
+            || layer.counts.iter().map(u16_of).sum::<usize>() != layer.kept.len()
+        {
+            return default(groups, out);
+        }
         // Bit g of the bitmap: group g is live.
         let mut bits = [0u16; BITMAP_GROUPS / 16];
         for (bits, sixteen) in bits.iter_mut().zip(whole.chunks(16)) {
@@ -624,92 +635,155 @@ impl Avx512Vnni {
         // A blank group, whose zero inputs pad the lists to whole quads. If there is none, every
         // kept tile is live: multiplied tile by tile.
         let Some(blank) = first_blank(bytemuck::cast_slice(&bits), whole.len()) else {
-            return by_rows(groups, out);
+            return default(groups, out);
         };
         let padding = _mm512_set1_epi32(blank as i32);
         // SAFETY: 64 bytes; unaligned load.
         let bitmap = unsafe { _mm512_loadu_si512(bits.as_ptr().cast()) };
-        // Each block's list: per live kept tile, its offset in the block's tiles (high half)
-        // and its group (low half); room for a vector stored past the last entry.
-        let mut lists = [const { MaybeUninit::<[u32; LIST_GROUPS + 16]>::uninit() }; KEPT_BLOCKS];
-        let mut counts = [0usize; KEPT_BLOCKS];
         let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
         let step = _mm512_set1_epi32((16 * tile) as i32);
         let groups_v = _mm512_set1_epi32(whole.len() as i32);
-        for ((&(kept, _), list), count) in blocks.iter().zip(&mut lists).zip(&mut counts) {
-            let mut offsets = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(tile as i32));
-            let mut n = 0;
-            for sixteen in kept.chunks(16) {
-                let valid = (u32::MAX >> (32 - sixteen.len())) as __mmask16;
-                // SAFETY: `sixteen.len()` u16s are readable; the rest are not read.
-                let g = _mm512_cvtepu16_epi32(unsafe {
-                    _mm256_maskz_loadu_epi16(valid, sixteen.as_ptr().cast())
-                });
-                let word = _mm512_permutexvar_epi32(_mm512_srli_epi32::<5>(g), bitmap);
-                let bit = _mm512_srlv_epi32(word, _mm512_and_si512(g, _mm512_set1_epi32(31)));
-                let live = _mm512_mask_test_epi32_mask(valid, bit, _mm512_set1_epi32(1));
-                // (Every kept group is one of `x`'s; a lane that were not is never read.)
-                let live = _mm512_mask_cmplt_epu32_mask(live, g, groups_v);
-                let entries = _mm512_or_si512(_mm512_slli_epi32::<16>(offsets), g);
-                // SAFETY: `n` ≤ `kept.len()` ≤ LIST_GROUPS entries so far; 16 more fit.
-                unsafe {
-                    _mm512_storeu_si512(
-                        list.as_mut_ptr().cast::<u32>().add(n).cast(),
-                        _mm512_mask_compress_epi32(padding, live, entries),
-                    )
-                };
-                n += live.count_ones() as usize;
-                offsets = _mm512_add_epi32(offsets, step);
-            }
-            // The padding up to a whole quad (tile 0 times the blank group's zero inputs).
-            // SAFETY: `n` ≤ LIST_GROUPS; 16 more fit.
-            unsafe { _mm512_storeu_si512(list.as_mut_ptr().cast::<u32>().add(n).cast(), padding) };
-            *count = n.next_multiple_of(4);
-        }
         let xp = whole.as_ptr().cast::<i32>();
-        let outs = out.chunks_exact_mut(TILE_ROWS).enumerate();
-        for (((&(_, w), list), &n), (b, out)) in blocks.iter().zip(&lists).zip(&counts).zip(outs) {
-            let mut acc = [_mm512_setzero_si512(); 4];
-            let mut sad = _mm512_setzero_si512();
-            let mut step = |acc: &mut __m512i, e: u32| {
-                let (offset, g) = ((e >> 16) as usize, (e & 0xffff) as usize);
-                // SAFETY: `g` is a live group of `x` (below `whole.len()`), `offset` a tile of `w`
-                // (both as gathered above).
-                let (xv, wv) = unsafe {
+        let (mut kept, mut tiles) = (layer.kept.as_ptr(), layer.tiles.as_ptr());
+        let rows = |b: usize| TILE_ROWS * b..TILE_ROWS * (b + 1);
+        for (first, counts) in layer.counts.chunks(KEPT_BLOCKS).enumerate() {
+            // Each block's kept groups and tiles: the next ones of the layer's, which the counts
+            // add up to (checked), a tile per kept group (checked).
+            let mut batch: [(&[[u8; 2]], &[u8]); KEPT_BLOCKS] = [(&[], &[]); KEPT_BLOCKS];
+            for (slot, count) in batch.iter_mut().zip(counts) {
+                let n = u16_of(count);
+                // SAFETY: as above, inside `layer.kept` and `layer.tiles`.
+                unsafe {
+                    *slot = (
+                        core::slice::from_raw_parts(kept, n),
+                        core::slice::from_raw_parts(tiles, n * tile),
+                    );
+                    kept = kept.add(n);
+                    tiles = tiles.add(n * tile);
+                }
+            }
+            let batch = batch.get(..counts.len()).unwrap_or(&[]);
+            // Each block's list: per live kept tile, its offset in the block's tiles (high half)
+            // and its group (low half); room for a vector stored past the last entry.
+            let mut lists =
+                [const { MaybeUninit::<[u32; LIST_GROUPS + 16]>::uninit() }; KEPT_BLOCKS];
+            let mut lens = [0usize; KEPT_BLOCKS];
+            for ((&(kept, _), list), len) in batch.iter().zip(&mut lists).zip(&mut lens) {
+                let mut offsets = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(tile as i32));
+                let mut n = 0;
+                for sixteen in kept.chunks(16) {
+                    let valid = (u32::MAX >> (32 - sixteen.len())) as __mmask16;
+                    // SAFETY: `sixteen.len()` u16s are readable; the rest are not read.
+                    let g = _mm512_cvtepu16_epi32(unsafe {
+                        _mm256_maskz_loadu_epi16(valid, sixteen.as_ptr().cast())
+                    });
+                    let word = _mm512_permutexvar_epi32(_mm512_srli_epi32::<5>(g), bitmap);
+                    let bit = _mm512_srlv_epi32(word, _mm512_and_si512(g, _mm512_set1_epi32(31)));
+                    let live = _mm512_mask_test_epi32_mask(valid, bit, _mm512_set1_epi32(1));
+                    // (Every kept group is one of `x`'s; a lane that were not is never read.)
+                    let live = _mm512_mask_cmplt_epu32_mask(live, g, groups_v);
+                    let entries = _mm512_or_si512(_mm512_slli_epi32::<16>(offsets), g);
+                    // SAFETY: `n` ≤ `kept.len()` ≤ LIST_GROUPS entries so far; 16 more fit.
+                    unsafe {
+                        _mm512_storeu_si512(
+                            list.as_mut_ptr().cast::<u32>().add(n).cast(),
+                            _mm512_mask_compress_epi32(padding, live, entries),
+                        )
+                    };
+                    n += live.count_ones() as usize;
+                    offsets = _mm512_add_epi32(offsets, step);
+                }
+                // The padding up to a whole quad (tile 0 times the blank group's zero inputs).
+                // SAFETY: `n` ≤ LIST_GROUPS; 16 more fit.
+                unsafe {
+                    _mm512_storeu_si512(list.as_mut_ptr().cast::<u32>().add(n).cast(), padding)
+                };
+                *len = n.next_multiple_of(4);
+            }
+            let walks = batch.iter().zip(&lists).zip(&lens).enumerate();
+            for (i, ((&(_, w), list), &n)) in walks {
+                let b = first * KEPT_BLOCKS + i;
+                let mut acc = [_mm512_setzero_si512(); 4];
+                let mut sad = _mm512_setzero_si512();
+                let mut step = |acc: &mut __m512i, e: u32| {
+                    let (offset, g) = ((e >> 16) as usize, (e & 0xffff) as usize);
+                    // SAFETY: `g` is a live group of `x` (below `whole.len()`), `offset` a tile
+                    // of `w` (both as gathered above).
+                    let (xv, wv) = unsafe {
+                        (
+                            _mm512_set1_epi32(xp.add(g).read_unaligned()),
+                            Self::tile::<NIBBLES>(w.as_ptr(), offset)[0],
+                        )
+                    };
+                    if NIBBLES {
+                        sad = _mm512_add_epi64(sad, _mm512_sad_epu8(xv, _mm512_setzero_si512()));
+                    }
+                    *acc = _mm512_dpbusd_epi32(*acc, xv, wv);
+                };
+                // SAFETY: the gather above wrote the first `n` entries (and more).
+                let list = unsafe { core::slice::from_raw_parts(list.as_ptr().cast::<u32>(), n) };
+                for quad in list.as_chunks::<4>().0 {
+                    let [a0, a1, a2, a3] = &mut acc;
+                    step(a0, quad[0]);
+                    step(a1, quad[1]);
+                    step(a2, quad[2]);
+                    step(a3, quad[3]);
+                }
+                let (bias, mul, shift) = (
+                    layer.bias.get(rows(b)).unwrap_or(&[]),
+                    layer.multiplier.get(rows(b)).unwrap_or(&[]),
+                    layer.shift.get(rows(b)).unwrap_or(&[]),
+                );
+                let Some(out) = out.get_mut(rows(b)) else {
+                    return;
+                };
+                if bias.len() < TILE_ROWS || mul.len() < TILE_ROWS || shift.len() < TILE_ROWS {
+                    return;
+                }
+                // SAFETY: 16 rows of each (checked); unaligned loads.
+                let (init, mul, shift) = unsafe {
                     (
-                        _mm512_set1_epi32(xp.add(g).read_unaligned()),
-                        Self::tile::<NIBBLES>(w.as_ptr(), offset)[0],
+                        _mm512_loadu_si512(bias.as_ptr().cast()),
+                        _mm512_loadu_si512(mul.as_ptr().cast()),
+                        _mm_loadu_si128(shift.as_ptr().cast()),
                     )
                 };
+                let mut total = _mm512_add_epi32(
+                    _mm512_add_epi32(init, _mm512_add_epi32(acc[0], acc[1])),
+                    _mm512_add_epi32(acc[2], acc[3]),
+                );
                 if NIBBLES {
-                    sad = _mm512_add_epi64(sad, _mm512_sad_epu8(xv, _mm512_setzero_si512()));
+                    // The 4-bit offset: a broadcast dword's 8-byte lanes each sum its 4 bytes twice.
+                    let sum = (_mm512_cvtsi512_si32(sad) as u32 / 2) as i32;
+                    let excess = _mm512_set1_epi32(sum.wrapping_mul(NIBBLE_OFFSET));
+                    total = _mm512_sub_epi32(total, excess);
                 }
-                *acc = _mm512_dpbusd_epi32(*acc, xv, wv);
-            };
-            // SAFETY: the gather above wrote the first `n` entries (and more).
-            let list = unsafe { core::slice::from_raw_parts(list.as_ptr().cast::<u32>(), n) };
-            for quad in list.as_chunks::<4>().0 {
-                let [a0, a1, a2, a3] = &mut acc;
-                step(a0, quad[0]);
-                step(a1, quad[1]);
-                step(a2, quad[2]);
-                step(a3, quad[3]);
+                // SAFETY: 16 bytes (checked); unaligned store.
+                unsafe {
+                    _mm_storeu_si128(out.as_mut_ptr().cast(), requantize16(total, mul, shift))
+                };
             }
-            // SAFETY: 16 i32s (`bias` and `out` checked above); unaligned load.
-            let init = unsafe { _mm512_loadu_si512(start_of(bias, b, out).cast()) };
-            let mut total = _mm512_add_epi32(
-                _mm512_add_epi32(init, _mm512_add_epi32(acc[0], acc[1])),
-                _mm512_add_epi32(acc[2], acc[3]),
-            );
-            if NIBBLES {
-                // The 4-bit offset: a broadcast dword's 8-byte lanes each sum its 4 bytes twice.
-                let sum = (_mm512_cvtsi512_si32(sad) as u32 / 2) as i32;
-                let excess = _mm512_set1_epi32(sum.wrapping_mul(NIBBLE_OFFSET));
-                total = _mm512_sub_epi32(total, excess);
-            }
-            store(&[total], out);
         }
     }
+}
+
+/// [`crate::quant::requantize`] of 16 rows in one register: `acc`'s lanes times `mul`'s as 64-bit
+/// products (`vpmuldq` on the even lanes, then on the odd ones shifted down), their upper words
+/// shifted by `shift − 33` (the low 5 bits, as `wrapping_shr` takes them), rounded, and clamped
+/// to a byte: the same bytes as the portable requantization, for every input.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,popcnt")]
+fn requantize16(acc: __m512i, mul: __m512i, shift: __m128i) -> __m128i {
+    let even = _mm512_mul_epi32(acc, mul);
+    let odd = _mm512_mul_epi32(_mm512_srli_epi64::<32>(acc), _mm512_srli_epi64::<32>(mul));
+    let hi = _mm512_mask_blend_epi32(0xaaaa, _mm512_srli_epi64::<32>(even), odd);
+    let s = _mm512_and_si512(
+        _mm512_sub_epi32(_mm512_cvtepu8_epi32(shift), _mm512_set1_epi32(33)),
+        _mm512_set1_epi32(31),
+    );
+    let scaled = _mm512_add_epi32(_mm512_srav_epi32(hi, s), _mm512_set1_epi32(1));
+    let q = _mm512_max_epi32(_mm512_srai_epi32::<1>(scaled), _mm512_setzero_si512());
+    _mm512_cvtusepi32_epi8(q)
 }
 
 /// The most groups the AVX2 walks' live bitmap holds (256 bits, one register).
@@ -767,7 +841,7 @@ fn nibble_excess(sad: __m256i) -> __m256i {
 }
 
 impl Avx2 {
-    /// [`Arch::kept_blocks`] without a compress instruction: as [`Avx512Vnni::kept_live`], with a
+    /// [`Arch::kept_blocks`] without a compress instruction: as [`Avx512Vnni::kept_layer`], with a
     /// 256-bit bitmap (`vpermd`, `vpsrlvd`, `vmovmskps`, 8 kept groups at a time) and the compress a
     /// `vpermd` by a 2 KB table of lane orders; then each row block's list walked by
     /// [`Self::walk_list`]. (On AVX-VNNI, whose tile step is two `vpdpbusd`s, this measured 1.16×
