@@ -369,6 +369,29 @@ pub(crate) struct KeptLayer<'a> {
     pub shift: &'a [u8],
 }
 
+impl KeptLayer<'_> {
+    /// Whether the layer's lengths are what a walk by pointers needs, into `out` rows: a tile
+    /// of `tile` bytes per kept group, and 16 biases, multipliers, shifts and outputs per row
+    /// block.
+    #[cfg_attr(
+        not(any(cortex_m_dsp, thumb1_only, target_arch = "x86_64")),
+        allow(dead_code)
+    )]
+    #[inline(always)]
+    pub(crate) fn fits(self, tile: usize, out: usize) -> bool {
+        let rows = self.counts.len() * TILE_ROWS;
+        let short = [
+            self.bias.len(),
+            self.multiplier.len(),
+            self.shift.len(),
+            out,
+        ]
+        .iter()
+        .any(|&n| n < rows);
+        !short && self.kept.len().checked_mul(tile) == Some(self.tiles.len())
+    }
+}
+
 /// `out[j] = bias[j]` (little-endian i32s), as many as both hold.
 #[inline(always)]
 pub(crate) fn set_biases(out: &mut [i32], bias: &[[u8; 4]]) {
@@ -644,7 +667,7 @@ impl<G> Groups<G> {
     ///
     /// # Safety
     /// `live` keeps that contract.
-    #[cfg_attr(not(any(cortex_m_dsp, thumb1_only)), allow(dead_code))]
+    #[cfg_attr(not(cortex_m_dsp), allow(dead_code))]
     #[inline(always)]
     pub(crate) unsafe fn gather_whole<A: Arch<Group = G>>(
         &mut self,

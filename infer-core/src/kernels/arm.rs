@@ -179,19 +179,9 @@ impl Arch for Dsp {
         out: &mut [u8],
     ) {
         let tile = if NIBBLES { TILE4_BYTES } else { TILE_BYTES };
-        let rows = layer.counts.len() * TILE_ROWS;
-        let short = [
-            layer.bias.len(),
-            layer.multiplier.len(),
-            layer.shift.len(),
-            out.len(),
-        ]
-        .iter()
-        .any(|&n| n < rows);
-        if short
+        if !layer.fits(tile, out.len())
             || !x.len().is_multiple_of(GROUP)
             || layer.tiles.as_ptr().align_offset(4) != 0
-            || layer.kept.len().checked_mul(tile) != Some(layer.tiles.len())
         {
             // SAFETY: the caller's guarantee.
             return unsafe { kept_layer_out_portable::<NIBBLES>(layer, x, groups, out) };

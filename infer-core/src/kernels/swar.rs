@@ -159,13 +159,7 @@ impl Arch for Swar {
         ) {
             // SAFETY: as below, each entry's tile one of `w`'s 32-byte tiles (a tile per kept
             // group, the caller's guarantee), word-aligned (checked).
-            unsafe {
-                groups.fill_with(kept.len() * GROUP, |list| {
-                    gather_kept_at::<true, 32>(list, kept, x, w.as_ptr().addr() as u32, &mut sum)
-                });
-                let excess = (sum as i32).wrapping_mul(super::arch::NIBBLE_OFFSET);
-                block_rows4_at(groups.entries(), excess, out);
-            }
+            unsafe { kept_block4_at(w.as_ptr(), kept, x, groups, out) };
             return 0;
         }
         // SAFETY: every group of `kept` is below `x.len() / 4` (the `Arch::kept_rows` contract,
@@ -245,13 +239,6 @@ impl Arch for Swar {
         groups: &mut Groups<Paired>,
         out: &mut [u8],
     ) {
-        let rows = layer.counts.len() * TILE_ROWS;
-        let lengths = [
-            layer.bias.len(),
-            layer.multiplier.len(),
-            layer.shift.len(),
-            out.len(),
-        ];
         let aligned = layer.tiles.as_ptr().align_offset(4) == 0
             && layer.kept.as_ptr().align_offset(2) == 0
             && x.as_ptr().align_offset(4) == 0
@@ -259,9 +246,8 @@ impl Arch for Swar {
             && layer.multiplier.as_ptr().align_offset(4) == 0;
         if !NIBBLES
             || !aligned
-            || lengths.iter().any(|&n| n < rows)
+            || !layer.fits(TILE4_BYTES, out.len())
             || !x.len().is_multiple_of(GROUP)
-            || layer.kept.len().checked_mul(TILE4_BYTES) != Some(layer.tiles.len())
         {
             // SAFETY: the caller's guarantee.
             return unsafe { kept_layer_out_by_blocks::<Self, NIBBLES>(layer, x, groups, out) };
@@ -283,12 +269,7 @@ impl Arch for Swar {
                 let rows = b * TILE_ROWS;
                 if n <= LIST_GROUPS {
                     let mut acc = bias.add(b).read();
-                    let list = groups.room();
-                    let mut sum = 0;
-                    let live =
-                        gather_kept_at::<true, 32>(list, block, x, w.addr() as u32, &mut sum);
-                    let excess = (sum as i32).wrapping_mul(NIBBLE_OFFSET);
-                    block_rows4_at(core::slice::from_raw_parts(list, live), excess, &mut acc);
+                    kept_block4_at(w, block, x, groups, &mut acc);
                     let out =
                         core::slice::from_raw_parts_mut(out.as_mut_ptr().add(rows), TILE_ROWS);
                     requantize_rows(
@@ -805,6 +786,33 @@ unsafe fn gather_kept<const SUM: bool>(
 ) -> usize {
     // SAFETY: the caller's guarantee.
     unsafe { gather_kept_at::<SUM, 64>(list, kept, x, 0, sum) }
+}
+
+/// `out += W · x` for one 4-bit row block of kept tiles, on Thumb-1: the kept groups live in `x`
+/// gathered with their tiles' addresses ([`gather_kept_at`], from `w`, 32 bytes a tile), then
+/// walked by [`block_rows4_at`], which takes the 4-bit offset off itself.
+///
+/// # Safety
+/// `kept` is halfword-aligned and holds at most [`LIST_GROUPS`] groups, each below `x.len() / 4`;
+/// `x` is word-aligned; `w` holds a word-aligned 32-byte tile per kept group.
+#[cfg(thumb1_only)]
+#[inline(always)]
+unsafe fn kept_block4_at(
+    w: *const u8,
+    kept: &[[u8; 2]],
+    x: &[u8],
+    groups: &mut Groups<Paired>,
+    out: &mut [i32; TILE_ROWS],
+) {
+    let mut sum = 0;
+    let list = groups.room();
+    // SAFETY: the caller's guarantee; the list has room for LIST_GROUPS entries, of which the
+    // gather writes the first `live`.
+    unsafe {
+        let live = gather_kept_at::<true, 32>(list, kept, x, w.addr() as u32, &mut sum);
+        let excess = (sum as i32).wrapping_mul(NIBBLE_OFFSET);
+        block_rows4_at(core::slice::from_raw_parts(list, live), excess, out);
+    }
 }
 
 /// One entry of [`block_rows4_at`]: as [`thumb1_entry`], its weight word at `r4` plus `$off`

@@ -534,9 +534,9 @@ impl Avx512Vnni {
     }
 }
 
-/// `x` as whole groups, if AVX2's list walk ([`Avx2::kept_live`]) takes these row blocks: `x` of whole groups, at most `bitmap` of them; at most [`KEPT_BLOCKS`] row
-/// blocks, each with at most [`LIST_GROUPS`] kept tiles of `tile` bytes, all stored; 16 rows of
-/// `out` (and of `bias`) each.
+/// `x` as whole groups, if AVX2's list walk ([`Avx2::kept_live`]) takes these row blocks: `x` of
+/// whole groups, at most `bitmap` of them; at most [`KEPT_BLOCKS`] row blocks, each with at most
+/// [`LIST_GROUPS`] kept tiles of `tile` bytes, all stored; 16 rows of `out` (and of `bias`) each.
 fn lists_take<'x>(
     blocks: &[(&[[u8; 2]], &[u8])],
     x: &'x [u8],
@@ -607,18 +607,10 @@ impl Avx512Vnni {
             kept_layer_out_by_blocks::<Self, NIBBLES>(layer, x, groups, out)
         };
         let tile = if NIBBLES { TILE_BYTES / 2 } else { TILE_BYTES };
-        let rows = TILE_ROWS * layer.counts.len();
         let (whole, tail) = x.as_chunks::<GROUP>();
-        let lengths = [
-            layer.bias.len(),
-            layer.multiplier.len(),
-            layer.shift.len(),
-            out.len(),
-        ];
         if !tail.is_empty()
             || whole.len() > BITMAP_GROUPS
-            || lengths.iter().any(|&n| n < rows)
-            || layer.kept.len().checked_mul(tile) != Some(layer.tiles.len())
+            || !layer.fits(tile, out.len())
             || layer.counts.iter().any(|c| u16_of(c) > LIST_GROUPS)
             || layer.counts.iter().map(u16_of).sum::<usize>() != layer.kept.len()
         {
@@ -645,8 +637,17 @@ impl Avx512Vnni {
         let groups_v = _mm512_set1_epi32(whole.len() as i32);
         let xp = whole.as_ptr().cast::<i32>();
         let (mut kept, mut tiles) = (layer.kept.as_ptr(), layer.tiles.as_ptr());
-        let rows = |b: usize| TILE_ROWS * b..TILE_ROWS * (b + 1);
-        for (first, counts) in layer.counts.chunks(KEPT_BLOCKS).enumerate() {
+        // Each row block's 16 biases, multipliers, shifts and outputs, in order (as many as the
+        // counts: checked).
+        let mut rows = layer
+            .bias
+            .as_chunks::<TILE_ROWS>()
+            .0
+            .iter()
+            .zip(layer.multiplier.as_chunks::<TILE_ROWS>().0)
+            .zip(layer.shift.as_chunks::<TILE_ROWS>().0)
+            .zip(out.as_chunks_mut::<TILE_ROWS>().0);
+        for counts in layer.counts.chunks(KEPT_BLOCKS) {
             // Each block's kept groups and tiles: the next ones of the layer's, which the counts
             // add up to (checked), a tile per kept group (checked).
             let mut batch: [(&[[u8; 2]], &[u8]); KEPT_BLOCKS] = [(&[], &[]); KEPT_BLOCKS];
@@ -700,9 +701,8 @@ impl Avx512Vnni {
                 };
                 *len = n.next_multiple_of(4);
             }
-            let walks = batch.iter().zip(&lists).zip(&lens).enumerate();
-            for (i, ((&(_, w), list), &n)) in walks {
-                let b = first * KEPT_BLOCKS + i;
+            let walks = batch.iter().zip(&lists).zip(&lens).zip(rows.by_ref());
+            for (((&(_, w), list), &n), (((bias, mul), shift), out)) in walks {
                 let mut acc = [_mm512_setzero_si512(); 4];
                 let mut sad = _mm512_setzero_si512();
                 let mut step = |acc: &mut __m512i, e: u32| {
@@ -729,18 +729,7 @@ impl Avx512Vnni {
                     step(a2, quad[2]);
                     step(a3, quad[3]);
                 }
-                let (bias, mul, shift) = (
-                    layer.bias.get(rows(b)).unwrap_or(&[]),
-                    layer.multiplier.get(rows(b)).unwrap_or(&[]),
-                    layer.shift.get(rows(b)).unwrap_or(&[]),
-                );
-                let Some(out) = out.get_mut(rows(b)) else {
-                    return;
-                };
-                if bias.len() < TILE_ROWS || mul.len() < TILE_ROWS || shift.len() < TILE_ROWS {
-                    return;
-                }
-                // SAFETY: 16 rows of each (checked); unaligned loads.
+                // SAFETY: 16 rows of each; unaligned loads.
                 let (init, mul, shift) = unsafe {
                     (
                         _mm512_loadu_si512(bias.as_ptr().cast()),
@@ -758,7 +747,7 @@ impl Avx512Vnni {
                     let excess = _mm512_set1_epi32(sum.wrapping_mul(NIBBLE_OFFSET));
                     total = _mm512_sub_epi32(total, excess);
                 }
-                // SAFETY: 16 bytes (checked); unaligned store.
+                // SAFETY: 16 bytes; unaligned store.
                 unsafe {
                     _mm_storeu_si128(out.as_mut_ptr().cast(), requantize16(total, mul, shift))
                 };
